@@ -1,0 +1,29 @@
+//! The span model of chaintrace.
+//!
+//! Every other crate speaks these types: decoders in `chaintrace-ingest` turn
+//! wire data (OTLP, Jaeger, Zipkin, JSON) into [`Span`]s once, at the edge;
+//! the store keeps them; queries and analysis read [`Trace`]s. This crate
+//! depends on no other chaintrace crate and does no I/O.
+//!
+//! - [`TraceId`] / [`SpanId`]: fixed-size ids, hex only in JSON.
+//! - [`Span`]: one operation with typed [`AnyValue`] attributes, [`Event`]s,
+//!   [`Link`]s, [`Status`], [`Resource`] and [`Scope`].
+//! - [`Trace`] and [`TraceSummary`]: all spans of one request, and its line in a list.
+//!
+//! ```
+//! use chaintrace_model::{SpanId, TraceId};
+//! let id: TraceId = "5b8efff798038103d269b633813fc60c".parse().unwrap();
+//! assert_eq!(id.to_hex(), "5b8efff798038103d269b633813fc60c");
+//! assert!(SpanId::from_bytes(&[1, 2, 3]).is_err());
+//! ```
+
+mod ids;
+mod span;
+mod trace;
+
+pub use ids::{IdError, SpanId, TraceId};
+pub use span::{
+    find_attr, AnyValue, DurationNanos, Event, KeyValue, Link, Resource, Scope, Span, SpanKind,
+    Status, StatusCode, UnixNanos,
+};
+pub use trace::{Trace, TraceSummary};

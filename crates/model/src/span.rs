@@ -1,0 +1,367 @@
+//! The span: one timed operation of a trace, with typed attributes, events,
+//! links, status, resource and instrumentation scope.
+//!
+//! This is the one shape every decoder produces and every store, query and
+//! analysis consumes. It mirrors the OpenTelemetry data model closely so that
+//! nothing an SDK sends is lost, but uses checked types (ids, nanosecond times,
+//! enums) instead of raw wire values.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SpanId, TraceId};
+
+/// A point in time: nanoseconds since the Unix epoch (UTC).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct UnixNanos(pub u64);
+
+impl UnixNanos {
+    /// Nanoseconds from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: UnixNanos) -> DurationNanos {
+        DurationNanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Whole microseconds, as the Jaeger API counts time.
+    pub fn as_micros(self) -> u64 {
+        self.0 / 1_000
+    }
+
+    /// The current wall-clock time.
+    pub fn now() -> UnixNanos {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        UnixNanos(d.as_nanos() as u64)
+    }
+}
+
+/// A length of time in nanoseconds.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct DurationNanos(pub u64);
+
+impl DurationNanos {
+    /// Whole microseconds.
+    pub fn as_micros(self) -> u64 {
+        self.0 / 1_000
+    }
+
+    /// Milliseconds as a float, for display.
+    pub fn as_millis_f64(self) -> f64 {
+        self.0 as f64 / 1e6
+    }
+}
+
+/// What role a span plays in a call (OTLP `SpanKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKind {
+    /// Not specified by the sender.
+    #[default]
+    Unspecified,
+    /// An internal operation.
+    Internal,
+    /// The server side of a synchronous call.
+    Server,
+    /// The client side of a synchronous call.
+    Client,
+    /// The sender of an asynchronous message.
+    Producer,
+    /// The receiver of an asynchronous message.
+    Consumer,
+}
+
+impl SpanKind {
+    /// Maps the OTLP enum number; unknown numbers become `Unspecified`.
+    pub fn from_otlp(n: i32) -> SpanKind {
+        match n {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+
+    /// The lowercase name used by the Jaeger `span.kind` tag and TraceQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "unspecified",
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
+/// The outcome of a span (OTLP `Status.code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCode {
+    /// The instrumentation did not say.
+    #[default]
+    Unset,
+    /// Explicitly successful.
+    Ok,
+    /// Failed.
+    Error,
+}
+
+impl StatusCode {
+    /// Maps the OTLP enum number; unknown numbers become `Unset`.
+    pub fn from_otlp(n: i32) -> StatusCode {
+        match n {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+
+    /// `UNSET`, `OK` or `ERROR`, as OpenTelemetry spells them.
+    pub fn as_otel_str(self) -> &'static str {
+        match self {
+            StatusCode::Unset => "UNSET",
+            StatusCode::Ok => "OK",
+            StatusCode::Error => "ERROR",
+        }
+    }
+}
+
+/// Status code plus the optional developer-facing message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Unset, ok or error.
+    pub code: StatusCode,
+    /// Description, usually set only for errors; empty when absent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// A typed attribute value (OTLP `AnyValue`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnyValue {
+    /// The sender sent a key with no value.
+    Empty,
+    /// UTF-8 text.
+    String(String),
+    /// A boolean.
+    Bool(bool),
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// A 64-bit float.
+    Double(f64),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// A list of values.
+    Array(Vec<AnyValue>),
+    /// A nested map, order kept.
+    KvList(Vec<KeyValue>),
+}
+
+impl AnyValue {
+    /// The value as text when it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AnyValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer when it is one (or a string holding one).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            AnyValue::Int(i) => Some(*i),
+            AnyValue::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value rendered as display text: strings as is, the rest as JSON-like text.
+    pub fn to_display_string(&self) -> String {
+        match self {
+            AnyValue::Empty => String::new(),
+            AnyValue::String(s) => s.clone(),
+            AnyValue::Bool(b) => b.to_string(),
+            AnyValue::Int(i) => i.to_string(),
+            AnyValue::Double(d) => d.to_string(),
+            AnyValue::Bytes(b) => hex::encode(b),
+            AnyValue::Array(items) => {
+                let parts: Vec<String> = items.iter().map(|v| v.to_display_string()).collect();
+                format!("[{}]", parts.join(", "))
+            }
+            AnyValue::KvList(kvs) => {
+                let parts: Vec<String> = kvs
+                    .iter()
+                    .map(|kv| format!("{}={}", kv.key, kv.value.to_display_string()))
+                    .collect();
+                format!("{{{}}}", parts.join(", "))
+            }
+        }
+    }
+}
+
+impl From<&str> for AnyValue {
+    fn from(s: &str) -> Self {
+        AnyValue::String(s.to_string())
+    }
+}
+impl From<String> for AnyValue {
+    fn from(s: String) -> Self {
+        AnyValue::String(s)
+    }
+}
+impl From<i64> for AnyValue {
+    fn from(i: i64) -> Self {
+        AnyValue::Int(i)
+    }
+}
+impl From<f64> for AnyValue {
+    fn from(d: f64) -> Self {
+        AnyValue::Double(d)
+    }
+}
+impl From<bool> for AnyValue {
+    fn from(b: bool) -> Self {
+        AnyValue::Bool(b)
+    }
+}
+
+/// One attribute: a key and its typed value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// Attribute name, e.g. `gen_ai.request.model`.
+    pub key: String,
+    /// Attribute value.
+    pub value: AnyValue,
+}
+
+impl KeyValue {
+    /// Builds an attribute.
+    pub fn new(key: impl Into<String>, value: impl Into<AnyValue>) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// Finds the value of `key` in an attribute list (first occurrence).
+pub fn find_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attrs.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+}
+
+/// Something that happened at a point in a span's life; an exception is an
+/// event named `exception` with `exception.type`, `exception.message` and
+/// `exception.stacktrace` attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened.
+    pub time: UnixNanos,
+    /// Event name, e.g. `exception` or `API request sent`.
+    pub name: String,
+    /// Event attributes.
+    #[serde(default)]
+    pub attributes: Vec<KeyValue>,
+}
+
+/// A reference from a span to a span of another (or the same) trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// The linked span's trace.
+    pub trace_id: TraceId,
+    /// The linked span.
+    pub span_id: SpanId,
+    /// Link attributes.
+    #[serde(default)]
+    pub attributes: Vec<KeyValue>,
+}
+
+/// The entity that produced the spans: `service.name` and friends.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Resource {
+    /// Resource attributes.
+    pub attributes: Vec<KeyValue>,
+}
+
+impl Resource {
+    /// `service.name`, or `unknown_service` as OpenTelemetry SDKs default to.
+    pub fn service_name(&self) -> &str {
+        find_attr(&self.attributes, "service.name")
+            .and_then(AnyValue::as_str)
+            .unwrap_or("unknown_service")
+    }
+}
+
+/// The instrumentation library that recorded a span.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Scope {
+    /// Library name, e.g. `opentelemetry.instrumentation.openai`; may be empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Library version; may be empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+/// One timed operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    /// The trace this span belongs to.
+    pub trace_id: TraceId,
+    /// This span's id.
+    pub span_id: SpanId,
+    /// The parent span, `None` for a root.
+    pub parent_span_id: Option<SpanId>,
+    /// Operation name, e.g. `llm_call`.
+    pub name: String,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Start time.
+    pub start: UnixNanos,
+    /// End time; never before `start` (decoders clamp it).
+    pub end: UnixNanos,
+    /// Outcome.
+    pub status: Status,
+    /// Span attributes, in the order sent.
+    pub attributes: Vec<KeyValue>,
+    /// Events, in the order sent.
+    pub events: Vec<Event>,
+    /// Links to other spans.
+    pub links: Vec<Link>,
+    /// The producing entity, shared by all spans of one resource batch.
+    pub resource: Arc<Resource>,
+    /// The instrumentation library.
+    pub scope: Scope,
+}
+
+impl Span {
+    /// `end - start`.
+    pub fn duration(&self) -> DurationNanos {
+        self.end.since(self.start)
+    }
+
+    /// The value of span attribute `key`.
+    pub fn attr(&self, key: &str) -> Option<&AnyValue> {
+        find_attr(&self.attributes, key)
+    }
+
+    /// The resource's `service.name`.
+    pub fn service_name(&self) -> &str {
+        self.resource.service_name()
+    }
+
+    /// Whether the span failed: status ERROR.
+    pub fn is_error(&self) -> bool {
+        self.status.code == StatusCode::Error
+    }
+}

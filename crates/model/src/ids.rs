@@ -148,7 +148,9 @@ mod tests {
         let id = TraceId::from_hex("5b8efff798038103d269b633813fc60c").unwrap();
         assert_eq!(id.to_string(), "5b8efff798038103d269b633813fc60c");
         assert_eq!(
-            SpanId::from_bytes(&[1, 2, 3, 4, 5, 6]).unwrap_err().to_string(),
+            SpanId::from_bytes(&[1, 2, 3, 4, 5, 6])
+                .unwrap_err()
+                .to_string(),
             "spanId has 6 bytes, want 8"
         );
         assert!(matches!(
@@ -164,10 +166,7 @@ mod tests {
     #[test]
     fn serde_is_hex_in_json_and_bytes_in_postcard() {
         let id = SpanId([1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"0102030405060708\""
-        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"0102030405060708\"");
         let bin = postcard::to_allocvec(&id).unwrap();
         assert_eq!(bin.len(), 8);
         assert_eq!(postcard::from_bytes::<SpanId>(&bin).unwrap(), id);

@@ -23,7 +23,7 @@ mod trace;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
-    find_attr, AnyValue, DurationNanos, Event, KeyValue, Link, Resource, Scope, Span, SpanKind,
-    Status, StatusCode, UnixNanos,
+    find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue, Link, Resource, Scope,
+    Span, SpanKind, Status, StatusCode, UnixNanos,
 };
 pub use trace::{Trace, TraceSummary};

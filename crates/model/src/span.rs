@@ -365,3 +365,77 @@ impl Span {
         self.status.code == StatusCode::Error
     }
 }
+
+/// Why a duration text such as `1.5s` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?}: want a number followed by ns, us, µs, ms, s, m, h or d (e.g. 1.5s, 300ms, 2h)")]
+pub struct DurationParseError {
+    /// The offending text (cut to 64 characters).
+    pub text: String,
+}
+
+impl std::str::FromStr for DurationNanos {
+    type Err = DurationParseError;
+
+    /// Reads Go-style durations as Jaeger and TraceQL spell them: `300ms`,
+    /// `1.5s`, `2m`, `1h`, plus `d` for days; units may be combined (`1m30s`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || DurationParseError {
+            text: text.chars().take(64).collect(),
+        };
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(err());
+        }
+        let mut total = 0f64;
+        while !rest.is_empty() {
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(err)?;
+            if num_len == 0 {
+                return Err(err());
+            }
+            let number: f64 = rest[..num_len].parse().map_err(|_| err())?;
+            rest = &rest[num_len..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let scale = match &rest[..unit_len] {
+                "ns" => 1.0,
+                "us" | "µs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                "d" => 86400e9,
+                _ => return Err(err()),
+            };
+            rest = &rest[unit_len..];
+            total += number * scale;
+        }
+        if !total.is_finite() || total > u64::MAX as f64 {
+            return Err(err());
+        }
+        Ok(DurationNanos(total.round() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_and_traceql() {
+        let p = |s: &str| s.parse::<DurationNanos>().map(|d| d.0);
+        assert_eq!(p("300ms"), Ok(300_000_000));
+        assert_eq!(p("1.5s"), Ok(1_500_000_000));
+        assert_eq!(p("2m"), Ok(120_000_000_000));
+        assert_eq!(p("1m30s"), Ok(90_000_000_000));
+        assert_eq!(p("7d"), Ok(7 * 86_400_000_000_000));
+        assert_eq!(p("250us"), Ok(250_000));
+        assert!(p("").is_err());
+        assert!(p("10").is_err());
+        assert!(p("ms").is_err());
+        assert!(p("5 parsecs").is_err());
+    }
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! chaintrace's query API over HTTP.
+//!
+//! [`router`] serves the native JSON API under `/api/v1` (health, trace list,
+//! whole trace) and the Jaeger-compatible `/api/traces/{id}`, reading from any
+//! [`chaintrace_store::Store`]. It never writes: ingest lives in
+//! `chaintrace-ingest`. The web UI will be served from here too.
+
+mod api;
+pub mod jaeger;
+
+pub use api::{router, MAX_LIST_LIMIT};

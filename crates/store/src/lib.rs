@@ -1,1 +1,39 @@
-//! placeholder
+//! Where chaintrace keeps spans: the [`Store`] trait and the embedded store.
+//!
+//! Receivers hand batches of [`Span`](chaintrace_model::Span)s to
+//! [`Store::append`]; the query API asks for a whole trace
+//! ([`Store::trace`]) or a newest-first list of trace summaries
+//! ([`Store::recent_traces`]). Every backend — the [`EmbeddedStore`] here, a
+//! ClickHouse store later — implements the same trait.
+//!
+//! The embedded store is laid out like Grafana Tempo's: a write-ahead log of
+//! segment files (a batch is acknowledged only once it is fsynced, with group
+//! commit sharing one fsync among concurrent appends; replayed at open, a torn
+//! tail truncated, never fatal) in front of an in-memory head indexed by trace
+//! id. Parquet blocks, compaction, retention and back-pressure come next.
+//!
+//! ```no_run
+//! use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, TraceListQuery};
+//!
+//! # async fn demo() -> Result<(), chaintrace_store::StoreError> {
+//! let (store, replay) = EmbeddedStore::open(EmbeddedConfig::new("./chaintrace-data"))?;
+//! println!("replayed {} spans", replay.spans);
+//! store.append(Vec::new()).await?;
+//! let newest = store.recent_traces(&TraceListQuery::default()).await?;
+//! println!("{} traces", newest.len());
+//! store.close();
+//! # Ok(())
+//! # }
+//! ```
+
+mod embedded;
+mod head;
+mod store;
+mod wal;
+
+#[cfg(test)]
+mod test_support;
+
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use store::{Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT};
+pub use wal::ReplayReport;

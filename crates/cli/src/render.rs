@@ -1,0 +1,181 @@
+//! Terminal rendering of traces: the Gantt tree of `chaintrace trace` and the
+//! table of `chaintrace traces`.
+//!
+//! Layout comes from `chaintrace_analysis::gantt`; this module only turns it
+//! into text. Colour is used only when asked (a tty), never needed: error
+//! spans are also marked with `✗`.
+
+use std::fmt::Write;
+
+use chaintrace_analysis::gantt;
+use chaintrace_model::{Trace, TraceSummary, UnixNanos};
+
+const RED: &str = "\x1b[31m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// Width of the bar column in characters.
+pub const BAR_WIDTH: usize = 48;
+/// Longest (indented) name shown before it is cut.
+const MAX_NAME: usize = 40;
+
+fn fmt_ms(nanos: u64) -> String {
+    let ms = nanos as f64 / 1e6;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// RFC 3339 UTC time with milliseconds, e.g. `2026-06-02T14:30:00.050Z`.
+pub fn fmt_time(t: UnixNanos) -> String {
+    let secs = (t.0 / 1_000_000_000) as i64;
+    let millis = (t.0 / 1_000_000) % 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Renders `trace` as an indented tree with one bar per span on a common time axis.
+pub fn gantt(trace: &Trace, color: bool) -> String {
+    let layout = gantt::layout(trace);
+    let summary = trace.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trace {} · {} · {} · {} · {} spans · {} errors",
+        trace.trace_id,
+        summary.root_service.as_deref().unwrap_or("?"),
+        summary.root_name.as_deref().unwrap_or("(no root)"),
+        fmt_ms(summary.duration_nano.0),
+        summary.span_count,
+        summary.error_count,
+    );
+    let labels: Vec<String> = layout
+        .rows
+        .iter()
+        .map(|r| cut(&format!("{}{}", "  ".repeat(r.depth), r.name), MAX_NAME))
+        .collect();
+    let name_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "{:name_width$}  0{:>width$}",
+        "",
+        fmt_ms(layout.total_nano),
+        width = BAR_WIDTH + 1
+    );
+    for (row, label) in layout.rows.iter().zip(&labels) {
+        let (first, len) = row.cells(layout.total_nano, BAR_WIDTH);
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(first),
+            "█".repeat(len),
+            " ".repeat(BAR_WIDTH - first - len)
+        );
+        let mark = if row.is_error { " ✗ error" } else { "" };
+        let (on, off) = match (color, row.is_error) {
+            (true, true) => (RED, RESET),
+            _ => ("", ""),
+        };
+        let pad = name_width - label.chars().count();
+        let _ = write!(
+            out,
+            "{on}{label}{}  |{bar}| {:>9}{mark}{off}",
+            " ".repeat(pad),
+            fmt_ms(row.duration_nano)
+        );
+        if color && row.service != summary.root_service.as_deref().unwrap_or("") {
+            let _ = write!(out, " {DIM}[{}]{RESET}", row.service);
+        } else if row.service != summary.root_service.as_deref().unwrap_or("") {
+            let _ = write!(out, " [{}]", row.service);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Renders trace summaries as a table, newest first as given.
+pub fn trace_table(traces: &[TraceSummary], color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<16}  {:<24}  {:<24}  {:>10}  {:>5}  {:>6}",
+        "TRACE ID", "SERVICE", "ROOT", "START (UTC)", "DURATION", "SPANS", "ERRORS"
+    );
+    for t in traces {
+        let (on, off) = if color && t.error_count > 0 {
+            (RED, RESET)
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(
+            out,
+            "{on}{:<32}  {:<16}  {:<24}  {:<24}  {:>10}  {:>5}  {:>6}{off}",
+            t.trace_id.to_string(),
+            cut(t.root_service.as_deref().unwrap_or("?"), 16),
+            cut(t.root_name.as_deref().unwrap_or("(no root yet)"), 24),
+            fmt_time(t.start_unix_nano),
+            fmt_ms(t.duration_nano.0),
+            t.span_count,
+            t.error_count,
+        );
+    }
+    if traces.is_empty() {
+        out.push_str(
+            "(no traces yet: point an OpenTelemetry SDK at chaintrace, or run `chaintrace demo`)\n",
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(fmt_time(UnixNanos(0)), "1970-01-01T00:00:00.000Z");
+        // 2026-06-02T14:30:00.050Z from the founding document.
+        assert_eq!(
+            fmt_time(UnixNanos(1_780_410_600_050_000_000)),
+            "2026-06-02T14:30:00.050Z"
+        );
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_ms(1_200_000_000), "1200 ms");
+        assert_eq!(fmt_ms(12_340_000), "12.3 ms");
+    }
+}

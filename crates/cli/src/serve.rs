@@ -1,0 +1,238 @@
+//! `chaintrace serve`: opens the embedded store, then runs the OTLP receivers
+//! and the query API until Ctrl-C or SIGTERM.
+//!
+//! Startup order matters for durability and honesty: the WAL is replayed
+//! before any listener is bound, so once the "listening" lines are printed
+//! every acknowledged span is queryable and `/api/v1/health` answers 200.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use chaintrace_ingest::otlp::Limits;
+use chaintrace_ingest::{SinkError, SpanSink};
+use chaintrace_model::Span;
+use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
+use clap::Args;
+use tokio::net::TcpListener;
+
+/// Flags of `chaintrace serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, env = "CHAINTRACE_DATA_DIR", default_value = "./chaintrace-data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the OTLP/gRPC receiver.
+    #[arg(long, env = "CHAINTRACE_OTLP_GRPC", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc: SocketAddr,
+
+    /// Address of the OTLP/HTTP receiver (`POST /v1/traces`).
+    #[arg(long, env = "CHAINTRACE_OTLP_HTTP", default_value = "127.0.0.1:4318")]
+    pub otlp_http: SocketAddr,
+
+    /// Address of the query API (and, later, the web UI).
+    #[arg(long, env = "CHAINTRACE_HTTP", default_value = "127.0.0.1:16686")]
+    pub http: SocketAddr,
+
+    /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
+    #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_request_bytes: usize,
+
+    /// Allow listening on non-loopback addresses. chaintrace has no API keys
+    /// yet, so anyone who can reach the ports can send and read traces.
+    #[arg(long, env = "CHAINTRACE_INSECURE")]
+    pub insecure: bool,
+}
+
+/// Reads `16MiB`, `512KiB`, `1GiB`, `1MB` or a plain byte count.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: want e.g. 16MiB or 1048576"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?}: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 {
+        return Err("size must be greater than zero".to_string());
+    }
+    Ok(bytes)
+}
+
+/// Hands decoded batches to the store: the bridge between ingest and store,
+/// which do not know each other.
+struct StoreSink(Arc<dyn Store>);
+
+#[async_trait]
+impl SpanSink for StoreSink {
+    async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError> {
+        self.0.append(spans).await.map_err(|e| {
+            if e.is_retryable() {
+                SinkError::Overloaded(e.to_string())
+            } else {
+                SinkError::Failed(e.to_string())
+            }
+        })
+    }
+}
+
+fn check_exposure(args: &ServeArgs) -> Result<()> {
+    if args.insecure {
+        return Ok(());
+    }
+    for (flag, addr) in [
+        ("--otlp-grpc", args.otlp_grpc),
+        ("--otlp-http", args.otlp_http),
+        ("--http", args.http),
+    ] {
+        if !addr.ip().is_loopback() {
+            bail!(
+                "{flag} {addr} is not a loopback address; chaintrace has no API keys yet, \
+                 so anyone who reaches it could send and read traces. \
+                 Pass --insecure to listen there anyway."
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    check_exposure(&args)?;
+    let config = EmbeddedConfig::new(&args.data_dir);
+    let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
+        .await
+        .context("store open task failed")?
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let limits = Limits {
+        max_request_bytes: args.max_request_bytes,
+    };
+    let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
+
+    let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
+    let otlp_http_listener = bind("OTLP/HTTP", args.otlp_http).await?;
+    let api_listener = bind("the query API", args.http).await?;
+
+    println!(
+        "chaintrace {} · data in {} (replayed {} spans from {} WAL records)",
+        env!("CARGO_PKG_VERSION"),
+        args.data_dir.display(),
+        replay.spans,
+        replay.records
+    );
+    println!("OTLP/gRPC listening on {}", grpc_listener.local_addr()?);
+    println!(
+        "OTLP/HTTP listening on http://{}/v1/traces",
+        otlp_http_listener.local_addr()?
+    );
+    println!(
+        "query API listening on http://{}",
+        api_listener.local_addr()?
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(chaintrace_ingest::otlp::trace_service(sink.clone(), limits))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            stopped(),
+        );
+    let otlp_http = axum::serve(
+        otlp_http_listener,
+        chaintrace_ingest::otlp::router(sink, limits),
+    )
+    .with_graceful_shutdown(stopped());
+    let api = axum::serve(api_listener, chaintrace_server::router(store.clone()))
+        .with_graceful_shutdown(stopped());
+
+    let mut grpc = tokio::spawn(grpc);
+    let mut otlp_http = tokio::spawn(async move { otlp_http.await });
+    let mut api = tokio::spawn(async move { api.await });
+
+    // Run until asked to stop, or until a listener dies (then stop the others too).
+    let early_exit = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut grpc => Some(("OTLP/gRPC", r.map(|r| r.map_err(anyhow::Error::from)))),
+        r = &mut otlp_http => Some(("OTLP/HTTP", r.map(|r| r.map_err(anyhow::Error::from)))),
+        r = &mut api => Some(("query API", r.map(|r| r.map_err(anyhow::Error::from)))),
+    };
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some((what, result)) = early_exit {
+        result
+            .with_context(|| format!("{what} server task failed"))?
+            .with_context(|| format!("{what} server failed"))?;
+        bail!("{what} server stopped unexpectedly");
+    }
+    grpc.await?.context("OTLP/gRPC server failed")?;
+    otlp_http.await?.context("OTLP/HTTP server failed")?;
+    api.await?.context("query API server failed")?;
+    drop(store);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! Bad input gets a clear error naming what was wrong, and the server goes on
+//! serving afterwards, good data sent beside the bad kept.
+
+use prost::Message;
+use serde_json::Value;
+
+use crate::fixtures::gzip;
+use crate::harness::Server;
+use crate::otlp::{hex, request, span_ids, trace_id};
+
+async fn still_serving(server: &Server, n: u64) {
+    let (status, body) = server.get_json("/api/v1/health").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, _) = server
+        .post_traces(
+            "application/x-protobuf",
+            request(n, 2).encode_to_vec(),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(span_ids(server, n).await.len(), 2);
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).to_string()
+}
+
+#[tokio::test]
+async fn bad_otlp_http_requests_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-request-bytes", "64KiB"]);
+
+    let (status, body) = server
+        .post_traces("text/plain", b"hello".to_vec(), false)
+        .await;
+    assert_eq!(status, 415, "{}", text(&body));
+    assert!(
+        text(&body).contains("text/plain"),
+        "names the content type: {}",
+        text(&body)
+    );
+
+    let (status, body) = server
+        .post_traces(
+            "application/x-protobuf",
+            vec![0xff, 0xff, 0xff, 0x0f, 0x01],
+            false,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        text(&body).to_lowercase().contains("protobuf"),
+        "{}",
+        text(&body)
+    );
+
+    let (status, body) = server
+        .post_traces(
+            "application/json",
+            b"{\"resourceSpans\": [ {".to_vec(),
+            false,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        text(&body).to_lowercase().contains("json"),
+        "{}",
+        text(&body)
+    );
+
+    let (status, body) = server
+        .post_traces("application/x-protobuf", b"not gzip".to_vec(), true)
+        .await;
+    assert_eq!(status, 400, "{}", text(&body));
+
+    // Over the limit, plainly and as a small gzip body that inflates past it.
+    let big = request(7, 2000).encode_to_vec();
+    assert!(big.len() > 64 * 1024);
+    let (status, _) = server
+        .post_traces("application/x-protobuf", big, false)
+        .await;
+    assert_eq!(status, 413);
+    let bomb = gzip(&vec![0u8; 4 << 20]);
+    assert!(bomb.len() < 64 * 1024);
+    let (status, _) = server
+        .post_traces("application/x-protobuf", bomb, true)
+        .await;
+    assert_eq!(status, 413);
+    assert!(span_ids(&server, 7).await.is_empty());
+
+    // Ids of the wrong length: those spans are rejected and counted, the rest stored.
+    let mut doc: Value = serde_json::from_slice(&crate::harness::testdata(
+        "otlp-traces-python-rag-chain.json",
+    ))
+    .unwrap();
+    let spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array_mut()
+        .unwrap();
+    let total = spans.len();
+    spans[0]["spanId"] = Value::from("abcdef");
+    spans[1]["traceId"] = Value::from("0102");
+    let (status, body) = server
+        .post_traces("application/json", serde_json::to_vec(&doc).unwrap(), false)
+        .await;
+    assert_eq!(status, 200, "{}", text(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let rejected = &answer["partialSuccess"]["rejectedSpans"];
+    assert!(rejected == 2 || rejected == "2", "{answer}");
+    let (_, list) = server.get_json("/api/v1/traces?limit=100").await;
+    let stored: u64 = list["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["span_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored as usize, total - 2);
+
+    still_serving(&server, 8).await;
+}
+
+#[tokio::test]
+async fn bad_query_requests_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+
+    let unknown = hex(&trace_id(424242));
+    let (status, body) = server.get_json(&format!("/api/traces/{unknown}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["data"], Value::Null);
+    assert_eq!(body["errors"][0]["code"], 404);
+    assert_eq!(body["errors"][0]["msg"], "trace not found");
+
+    let (status, body) = server.get_json("/api/traces/not-a-trace-id").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("not hex"),
+        "{body}"
+    );
+
+    let (status, body) = server.get_json(&format!("/api/v1/traces/{unknown}")).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains(&unknown));
+
+    let (status, body) = server.get_json("/api/v1/traces?since=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("yesterday"));
+    let (status, _) = server.get_json("/api/v1/traces?limit=0").await;
+    assert_eq!(status, 400);
+
+    still_serving(&server, 9).await;
+}
+
+#[test]
+fn serve_refuses_public_addresses_without_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .args([
+            "serve",
+            "--http",
+            "0.0.0.0:0",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--http 0.0.0.0:0 is not a loopback address"),
+        "{err}"
+    );
+    assert!(err.contains("--insecure"), "{err}");
+}

@@ -1,0 +1,205 @@
+//! The CLI a user types: `chaintrace demo` sends real OTLP, `traces` lists
+//! it, `trace` draws it.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{bin, testdata, Server};
+
+fn chaintrace(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run chaintrace");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn demo_then_traces_then_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = server.grpc_url();
+    let api = server.api.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let grpc = grpc.clone();
+        move || chaintrace(&["demo", "--otlp-grpc", &grpc, "--rounds", "2"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "demo failed: {err}");
+    assert!(out.contains("sent 6 demo traces"), "{out}");
+
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || chaintrace(&["traces", "--server", &api, "--json"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 6);
+    assert!(list
+        .iter()
+        .all(|t| t["root_name"] == "process_query" && t["root_service"] == "rag-chain"));
+    let with_errors = list.iter().filter(|t| t["error_count"] == 1).count();
+    assert_eq!(with_errors, 2, "one RateLimitError per round");
+    let starts: Vec<u64> = list
+        .iter()
+        .map(|t| t["start_unix_nano"].as_u64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {starts:?}"
+    );
+
+    let (ok, table, _) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || chaintrace(&["traces", "--server", &api])
+    })
+    .await
+    .unwrap();
+    assert!(ok);
+    assert!(table.starts_with("TRACE ID"), "{table}");
+    assert_eq!(table.lines().count(), 7);
+
+    // The failing trace: its Gantt shows the tree, the retry and the error mark.
+    let failing = list.iter().find(|t| t["error_count"] == 1).unwrap()["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, chart, err) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        let id = failing.clone();
+        move || chaintrace(&["trace", &id, "--server", &api])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = chart.lines().collect();
+    assert!(
+        lines[0].contains(&failing)
+            && lines[0].contains("8 spans")
+            && lines[0].contains("1 errors"),
+        "{chart}"
+    );
+    let row = |name: &str| {
+        lines
+            .iter()
+            .filter(|l| l.trim_start().starts_with(name))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    assert!(row("process_query")[0].starts_with("process_query"));
+    assert!(row("llm_call")[0].starts_with("  llm_call"));
+    let api_rows = row("api_call");
+    assert_eq!(api_rows.len(), 2, "failed call and retry: {chart}");
+    assert!(
+        api_rows[0].starts_with("    api_call") && api_rows[0].contains("✗ error"),
+        "{chart}"
+    );
+    assert!(!api_rows[1].contains("✗"), "{chart}");
+    // The root's bar fills the whole axis.
+    let root_bar = row("process_query")[0].split('|').nth(1).unwrap();
+    assert!(root_bar.chars().all(|c| c == '█'), "{chart}");
+
+    // The concurrent variant: fetch_context and embed_query bars start in the same column.
+    let concurrent = list
+        .iter()
+        .filter(|t| t["error_count"] == 0)
+        .map(|t| t["trace_id"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    let mut overlapping = 0;
+    for id in concurrent {
+        let (ok, chart, _) = chaintrace(&["trace", &id, "--server", &api]);
+        assert!(ok);
+        let bar_start = |name: &str| {
+            let line = chart
+                .lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap();
+            line.split('|')
+                .nth(1)
+                .unwrap()
+                .chars()
+                .position(|c| c == '█')
+                .unwrap()
+        };
+        if bar_start("fetch_context") == bar_start("embed_query") {
+            overlapping += 1;
+        }
+    }
+    assert_eq!(overlapping, 2, "one concurrent chain per round");
+
+    // --json prints the whole trace.
+    let (ok, json, _) = chaintrace(&["trace", &failing, "--json", "--server", &api]);
+    assert!(ok);
+    let trace: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(trace["trace_id"], failing.as_str());
+    assert_eq!(trace["spans"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn trace_command_errors_are_clear() {
+    let (ok, _, err) = chaintrace(&["trace", "xyz", "--server", "http://127.0.0.1:9"]);
+    assert!(!ok);
+    assert!(err.contains("\"xyz\" is not a trace id"), "{err}");
+
+    let (ok, _, err) = chaintrace(&[
+        "trace",
+        "0123456789abcdef0123456789abcdef",
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach chaintrace"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (ok, _, err) = chaintrace(&[
+        "trace",
+        "0123456789abcdef0123456789abcdef",
+        "--server",
+        &server.api,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("404") && err.contains("not found"), "{err}");
+
+    // The captured Python run renders with its real names and the failing call marked.
+    let (status, _) = server
+        .post_traces(
+            "application/json",
+            testdata("otlp-traces-python-rag-chain.json"),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, list) = server.get_json("/api/v1/traces").await;
+    let failing = list["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["error_count"].as_u64() > Some(0))
+        .unwrap();
+    let id = failing["trace_id"].as_str().unwrap();
+    let (ok, chart, err) = chaintrace(&["trace", id, "--server", &server.api]);
+    assert!(ok, "{err}");
+    let api_call = chart
+        .lines()
+        .find(|l| l.trim_start().starts_with("api_call"))
+        .unwrap();
+    assert!(
+        api_call.starts_with("    api_call") && api_call.contains("✗ error"),
+        "{chart}"
+    );
+    assert_eq!(
+        chart.lines().filter(|l| l.contains("✗ error")).count(),
+        3,
+        "api_call, llm_call, process_query: {chart}"
+    );
+}

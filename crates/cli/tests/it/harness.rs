@@ -1,0 +1,187 @@
+//! Starts the real `chaintrace` binary on free loopback ports with its own
+//! data directory, and talks to it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chaintrace")
+}
+
+/// A fixture from ../shared/testdata.
+pub fn testdata(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// OTLP/gRPC address.
+    pub grpc: SocketAddr,
+    /// `http://host:port/v1/traces`.
+    pub otlp_http: String,
+    /// `http://host:port` of the query API.
+    pub api: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `chaintrace serve` on port 0 everywhere and waits until it prints its addresses.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .args([
+                "serve",
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("CHAINTRACE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chaintrace serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut grpc, mut otlp_http, mut api) = (None, None, None);
+        while grpc.is_none() || otlp_http.is_none() || api.is_none() {
+            // A generous bound so a broken server fails the test instead of hanging it.
+            let line = match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("chaintrace serve did not print its addresses: {e}");
+                }
+            };
+            let addr = line.rsplit(' ').next().unwrap_or_default().to_string();
+            if line.starts_with("OTLP/gRPC listening on ") {
+                grpc = Some(addr.parse().expect("grpc addr"));
+            } else if line.starts_with("OTLP/HTTP listening on ") {
+                otlp_http = Some(addr);
+            } else if line.starts_with("query API listening on ") {
+                api = Some(addr);
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Server {
+            child,
+            grpc: grpc.unwrap(),
+            otlp_http: otlp_http.unwrap(),
+            api: api.unwrap(),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// `http://127.0.0.1:port` of the gRPC receiver, as tonic clients want it.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// GET a query API path, returning status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = reqwest::get(format!("{}{path}", self.api))
+            .await
+            .expect("GET");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// POST a body to `/v1/traces`.
+    pub async fn post_traces(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+        gzip: bool,
+    ) -> (u16, Vec<u8>) {
+        let mut req = reqwest::Client::new()
+            .post(&self.otlp_http)
+            .header("content-type", content_type)
+            .body(body);
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        let resp = req.send().await.expect("POST /v1/traces");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.expect("body").to_vec())
+    }
+
+    /// The Jaeger-shaped trace, panicking unless it exists.
+    pub async fn jaeger_trace(&self, trace_id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/traces/{trace_id}")).await;
+        assert_eq!(status, 200, "trace {trace_id}: {body}");
+        body["data"][0].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Span of a Jaeger trace by operation name (the first one).
+pub fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .find(|s| s["operationName"] == name)
+        .unwrap_or_else(|| panic!("no span named {name}"))
+}
+
+/// The value of a Jaeger tag.
+pub fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .map(|t| &t["value"])
+}
+
+/// The name of the parent span (via the CHILD_OF reference), if any.
+pub fn parent_name(trace: &Value, span: &Value) -> Option<String> {
+    let parent_id = span["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["refType"] == "CHILD_OF")?["spanID"]
+        .clone();
+    trace["spans"]
+        .as_array()?
+        .iter()
+        .find(|s| s["spanID"] == parent_id)
+        .map(|s| s["operationName"].as_str().unwrap_or_default().to_string())
+}

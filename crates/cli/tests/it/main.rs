@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `chaintrace` binary, real clients, real bytes.
+//!
+//! One test binary for the whole package (each file under tests/ would link
+//! its own); each module is one area.
+
+mod bad_input;
+mod cli;
+mod durability;
+mod fixtures;
+mod harness;
+mod otlp;
+mod python_sdk;

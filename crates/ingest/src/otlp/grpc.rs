@@ -1,0 +1,198 @@
+//! The OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//!
+//! Hand-written instead of opentelemetry-proto's generated server because
+//! the generated one decodes with tonic's `ProstCodec`, which answers a
+//! malformed message with `INTERNAL`; a sender's bad bytes are its own
+//! fault, so this service answers `INVALID_ARGUMENT` naming what was wrong.
+//!
+//! | outcome | gRPC status |
+//! |---|---|
+//! | stored (maybe some spans rejected) | OK, `partial_success` when spans were rejected or links dropped |
+//! | malformed protobuf | `INVALID_ARGUMENT` |
+//! | message over [`Limits::max_request_bytes`] (after gzip) | tonic's `OUT_OF_RANGE` / `RESOURCE_EXHAUSTED` |
+//! | sink [`SinkError::Overloaded`] | `UNAVAILABLE` (SDKs retry it with backoff) |
+//! | sink [`SinkError::Failed`] | `INTERNAL` |
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{Body, Service, StdError};
+use tonic::server::{NamedService, UnaryService};
+use tonic::Status;
+
+use super::{decode_request, export_response, DecodeError, Limits};
+use crate::{SinkError, SpanSink};
+
+/// The gRPC service name OTLP exporters call.
+pub const TRACE_SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The OTLP trace service, ready for [`tonic::transport::Server::add_service`].
+///
+/// ```no_run
+/// # async fn run(sink: std::sync::Arc<dyn chaintrace_ingest::SpanSink>) -> Result<(), Box<dyn std::error::Error>> {
+/// use chaintrace_ingest::otlp::{trace_service, Limits};
+/// tonic::transport::Server::builder()
+///     .add_service(trace_service(sink, Limits::default()))
+///     .serve("127.0.0.1:4317".parse()?)
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn trace_service(sink: Arc<dyn SpanSink>, limits: Limits) -> GrpcTraceService {
+    GrpcTraceService { sink, limits }
+}
+
+/// The OTLP/gRPC trace receiver built by [`trace_service`]: a tower
+/// service over HTTP/2 gRPC requests, cheap to clone.
+#[derive(Clone)]
+pub struct GrpcTraceService {
+    sink: Arc<dyn SpanSink>,
+    limits: Limits,
+}
+
+impl fmt::Debug for GrpcTraceService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcTraceService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NamedService for GrpcTraceService {
+    const NAME: &'static str = TRACE_SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for GrpcTraceService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != EXPORT_PATH {
+            let status = Status::unimplemented(format!(
+                "{} is not served here; {TRACE_SERVICE_NAME} serves only Export",
+                request.uri().path()
+            ));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let export = Export {
+            sink: Arc::clone(&self.sink),
+        };
+        let limit = self.limits.max_request_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(limit);
+            Ok(grpc.unary(export, request).await)
+        })
+    }
+}
+
+/// One `Export` call: decode, store, answer.
+struct Export {
+    sink: Arc<dyn SpanSink>,
+}
+
+impl UnaryService<ExportTraceServiceRequest> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+        let sink = Arc::clone(&self.sink);
+        Box::pin(async move {
+            let decoded = decode_request(request.into_inner());
+            if decoded.rejected > 0 || decoded.dropped_links > 0 {
+                tracing::debug!(
+                    rejected = decoded.rejected,
+                    dropped_links = decoded.dropped_links,
+                    first = ?decoded.errors.first(),
+                    "OTLP/gRPC export partly rejected"
+                );
+            }
+            let response = export_response(&decoded);
+            if !decoded.spans.is_empty() {
+                sink.accept(decoded.spans).await.map_err(|e| match e {
+                    SinkError::Overloaded(m) => {
+                        Status::unavailable(format!("overloaded, retry later: {m}"))
+                    }
+                    SinkError::Failed(m) => {
+                        tracing::warn!(error = %m, "storing an OTLP/gRPC export failed");
+                        Status::internal(format!("storing spans failed: {m}"))
+                    }
+                })?;
+            }
+            Ok(tonic::Response::new(response))
+        })
+    }
+}
+
+/// Prost encoding like tonic's `ProstCodec`, except that a malformed
+/// request is `INVALID_ARGUMENT`, not `INTERNAL`.
+#[derive(Debug, Clone, Copy, Default)]
+struct OtlpCodec;
+
+impl Codec for OtlpCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = ExportTraceServiceRequest;
+    type Encoder = ResponseEncoder;
+    type Decoder = RequestDecoder;
+
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> RequestDecoder {
+        RequestDecoder
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ResponseEncoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RequestDecoder;
+
+impl Decoder for RequestDecoder {
+    type Item = ExportTraceServiceRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceRequest::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(DecodeError::Protobuf(e).to_string()))
+    }
+}
+
+#[cfg(test)]
+#[path = "grpc_tests.rs"]
+mod tests;

@@ -1,0 +1,226 @@
+//! Tests of the OTLP/gRPC receiver over a real loopback socket, called
+//! with opentelemetry-proto's generated client and a raw-bytes client.
+
+use std::net::SocketAddr;
+
+use bytes::BufMut;
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic::Code;
+
+use super::*;
+use crate::testing::{fixture, RecordingSink, SinkMode, PB_FIXTURE};
+
+async fn serve(mode: SinkMode, max_request_bytes: usize) -> (SocketAddr, Arc<RecordingSink>) {
+    let sink = Arc::new(RecordingSink::new(mode));
+    let service = trace_service(sink.clone(), Limits { max_request_bytes });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    (addr, sink)
+}
+
+async fn client(addr: SocketAddr) -> TraceServiceClient<Channel> {
+    TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn fixture_request() -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(&fixture(PB_FIXTURE)[..]).unwrap()
+}
+
+/// Sends arbitrary bytes as the request message, to test what the
+/// generated client cannot send: malformed protobuf.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawBytesCodec;
+
+impl Codec for RawBytesCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawBytesEncoder;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> RawBytesEncoder {
+        RawBytesEncoder
+    }
+
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+struct RawBytesEncoder;
+
+impl Encoder for RawBytesEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+struct ResponseDecoder;
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceResponse::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+async fn send_raw(
+    addr: SocketAddr,
+    path: &'static str,
+    bytes: Vec<u8>,
+) -> Result<ExportTraceServiceResponse, Status> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(bytes),
+        PathAndQuery::from_static(path),
+        RawBytesCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn export_stores_spans_and_answers_ok() {
+    let (addr, sink) = serve(SinkMode::Accept, 1 << 20).await;
+    let response = client(addr).await.export(fixture_request()).await.unwrap();
+    assert_eq!(response.into_inner().partial_success, None);
+    assert_eq!(sink.spans().len(), 14);
+}
+
+#[tokio::test]
+async fn gzip_compressed_export_is_accepted() {
+    let (addr, sink) = serve(SinkMode::Accept, 1 << 20).await;
+    let mut client = client(addr)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    client.export(fixture_request()).await.unwrap();
+    assert_eq!(sink.spans().len(), 14);
+}
+
+#[tokio::test]
+async fn rejected_spans_are_reported_as_partial_success() {
+    let (addr, sink) = serve(SinkMode::Accept, 1 << 20).await;
+    let mut request = fixture_request();
+    let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+    spans[3].span_id.truncate(6);
+    spans[5].trace_id.truncate(3);
+    let response = client(addr).await.export(request).await.unwrap();
+    let partial = response.into_inner().partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 2);
+    assert_eq!(
+        partial.error_message,
+        "resourceSpans[0].scopeSpans[0].spans[3]: spanId has 6 bytes, want 8; \
+         resourceSpans[0].scopeSpans[0].spans[5]: traceId has 3 bytes, want 16"
+    );
+    assert_eq!(sink.spans().len(), 12);
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_invalid_argument() {
+    let (addr, sink) = serve(SinkMode::Accept, 1 << 20).await;
+    let status = send_raw(addr, EXPORT_PATH, vec![0x0a, 0x05, 0x01])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("invalid OTLP protobuf: "),
+        "{}",
+        status.message()
+    );
+    assert!(sink.spans().is_empty());
+
+    // The raw client itself works: valid bytes pass.
+    let ok = send_raw(addr, EXPORT_PATH, fixture(PB_FIXTURE)).await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn other_methods_are_unimplemented() {
+    let (addr, _) = serve(SinkMode::Accept, 1 << 20).await;
+    let status = send_raw(
+        addr,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Other",
+        Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
+
+#[tokio::test]
+async fn sink_answers_become_unavailable_and_internal() {
+    let (addr, _) = serve(SinkMode::Overloaded, 1 << 20).await;
+    let status = client(addr)
+        .await
+        .export(fixture_request())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "overloaded, retry later: wal over budget");
+
+    let (addr, _) = serve(SinkMode::Failed, 1 << 20).await;
+    let status = client(addr)
+        .await
+        .export(fixture_request())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+}
+
+#[tokio::test]
+async fn messages_over_the_limit_are_refused_before_decoding() {
+    let (addr, sink) = serve(SinkMode::Accept, 1000).await;
+    let status = client(addr)
+        .await
+        .export(fixture_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+
+    // The limit holds after decompression too.
+    let mut client = client(addr)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    let mut request = fixture_request();
+    request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(100_000);
+    let status = client.export(request).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    assert!(sink.spans().is_empty());
+}
+
+#[test]
+fn service_is_named_for_otlp_exporters() {
+    assert_eq!(
+        <GrpcTraceService as NamedService>::NAME,
+        "opentelemetry.proto.collector.trace.v1.TraceService"
+    );
+}

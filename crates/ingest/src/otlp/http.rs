@@ -1,0 +1,333 @@
+//! The OTLP/HTTP receiver: `POST /v1/traces` as an axum [`Router`].
+//!
+//! Accepts `application/x-protobuf` and `application/json` bodies, plain or
+//! `Content-Encoding: gzip`, bounded by [`Limits::max_request_bytes`] while
+//! reading (chunked bodies have no `Content-Length`) and again after
+//! decompression. It decodes, hands the spans to the [`SpanSink`] and
+//! answers only after the sink did.
+//!
+//! | outcome | status | body |
+//! |---|---|---|
+//! | stored (maybe some spans rejected) | 200 | `ExportTraceServiceResponse`, with `partial_success` when spans were rejected or links dropped |
+//! | body not protobuf/JSON OTLP, bad gzip | 400 | error |
+//! | body over the limit | 413 | error |
+//! | other `Content-Type` or `Content-Encoding` | 415 | error |
+//! | sink [`SinkError::Overloaded`] | 503 + `Retry-After: 1` | error |
+//! | sink [`SinkError::Failed`] | 500 | error |
+//!
+//! Bodies answer in the request's format, as the OTLP spec asks: an error is
+//! a `google.rpc.Status` (protobuf, or `{"code":..,"message":".."}` in
+//! JSON) whose message names what was wrong; exporters log that message.
+//! A 415 for an unknown `Content-Type` answers `text/plain`, since the
+//! client's format is unknown.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+
+use super::{decode_json, decode_protobuf, export_response, DecodedSpans, Limits};
+use crate::{SinkError, SpanSink};
+
+/// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
+///
+/// Other paths answer 404 (logs arrive in a later version), other methods 405.
+///
+/// ```no_run
+/// # async fn run(sink: std::sync::Arc<dyn chaintrace_ingest::SpanSink>) -> std::io::Result<()> {
+/// use chaintrace_ingest::otlp::{router, Limits};
+/// let app = router(sink, Limits::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:4318").await?;
+/// axum::serve(listener, app).await
+/// # }
+/// ```
+pub fn router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export_traces))
+        .with_state(Receiver { sink, limits })
+}
+
+#[derive(Clone)]
+struct Receiver {
+    sink: Arc<dyn SpanSink>,
+    limits: Limits,
+}
+
+/// The body format, from `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// A refused request: HTTP status, the matching gRPC code for the
+/// `google.rpc.Status` body, and a message naming what was wrong.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            message,
+        )
+    }
+
+    fn too_large(message: impl Into<String>) -> Self {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+            message,
+        )
+    }
+
+    fn unsupported(message: impl Into<String>) -> Self {
+        Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            message,
+        )
+    }
+
+    fn into_response(self, format: Format) -> Response {
+        let body = match format {
+            Format::Protobuf => RpcStatus {
+                code: self.code as i32,
+                message: self.message,
+            }
+            .encode_to_vec(),
+            Format::Json => serde_json::json!({"code": self.code as i32, "message": self.message})
+                .to_string()
+                .into_bytes(),
+        };
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// `google.rpc.Status` without `details`, which OTLP error bodies carry.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+async fn export_traces(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = match request_format(&headers) {
+        Ok(format) => format,
+        Err(message) => {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+        }
+    };
+    match export(&receiver, format, &headers, body).await {
+        Ok(response) => success(format, &response),
+        Err(refusal) => {
+            tracing::debug!(status = %refusal.status, message = %refusal.message, "OTLP/HTTP export refused");
+            refusal.into_response(format)
+        }
+    }
+}
+
+async fn export(
+    receiver: &Receiver,
+    format: Format,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ExportTraceServiceResponse, Refusal> {
+    let gzip = is_gzip(headers)?;
+    let limit = receiver.limits.max_request_bytes;
+    let raw = read_body(body, headers, limit).await?;
+    let decompressed;
+    let bytes: &[u8] = if gzip {
+        decompressed = gunzip(&raw, limit)?;
+        &decompressed
+    } else {
+        &raw
+    };
+
+    let decoded: DecodedSpans = match format {
+        Format::Protobuf => decode_protobuf(bytes),
+        Format::Json => decode_json(bytes),
+    }
+    .map_err(|e| Refusal::bad_request(e.to_string()))?;
+    if decoded.rejected > 0 || decoded.dropped_links > 0 {
+        tracing::debug!(
+            rejected = decoded.rejected,
+            dropped_links = decoded.dropped_links,
+            first = ?decoded.errors.first(),
+            "OTLP/HTTP export partly rejected"
+        );
+    }
+
+    let response = export_response(&decoded);
+    if !decoded.spans.is_empty() {
+        receiver
+            .sink
+            .accept(decoded.spans)
+            .await
+            .map_err(|e| match e {
+                SinkError::Overloaded(m) => Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::Unavailable,
+                    format!("overloaded, retry later: {m}"),
+                ),
+                SinkError::Failed(m) => {
+                    tracing::warn!(error = %m, "storing an OTLP/HTTP export failed");
+                    Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        tonic::Code::Internal,
+                        format!("storing spans failed: {m}"),
+                    )
+                }
+            })?;
+    }
+    Ok(response)
+}
+
+/// The format named by `Content-Type`, parameters such as `charset` ignored.
+fn request_format(headers: &HeaderMap) -> Result<Format, String> {
+    const WANT: &str = "want application/x-protobuf or application/json";
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(format!("missing Content-Type: {WANT}"));
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/x-protobuf") {
+        Ok(Format::Protobuf)
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        Ok(Format::Json)
+    } else {
+        Err(format!("unsupported Content-Type {text:?}: {WANT}"))
+    }
+}
+
+/// Whether the body is gzip-compressed; other encodings are refused.
+fn is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let encoding = text.trim();
+    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else if encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip") {
+        Ok(true)
+    } else {
+        Err(Refusal::unsupported(format!(
+            "unsupported Content-Encoding {text:?}: want gzip or identity"
+        )))
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Refusal> {
+    let too_large =
+        || Refusal::too_large(format!("request body exceeds the limit of {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Refusal::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+/// Inflates a gzip body, refusing it once the output passes `limit` bytes:
+/// a few KiB of gzip can inflate to gigabytes.
+fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::bad_request(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(Refusal::too_large(format!(
+            "decompressed request body exceeds the limit of {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// 200 with the response in the request's format. In JSON an absent
+/// `partial_success` is left out (`{}`), as the spec asks for full success.
+fn success(format: Format, response: &ExportTraceServiceResponse) -> Response {
+    let body = match format {
+        Format::Protobuf => response.encode_to_vec(),
+        Format::Json => match &response.partial_success {
+            Some(partial) => serde_json::json!({
+                "partialSuccess": {
+                    "rejectedSpans": partial.rejected_spans,
+                    "errorMessage": partial.error_message,
+                }
+            }),
+            None => serde_json::json!({}),
+        }
+        .to_string()
+        .into_bytes(),
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

@@ -1,0 +1,27 @@
+//! Where receivers hand decoded spans: the [`SpanSink`] seam.
+//!
+//! Receivers depend on this trait, never on a store, so that ingest stays
+//! left of storage in the data flow. The sink's answer is what the sender
+//! hears: `Ok` means "stored", [`SinkError::Overloaded`] means "try later"
+//! and [`SinkError::Failed`] means "this failed".
+
+use chaintrace_model::Span;
+
+/// Something that takes batches of decoded spans, usually the store.
+#[async_trait::async_trait]
+pub trait SpanSink: Send + Sync + 'static {
+    /// Stores the spans durably; Ok only once they survive a crash.
+    async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError>;
+}
+
+/// Why a sink did not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The sink is over its budget; the sender should retry later
+    /// (HTTP 503 with `Retry-After`, gRPC `UNAVAILABLE`).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The batch could not be stored (HTTP 500, gRPC `INTERNAL`).
+    #[error("{0}")]
+    Failed(String),
+}

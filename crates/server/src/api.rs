@@ -1,0 +1,174 @@
+//! HTTP routes of the query API: the native JSON endpoints under `/api/v1`
+//! and the Jaeger-compatible `/api/traces/{id}`.
+//!
+//! Handlers only translate HTTP to `Store` calls and results back to JSON;
+//! they hold no state of their own.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chaintrace_model::{DurationNanos, TraceId, UnixNanos};
+use chaintrace_store::{Store, StoreError, TraceListQuery};
+use serde::{Deserialize, Serialize};
+
+use crate::jaeger::{to_jaeger, Envelope, EnvelopeError};
+
+/// Largest `limit` a trace list accepts.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Builds the query API router over `store`.
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/traces", get(list_traces))
+        .route("/api/v1/traces/{trace_id}", get(native_trace))
+        .route("/api/traces/{trace_id}", get(jaeger_trace))
+        .fallback(not_found)
+        .with_state(store)
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; charset=utf-8")],
+        "chaintrace query API\n\n\
+         GET /api/v1/health\n\
+         GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
+         GET /api/v1/traces/{trace_id}\n\
+         GET /api/traces/{trace_id}   (Jaeger-compatible)\n",
+    )
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint".to_string())
+}
+
+/// A native error answer: `{"error": "..."}`.
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn store_error(err: StoreError) -> Response {
+    tracing::error!(error = %err, "query failed");
+    let status = if err.is_retryable() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error(status, err.to_string())
+}
+
+fn parse_trace_id(text: &str) -> Result<TraceId, String> {
+    // Jaeger clients sometimes drop leading zeros of 64-bit-era ids: pad them back.
+    let padded;
+    let text = if text.len() < 32 && !text.is_empty() {
+        padded = format!("{text:0>32}");
+        &padded
+    } else {
+        text
+    };
+    TraceId::from_hex(text).map_err(|e| format!("invalid trace id: {e}"))
+}
+
+/// Query parameters of `GET /api/v1/traces`.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<usize>,
+    service: Option<String>,
+    since: Option<String>,
+}
+
+/// Answer of `GET /api/v1/traces`.
+#[derive(Debug, Serialize)]
+struct TraceList {
+    traces: Vec<chaintrace_model::TraceSummary>,
+}
+
+async fn list_traces(
+    State(store): State<Arc<dyn Store>>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let limit = params.limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}"),
+        );
+    }
+    let start = match params.since.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<DurationNanos>() {
+            Ok(d) => Some(UnixNanos(UnixNanos::now().0.saturating_sub(d.0))),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("since: {e}")),
+        },
+    };
+    let query = TraceListQuery {
+        limit,
+        service: params.service.filter(|s| !s.is_empty()),
+        start,
+        end: None,
+    };
+    match store.recent_traces(&query).await {
+        Ok(traces) => Json(TraceList { traces }).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn native_trace(
+    State(store): State<Arc<dyn Store>>,
+    Path(trace_id): Path<String>,
+) -> Response {
+    let id = match parse_trace_id(&trace_id) {
+        Ok(id) => id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    match store.trace(id).await {
+        Ok(Some(trace)) => Json(trace).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => store_error(e),
+    }
+}
+
+fn jaeger_error(status: StatusCode, msg: String) -> Response {
+    let body: Envelope<()> = Envelope {
+        data: None,
+        total: 0,
+        limit: 0,
+        offset: 0,
+        errors: Some(vec![EnvelopeError {
+            code: status.as_u16(),
+            msg,
+        }]),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn jaeger_trace(
+    State(store): State<Arc<dyn Store>>,
+    Path(trace_id): Path<String>,
+) -> Response {
+    let id = match parse_trace_id(&trace_id) {
+        Ok(id) => id,
+        Err(msg) => return jaeger_error(StatusCode::BAD_REQUEST, msg),
+    };
+    match store.trace(id).await {
+        Ok(Some(trace)) => Json(Envelope {
+            data: Some(vec![to_jaeger(&trace)]),
+            total: 1,
+            limit: 0,
+            offset: 0,
+            errors: None,
+        })
+        .into_response(),
+        Ok(None) => jaeger_error(StatusCode::NOT_FOUND, "trace not found".to_string()),
+        Err(e) => jaeger_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

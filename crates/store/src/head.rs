@@ -1,0 +1,428 @@
+//! The head: recent spans in memory, indexed by trace id, queryable at once.
+//!
+//! Plain data structure, no I/O and no locking (the embedded store wraps it in
+//! a lock). Per trace it keeps the spans, the set of their ids (the first copy
+//! of a span wins, later copies are dropped and counted) and a summary kept up
+//! to date on every insert — start, end, counts, root — so that listing
+//! traces never rebuilds them. A `(start, trace id)` index serves
+//! newest-first listing. Memory use is estimated per span, for the budget and
+//! the block cutter that come next.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::mem::size_of;
+use std::sync::Arc;
+
+use chaintrace_model::{AnyValue, KeyValue, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
+
+use crate::store::TraceListQuery;
+
+/// Bookkeeping bytes per trace beyond its spans: map entry, index entry, summary.
+const TRACE_OVERHEAD: u64 = (size_of::<HeadTrace>() + size_of::<TraceId>() * 2 + 64) as u64;
+/// Bookkeeping bytes per span beyond the span itself: its id in the set.
+const SPAN_OVERHEAD: u64 = (size_of::<SpanId>() + 16) as u64;
+
+/// Counters describing the head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HeadStats {
+    /// Traces held.
+    pub(crate) traces: u64,
+    /// Spans held.
+    pub(crate) spans: u64,
+    /// Estimated memory held, in bytes.
+    pub(crate) bytes: u64,
+    /// Duplicate spans dropped since the head was created.
+    pub(crate) duplicates: u64,
+}
+
+/// What one [`Head::insert`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct InsertOutcome {
+    /// Spans added.
+    pub(crate) inserted: u64,
+    /// Spans dropped because a span with the same trace and span id was held.
+    pub(crate) duplicates: u64,
+}
+
+/// In-memory spans, by trace.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    traces: HashMap<TraceId, HeadTrace>,
+    /// Every trace, ordered by its start: the newest-first listing walks it backwards.
+    by_start: BTreeSet<(UnixNanos, TraceId)>,
+    spans: u64,
+    bytes: u64,
+    duplicates: u64,
+}
+
+impl Head {
+    /// Adds a batch, dropping spans already held.
+    pub(crate) fn insert(&mut self, spans: Vec<Span>) -> InsertOutcome {
+        let mut outcome = InsertOutcome::default();
+        for span in spans {
+            let trace_id = span.trace_id;
+            let bytes = estimate_span_bytes(&span) + SPAN_OVERHEAD;
+            match self.traces.entry(trace_id) {
+                Entry::Occupied(entry) => {
+                    let trace = entry.into_mut();
+                    let old_start = trace.start;
+                    if !trace.add(span) {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    if trace.start != old_start {
+                        self.by_start.remove(&(old_start, trace_id));
+                        self.by_start.insert((trace.start, trace_id));
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    let trace = HeadTrace::new(span);
+                    self.by_start.insert((trace.start, trace_id));
+                    entry.insert(trace);
+                    self.bytes += TRACE_OVERHEAD;
+                }
+            }
+            self.bytes += bytes;
+            outcome.inserted += 1;
+        }
+        self.spans += outcome.inserted;
+        self.duplicates += outcome.duplicates;
+        outcome
+    }
+
+    /// All held spans of trace `id`, in canonical order.
+    pub(crate) fn trace(&self, id: &TraceId) -> Option<Trace> {
+        self.traces
+            .get(id)
+            .map(|t| Trace::new(*id, t.spans.clone()))
+    }
+
+    /// Summaries of the traces matching `query`, newest start first.
+    ///
+    /// Walks the start index from `query.end` backwards, so a time window
+    /// costs only the traces inside it; a service filter still looks at every
+    /// trace in the window until `limit` are found.
+    pub(crate) fn recent_traces(&self, query: &TraceListQuery) -> Vec<TraceSummary> {
+        let from = query.start.unwrap_or(UnixNanos(0));
+        let to = query.end.unwrap_or(UnixNanos(u64::MAX));
+        if from > to {
+            return Vec::new();
+        }
+        let range = (from, TraceId([0; TraceId::LEN]))..=(to, TraceId([0xff; TraceId::LEN]));
+        self.by_start
+            .range(range)
+            .rev()
+            .filter_map(|(_, id)| self.traces.get(id).map(|t| (id, t)))
+            .filter(|(_, t)| {
+                query
+                    .service
+                    .as_deref()
+                    .is_none_or(|want| t.root().map(Span::service_name) == Some(want))
+            })
+            .take(query.effective_limit())
+            .map(|(id, t)| t.summary(*id))
+            .collect()
+    }
+
+    /// The head's counters.
+    pub(crate) fn stats(&self) -> HeadStats {
+        HeadStats {
+            traces: self.traces.len() as u64,
+            spans: self.spans,
+            bytes: self.bytes,
+            duplicates: self.duplicates,
+        }
+    }
+}
+
+/// One trace in the head, with its summary kept current.
+#[derive(Debug)]
+struct HeadTrace {
+    /// Spans in arrival order.
+    spans: Vec<Span>,
+    span_ids: HashSet<SpanId>,
+    start: UnixNanos,
+    end: UnixNanos,
+    errors: u64,
+    /// Index in `spans` of the root as [`Trace::root`] defines it.
+    root: Option<usize>,
+    /// Whether `root` has no parent (rather than a parent not yet arrived).
+    root_is_true: bool,
+}
+
+/// The canonical order of spans in a trace: by start, then span id.
+fn order_key(span: &Span) -> (UnixNanos, SpanId) {
+    (span.start, span.span_id)
+}
+
+impl HeadTrace {
+    fn new(span: Span) -> HeadTrace {
+        let mut trace = HeadTrace {
+            spans: Vec::new(),
+            span_ids: HashSet::new(),
+            start: span.start,
+            end: span.end,
+            errors: 0,
+            root: None,
+            root_is_true: false,
+        };
+        trace.add(span);
+        trace
+    }
+
+    /// Adds `span` unless its id is held; returns whether it was added.
+    fn add(&mut self, span: Span) -> bool {
+        if !self.span_ids.insert(span.span_id) {
+            return false;
+        }
+        self.start = self.start.min(span.start);
+        self.end = self.end.max(span.end);
+        self.errors += u64::from(span.is_error());
+        self.spans.push(span);
+        self.update_root(self.spans.len() - 1);
+        true
+    }
+
+    /// Keeps `root` equal to what [`Trace::root`] would pick, after the span
+    /// at `added` arrived: the earliest span without a parent, else the
+    /// earliest span whose parent is not held.
+    fn update_root(&mut self, added: usize) {
+        let span = &self.spans[added];
+        let earlier_than_root =
+            |root: Option<usize>| root.is_none_or(|r| order_key(span) < order_key(&self.spans[r]));
+        match span.parent_span_id {
+            None => {
+                if !self.root_is_true || earlier_than_root(self.root) {
+                    self.root = Some(added);
+                    self.root_is_true = true;
+                }
+            }
+            Some(_) if self.root_is_true => {}
+            Some(parent) => {
+                let root_lost_orphan_status = self
+                    .root
+                    .is_some_and(|r| self.spans[r].parent_span_id == Some(span.span_id));
+                if root_lost_orphan_status {
+                    // The fallback root's parent just arrived; rare, so a scan is fine.
+                    self.root = self.earliest_orphan();
+                } else if !self.span_ids.contains(&parent) && earlier_than_root(self.root) {
+                    self.root = Some(added);
+                }
+            }
+        }
+    }
+
+    /// The earliest span whose parent is not held.
+    fn earliest_orphan(&self) -> Option<usize> {
+        self.spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.parent_span_id
+                    .is_some_and(|p| !self.span_ids.contains(&p))
+            })
+            .min_by_key(|(_, s)| order_key(s))
+            .map(|(i, _)| i)
+    }
+
+    fn root(&self) -> Option<&Span> {
+        self.root.and_then(|r| self.spans.get(r))
+    }
+
+    fn summary(&self, trace_id: TraceId) -> TraceSummary {
+        let root = self.root();
+        TraceSummary {
+            trace_id,
+            root_service: root.map(|r| r.service_name().to_string()),
+            root_name: root.map(|r| r.name.clone()),
+            start_unix_nano: self.start,
+            duration_nano: self.end.since(self.start),
+            span_count: self.spans.len() as u64,
+            error_count: self.errors,
+        }
+    }
+}
+
+/// A rough estimate of the heap and inline bytes a span holds. A resource
+/// shared by several spans is charged to each in proportion.
+fn estimate_span_bytes(span: &Span) -> u64 {
+    let events: usize = span
+        .events
+        .iter()
+        .map(|e| size_of_val(e) + e.name.len() + attributes_bytes(&e.attributes))
+        .sum();
+    let links: usize = span
+        .links
+        .iter()
+        .map(|l| size_of_val(l) + attributes_bytes(&l.attributes))
+        .sum();
+    let resource = (size_of_val(&*span.resource) + attributes_bytes(&span.resource.attributes))
+        / Arc::strong_count(&span.resource).max(1);
+    let total = size_of::<Span>()
+        + span.name.len()
+        + span.status.message.len()
+        + span.scope.name.len()
+        + span.scope.version.len()
+        + attributes_bytes(&span.attributes)
+        + events
+        + links
+        + resource;
+    total as u64
+}
+
+fn attributes_bytes(attributes: &[KeyValue]) -> usize {
+    attributes
+        .iter()
+        .map(|kv| size_of::<KeyValue>() + kv.key.len() + value_bytes(&kv.value))
+        .sum()
+}
+
+/// Heap bytes of a value (its inline size is counted by its container).
+fn value_bytes(value: &AnyValue) -> usize {
+    match value {
+        AnyValue::String(s) => s.len(),
+        AnyValue::Bytes(b) => b.len(),
+        AnyValue::Array(items) => items
+            .iter()
+            .map(|v| size_of::<AnyValue>() + value_bytes(v))
+            .sum(),
+        AnyValue::KvList(kvs) => attributes_bytes(kvs),
+        AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{span, trace_id};
+    use chaintrace_model::{Status, StatusCode};
+
+    fn listed(head: &Head, query: TraceListQuery) -> Vec<u8> {
+        head.recent_traces(&query)
+            .iter()
+            .map(|s| s.trace_id.0[0])
+            .collect()
+    }
+
+    #[test]
+    fn duplicates_are_dropped_first_copy_wins() {
+        let mut head = Head::default();
+        let first = span(1, 1, None, "rag", "first", 10, 20);
+        let again = span(1, 1, None, "rag", "second copy", 10, 20);
+        let outcome = head.insert(vec![first.clone(), again.clone()]);
+        assert_eq!(
+            outcome,
+            InsertOutcome {
+                inserted: 1,
+                duplicates: 1
+            }
+        );
+        let outcome = head.insert(vec![again, span(1, 2, Some(1), "rag", "child", 12, 15)]);
+        assert_eq!(outcome.inserted, 1);
+        assert_eq!(outcome.duplicates, 1);
+        let trace = head.trace(&trace_id(1)).unwrap();
+        assert_eq!(trace.spans.len(), 2);
+        assert_eq!(trace.spans[0], first);
+        let stats = head.stats();
+        assert_eq!((stats.traces, stats.spans, stats.duplicates), (1, 2, 2));
+        assert_eq!(
+            head.recent_traces(&TraceListQuery::default())[0].span_count,
+            2
+        );
+    }
+
+    #[test]
+    fn summary_is_kept_current_and_matches_a_rebuilt_trace() {
+        // Child spans arrive before their parents, in several orders; the
+        // incremental summary must equal what `Trace::summary` computes.
+        let mut error = span(7, 4, Some(3), "llm", "api_call", 50, 400);
+        error.status = Status {
+            code: StatusCode::Error,
+            message: "RateLimitError".into(),
+        };
+        let spans = [
+            span(7, 1, None, "rag", "chain", 10, 500),
+            span(7, 2, Some(1), "rag", "fetch_context", 20, 60),
+            span(7, 3, Some(1), "llm", "llm_call", 40, 450),
+            error,
+            span(7, 5, Some(9), "db", "stray", 5, 6),
+        ];
+        let orders: [[usize; 5]; 6] = [
+            [0, 1, 2, 3, 4],
+            [4, 3, 2, 1, 0],
+            [3, 2, 1, 4, 0],
+            [1, 3, 4, 2, 0],
+            [2, 3, 1, 0, 4],
+            [3, 1, 2, 0, 4],
+        ];
+        for order in orders {
+            let mut head = Head::default();
+            let mut so_far = Vec::new();
+            for &i in &order {
+                head.insert(vec![spans[i].clone()]);
+                so_far.push(spans[i].clone());
+                let expected = Trace::new(trace_id(7), so_far.clone()).summary();
+                let got = head.recent_traces(&TraceListQuery::default());
+                assert_eq!(got, vec![expected], "insertion order {order:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn listing_is_newest_first_with_limit_and_filters() {
+        let mut head = Head::default();
+        head.insert(vec![
+            span(1, 1, None, "rag", "a", 100, 200),
+            span(2, 1, None, "billing", "b", 300, 310),
+            span(3, 1, None, "rag", "c", 200, 900),
+            span(4, 1, None, "rag", "d", 400, 401),
+        ]);
+        // A late child that starts earlier moves trace 4 back in the order.
+        head.insert(vec![span(4, 2, Some(1), "db", "early child", 50, 60)]);
+
+        assert_eq!(listed(&head, TraceListQuery::default()), vec![2, 3, 1, 4]);
+        let q = TraceListQuery {
+            limit: 2,
+            ..Default::default()
+        };
+        assert_eq!(listed(&head, q), vec![2, 3]);
+        let q = TraceListQuery {
+            service: Some("rag".into()),
+            ..Default::default()
+        };
+        assert_eq!(listed(&head, q), vec![3, 1, 4]);
+        let q = TraceListQuery {
+            start: Some(UnixNanos(100)),
+            end: Some(UnixNanos(300)),
+            ..Default::default()
+        };
+        assert_eq!(listed(&head, q), vec![2, 3, 1]);
+        let q = TraceListQuery {
+            service: Some("rag".into()),
+            start: Some(UnixNanos(150)),
+            limit: 1,
+            ..Default::default()
+        };
+        assert_eq!(listed(&head, q), vec![3]);
+        let q = TraceListQuery {
+            start: Some(UnixNanos(500)),
+            end: Some(UnixNanos(100)),
+            ..Default::default()
+        };
+        assert!(listed(&head, q).is_empty());
+        assert!(head.trace(&trace_id(9)).is_none());
+    }
+
+    #[test]
+    fn memory_estimate_grows_with_content() {
+        let mut head = Head::default();
+        head.insert(vec![span(1, 1, None, "rag", "a", 0, 1)]);
+        let small = head.stats().bytes;
+        assert!(small > size_of::<Span>() as u64);
+        let mut big = span(1, 2, Some(1), "rag", "b", 0, 1);
+        big.attributes
+            .push(KeyValue::new("gen_ai.prompt", "x".repeat(10_000)));
+        head.insert(vec![big]);
+        assert!(head.stats().bytes > small + size_of::<Span>() as u64 + 10_000);
+    }
+}

@@ -1,0 +1,202 @@
+//! The storage seam: the [`Store`] trait every backend implements, the query
+//! and statistics types that cross it, and [`StoreError`].
+//!
+//! This module owns the contract, not an engine: it must not know about WAL
+//! files, the in-memory head or ClickHouse. The embedded engine
+//! ([`crate::EmbeddedStore`]) and, later, the ClickHouse store implement it.
+
+use std::io;
+use std::path::PathBuf;
+
+use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
+
+/// The number of summaries [`Store::recent_traces`] returns when
+/// [`TraceListQuery::limit`] is 0.
+pub const DEFAULT_TRACE_LIST_LIMIT: usize = 20;
+
+/// A place that keeps spans and answers trace queries.
+///
+/// Implementations are shared between receivers and the query API, hence
+/// `Send + Sync + 'static`; callers usually hold an `Arc<dyn Store>`.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch durably: when this returns `Ok`, the spans survive
+    /// `kill -9` and a restart.
+    ///
+    /// Duplicate spans (same `trace_id` + `span_id`; exporters retry) are never
+    /// visible twice: the first stored copy wins.
+    async fn append(&self, spans: Vec<Span>) -> Result<(), StoreError>;
+
+    /// The whole trace, or `None` if no span of it is stored.
+    async fn trace(&self, id: TraceId) -> Result<Option<Trace>, StoreError>;
+
+    /// Trace summaries matching `query`, newest (latest start) first, at most
+    /// `query.limit` of them.
+    async fn recent_traces(&self, query: &TraceListQuery) -> Result<Vec<TraceSummary>, StoreError>;
+
+    /// Counters for `/metrics` and the CLI.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// Which traces [`Store::recent_traces`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct TraceListQuery {
+    /// The most summaries to return; 0 means [`DEFAULT_TRACE_LIST_LIMIT`].
+    pub limit: usize,
+    /// When set, the root span's `service.name` must equal this.
+    pub service: Option<String>,
+    /// When set, the trace must start at or after this time.
+    pub start: Option<UnixNanos>,
+    /// When set, the trace must start at or before this time.
+    pub end: Option<UnixNanos>,
+}
+
+impl TraceListQuery {
+    /// The limit to apply: `limit`, or [`DEFAULT_TRACE_LIST_LIMIT`] when it is 0.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 {
+            DEFAULT_TRACE_LIST_LIMIT
+        } else {
+            self.limit
+        }
+    }
+}
+
+/// Counters describing what a store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Traces stored.
+    pub traces: u64,
+    /// Spans stored (duplicates not counted).
+    pub spans: u64,
+    /// Bytes in write-ahead-log segment files.
+    pub wal_bytes: u64,
+    /// Write-ahead-log segment files.
+    pub wal_segments: u64,
+    /// Rough estimate of the memory held by the in-memory head, in bytes.
+    pub head_bytes: u64,
+    /// Duplicate spans received and dropped since the store was opened
+    /// (including duplicates met while replaying the WAL).
+    pub duplicate_spans: u64,
+    /// `fsync`s of appended WAL records since the store was opened; with group
+    /// commit this grows more slowly than the number of appends under load.
+    pub wal_syncs: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Disk I/O failed; `op` says what was being done to `path`.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `write WAL segment`.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A WAL segment was written by a newer (or unknown) format version; it is
+    /// left untouched rather than truncated.
+    #[error(
+        "WAL segment {} has format version {found}, this build reads version {supported}; \
+         refusing to open the store rather than risk damaging it",
+        path.display()
+    )]
+    UnsupportedWalVersion {
+        /// The segment file.
+        path: PathBuf,
+        /// The version in its header.
+        found: u16,
+        /// The version this build writes and reads.
+        supported: u16,
+    },
+    /// A batch could not be encoded for the WAL.
+    #[error("cannot encode a batch of {spans} spans for the WAL: {reason}")]
+    Encode {
+        /// Spans in the batch.
+        spans: usize,
+        /// The encoder's complaint.
+        reason: String,
+    },
+    /// A batch encodes to more bytes than one WAL record may hold.
+    #[error("a batch of {spans} spans encodes to {bytes} bytes, over the WAL record limit of {limit} bytes; send smaller batches")]
+    BatchTooLarge {
+        /// Spans in the batch.
+        spans: usize,
+        /// Its encoded size.
+        bytes: u64,
+        /// The largest record the WAL accepts.
+        limit: u64,
+    },
+    /// The store is shutting down (or has shut down) and takes no more writes.
+    #[error("the store is closed: {0}")]
+    Closed(&'static str),
+    /// The store is over a budget (memory, disk); try again later.
+    #[error("the store is over budget, try again later: {0}")]
+    Overloaded(String),
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if sent again later.
+    ///
+    /// True for [`Overloaded`](StoreError::Overloaded),
+    /// [`Closed`](StoreError::Closed) (another instance, or this one after a
+    /// restart, may take it) and [`Io`](StoreError::Io) (a full disk or a
+    /// failed write leaves nothing acknowledged, so a retry is safe and
+    /// duplicates are dropped). False for errors that sending the same data
+    /// again cannot fix.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Overloaded(_) | StoreError::Closed(_) | StoreError::Io { .. } => true,
+            StoreError::UnsupportedWalVersion { .. }
+            | StoreError::Encode { .. }
+            | StoreError::BatchTooLarge { .. } => false,
+        }
+    }
+
+    /// Builds an [`Io`](StoreError::Io) error.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StoreError {
+        StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_message_names_the_path_and_operation() {
+        let err = StoreError::io(
+            "write WAL segment",
+            "/data/wal/00000000000000000001.wal",
+            io::Error::other("disk full"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot write WAL segment /data/wal/00000000000000000001.wal: disk full"
+        );
+        assert!(err.is_retryable());
+        assert!(StoreError::Overloaded("head".into()).is_retryable());
+        assert!(!StoreError::Encode {
+            spans: 1,
+            reason: "x".into()
+        }
+        .is_retryable());
+    }
+
+    #[test]
+    fn zero_limit_means_default() {
+        assert_eq!(TraceListQuery::default().effective_limit(), 20);
+        let q = TraceListQuery {
+            limit: 3,
+            ..Default::default()
+        };
+        assert_eq!(q.effective_limit(), 3);
+    }
+}

@@ -1,0 +1,248 @@
+//! The write-ahead log: append-only segment files that make a batch durable
+//! before it is acknowledged, and that are replayed at open.
+//!
+//! Layout: `<dir>/00000000000000000001.wal`, ... Each segment starts with a
+//! magic + version header ([`record`]), followed by records framed as
+//! length + CRC-32 + payload; the payload is a postcard-encoded batch of spans
+//! ([`codec`]). One writer thread ([`writer`]) owns the open segment and
+//! commits queued records in groups with one fsync each; [`replay`] reads the
+//! segments back and repairs torn tails.
+//!
+//! [`Wal`] is the whole interface: encode a batch with [`encode_batch`], hand
+//! it to [`Wal::submit`], await the answer. The WAL knows nothing of the head
+//! or of queries; it calls back with replayed batches and that is all.
+
+mod codec;
+mod record;
+mod replay;
+mod segment;
+mod writer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use chaintrace_model::Span;
+use tokio::sync::oneshot;
+
+use crate::store::StoreError;
+
+pub(crate) use record::Record;
+pub use replay::ReplayReport;
+pub(crate) use writer::WriteResult;
+
+use writer::{SegmentWriter, WalCounters, WriteRequest};
+
+/// Encodes and frames a batch, ready for [`Wal::submit`]. Plain CPU work:
+/// call it on the appender's side, not on the writer thread.
+pub(crate) fn encode_batch(spans: &[Span]) -> Result<Record, StoreError> {
+    let payload = codec::encode_spans(spans)?;
+    Record::frame(&payload, spans.len())
+}
+
+/// Counters describing the WAL on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WalStats {
+    /// Bytes in segment files.
+    pub(crate) bytes: u64,
+    /// Segment files.
+    pub(crate) segments: u64,
+    /// fsyncs made to commit records.
+    pub(crate) syncs: u64,
+}
+
+/// An open write-ahead log: a handle to its writer thread.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<WalCounters>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir`, replays every segment into
+    /// `on_batch` in write order, repairs torn tails, and starts the writer
+    /// thread. Blocking; needs no async runtime.
+    pub(crate) fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        on_batch: &mut dyn FnMut(Vec<Span>),
+    ) -> Result<(Wal, ReplayReport), StoreError> {
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io("create WAL directory", dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                segment::sync_dir(parent)?;
+            }
+        }
+        let (report, segments) = replay::replay_dir(dir, on_batch)?;
+        let counters = Arc::new(WalCounters::default());
+        counters
+            .bytes
+            .store(segments.iter().map(|s| s.len).sum(), Ordering::Relaxed);
+        counters
+            .segments
+            .store(segments.len() as u64, Ordering::Relaxed);
+        let writer = SegmentWriter::new(
+            dir.to_path_buf(),
+            segment_bytes,
+            segments.last(),
+            Arc::clone(&counters),
+        )?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("chaintrace-wal".into())
+            .spawn(move || writer::run(writer, rx))
+            .map_err(|e| StoreError::io("start the WAL writer thread for", dir, e))?;
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            requests: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            counters,
+        };
+        Ok((wal, report))
+    }
+
+    /// Queues `record` for the writer; the receiver answers once it is durable
+    /// (or failed). Never blocks. The write happens even if the receiver is
+    /// dropped.
+    pub(crate) fn submit(
+        &self,
+        record: Record,
+    ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
+        let (done, answer) = oneshot::channel();
+        let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(requests) = requests.as_ref() else {
+            return Err(StoreError::Closed("the WAL was closed"));
+        };
+        requests
+            .send(WriteRequest { record, done })
+            .map_err(|_| StoreError::Closed("the WAL writer thread has stopped"))?;
+        Ok(answer)
+    }
+
+    /// The WAL's counters.
+    pub(crate) fn stats(&self) -> WalStats {
+        WalStats {
+            bytes: self.counters.bytes.load(Ordering::Relaxed),
+            segments: self.counters.segments.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking writes, lets the writer commit everything already queued,
+    /// and waits for it to exit. Idempotent.
+    pub(crate) fn close(&self) {
+        drop(
+            self.requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!(dir = %self.dir.display(), "the WAL writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::span;
+
+    fn replay_all(dir: &Path) -> (Vec<Vec<Span>>, ReplayReport) {
+        let mut batches = Vec::new();
+        let (wal, report) = Wal::open(dir, 1 << 20, &mut |b| batches.push(b)).unwrap();
+        wal.close();
+        (batches, report)
+    }
+
+    #[tokio::test]
+    async fn batches_round_trip_through_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch_a = vec![span(1, 1, None, "rag", "root", 10, 90)];
+        let batch_b = vec![
+            span(1, 2, Some(1), "rag", "embed", 20, 30),
+            span(2, 1, None, "db", "query", 40, 50),
+        ];
+        {
+            let (wal, report) = Wal::open(dir.path(), 1 << 20, &mut |_| {}).unwrap();
+            assert_eq!(report, ReplayReport::default());
+            for batch in [&batch_a, &batch_b] {
+                let answer = wal.submit(encode_batch(batch).unwrap()).unwrap();
+                answer.await.unwrap().unwrap();
+            }
+            assert_eq!(wal.stats().segments, 1);
+            assert_eq!(wal.stats().syncs, 2);
+        }
+        let (batches, report) = replay_all(dir.path());
+        assert_eq!(batches, vec![batch_a, batch_b]);
+        assert_eq!(
+            report,
+            ReplayReport {
+                segments: 1,
+                records: 2,
+                spans: 3,
+                truncated_bytes: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn submit_after_close_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 1 << 20, &mut |_| {}).unwrap();
+        wal.close();
+        let record = encode_batch(&[span(1, 1, None, "rag", "x", 0, 1)]).unwrap();
+        assert!(matches!(wal.submit(record), Err(StoreError::Closed(_))));
+    }
+
+    #[test]
+    fn segment_of_another_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment::segment_path(dir.path(), 1);
+        let mut bytes = record::header().to_vec();
+        bytes[6] = 9;
+        bytes.extend_from_slice(b"future data");
+        fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(dir.path(), 1 << 20, &mut |_| {})
+            .err()
+            .expect("must refuse");
+        assert!(matches!(
+            err,
+            StoreError::UnsupportedWalVersion { found: 9, .. }
+        ));
+        assert!(err.to_string().contains("00000000000000000001.wal"));
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn torn_header_is_repaired_and_foreign_file_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment::segment_path(dir.path(), 1), b"NOTWAL-garbage").unwrap();
+        fs::write(segment::segment_path(dir.path(), 2), &record::header()[..3]).unwrap();
+        let (batches, report) = replay_all(dir.path());
+        assert!(batches.is_empty());
+        assert_eq!(report.segments, 1);
+        assert_eq!(report.truncated_bytes, 14 + 3);
+        assert!(dir.path().join("00000000000000000001.wal.corrupt").exists());
+        assert_eq!(
+            fs::read(segment::segment_path(dir.path(), 2)).unwrap(),
+            record::header()
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Replay: reading every segment at open, handing each batch to the caller,
+//! and repairing what a crash left behind.
+//!
+//! Damage is never fatal. A torn or corrupt record (short read, bad CRC,
+//! undecodable payload) ends its segment: the file is truncated there with a
+//! warning naming the file and offset, and replay goes on with the next
+//! segment. A file whose header is not ours is set aside, not deleted. The one
+//! refusal is a segment of another format version, which a newer build may
+//! still read. This module writes nothing but those repairs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chaintrace_model::Span;
+
+use crate::store::StoreError;
+
+use super::codec::decode_spans;
+use super::record::{check_header, read_frame, HeaderCheck, HEADER_LEN, VERSION};
+use super::segment::{self, SegmentSeq};
+
+/// What replaying the write-ahead log found at open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Segment files read.
+    pub segments: u64,
+    /// Whole, valid records replayed.
+    pub records: u64,
+    /// Spans in those records, duplicates included.
+    pub spans: u64,
+    /// Bytes not replayed: cut from torn or corrupt segment tails, or in
+    /// unreadable files set aside as `*.corrupt`.
+    pub truncated_bytes: u64,
+}
+
+/// A segment as it stands after replay (and any repair).
+#[derive(Debug, Clone)]
+pub(crate) struct ReplayedSegment {
+    /// Its sequence number.
+    pub(crate) seq: SegmentSeq,
+    /// Its file.
+    pub(crate) path: PathBuf,
+    /// Its length in bytes, all of it valid.
+    pub(crate) len: u64,
+}
+
+/// Replays every segment in `dir`, oldest first, calling `on_batch` with each
+/// record's spans in write order. Returns the report and the segments left.
+pub(crate) fn replay_dir(
+    dir: &Path,
+    on_batch: &mut dyn FnMut(Vec<Span>),
+) -> Result<(ReplayReport, Vec<ReplayedSegment>), StoreError> {
+    let mut report = ReplayReport::default();
+    let mut kept = Vec::new();
+    let listed = segment::list_segments(dir)?;
+    let count = listed.len();
+    for (i, (seq, path)) in listed.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        if let Some(len) = replay_segment(dir, &path, is_last, on_batch, &mut report)? {
+            kept.push(ReplayedSegment { seq, path, len });
+        }
+    }
+    Ok((report, kept))
+}
+
+/// Replays one segment; returns its valid length, or `None` if it was set aside.
+fn replay_segment(
+    dir: &Path,
+    path: &Path,
+    is_last: bool,
+    on_batch: &mut dyn FnMut(Vec<Span>),
+    report: &mut ReplayReport,
+) -> Result<Option<u64>, StoreError> {
+    let bytes = fs::read(path).map_err(|e| StoreError::io("read WAL segment", path, e))?;
+    let file_len = bytes.len() as u64;
+    match check_header(&bytes) {
+        HeaderCheck::Valid => {}
+        HeaderCheck::Torn => {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = file_len,
+                "WAL segment has a torn header (the process died while creating it); rewriting it empty"
+            );
+            segment::reset(path)?;
+            report.segments += 1;
+            report.truncated_bytes += file_len;
+            return Ok(Some(HEADER_LEN));
+        }
+        HeaderCheck::OtherVersion(found) => {
+            return Err(StoreError::UnsupportedWalVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: VERSION,
+            });
+        }
+        HeaderCheck::NotAWalSegment => {
+            let aside = segment::set_aside(dir, path)?;
+            tracing::warn!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                bytes = file_len,
+                "file in the WAL directory does not start with a WAL header; set it aside and skipped it"
+            );
+            report.truncated_bytes += file_len;
+            return Ok(None);
+        }
+    }
+
+    let mut offset = HEADER_LEN;
+    let mut damage = None;
+    // `offset` only grows by frames that fit, so it never passes `file_len`.
+    while let Some(rest) = bytes.get(offset as usize..).filter(|r| !r.is_empty()) {
+        let (payload, used) = match read_frame(rest) {
+            Ok(frame) => frame,
+            Err(e) => {
+                damage = Some(e.to_string());
+                break;
+            }
+        };
+        match decode_spans(payload) {
+            Ok(spans) => {
+                report.records += 1;
+                report.spans += spans.len() as u64;
+                on_batch(spans);
+                offset += used;
+            }
+            Err(e) => {
+                damage = Some(format!(
+                    "record of {} bytes passes its CRC but does not decode: {e}",
+                    payload.len()
+                ));
+                break;
+            }
+        }
+    }
+    if let Some(reason) = damage {
+        let cut = file_len - offset;
+        tracing::warn!(
+            path = %path.display(),
+            offset,
+            cut_bytes = cut,
+            last_segment = is_last,
+            %reason,
+            "WAL segment has a torn or corrupt record; truncating the segment at this offset \
+             (records after it in this segment are lost, later segments are still replayed)"
+        );
+        segment::truncate(path, offset)?;
+        report.truncated_bytes += cut;
+    }
+    report.segments += 1;
+    Ok(Some(offset))
+}

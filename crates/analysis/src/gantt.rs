@@ -2,14 +2,19 @@
 //! time axis that starts at the trace's first span.
 //!
 //! The layout never assumes a child lies inside its parent (clock skew and
-//! millisecond-precision SDKs make children overhang), and it survives broken
-//! input: spans whose parent is missing become extra roots, and a parent
-//! cycle cannot loop forever.
+//! millisecond-precision SDKs make children overhang): bars show the times
+//! the spans reported, while the critical-path marks and self times come from
+//! intervals clamped into their parents (see [`crate::critical_path`]). It
+//! survives broken input: spans whose parent is missing become extra roots,
+//! and a parent cycle cannot loop forever.
 
 use std::collections::HashMap;
 
 use chaintrace_model::{SpanId, Trace, UnixNanos};
 use serde::Serialize;
+
+use crate::critical_path::{chain, critical_nanos};
+use crate::tree::SpanTree;
 
 /// One row of the chart: one span.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +37,15 @@ pub struct GanttRow {
     pub is_error: bool,
     /// Whether this span's parent id names a span that is not in the trace.
     pub orphan: bool,
+    /// Whether the span is on the critical path: the root, its
+    /// last-finishing child, that child's last-finishing child, …
+    pub on_critical_path: bool,
+    /// Time the span's own work contributes to the walk-back critical path;
+    /// non-zero for every step the root waited on (see
+    /// [`crate::CriticalPath::segments`]).
+    pub critical_nano: u64,
+    /// Duration minus the union of its children's intervals.
+    pub self_nano: u64,
 }
 
 /// A whole chart.
@@ -64,6 +78,15 @@ impl GanttRow {
 /// Lays out `trace` as a Gantt chart.
 pub fn layout(trace: &Trace) -> GanttLayout {
     let spans = &trace.spans;
+    let tree = SpanTree::build(trace);
+    let self_nano = tree.self_times(&tree.interval);
+    let critical_nano = critical_nanos(&tree);
+    let mut on_chain = vec![false; spans.len()];
+    if let Some(root) = tree.root {
+        for i in chain(&tree, &tree.interval, root) {
+            on_chain[i] = true;
+        }
+    }
     let start = spans.iter().map(|s| s.start).min().unwrap_or_default();
     let end = spans.iter().map(|s| s.end).max().unwrap_or_default();
 
@@ -103,6 +126,9 @@ pub fn layout(trace: &Trace) -> GanttLayout {
                 orphan: span
                     .parent_span_id
                     .is_some_and(|p| !index_of.contains_key(&p)),
+                on_critical_path: on_chain[i],
+                critical_nano: critical_nano[i],
+                self_nano: self_nano[i],
             });
             stack.extend(children[i].iter().rev().map(|&c| (c, depth + 1)));
         }
@@ -201,6 +227,68 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn critical_path_marks_and_self_times() {
+        let g = layout(&crate::test_support::founding());
+        let marks: Vec<(&str, bool, u64, u64)> = g
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.on_critical_path,
+                    r.critical_nano / 1_000_000,
+                    r.self_nano / 1_000_000,
+                )
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("process_query", true, 50, 50),
+                ("fetch_context", false, 50, 50),
+                ("embed_query", false, 100, 100),
+                ("vector_search", false, 50, 50),
+                ("llm_call", true, 20, 20),
+                ("prompt_assembly", false, 10, 10),
+                ("api_call", true, 920, 920),
+            ]
+        );
+    }
+
+    #[test]
+    fn skewed_child_keeps_its_reported_bar_but_is_clamped_for_marks() {
+        // api_call reports a start 40 ms before its parent llm_call.
+        let trace = Trace::new(
+            TraceId([1; 16]),
+            vec![
+                span(1, None, "process_query", 0, 1200),
+                span(5, Some(1), "llm_call", 250, 1200),
+                span(7, Some(5), "api_call", 210, 1200),
+            ],
+        );
+        let g = layout(&trace);
+        let api = &g.rows[2];
+        assert_eq!(api.offset_nano, 210_000_000);
+        assert_eq!(api.duration_nano, 990_000_000);
+        assert!(api.on_critical_path);
+        assert_eq!(api.critical_nano, 950_000_000);
+        assert_eq!(g.rows[1].self_nano, 0);
+    }
+
+    #[test]
+    fn snapshot_founding_example() {
+        insta::assert_json_snapshot!("gantt_founding", layout(&crate::test_support::founding()));
+    }
+
+    #[test]
+    fn snapshot_concurrent_variant() {
+        insta::assert_json_snapshot!(
+            "gantt_concurrent",
+            layout(&crate::test_support::founding_concurrent())
+        );
     }
 
     #[test]

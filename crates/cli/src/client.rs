@@ -84,6 +84,19 @@ async fn get(server: &str, path: &str, query: &[(&str, String)]) -> Result<reqwe
     bail!("{url}: {status}: {message}")
 }
 
+/// GET a JSON answer from the API.
+pub async fn get_json(
+    server: &str,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<serde_json::Value> {
+    let response = get(server, path, query).await?;
+    response
+        .json()
+        .await
+        .with_context(|| format!("{path}: the server's answer is not JSON"))
+}
+
 /// Prints one trace.
 pub async fn trace(args: TraceArgs) -> Result<()> {
     let id: TraceId = args

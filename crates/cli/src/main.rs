@@ -1,8 +1,10 @@
 //! The `chaintrace` binary: `serve` runs the server; `trace`, `traces` and
 //! `demo` talk to a running one.
 
+mod ask;
 mod client;
 mod demo;
+mod gen;
 mod render;
 mod serve;
 
@@ -28,8 +30,18 @@ enum Command {
     Trace(client::TraceArgs),
     /// List recent traces, newest first.
     Traces(client::TracesArgs),
+    /// Find traces with a TraceQL query.
+    Search(ask::SearchArgs),
+    /// Critical path, self times, parallelism what-if, tokens and cost of one trace.
+    Analyze(ask::AnalyzeArgs),
+    /// Per-operation and per-model figures: latency percentiles, errors, critical-path share, tokens, cost.
+    Top(ask::TopArgs),
+    /// Errors grouped by operation and error type.
+    Errors(ask::TopArgs),
     /// Send demo LLM-chain traces to a running server over OTLP/gRPC.
     Demo(demo::DemoArgs),
+    /// Send generated LLM-chain load to any OTLP endpoint and report throughput.
+    Gen(gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +79,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Trace(args) => client::trace(args).await,
         Command::Traces(args) => client::traces(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Search(args) => ask::search(args).await,
+        Command::Analyze(args) => ask::analyze(args).await,
+        Command::Top(args) => ask::top(args).await,
+        Command::Errors(args) => ask::errors(args).await,
+        Command::Gen(args) => gen::run(args).await,
     }
 }

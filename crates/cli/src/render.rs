@@ -12,6 +12,7 @@ use chaintrace_model::{Trace, TraceSummary, UnixNanos};
 
 const RED: &str = "\x1b[31m";
 const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
 /// Width of the bar column in characters.
@@ -19,7 +20,8 @@ pub const BAR_WIDTH: usize = 48;
 /// Longest (indented) name shown before it is cut.
 const MAX_NAME: usize = 40;
 
-fn fmt_ms(nanos: u64) -> String {
+/// Milliseconds for people: `1200 ms`, `12.3 ms`.
+pub fn fmt_ms(nanos: u64) -> String {
     let ms = nanos as f64 / 1e6;
     if ms >= 100.0 {
         format!("{ms:.0} ms")
@@ -69,7 +71,17 @@ fn cut(text: &str, max: usize) -> String {
 
 /// Renders `trace` as an indented tree with one bar per span on a common time axis.
 pub fn gantt(trace: &Trace, color: bool) -> String {
-    let layout = gantt::layout(trace);
+    gantt_with(trace, &gantt::layout(trace), color, false)
+}
+
+/// Renders a laid-out trace; with `critical`, rows on the critical path are
+/// marked `◆` (bold on a tty) and every row shows its self time.
+pub fn gantt_with(
+    trace: &Trace,
+    layout: &gantt::GanttLayout,
+    color: bool,
+    critical: bool,
+) -> String {
     let summary = trace.summary();
     let mut out = String::new();
     let _ = writeln!(
@@ -88,9 +100,10 @@ pub fn gantt(trace: &Trace, color: bool) -> String {
         .map(|r| cut(&format!("{}{}", "  ".repeat(r.depth), r.name), MAX_NAME))
         .collect();
     let name_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let axis_pad = if critical { name_width + 2 } else { name_width };
     let _ = writeln!(
         out,
-        "{:name_width$}  0{:>width$}",
+        "{:axis_pad$}  0{:>width$}",
         "",
         fmt_ms(layout.total_nano),
         width = BAR_WIDTH + 1
@@ -104,17 +117,28 @@ pub fn gantt(trace: &Trace, color: bool) -> String {
             " ".repeat(BAR_WIDTH - first - len)
         );
         let mark = if row.is_error { " ✗ error" } else { "" };
-        let (on, off) = match (color, row.is_error) {
-            (true, true) => (RED, RESET),
+        let on_path = critical && row.on_critical_path;
+        let (on, off) = match (color, row.is_error, on_path) {
+            (true, true, _) => (RED, RESET),
+            (true, false, true) => (BOLD, RESET),
             _ => ("", ""),
         };
         let pad = name_width - label.chars().count();
+        let path = match (critical, on_path) {
+            (false, _) => "",
+            (true, true) => "◆ ",
+            (true, false) => "  ",
+        };
         let _ = write!(
             out,
-            "{on}{label}{}  |{bar}| {:>9}{mark}{off}",
+            "{on}{path}{label}{}  |{bar}| {:>9}",
             " ".repeat(pad),
             fmt_ms(row.duration_nano)
         );
+        if critical {
+            let _ = write!(out, "  self {:>9}", fmt_ms(row.self_nano));
+        }
+        let _ = write!(out, "{mark}{off}");
         if color && row.service != summary.root_service.as_deref().unwrap_or("") {
             let _ = write!(out, " {DIM}[{}]{RESET}", row.service);
         } else if row.service != summary.root_service.as_deref().unwrap_or("") {

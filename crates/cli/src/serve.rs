@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use chaintrace_analysis::PriceTable;
 use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
-use chaintrace_model::Span;
+use chaintrace_model::{DurationNanos, Span};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
 use clap::Args;
 use tokio::net::TcpListener;
@@ -40,6 +41,32 @@ pub struct ServeArgs {
     /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
     #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_request_bytes: usize,
+
+    /// Delete stored traces older than this (`7d`, `36h`; `0` keeps everything).
+    #[arg(long, env = "CHAINTRACE_RETENTION", default_value = "7d")]
+    pub retention: String,
+
+    /// Delete the oldest blocks while all blocks take more than this (`50GiB`); unset: no limit.
+    #[arg(long, env = "CHAINTRACE_MAX_DISK", value_parser = parse_bytes)]
+    pub max_disk: Option<usize>,
+
+    /// Memory budget for spans not yet written to blocks; over it, receivers
+    /// answer "try later" (HTTP 503 + Retry-After, gRPC UNAVAILABLE).
+    #[arg(long, env = "CHAINTRACE_MAX_MEMORY", default_value = "512MiB", value_parser = parse_bytes)]
+    pub max_memory: usize,
+
+    /// Cut recent spans into a Parquet block once they take this much memory.
+    #[arg(long, env = "CHAINTRACE_BLOCK_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub block_max_bytes: usize,
+
+    /// Cut recent spans into a Parquet block at least this often (`5m`, `30s`).
+    #[arg(long, env = "CHAINTRACE_BLOCK_MAX_AGE", default_value = "5m")]
+    pub block_max_age: String,
+
+    /// A TOML file of model prices that overrides or extends the built-in table
+    /// (USD per million tokens: `[models."my-model"] input = 1.0, output = 2.0, cache_read = 0.1, cache_write = 1.25`).
+    #[arg(long, env = "CHAINTRACE_PRICES")]
+    pub prices: Option<PathBuf>,
 
     /// Allow listening on non-loopback addresses. chaintrace has no API keys
     /// yet, so anyone who can reach the ports can send and read traces.
@@ -76,6 +103,46 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         return Err("size must be greater than zero".to_string());
     }
     Ok(bytes)
+}
+
+fn duration_flag(flag: &str, text: &str) -> Result<std::time::Duration> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let d: DurationNanos = text.parse().map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    Ok(std::time::Duration::from_nanos(d.0))
+}
+
+/// The built-in price table, with the user's overrides merged over it.
+fn load_prices(path: Option<&std::path::Path>) -> Result<PriceTable> {
+    let Some(path) = path else {
+        return Ok(PriceTable::builtin());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --prices {}", path.display()))?;
+    PriceTable::load_overrides(&text).with_context(|| format!("--prices {}", path.display()))
+}
+
+/// The embedded store's configuration from the flags.
+fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
+    let mut config = EmbeddedConfig::new(&args.data_dir);
+    let retention = duration_flag("--retention", &args.retention)?;
+    config.retention = (!retention.is_zero()).then_some(retention);
+    config.max_disk = args.max_disk.map(|b| b as u64);
+    config.max_memory = args.max_memory as u64;
+    config.block_max_bytes = args.block_max_bytes as u64;
+    config.block_max_age = duration_flag("--block-max-age", &args.block_max_age)?;
+    if config.block_max_age.is_zero() {
+        bail!("--block-max-age must be greater than zero");
+    }
+    if config.block_max_bytes >= config.max_memory {
+        bail!(
+            "--block-max-bytes ({}) must be below --max-memory ({}): blocks are cut from memory",
+            args.block_max_bytes,
+            args.max_memory
+        );
+    }
+    Ok(config)
 }
 
 /// Hands decoded batches to the store: the bridge between ingest and store,
@@ -142,12 +209,13 @@ async fn shutdown_signal() {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<()> {
     check_exposure(&args)?;
-    let config = EmbeddedConfig::new(&args.data_dir);
+    let config = store_config(&args)?;
     let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
         .await
         .context("store open task failed")?
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
+    let prices = Arc::new(load_prices(args.prices.as_deref())?);
     let limits = Limits {
         max_request_bytes: args.max_request_bytes,
     };
@@ -193,8 +261,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         chaintrace_ingest::otlp::router(sink, limits),
     )
     .with_graceful_shutdown(stopped());
-    let api = axum::serve(api_listener, chaintrace_server::router(store.clone()))
-        .with_graceful_shutdown(stopped());
+    let api = axum::serve(
+        api_listener,
+        chaintrace_server::router(store.clone(), prices),
+    )
+    .with_graceful_shutdown(stopped());
 
     let mut grpc = tokio::spawn(grpc);
     let mut otlp_http = tokio::spawn(async move { otlp_http.await });

@@ -24,6 +24,6 @@ mod trace;
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
     find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue, Link, Resource, Scope,
-    Span, SpanKind, Status, StatusCode, UnixNanos,
+    Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,
 };
 pub use trace::{Trace, TraceSummary};

@@ -439,3 +439,114 @@ mod tests {
         assert!(p("5 parsecs").is_err());
     }
 }
+
+/// Why a time text could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid time {text:?}: want Unix seconds (1767225600 or 1767225600.5) or RFC 3339 (2026-01-01T00:00:00Z, 2026-01-01T01:00:00.5+01:00)")]
+pub struct TimeParseError {
+    /// The offending text (cut to 64 characters).
+    pub text: String,
+}
+
+impl std::str::FromStr for UnixNanos {
+    type Err = TimeParseError;
+
+    /// Reads Unix seconds (with optional fraction) or an RFC 3339 timestamp.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || TimeParseError {
+            text: text.chars().take(64).collect(),
+        };
+        let t = text.trim();
+        if let Ok(secs) = t.parse::<f64>() {
+            if secs.is_finite() && (0.0..1e11).contains(&secs) {
+                return Ok(UnixNanos((secs * 1e9).round() as u64));
+            }
+            return Err(err());
+        }
+        parse_rfc3339(t).ok_or_else(err)
+    }
+}
+
+fn parse_rfc3339(t: &str) -> Option<UnixNanos> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = t.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &t[19..];
+    let mut nanos = 0u64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let mut scaled: String = frac[..digits].chars().take(9).collect();
+        while scaled.len() < 9 {
+            scaled.push('0');
+        }
+        nanos = scaled.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            let oh: i64 = rest[1..3].parse().ok()?;
+            let om: i64 = rest[4..6].parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from civil (proleptic Gregorian), Howard Hinnant's well-known method.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    (secs >= 0).then(|| UnixNanos(secs as u64 * 1_000_000_000 + nanos))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_unix_seconds_or_rfc3339() {
+        let p = |s: &str| s.parse::<UnixNanos>().map(|t| t.0);
+        assert_eq!(p("1780410600"), Ok(1_780_410_600_000_000_000));
+        assert_eq!(p("1780410600.5"), Ok(1_780_410_600_500_000_000));
+        assert_eq!(p("2026-06-02T14:30:00Z"), Ok(1_780_410_600_000_000_000));
+        assert_eq!(p("2026-06-02T14:30:00.050Z"), Ok(1_780_410_600_050_000_000));
+        assert_eq!(
+            p("2026-06-02T16:30:00+02:00"),
+            Ok(1_780_410_600_000_000_000)
+        );
+        assert_eq!(p("1970-01-01T00:00:00Z"), Ok(0));
+        assert!(p("yesterday").is_err());
+        assert!(p("2026-13-02T14:30:00Z").is_err());
+        assert!(p("2026-06-02T14:30:00").is_err());
+        assert!(p("-5").is_err());
+    }
+}

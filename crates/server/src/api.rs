@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chaintrace_analysis::PriceTable;
 use chaintrace_model::{DurationNanos, TraceId, UnixNanos};
 use chaintrace_store::{Store, StoreError, TraceListQuery};
 use serde::{Deserialize, Serialize};
@@ -20,16 +21,49 @@ use crate::jaeger::{to_jaeger, Envelope, EnvelopeError};
 /// Largest `limit` a trace list accepts.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// Builds the query API router over `store`.
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where traces are read from.
+    pub store: Arc<dyn Store>,
+    /// Model prices for LLM cost.
+    pub prices: Arc<PriceTable>,
+}
+
+/// Builds the query API router over `store`, pricing LLM calls with `prices`.
+pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
+    use crate::search::{analytics_handler, search, trace_analysis, Analytics};
     Router::new()
         .route("/", get(index))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/stats", get(stats))
         .route("/api/v1/traces", get(list_traces))
         .route("/api/v1/traces/{trace_id}", get(native_trace))
+        .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
+        .route("/api/v1/search", get(search))
+        .route(
+            "/api/v1/analytics/operations",
+            get(analytics_handler(Analytics::Operations)),
+        )
+        .route(
+            "/api/v1/analytics/models",
+            get(analytics_handler(Analytics::Models)),
+        )
+        .route(
+            "/api/v1/analytics/errors",
+            get(analytics_handler(Analytics::Errors)),
+        )
+        .route(
+            "/api/v1/analytics/bottlenecks",
+            get(analytics_handler(Analytics::Bottlenecks)),
+        )
+        .route(
+            "/api/v1/analytics/series",
+            get(analytics_handler(Analytics::Series)),
+        )
         .route("/api/traces/{trace_id}", get(jaeger_trace))
         .fallback(not_found)
-        .with_state(store)
+        .with_state(AppState { store, prices })
 }
 
 async fn index() -> impl IntoResponse {
@@ -37,8 +71,12 @@ async fn index() -> impl IntoResponse {
         [("content-type", "text/plain; charset=utf-8")],
         "chaintrace query API\n\n\
          GET /api/v1/health\n\
+         GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
          GET /api/v1/traces/{trace_id}\n\
+         GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
+         GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
+         GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
          GET /api/traces/{trace_id}   (Jaeger-compatible)\n",
     )
 }
@@ -47,16 +85,23 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+async fn stats(State(AppState { store, .. }): State<AppState>) -> Response {
+    match store.stats().await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint".to_string())
 }
 
 /// A native error answer: `{"error": "..."}`.
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-fn store_error(err: StoreError) -> Response {
+pub(crate) fn store_error(err: StoreError) -> Response {
     tracing::error!(error = %err, "query failed");
     let status = if err.is_retryable() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -66,7 +111,7 @@ fn store_error(err: StoreError) -> Response {
     error(status, err.to_string())
 }
 
-fn parse_trace_id(text: &str) -> Result<TraceId, String> {
+pub(crate) fn parse_trace_id(text: &str) -> Result<TraceId, String> {
     // Jaeger clients sometimes drop leading zeros of 64-bit-era ids: pad them back.
     let padded;
     let text = if text.len() < 32 && !text.is_empty() {
@@ -93,7 +138,7 @@ struct TraceList {
 }
 
 async fn list_traces(
-    State(store): State<Arc<dyn Store>>,
+    State(AppState { store, .. }): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Response {
     let limit = params.limit.unwrap_or(20);
@@ -123,7 +168,7 @@ async fn list_traces(
 }
 
 async fn native_trace(
-    State(store): State<Arc<dyn Store>>,
+    State(AppState { store, .. }): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Response {
     let id = match parse_trace_id(&trace_id) {
@@ -152,7 +197,7 @@ fn jaeger_error(status: StatusCode, msg: String) -> Response {
 }
 
 async fn jaeger_trace(
-    State(store): State<Arc<dyn Store>>,
+    State(AppState { store, .. }): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Response {
     let id = match parse_trace_id(&trace_id) {

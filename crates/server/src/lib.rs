@@ -7,5 +7,7 @@
 
 mod api;
 pub mod jaeger;
+pub mod range;
+pub mod search;
 
-pub use api::{router, MAX_LIST_LIMIT};
+pub use api::{router, AppState, MAX_LIST_LIMIT};

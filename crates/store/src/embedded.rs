@@ -1,30 +1,66 @@
-//! The embedded store: the WAL and the head put together behind [`Store`].
+//! The embedded store: WAL, head and blocks put together behind [`Store`].
 //!
-//! An append is encoded on the caller's task, made durable by the WAL's group
-//! commit, and only then inserted into the head — so a query never shows a
-//! span that a crash could still take away. This module wires the parts and
-//! owns the on-disk layout under [`EmbeddedConfig::dir`]; record formats,
-//! replay and indexing belong to [`crate::wal`] and [`crate::head`].
+//! Write path: an append is encoded on the caller's task and queued to the
+//! WAL; once its group is fsynced, the WAL writer thread inserts it into the
+//! active head and only then answers, so a query never shows a span a crash
+//! could take away, and head contents follow WAL order exactly.
+//!
+//! Cutting: a seal (run on the same writer thread) closes the open WAL
+//! segment and freezes the active head in one step, so a frozen head holds
+//! exactly the spans of the sealed segments. The maintenance thread writes
+//! each frozen head as a Parquet block, installs it, then deletes the
+//! segments it covers; until then the frozen head stays queryable. A crash
+//! anywhere in between either replays the segments (no block yet) or deletes
+//! them at open (the block's meta says it holds them).
+//!
+//! Reads merge the active head, frozen heads and blocks, dropping duplicate
+//! spans (exporters retry; a retry can land in another generation), so
+//! duplicates are never visible, before or after compaction.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use chaintrace_model::{Span, Trace, TraceId, TraceSummary};
+use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
 
+use crate::catalog::Catalog;
 use crate::head::Head;
+use crate::maintenance;
 use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
-use crate::wal::{self, ReplayReport, Wal};
+use crate::wal::{self, ReplayReport, SegmentSeq, Wal};
 
 /// Where and how the embedded store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedConfig {
-    /// Data directory; the WAL lives in `<dir>/wal/`.
+    /// Data directory; the WAL lives in `<dir>/wal/`, blocks in `<dir>/blocks/`.
     pub dir: PathBuf,
     /// A WAL segment is closed and a new one started once the next record
     /// would take it past this many bytes (a single larger record still gets
     /// a segment of its own).
     pub wal_segment_bytes: u64,
+    /// Cut the head into a block once it holds about this many bytes in memory.
+    pub block_max_bytes: u64,
+    /// Cut the head into a block once its oldest span arrived this long ago.
+    pub block_max_age: Duration,
+    /// Memory budget for the head (active and frozen) plus the WAL queue;
+    /// over it, appends are refused with [`StoreError::Overloaded`].
+    pub max_memory: u64,
+    /// Delete blocks whose newest span ended longer ago than this.
+    pub retention: Option<Duration>,
+    /// Delete the oldest blocks while all blocks take more than this many bytes.
+    pub max_disk: Option<u64>,
+    /// Compaction merges blocks whose data starts in the same window of this length.
+    pub compaction_window: Duration,
+    /// Merge this many blocks of one level and window at least.
+    pub compaction_min_blocks: usize,
+    /// A compaction's inputs hold at most this many spans (it merges in memory).
+    pub compaction_max_spans: u64,
+    /// How often the maintenance thread looks for work when not woken.
+    pub maintenance_interval: Duration,
 }
 
 impl EmbeddedConfig {
@@ -36,6 +72,15 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             dir: dir.into(),
             wal_segment_bytes: Self::DEFAULT_WAL_SEGMENT_BYTES,
+            block_max_bytes: 64 * 1024 * 1024,
+            block_max_age: Duration::from_secs(5 * 60),
+            max_memory: 512 * 1024 * 1024,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_disk: None,
+            compaction_window: Duration::from_secs(3600),
+            compaction_min_blocks: 4,
+            compaction_max_spans: 1_000_000,
+            maintenance_interval: Duration::from_secs(1),
         }
     }
 
@@ -43,52 +88,304 @@ impl EmbeddedConfig {
     pub fn wal_dir(&self) -> PathBuf {
         self.dir.join("wal")
     }
+
+    /// The blocks directory, `<dir>/blocks`.
+    pub fn blocks_dir(&self) -> PathBuf {
+        self.dir.join("blocks")
+    }
 }
 
-/// chaintrace's single-node store: a write-ahead log in front of an in-memory
-/// head. See the [crate docs](crate).
+/// A head that was sealed with its WAL segments and waits to become a block.
+pub(crate) struct FrozenHead {
+    /// First WAL segment whose spans it holds.
+    pub(crate) from: SegmentSeq,
+    /// Last WAL segment whose spans it holds.
+    pub(crate) through: SegmentSeq,
+    /// The spans.
+    pub(crate) head: Head,
+}
+
+/// The in-memory generations: the head taking inserts, and frozen ones.
+pub(crate) struct Heads {
+    pub(crate) active: Head,
+    /// When the active head got its first span since the last cut.
+    pub(crate) active_since: Option<Instant>,
+    /// Frozen heads, oldest first.
+    pub(crate) frozen: Vec<Arc<FrozenHead>>,
+    /// Highest WAL segment sealed so far.
+    pub(crate) sealed_through: SegmentSeq,
+}
+
+impl Heads {
+    fn bytes(&self) -> u64 {
+        self.active.stats().bytes
+            + self
+                .frozen
+                .iter()
+                .map(|f| f.head.stats().bytes)
+                .sum::<u64>()
+    }
+}
+
+/// Wakes the maintenance thread early, and tells it to stop.
+#[derive(Default)]
+pub(crate) struct Signal {
+    state: Mutex<(bool, bool)>,
+    cond: Condvar,
+}
+
+impl Signal {
+    /// Asks for a maintenance pass soon.
+    pub(crate) fn wake(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 = true;
+        self.cond.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.cond.notify_one();
+    }
+
+    /// Waits for a wake-up or `timeout`; returns false once stopped.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut guard, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |(woken, stopped)| !*woken && !*stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.0 = false;
+        !guard.1
+    }
+}
+
+/// chaintrace's single-node store. See the [module docs](self) and the
+/// [crate docs](crate).
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// What appends in flight share with the store (see [`EmbeddedStore::append`]).
-struct Inner {
-    config: EmbeddedConfig,
-    wal: Wal,
-    head: RwLock<Head>,
+/// What the store's threads share.
+pub(crate) struct Inner {
+    pub(crate) config: EmbeddedConfig,
+    pub(crate) wal: Wal,
+    /// Shared with the WAL writer thread's insert callbacks. Not `Inner`
+    /// itself: a callback must never hold the last reference to the WAL.
+    pub(crate) heads: Arc<RwLock<Heads>>,
+    pub(crate) catalog: Catalog,
+    pub(crate) signal: Arc<Signal>,
+    /// Estimated bytes of all heads, readable without the lock.
+    pub(crate) head_bytes: Arc<AtomicU64>,
+    /// Counters of maintenance work, for stats.
+    pub(crate) blocks_cut: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) blocks_deleted: AtomicU64,
 }
 
 impl Inner {
-    // A panic while holding the lock cannot leave the head half-updated in a
+    // A panic while holding the lock cannot leave the heads half-updated in a
     // way that matters more than refusing all further service would, so a
     // poisoned lock is used as is.
-    fn head(&self) -> RwLockReadGuard<'_, Head> {
-        self.head.read().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn heads(&self) -> RwLockReadGuard<'_, Heads> {
+        self.heads.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn head_mut(&self) -> RwLockWriteGuard<'_, Head> {
-        self.head.write().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn heads_mut(&self) -> RwLockWriteGuard<'_, Heads> {
+        self.heads.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Recomputes the lock-free memory estimate.
+    pub(crate) fn refresh_head_bytes(&self) {
+        let bytes = self.heads().bytes();
+        self.head_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Every stored span of trace `id`, from all generations, duplicates dropped.
+    fn trace_blocking(&self, id: TraceId) -> Result<Option<Trace>, StoreError> {
+        let (mut spans, frozen) = {
+            let heads = self.heads();
+            let spans = heads.active.trace(&id).map(|t| t.spans).unwrap_or_default();
+            (spans, heads.frozen.clone())
+        };
+        for f in &frozen {
+            if let Some(t) = f.head.trace(&id) {
+                spans.extend(t.spans);
+            }
+        }
+        for block in self.catalog.blocks() {
+            spans.extend(block.trace_spans(id)?);
+        }
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let mut seen: HashSet<SpanId> = HashSet::with_capacity(spans.len());
+        spans.retain(|s| seen.insert(s.span_id));
+        Ok(Some(Trace::new(id, spans)))
+    }
+
+    /// Newest-first summaries from all generations. A trace found in more
+    /// than one (a long chain cut across blocks, or a late retry) is rebuilt
+    /// whole so its counts are right.
+    fn recent_traces_blocking(
+        &self,
+        query: &TraceListQuery,
+    ) -> Result<Vec<TraceSummary>, StoreError> {
+        let limit = query.effective_limit();
+        let mut found: HashMap<TraceId, (TraceSummary, u32)> = HashMap::new();
+        let mut add = |list: Vec<TraceSummary>| {
+            for s in list {
+                found
+                    .entry(s.trace_id)
+                    .and_modify(|(_, n)| *n += 1)
+                    .or_insert((s, 1));
+            }
+        };
+        let frozen = {
+            let heads = self.heads();
+            add(heads.active.recent_traces(query));
+            heads.frozen.clone()
+        };
+        for f in &frozen {
+            add(f.head.recent_traces(query));
+        }
+        for block in self.catalog.blocks() {
+            let meta = block.meta();
+            if query.start.is_some_and(|s| meta.max_end < s)
+                || query.end.is_some_and(|e| meta.min_start > e)
+                || query
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| !meta.services.iter().any(|m| m == s))
+            {
+                continue;
+            }
+            let mut list = block.trace_summaries(query.start, query.end)?;
+            if let Some(service) = &query.service {
+                list.retain(|s| s.root_service.as_deref() == Some(service.as_str()));
+            }
+            list.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
+            list.truncate(limit);
+            add(list);
+        }
+        let mut ordered: BTreeMap<(std::cmp::Reverse<u64>, TraceId), (TraceSummary, u32)> =
+            BTreeMap::new();
+        for (id, (summary, n)) in found {
+            ordered.insert(
+                (std::cmp::Reverse(summary.start_unix_nano.0), id),
+                (summary, n),
+            );
+        }
+        let mut out = Vec::with_capacity(limit);
+        for ((_, id), (summary, n)) in ordered {
+            if out.len() == limit {
+                break;
+            }
+            if n == 1 {
+                out.push(summary);
+            } else if let Some(trace) = self.trace_blocking(id)? {
+                out.push(trace.summary());
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// See [`Store::scan_spans`]. Blocks are read whole where they overlap
+    /// the range, then filtered by trace start.
+    fn scan_spans_blocking(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        max_spans: usize,
+    ) -> Result<Vec<Span>, StoreError> {
+        let in_range = |t: UnixNanos| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
+        let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
+        let mut total = 0usize;
+        let take =
+            |spans: Vec<Span>, by_trace: &mut HashMap<TraceId, Vec<Span>>, total: &mut usize| {
+                for span in spans {
+                    *total += 1;
+                    by_trace.entry(span.trace_id).or_default().push(span);
+                }
+            };
+        let query = TraceListQuery {
+            limit: usize::MAX,
+            service: None,
+            start,
+            end,
+        };
+        let frozen = {
+            let heads = self.heads();
+            for summary in heads.active.recent_traces(&query) {
+                if let Some(t) = heads.active.trace(&summary.trace_id) {
+                    take(t.spans, &mut by_trace, &mut total);
+                }
+            }
+            heads.frozen.clone()
+        };
+        for f in &frozen {
+            for summary in f.head.recent_traces(&query) {
+                if let Some(t) = f.head.trace(&summary.trace_id) {
+                    take(t.spans, &mut by_trace, &mut total);
+                }
+            }
+        }
+        for block in self.catalog.blocks() {
+            let meta = block.meta();
+            if start.is_some_and(|s| meta.max_end < s) || end.is_some_and(|e| meta.min_start > e) {
+                continue;
+            }
+            take(block.read_all()?, &mut by_trace, &mut total);
+            if total > max_spans.saturating_mul(2) {
+                return Err(StoreError::TooMuchData { limit: max_spans });
+            }
+        }
+        let mut out = Vec::new();
+        for (_, mut spans) in by_trace {
+            let trace_start = spans.iter().map(|s| s.start).min().unwrap_or_default();
+            if !in_range(trace_start) {
+                continue;
+            }
+            let mut seen: HashSet<SpanId> = HashSet::with_capacity(spans.len());
+            spans.retain(|s| seen.insert(s.span_id));
+            out.extend(spans);
+            if out.len() > max_spans {
+                return Err(StoreError::TooMuchData { limit: max_spans });
+            }
+        }
+        Ok(out)
     }
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store in `config.dir` and replays the
-    /// WAL into the head. A torn or corrupt WAL tail is truncated with a
-    /// warning and reported in [`ReplayReport::truncated_bytes`]; it never
-    /// fails the open.
+    /// Opens (creating if needed) the store in `config.dir`: opens the
+    /// blocks, replays the WAL segments not yet in a block into the head, and
+    /// starts the WAL writer and maintenance threads. A torn or corrupt WAL
+    /// tail is truncated with a warning and reported in
+    /// [`ReplayReport::truncated_bytes`]; it never fails the open.
     ///
     /// This is blocking file I/O that may take a while on a large WAL, and it
     /// needs no async runtime: from async code, call it through
-    /// `tokio::task::spawn_blocking` (calling it directly also works, but
-    /// blocks a runtime thread meanwhile).
+    /// `tokio::task::spawn_blocking`.
     pub fn open(config: EmbeddedConfig) -> Result<(EmbeddedStore, ReplayReport), StoreError> {
+        let catalog = Catalog::open(&config.blocks_dir())?;
+        let covered = catalog.covered_through();
         let mut head = Head::default();
-        let (wal, report) = Wal::open(&config.wal_dir(), config.wal_segment_bytes, &mut |spans| {
-            head.insert(spans);
-        })?;
+        let mut replayed_through = covered;
+        let (wal, report) = Wal::open(
+            &config.wal_dir(),
+            config.wal_segment_bytes,
+            covered,
+            &mut |seq, spans| {
+                replayed_through = replayed_through.max(seq);
+                head.insert(spans);
+            },
+        )?;
         let stats = head.stats();
         tracing::info!(
             dir = %config.dir.display(),
+            blocks = catalog.blocks().len(),
             segments = report.segments,
             records = report.records,
             spans = stats.spans,
@@ -97,30 +394,84 @@ impl EmbeddedStore {
             truncated_bytes = report.truncated_bytes,
             "opened embedded store"
         );
-        let inner = Inner {
+        let active_since = (!head.is_empty()).then(Instant::now);
+        let heads = Heads {
+            active: head,
+            active_since,
+            frozen: Vec::new(),
+            sealed_through: covered,
+        };
+        let inner = Arc::new(Inner {
+            head_bytes: Arc::new(AtomicU64::new(heads.bytes())),
+            heads: Arc::new(RwLock::new(heads)),
             config,
             wal,
-            head: RwLock::new(head),
-        };
+            catalog,
+            signal: Arc::new(Signal::default()),
+            blocks_cut: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            blocks_deleted: AtomicU64::new(0),
+        });
+        let worker = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name("chaintrace-maintenance".into())
+            .spawn(move || maintenance::run(&worker))
+            .map_err(|e| {
+                StoreError::io("start the maintenance thread for", &inner.config.dir, e)
+            })?;
         Ok((
             EmbeddedStore {
-                inner: Arc::new(inner),
+                inner,
+                maintenance: Mutex::new(Some(handle)),
             },
             report,
         ))
     }
 
     /// Stops taking appends (they fail with [`StoreError::Closed`]), commits
-    /// everything already queued and stops the WAL writer thread. Queries keep
-    /// working. Dropping the store does the same; `close` lets you do it at a
-    /// chosen moment, e.g. before the runtime shuts down. Idempotent.
+    /// everything already queued and stops the WAL writer and maintenance
+    /// threads. Queries keep working. Dropping the store does the same.
+    /// Idempotent.
     pub fn close(&self) {
+        self.inner.signal.stop();
+        let handle = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the maintenance thread panicked");
+            }
+        }
         self.inner.wal.close();
     }
 
     /// The configuration the store was opened with.
     pub fn config(&self) -> &EmbeddedConfig {
         &self.inner.config
+    }
+
+    /// Cuts every span held in memory into blocks now, regardless of size
+    /// and age (tests, shutdown, benchmarks). Blocking.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        maintenance::cut(&self.inner, true)
+    }
+
+    /// Runs one compaction pass now and returns how many merges it made. Blocking.
+    pub fn compact(&self) -> Result<u64, StoreError> {
+        maintenance::compact(&self.inner)
+    }
+
+    /// Applies retention now and returns how many blocks it deleted. Blocking.
+    pub fn apply_retention(&self) -> Result<u64, StoreError> {
+        maintenance::retention(&self.inner)
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -134,51 +485,107 @@ impl fmt::Debug for EmbeddedStore {
 
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
-    /// Durable on `Ok`; visible to queries from then on, not before.
-    ///
-    /// Must run inside a tokio runtime. Cancel-safe in the way that matters:
-    /// once the batch is queued, the head insert is done by a spawned task,
-    /// so a caller that stops waiting cannot leave a durable batch invisible
-    /// until the next restart.
+    /// Durable on `Ok`; visible to queries from then on, not before. Refused
+    /// with [`StoreError::Overloaded`] while the memory budget is used up.
     async fn append(&self, spans: Vec<Span>) -> Result<(), StoreError> {
         if spans.is_empty() {
             return Ok(());
         }
+        let inner = &self.inner;
+        let used = inner
+            .head_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(inner.wal.stats().queued_bytes);
+        if used > inner.config.max_memory {
+            inner.signal.wake();
+            return Err(StoreError::Overloaded(format!(
+                "{} MiB of spans wait in memory to be written to blocks (budget {} MiB)",
+                used >> 20,
+                inner.config.max_memory >> 20
+            )));
+        }
         let record = wal::encode_batch(&spans)?;
-        let durable = self.inner.wal.submit(record)?;
-        let inner = Arc::clone(&self.inner);
-        let task = tokio::spawn(async move {
-            let _position = durable.await.map_err(|_| {
-                StoreError::Closed("the WAL writer stopped before confirming the write")
-            })??;
-            inner.head_mut().insert(spans);
-            Ok(())
+        let heads = Arc::clone(&inner.heads);
+        let head_bytes = Arc::clone(&inner.head_bytes);
+        let signal = Arc::clone(&inner.signal);
+        let cut_at = inner.config.block_max_bytes;
+        let insert = Box::new(move |_position| {
+            let mut heads = heads.write().unwrap_or_else(PoisonError::into_inner);
+            let before = heads.active.stats().bytes;
+            heads.active.insert(spans);
+            let after = heads.active.stats().bytes;
+            heads.active_since.get_or_insert_with(Instant::now);
+            drop(heads);
+            head_bytes.fetch_add(after - before, Ordering::Relaxed);
+            if after >= cut_at {
+                signal.wake();
+            }
         });
-        task.await
-            .map_err(|_| StoreError::Closed("the append task was cancelled by runtime shutdown"))?
+        let durable = inner.wal.submit(record, Some(insert))?;
+        durable.await.map_err(|_| {
+            StoreError::Closed("the WAL writer stopped before confirming the write")
+        })??;
+        Ok(())
     }
 
     async fn trace(&self, id: TraceId) -> Result<Option<Trace>, StoreError> {
-        Ok(self.inner.head().trace(&id))
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.trace_blocking(id)).await
     }
 
     async fn recent_traces(&self, query: &TraceListQuery) -> Result<Vec<TraceSummary>, StoreError> {
-        Ok(self.inner.head().recent_traces(query))
+        let inner = Arc::clone(&self.inner);
+        let query = query.clone();
+        blocking(move || inner.recent_traces_blocking(&query)).await
+    }
+
+    async fn scan_spans(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        max_spans: usize,
+    ) -> Result<Vec<Span>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.scan_spans_blocking(start, end, max_spans)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let head = self.inner.head().stats();
-        let wal = self.inner.wal.stats();
+        let inner = &self.inner;
+        let (active, frozen) = {
+            let heads = inner.heads();
+            let frozen: Vec<_> = heads.frozen.iter().map(|f| f.head.stats()).collect();
+            (heads.active.stats(), frozen)
+        };
+        let wal = inner.wal.stats();
+        let blocks = inner.catalog.blocks();
         Ok(StoreStats {
-            traces: head.traces,
-            spans: head.spans,
+            traces: active.traces + frozen.iter().map(|f| f.traces).sum::<u64>(),
+            spans: active.spans + frozen.iter().map(|f| f.spans).sum::<u64>(),
             wal_bytes: wal.bytes,
             wal_segments: wal.segments,
-            head_bytes: head.bytes,
-            duplicate_spans: head.duplicates,
+            head_bytes: active.bytes + frozen.iter().map(|f| f.bytes).sum::<u64>(),
+            duplicate_spans: active.duplicates + frozen.iter().map(|f| f.duplicates).sum::<u64>(),
             wal_syncs: wal.syncs,
+            blocks: blocks.len() as u64,
+            block_spans: blocks.iter().map(|b| b.meta().span_count).sum(),
+            block_bytes: blocks
+                .iter()
+                .map(|b| crate::catalog::disk_bytes(b.dir()))
+                .sum(),
+            blocks_cut: inner.blocks_cut.load(Ordering::Relaxed),
+            compactions: inner.compactions.load(Ordering::Relaxed),
+            blocks_deleted: inner.blocks_deleted.load(Ordering::Relaxed),
         })
     }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::Closed("a query task was cancelled by runtime shutdown"))?
 }
 
 #[cfg(test)]
@@ -560,5 +967,151 @@ mod tests {
         let stats_after = store.stats().await.unwrap();
         assert_eq!(stats_after.wal_bytes, stats.wal_bytes);
         assert_eq!(stats_after.wal_segments, stats.wal_segments);
+    }
+}
+
+#[cfg(test)]
+mod conformance_tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::conformance::{run_all, Harness};
+
+    struct EmbeddedHarness {
+        dir: PathBuf,
+    }
+
+    #[async_trait::async_trait]
+    impl Harness for EmbeddedHarness {
+        type S = EmbeddedStore;
+
+        async fn open(&self) -> EmbeddedStore {
+            EmbeddedStore::open(EmbeddedConfig::new(&self.dir))
+                .unwrap()
+                .0
+        }
+
+        async fn persist(&self, store: &EmbeddedStore) {
+            tokio::task::block_in_place(|| store.flush()).unwrap();
+            assert_eq!(
+                store.stats().await.unwrap().spans,
+                0,
+                "flush leaves nothing in memory"
+            );
+        }
+
+        async fn retain(&self, store: &EmbeddedStore) {
+            tokio::task::block_in_place(|| store.apply_retention()).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        run_all(&EmbeddedHarness {
+            dir: dir.path().to_path_buf(),
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_merges_blocks_and_drops_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path());
+        config.compaction_min_blocks = 3;
+        let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+        let base = UnixNanos::now().0 - 3_600_000_000_000;
+        let span = |t: u8, s: u8, parent: Option<u8>| {
+            crate::test_support::span(t, s, parent, "rag", "op", base + u64::from(s), base + 100)
+        };
+        for round in 0..4u8 {
+            // Each block holds trace `round` and a retried copy of trace 0's root.
+            store
+                .append(vec![
+                    span(round + 1, 1, None),
+                    span(round + 1, 2, Some(1)),
+                    span(1, 1, None),
+                ])
+                .await
+                .unwrap();
+            tokio::task::block_in_place(|| store.flush()).unwrap();
+        }
+        assert_eq!(store.stats().await.unwrap().blocks, 4);
+        let merges = tokio::task::block_in_place(|| store.compact()).unwrap();
+        assert_eq!(merges, 1);
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.blocks, 1, "{stats:?}");
+        assert_eq!(
+            stats.block_spans, 8,
+            "duplicates dropped on merge: {stats:?}"
+        );
+        for t in 1..=4u8 {
+            let trace = store
+                .trace(crate::test_support::trace_id(t))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(trace.spans.len(), 2, "trace {t}");
+        }
+        drop(store);
+        // After reopen: one block, nothing replayed twice, same answers.
+        let (store, report) = EmbeddedStore::open(config).unwrap();
+        assert_eq!(report.spans, 0, "the WAL was emptied by the cuts");
+        assert_eq!(store.stats().await.unwrap().blocks, 1);
+        assert_eq!(
+            store
+                .trace(crate::test_support::trace_id(3))
+                .await
+                .unwrap()
+                .unwrap()
+                .spans
+                .len(),
+            2
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_between_block_and_wal_cleanup_shows_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EmbeddedConfig::new(dir.path());
+        let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+        let base = UnixNanos::now().0 - 3_600_000_000_000;
+        store
+            .append(vec![crate::test_support::span(
+                9,
+                1,
+                None,
+                "rag",
+                "root",
+                base,
+                base + 10,
+            )])
+            .await
+            .unwrap();
+        // Keep a copy of the WAL as it was before the cut deleted it.
+        let wal_dir = config.wal_dir();
+        let saved: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&wal_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        std::mem::forget(store);
+        // As if the process died after installing the block, before deleting segments.
+        for (path, bytes) in saved {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let (store, report) = EmbeddedStore::open(config).unwrap();
+        assert_eq!(
+            report.spans, 0,
+            "segments already in a block are not replayed"
+        );
+        let trace = store
+            .trace(crate::test_support::trace_id(9))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trace.spans.len(), 1);
+        assert_eq!(store.stats().await.unwrap().spans, 0);
     }
 }

@@ -124,6 +124,20 @@ impl Head {
             .collect()
     }
 
+    /// Whether the head holds no span.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// Copies of every held span, trace by trace: what a block is cut from.
+    pub(crate) fn all_spans(&self) -> Vec<Span> {
+        let mut out = Vec::with_capacity(self.spans as usize);
+        for trace in self.traces.values() {
+            out.extend(trace.spans.iter().cloned());
+        }
+        out
+    }
+
     /// The head's counters.
     pub(crate) fn stats(&self) -> HeadStats {
         HeadStats {

@@ -26,8 +26,13 @@
 //! # }
 //! ```
 
+pub mod block;
+mod catalog;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod embedded;
 mod head;
+mod maintenance;
 mod store;
 mod wal;
 

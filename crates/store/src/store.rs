@@ -36,6 +36,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counters for `/metrics` and the CLI.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Every stored span of the traces that started in `[start, end]`
+    /// (`None`: open), duplicates dropped, for at most `max_spans` spans
+    /// (more is an error, [`StoreError::TooMuchData`], never a silent cut).
+    /// Feeds SQL and analytics over spans.
+    async fn scan_spans(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        max_spans: usize,
+    ) -> Result<Vec<Span>, StoreError>;
 }
 
 /// Which traces [`Store::recent_traces`] lists.
@@ -65,9 +76,9 @@ impl TraceListQuery {
 /// Counters describing what a store holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreStats {
-    /// Traces stored.
+    /// Traces held in memory (the head), not yet in blocks.
     pub traces: u64,
-    /// Spans stored (duplicates not counted).
+    /// Spans held in memory (duplicates not counted), not yet in blocks.
     pub spans: u64,
     /// Bytes in write-ahead-log segment files.
     pub wal_bytes: u64,
@@ -81,6 +92,18 @@ pub struct StoreStats {
     /// `fsync`s of appended WAL records since the store was opened; with group
     /// commit this grows more slowly than the number of appends under load.
     pub wal_syncs: u64,
+    /// Blocks on disk.
+    pub blocks: u64,
+    /// Spans in blocks.
+    pub block_spans: u64,
+    /// Bytes of all block files.
+    pub block_bytes: u64,
+    /// Blocks cut from the head since open.
+    pub blocks_cut: u64,
+    /// Compaction merges since open.
+    pub compactions: u64,
+    /// Blocks deleted by retention since open.
+    pub blocks_deleted: u64,
 }
 
 /// Why a store operation failed.
@@ -131,6 +154,15 @@ pub enum StoreError {
         limit: u64,
     },
     /// The store is shutting down (or has shut down) and takes no more writes.
+    /// A block could not be written or read.
+    #[error(transparent)]
+    Block(#[from] crate::block::BlockError),
+    /// A scan would read more spans than its cap.
+    #[error("the time range holds more than {limit} spans; narrow it")]
+    TooMuchData {
+        /// The cap.
+        limit: usize,
+    },
     #[error("the store is closed: {0}")]
     Closed(&'static str),
     /// The store is over a budget (memory, disk); try again later.
@@ -151,6 +183,8 @@ impl StoreError {
         match self {
             StoreError::Overloaded(_) | StoreError::Closed(_) | StoreError::Io { .. } => true,
             StoreError::UnsupportedWalVersion { .. }
+            | StoreError::Block(_)
+            | StoreError::TooMuchData { .. }
             | StoreError::Encode { .. }
             | StoreError::BatchTooLarge { .. } => false,
         }

@@ -96,6 +96,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, no chance to flush anything.
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");

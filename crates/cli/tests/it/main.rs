@@ -3,6 +3,7 @@
 //! One test binary for the whole package (each file under tests/ would link
 //! its own); each module is one area.
 
+mod ask;
 mod bad_input;
 mod cli;
 mod durability;
@@ -10,3 +11,4 @@ mod fixtures;
 mod harness;
 mod otlp;
 mod python_sdk;
+mod store;

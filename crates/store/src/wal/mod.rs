@@ -31,9 +31,10 @@ use crate::store::StoreError;
 
 pub(crate) use record::Record;
 pub use replay::ReplayReport;
-pub(crate) use writer::WriteResult;
+pub(crate) use segment::SegmentSeq;
+pub(crate) use writer::{OnDurable, OnSeal, WriteResult};
 
-use writer::{SegmentWriter, WalCounters, WriteRequest};
+use writer::{Command, SealRequest, SegmentWriter, WalCounters, WriteRequest};
 
 /// Encodes and frames a batch, ready for [`Wal::submit`]. Plain CPU work:
 /// call it on the appender's side, not on the writer thread.
@@ -51,24 +52,28 @@ pub(crate) struct WalStats {
     pub(crate) segments: u64,
     /// fsyncs made to commit records.
     pub(crate) syncs: u64,
+    /// Bytes submitted and not yet written.
+    pub(crate) queued_bytes: u64,
 }
 
 /// An open write-ahead log: a handle to its writer thread.
 pub(crate) struct Wal {
     dir: PathBuf,
-    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    requests: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<WalCounters>,
 }
 
 impl Wal {
-    /// Opens (creating if needed) the WAL in `dir`, replays every segment into
-    /// `on_batch` in write order, repairs torn tails, and starts the writer
-    /// thread. Blocking; needs no async runtime.
+    /// Opens (creating if needed) the WAL in `dir`, deletes the segments up
+    /// to `covered_through` (their spans are already in blocks), replays every
+    /// other segment into `on_batch` in write order, repairs torn tails, and
+    /// starts the writer thread. Blocking; needs no async runtime.
     pub(crate) fn open(
         dir: &Path,
         segment_bytes: u64,
-        on_batch: &mut dyn FnMut(Vec<Span>),
+        covered_through: SegmentSeq,
+        on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
     ) -> Result<(Wal, ReplayReport), StoreError> {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create WAL directory", dir, e))?;
@@ -76,7 +81,7 @@ impl Wal {
                 segment::sync_dir(parent)?;
             }
         }
-        let (report, segments) = replay::replay_dir(dir, on_batch)?;
+        let (report, segments) = replay::replay_dir(dir, covered_through, on_batch)?;
         let counters = Arc::new(WalCounters::default());
         counters
             .bytes
@@ -88,6 +93,7 @@ impl Wal {
             dir.to_path_buf(),
             segment_bytes,
             segments.last(),
+            covered_through,
             Arc::clone(&counters),
         )?;
         let (tx, rx) = mpsc::channel();
@@ -105,21 +111,69 @@ impl Wal {
     }
 
     /// Queues `record` for the writer; the receiver answers once it is durable
-    /// (or failed). Never blocks. The write happens even if the receiver is
-    /// dropped.
+    /// (or failed), after `on_durable` ran on the writer thread. Never blocks.
+    /// The write happens even if the receiver is dropped.
     pub(crate) fn submit(
         &self,
         record: Record,
+        on_durable: Option<OnDurable>,
     ) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
         let (done, answer) = oneshot::channel();
+        let len = record.len();
+        // Counted before sending: the writer subtracts it once written.
+        self.counters.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let sent = self.send(Command::Write(WriteRequest {
+            record,
+            on_durable,
+            done,
+        }));
+        if sent.is_err() {
+            self.counters.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent?;
+        Ok(answer)
+    }
+
+    /// Asks the writer to seal the open segment after everything queued
+    /// before; `on_seal` runs on the writer thread with the highest sealed
+    /// segment number, and the receiver answers with it.
+    pub(crate) fn seal(
+        &self,
+        on_seal: OnSeal,
+    ) -> Result<oneshot::Receiver<Result<SegmentSeq, StoreError>>, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Command::Seal(SealRequest { on_seal, done }))?;
+        Ok(answer)
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
         let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(requests) = requests.as_ref() else {
             return Err(StoreError::Closed("the WAL was closed"));
         };
         requests
-            .send(WriteRequest { record, done })
-            .map_err(|_| StoreError::Closed("the WAL writer thread has stopped"))?;
-        Ok(answer)
+            .send(command)
+            .map_err(|_| StoreError::Closed("the WAL writer thread has stopped"))
+    }
+
+    /// Deletes the sealed segments numbered up to `seq`, whose spans are now
+    /// safely in blocks. Only call it with a number a seal returned.
+    pub(crate) fn remove_through(&self, seq: SegmentSeq) -> Result<(), StoreError> {
+        let mut removed = false;
+        for (n, path) in segment::list_segments(&self.dir)? {
+            if n > seq {
+                continue;
+            }
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(|e| StoreError::io("delete WAL segment", &path, e))?;
+            self.counters.bytes.fetch_sub(len, Ordering::Relaxed);
+            self.counters.segments.fetch_sub(1, Ordering::Relaxed);
+            removed = true;
+        }
+        if removed {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// The WAL's counters.
@@ -128,6 +182,7 @@ impl Wal {
             bytes: self.counters.bytes.load(Ordering::Relaxed),
             segments: self.counters.segments.load(Ordering::Relaxed),
             syncs: self.counters.syncs.load(Ordering::Relaxed),
+            queued_bytes: self.counters.queued_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -166,7 +221,7 @@ mod tests {
 
     fn replay_all(dir: &Path) -> (Vec<Vec<Span>>, ReplayReport) {
         let mut batches = Vec::new();
-        let (wal, report) = Wal::open(dir, 1 << 20, &mut |b| batches.push(b)).unwrap();
+        let (wal, report) = Wal::open(dir, 1 << 20, 0, &mut |_, b| batches.push(b)).unwrap();
         wal.close();
         (batches, report)
     }
@@ -180,10 +235,10 @@ mod tests {
             span(2, 1, None, "db", "query", 40, 50),
         ];
         {
-            let (wal, report) = Wal::open(dir.path(), 1 << 20, &mut |_| {}).unwrap();
+            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {}).unwrap();
             assert_eq!(report, ReplayReport::default());
             for batch in [&batch_a, &batch_b] {
-                let answer = wal.submit(encode_batch(batch).unwrap()).unwrap();
+                let answer = wal.submit(encode_batch(batch).unwrap(), None).unwrap();
                 answer.await.unwrap().unwrap();
             }
             assert_eq!(wal.stats().segments, 1);
@@ -205,10 +260,13 @@ mod tests {
     #[tokio::test]
     async fn submit_after_close_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path(), 1 << 20, &mut |_| {}).unwrap();
+        let (wal, _) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {}).unwrap();
         wal.close();
         let record = encode_batch(&[span(1, 1, None, "rag", "x", 0, 1)]).unwrap();
-        assert!(matches!(wal.submit(record), Err(StoreError::Closed(_))));
+        assert!(matches!(
+            wal.submit(record, None),
+            Err(StoreError::Closed(_))
+        ));
     }
 
     #[test]
@@ -219,7 +277,7 @@ mod tests {
         bytes[6] = 9;
         bytes.extend_from_slice(b"future data");
         fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(dir.path(), 1 << 20, &mut |_| {})
+        let err = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {})
             .err()
             .expect("must refuse");
         assert!(matches!(
@@ -231,18 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn torn_header_is_repaired_and_foreign_file_set_aside() {
+    fn torn_header_is_removed_and_foreign_file_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment::segment_path(dir.path(), 1), b"NOTWAL-garbage").unwrap();
         fs::write(segment::segment_path(dir.path(), 2), &record::header()[..3]).unwrap();
         let (batches, report) = replay_all(dir.path());
         assert!(batches.is_empty());
-        assert_eq!(report.segments, 1);
+        assert_eq!(report.segments, 0);
         assert_eq!(report.truncated_bytes, 14 + 3);
         assert!(dir.path().join("00000000000000000001.wal.corrupt").exists());
-        assert_eq!(
-            fs::read(segment::segment_path(dir.path(), 2)).unwrap(),
-            record::header()
-        );
+        assert!(!segment::segment_path(dir.path(), 2).exists());
     }
 }

@@ -45,18 +45,37 @@ pub(crate) struct ReplayedSegment {
 }
 
 /// Replays every segment in `dir`, oldest first, calling `on_batch` with each
-/// record's spans in write order. Returns the report and the segments left.
+/// record's segment and spans in write order. Segments numbered up to
+/// `covered_through` hold spans that are already in blocks (a crash came
+/// between writing the block and deleting them): they are deleted, not
+/// replayed. Returns the report and the segments left.
 pub(crate) fn replay_dir(
     dir: &Path,
-    on_batch: &mut dyn FnMut(Vec<Span>),
+    covered_through: SegmentSeq,
+    on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
 ) -> Result<(ReplayReport, Vec<ReplayedSegment>), StoreError> {
     let mut report = ReplayReport::default();
     let mut kept = Vec::new();
-    let listed = segment::list_segments(dir)?;
+    let mut listed = segment::list_segments(dir)?;
+    let mut removed = false;
+    listed.retain(|(seq, path)| {
+        if *seq > covered_through {
+            return true;
+        }
+        match fs::remove_file(path) {
+            Ok(()) => removed = true,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot delete a WAL segment already in a block"),
+        }
+        false
+    });
+    if removed {
+        segment::sync_dir(dir)?;
+    }
     let count = listed.len();
     for (i, (seq, path)) in listed.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        if let Some(len) = replay_segment(dir, &path, is_last, on_batch, &mut report)? {
+        let mut on_record = |spans: Vec<Span>| on_batch(seq, spans);
+        if let Some(len) = replay_segment(dir, &path, is_last, &mut on_record, &mut report)? {
             kept.push(ReplayedSegment { seq, path, len });
         }
     }
@@ -76,15 +95,18 @@ fn replay_segment(
     match check_header(&bytes) {
         HeaderCheck::Valid => {}
         HeaderCheck::Torn => {
+            // It holds no record. Deleting it (rather than rewriting its
+            // header) also works on a full disk, where a rewrite could fail
+            // and keep the store from opening.
             tracing::warn!(
                 path = %path.display(),
                 bytes = file_len,
-                "WAL segment has a torn header (the process died while creating it); rewriting it empty"
+                "WAL segment has a torn header (the process died while creating it); deleting it"
             );
-            segment::reset(path)?;
-            report.segments += 1;
+            fs::remove_file(path)
+                .map_err(|e| StoreError::io("delete torn WAL segment", path, e))?;
             report.truncated_bytes += file_len;
-            return Ok(Some(HEADER_LEN));
+            return Ok(None);
         }
         HeaderCheck::OtherVersion(found) => {
             return Err(StoreError::UnsupportedWalVersion {

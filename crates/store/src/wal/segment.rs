@@ -59,10 +59,19 @@ pub(crate) fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<(File, PathB
         .create_new(true)
         .open(&path)
         .map_err(|e| StoreError::io("create WAL segment", &path, e))?;
-    file.write_all(&record::header())
-        .map_err(|e| StoreError::io("write WAL segment header", &path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("sync WAL segment", &path, e))?;
+    let written = file
+        .write_all(&record::header())
+        .map_err(|e| StoreError::io("write WAL segment header", &path, e))
+        .and_then(|()| {
+            file.sync_all()
+                .map_err(|e| StoreError::io("sync WAL segment", &path, e))
+        });
+    if let Err(e) = written {
+        // A full disk must not leave a trail of empty segments behind.
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     sync_dir(dir)?;
     Ok((file, path))
 }
@@ -85,19 +94,6 @@ pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("truncate WAL segment", path, e))?;
     file.sync_all()
         .map_err(|e| StoreError::io("sync truncated WAL segment", path, e))
-}
-
-/// Rewrites the segment at `path` as an empty segment: just the header.
-pub(crate) fn reset(path: &Path) -> Result<(), StoreError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| StoreError::io("open WAL segment to reset it", path, e))?;
-    file.write_all(&record::header())
-        .map_err(|e| StoreError::io("write WAL segment header", path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("sync WAL segment", path, e))
 }
 
 /// Moves a file that is not a readable segment out of the way (to

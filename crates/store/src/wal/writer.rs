@@ -39,12 +39,41 @@ pub(crate) struct WalPosition {
 /// The writer's answer to one request.
 pub(crate) type WriteResult = Result<WalPosition, StoreError>;
 
+/// Runs on the writer thread right after a record is durable and before its
+/// waiter is answered. Because one thread runs these in write order, whatever
+/// they do (the embedded store inserts into its head) happens in WAL order,
+/// and a seal sees every earlier record's effect.
+pub(crate) type OnDurable = Box<dyn FnOnce(WalPosition) + Send>;
+
+/// Runs on the writer thread when a seal completes, with the highest sealed
+/// segment number; no record of a later segment has been written yet.
+pub(crate) type OnSeal = Box<dyn FnOnce(SegmentSeq) + Send>;
+
 /// One record to make durable, and whom to tell when it is.
 pub(crate) struct WriteRequest {
     /// The framed record.
     pub(crate) record: Record,
+    /// Called once the record is durable, before `done` is answered.
+    pub(crate) on_durable: Option<OnDurable>,
     /// Answered once the record is synced (or failed).
     pub(crate) done: oneshot::Sender<WriteResult>,
+}
+
+/// A request to close the open segment so that every record written so far
+/// lies in sealed segments (the block cutter's starting point).
+pub(crate) struct SealRequest {
+    /// Called with the highest sealed segment number before `done` is answered.
+    pub(crate) on_seal: OnSeal,
+    /// Answered with the highest sealed segment number (0: none yet).
+    pub(crate) done: oneshot::Sender<Result<SegmentSeq, StoreError>>,
+}
+
+/// What the writer thread is asked to do.
+pub(crate) enum Command {
+    /// Make a record durable.
+    Write(WriteRequest),
+    /// Seal the open segment.
+    Seal(SealRequest),
 }
 
 /// Counters shared between the writer thread and whoever reports stats.
@@ -56,6 +85,8 @@ pub(crate) struct WalCounters {
     pub(crate) segments: AtomicU64,
     /// `sync_data` calls made to commit records (segment creation excluded).
     pub(crate) syncs: AtomicU64,
+    /// Bytes submitted but not yet written: memory the queue holds.
+    pub(crate) queued_bytes: AtomicU64,
 }
 
 /// The segment currently appended to.
@@ -81,10 +112,15 @@ pub(crate) struct SegmentWriter {
 impl SegmentWriter {
     /// A writer for `dir` that continues the last replayed segment when it has
     /// room, and otherwise starts a new one at the first write.
+    ///
+    /// New segments are numbered above `used_through` too: numbers that
+    /// blocks already claim must never be reused, or a later open would take
+    /// the new segment for one already in a block and delete it.
     pub(crate) fn new(
         dir: PathBuf,
         segment_bytes: u64,
         last: Option<&ReplayedSegment>,
+        used_through: SegmentSeq,
         counters: Arc<WalCounters>,
     ) -> Result<SegmentWriter, StoreError> {
         let mut current = None;
@@ -103,7 +139,7 @@ impl SegmentWriter {
             dir,
             segment_bytes,
             current,
-            next_seq: last.map_or(1, |l| l.seq + 1),
+            next_seq: last.map_or(1, |l| l.seq + 1).max(used_through + 1),
             counters,
         })
     }
@@ -145,6 +181,20 @@ impl SegmentWriter {
             None => self.create_next()?,
         };
         Ok(self.current.insert(seg))
+    }
+
+    /// Syncs and closes the open segment if it holds records; returns the
+    /// highest segment number that is sealed now (0 if none), so that every
+    /// record written so far lies in a segment at or below it.
+    fn seal(&mut self) -> Result<SegmentSeq, StoreError> {
+        if self.current.as_ref().is_some_and(|s| s.len > HEADER_LEN) {
+            self.sync_current()?;
+            self.current = None;
+        }
+        Ok(match &self.current {
+            Some(open) => open.seq - 1,
+            None => self.next_seq - 1,
+        })
     }
 
     /// Creates the next segment.
@@ -229,24 +279,56 @@ fn error_for_waiter(error: &StoreError) -> StoreError {
 }
 
 /// The writer thread's loop: runs until every sender is gone and the queue is
-/// empty, so nothing queued before shutdown is dropped.
-pub(crate) fn run(mut writer: SegmentWriter, requests: Receiver<WriteRequest>) {
-    while let Ok(first) = requests.recv() {
+/// empty, so nothing queued before shutdown is dropped. Records queued
+/// together are committed as one group with one fsync; a seal ends a group.
+pub(crate) fn run(mut writer: SegmentWriter, requests: Receiver<Command>) {
+    let mut next: Option<Command> = None;
+    loop {
+        let first = match next.take() {
+            Some(command) => command,
+            None => match requests.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            },
+        };
+        let first = match first {
+            Command::Seal(seal) => {
+                let result = writer.seal();
+                if let Ok(seq) = result {
+                    (seal.on_seal)(seq);
+                }
+                let _ = seal.done.send(result);
+                continue;
+            }
+            Command::Write(first) => first,
+        };
         let mut group_bytes = first.record.len();
         let mut group = vec![first];
         while group_bytes < MAX_GROUP_BYTES {
             match requests.try_recv() {
-                Ok(next) => {
-                    group_bytes += next.record.len();
-                    group.push(next);
+                Ok(Command::Write(more)) => {
+                    group_bytes += more.record.len();
+                    group.push(more);
+                }
+                Ok(seal @ Command::Seal(_)) => {
+                    next = Some(seal);
+                    break;
                 }
                 Err(_) => break,
             }
         }
         let records: Vec<&Record> = group.iter().map(|r| &r.record).collect();
-        match writer.write_group(&records) {
+        let result = writer.write_group(&records);
+        writer
+            .counters
+            .queued_bytes
+            .fetch_sub(group_bytes, Ordering::Relaxed);
+        match result {
             Ok(positions) => {
                 for (request, position) in group.into_iter().zip(positions) {
+                    if let Some(on_durable) = request.on_durable {
+                        on_durable(position);
+                    }
                     // A waiter that stopped waiting is fine: the data is durable.
                     let _ = request.done.send(Ok(position));
                 }
@@ -266,10 +348,15 @@ mod tests {
 
     use super::*;
 
-    fn request(payload: &[u8]) -> (WriteRequest, oneshot::Receiver<WriteResult>) {
+    fn request(payload: &[u8]) -> (Command, oneshot::Receiver<WriteResult>) {
         let (done, answer) = oneshot::channel();
         let record = Record::frame(payload, 0).unwrap();
-        (WriteRequest { record, done }, answer)
+        let request = WriteRequest {
+            record,
+            on_durable: None,
+            done,
+        };
+        (Command::Write(request), answer)
     }
 
     fn frames_in(dir: &std::path::Path) -> Vec<(SegmentSeq, u64)> {
@@ -292,7 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
         let writer =
-            SegmentWriter::new(dir.path().into(), 1 << 20, None, Arc::clone(&counters)).unwrap();
+            SegmentWriter::new(dir.path().into(), 1 << 20, None, 0, Arc::clone(&counters)).unwrap();
         let (tx, rx) = mpsc::channel();
         let mut answers = Vec::new();
         // Queue everything before the writer runs: it must take all five in
@@ -331,6 +418,7 @@ mod tests {
             dir.path().into(),
             HEADER_LEN + 36,
             None,
+            0,
             Arc::clone(&counters),
         )
         .unwrap();
@@ -358,7 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
         let writer =
-            SegmentWriter::new(dir.path().into(), 1 << 20, None, Arc::clone(&counters)).unwrap();
+            SegmentWriter::new(dir.path().into(), 1 << 20, None, 0, Arc::clone(&counters)).unwrap();
         let (tx, rx) = mpsc::channel();
         let (req, _answer) = request(b"first");
         tx.send(req).unwrap();
@@ -377,6 +465,7 @@ mod tests {
             dir.path().into(),
             1 << 20,
             Some(&last),
+            0,
             Arc::clone(&counters),
         )
         .unwrap();
@@ -391,7 +480,7 @@ mod tests {
         assert_eq!(frames_in(dir.path()).len(), 2);
         // A full last segment is not continued.
         let writer =
-            SegmentWriter::new(dir.path().into(), last.len, Some(&last), counters).unwrap();
+            SegmentWriter::new(dir.path().into(), last.len, Some(&last), 0, counters).unwrap();
         assert!(writer.current.is_none());
         assert_eq!(writer.next_seq, 2);
     }

@@ -1,0 +1,366 @@
+//! `chaintrace search`, `analyze`, `top` and `errors`: questions to a running
+//! server's API, answered as tables and charts (or `--json`).
+
+use std::fmt::Write;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result};
+use chaintrace_analysis::gantt;
+use chaintrace_model::{Trace, TraceId};
+use clap::Args;
+use serde_json::Value;
+
+use crate::client::{get_json, ServerArg};
+use crate::render::{fmt_ms, fmt_time};
+
+/// Time-range flags.
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// How far back to look, e.g. `15m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h")]
+    pub since: String,
+}
+
+/// Flags of `chaintrace search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// A TraceQL query, e.g. `{ name = "llm_call" && status = error }`.
+    pub query: String,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Most traces to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// Flags of `chaintrace analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The trace id.
+    pub trace_id: String,
+    /// What if these sibling spans ran concurrently? Comma-separated names.
+    #[arg(long)]
+    pub parallel: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// Flags of `chaintrace top` and `chaintrace errors`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only traces matching this TraceQL query.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+fn n(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// `chaintrace search`.
+pub async fn search(args: SearchArgs) -> Result<()> {
+    let query = [
+        ("q", args.query.clone()),
+        ("since", args.range.since.clone()),
+        ("limit", args.limit.to_string()),
+    ];
+    let answer = get_json(&args.server.server, "/api/v1/search", &query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let traces = answer["traces"].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<16}  {:<20}  {:<24}  {:>9}  {:>5}  {:>6}  MATCHED",
+        "TRACE ID", "SERVICE", "ROOT", "START (UTC)", "DURATION", "SPANS", "ERRORS"
+    );
+    for t in &traces {
+        let matched: Vec<String> = t["matched"]
+            .as_array()
+            .map(|m| m.iter().map(|x| s(x, "name").to_string()).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<16.16}  {:<20.20}  {:<24}  {:>9}  {:>5}  {:>6}  {}",
+            s(t, "trace_id"),
+            s(t, "root_service"),
+            s(t, "root_name"),
+            fmt_time(chaintrace_model::UnixNanos(n(t, "start_unix_nano"))),
+            fmt_ms(n(t, "duration_nano")),
+            n(t, "span_count"),
+            n(t, "error_count"),
+            matched.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} traces matched; {} inspected{}",
+        traces.len(),
+        answer["inspected"],
+        if answer["truncated"] == true {
+            " (stopped early: narrow the time range to see more)"
+        } else {
+            ""
+        }
+    );
+    print!("{out}");
+    Ok(())
+}
+
+/// `chaintrace analyze`.
+pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
+    let id: TraceId = args
+        .trace_id
+        .trim()
+        .parse()
+        .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
+    let mut query = Vec::new();
+    if let Some(p) = &args.parallel {
+        query.push(("parallel", p.clone()));
+    }
+    let analysis = get_json(
+        &args.server.server,
+        &format!("/api/v1/traces/{id}/analysis"),
+        &query,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&analysis)?);
+        return Ok(());
+    }
+    let trace_json = get_json(&args.server.server, &format!("/api/v1/traces/{id}"), &[]).await?;
+    let trace: Trace = serde_json::from_value(trace_json)
+        .context("the server sent a trace this CLI cannot read")?;
+    print!(
+        "{}",
+        render_analysis(&trace, &analysis, std::io::stdout().is_terminal())
+    );
+    Ok(())
+}
+
+/// The Gantt with critical-path marks and self times, then the figures.
+pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool) -> String {
+    let layout = gantt::layout(trace);
+    let mut out = crate::render::gantt_with(trace, &layout, color, true);
+    let chain: Vec<&str> = analysis["critical_path"]
+        .as_array()
+        .map(|c| c.iter().map(|p| s(p, "name")).collect())
+        .unwrap_or_default();
+    let _ = writeln!(out, "\ncritical path: {}", chain.join(" → "));
+    let _ = writeln!(
+        out,
+        "duration {} · if all siblings overlapped: {}",
+        fmt_ms(n(analysis, "duration_nano")),
+        fmt_ms(n(analysis, "fully_parallel_bound_nano"))
+    );
+    if let Some(w) = analysis["what_if"].as_object() {
+        let names: Vec<&str> = w["parallel"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "what if {} ran concurrently: {} (saves {})",
+            names.join(" ∥ "),
+            fmt_ms(w["duration_nano"].as_u64().unwrap_or(0)),
+            fmt_ms(w["saved_nano"].as_u64().unwrap_or(0))
+        );
+    }
+    if analysis["clock_skew_adjusted"] == true {
+        let _ = writeln!(out, "note: some child spans lay outside their parents (clock skew or async work) and were clamped");
+    }
+    let llm = analysis["llm"].as_array().cloned().unwrap_or_default();
+    if !llm.is_empty() {
+        let _ = writeln!(out, "\nLLM calls:");
+        for call in llm
+            .iter()
+            .filter(|c| !c["input_tokens"].is_null() || !c["output_tokens"].is_null())
+        {
+            let view = &call["view"];
+            let view = if view.is_null() { call } else { view };
+            let model = view["model"].as_str().unwrap_or("?");
+            let tokens = &view["tokens"];
+            let tokens = if tokens.is_null() { view } else { tokens };
+            let cost = match view["cost"]["total_usd"].as_f64() {
+                Some(c) => format!("${c:.4}"),
+                None => "cost unknown".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<28} in {:>6}  out {:>6}  {}",
+                s(call, "name"),
+                model,
+                n(tokens, "input_tokens"),
+                n(tokens, "output_tokens"),
+                cost
+            );
+        }
+        let totals = &analysis["llm_totals"];
+        let _ = writeln!(
+            out,
+            "  total: {} calls, {} tokens in, {} out, ${:.4}",
+            n(totals, "calls"),
+            n(totals, "input_tokens"),
+            n(totals, "output_tokens"),
+            totals["cost_usd"].as_f64().unwrap_or(0.0)
+        );
+    }
+    out
+}
+
+/// `chaintrace top`: per-operation and per-model figures.
+pub async fn top(args: TopArgs) -> Result<()> {
+    let mut query = vec![("since", args.range.since.clone())];
+    if let Some(f) = &args.filter {
+        query.push(("filter", f.clone()));
+    }
+    let ops = get_json(&args.server.server, "/api/v1/analytics/operations", &query).await?;
+    let models = get_json(&args.server.server, "/api/v1/analytics/models", &query).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"operations": ops, "models": models})
+            )?
+        );
+        return Ok(());
+    }
+    let mut out = String::new();
+    let mut rows = ops["operations"].as_array().cloned().unwrap_or_default();
+    rows.sort_by(|a, b| {
+        b["critical_path_share"]
+            .as_f64()
+            .partial_cmp(&a["critical_path_share"].as_f64())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let _ = writeln!(
+        out,
+        "{:<14} {:<20} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6} {:>9} {:>9}",
+        "SERVICE",
+        "OPERATION",
+        "COUNT",
+        "ERR%",
+        "P50",
+        "P90",
+        "P99",
+        "SELF",
+        "CRIT%",
+        "TOKENS",
+        "COST"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<14.14} {:<20.20} {:>6} {:>5.1}% {:>9} {:>9} {:>9} {:>9} {:>5.1}% {:>9} {:>9}",
+            s(r, "service"),
+            s(r, "name"),
+            n(r, "count"),
+            r["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            fmt_ms(n(r, "p50_nano")),
+            fmt_ms(n(r, "p90_nano")),
+            fmt_ms(n(r, "p99_nano")),
+            fmt_ms(n(r, "mean_self_nano")),
+            r["critical_path_share"].as_f64().unwrap_or(0.0) * 100.0,
+            n(r, "input_tokens") + n(r, "output_tokens"),
+            format!("${:.4}", r["cost_usd"].as_f64().unwrap_or(0.0)),
+        );
+    }
+    let model_rows = models["models"].as_array().cloned().unwrap_or_default();
+    if !model_rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:>6} {:>6} {:>9} {:>10} {:>10} {:>10}",
+            "MODEL", "CALLS", "ERR%", "P99", "IN", "OUT", "COST"
+        );
+        for m in &model_rows {
+            let _ = writeln!(
+                out,
+                "{:<32.32} {:>6} {:>5.1}% {:>9} {:>10} {:>10} {:>10}",
+                s(m, "model"),
+                n(m, "calls").max(n(m, "count")),
+                m["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+                fmt_ms(n(m, "p99_nano")),
+                n(m, "input_tokens"),
+                n(m, "output_tokens"),
+                format!("${:.4}", m["cost_usd"].as_f64().unwrap_or(0.0)),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} traces analysed{}",
+        ops["traces"],
+        truncated_note(&ops)
+    );
+    print!("{out}");
+    Ok(())
+}
+
+fn truncated_note(v: &Value) -> &'static str {
+    if v["truncated"] == true {
+        " (the newest ones only: narrow --since to cover the whole range)"
+    } else {
+        ""
+    }
+}
+
+/// `chaintrace errors`: error groups.
+pub async fn errors(args: TopArgs) -> Result<()> {
+    let mut query = vec![("since", args.range.since.clone())];
+    if let Some(f) = &args.filter {
+        query.push(("filter", f.clone()));
+    }
+    let answer = get_json(&args.server.server, "/api/v1/analytics/errors", &query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<14} {:<18} {:<24} {:<24} EXAMPLE TRACE",
+        "COUNT", "SERVICE", "OPERATION", "ERROR TYPE", "LAST SEEN (UTC)"
+    );
+    for g in answer["errors"].as_array().cloned().unwrap_or_default() {
+        let example = g["example_trace_ids"][0].as_str().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<14.14} {:<18.18} {:<24.24} {:<24} {}",
+            n(&g, "count"),
+            s(&g, "service"),
+            s(&g, "operation"),
+            s(&g, "error_type"),
+            fmt_time(chaintrace_model::UnixNanos(n(&g, "last_seen"))),
+            example
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} traces analysed{}",
+        answer["traces"],
+        truncated_note(&answer)
+    );
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! What any trace matching a query must contain, for pruning before evaluation.
+//!
+//! A store keeps, per block, the span names and service names it holds. If a
+//! query can only match traces with a span named `llm_call`, blocks without
+//! that name need not be read. The hints here are conservative: every trace
+//! the query matches satisfies them, but satisfying them proves nothing.
+//! They do not depend on the time range.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::ast::{
+    Attribute, AttributeScope, CompareOp, Field, FieldExpr, Intrinsic, Literal, Query, SpansetExpr,
+    SpansetOp, Stage,
+};
+
+/// More clauses than this after distributing an `||` are dropped (no hint).
+const MAX_CLAUSES: usize = 32;
+
+/// Requirements on a trace's span names and service names, in conjunctive
+/// form: for each set in `span_names`, the trace has a span whose name is in
+/// that set; likewise for `service_names` (the `service.name` of a span's
+/// resource, `unknown_service` when absent). Empty lists require nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TraceHints {
+    /// Each set: the trace has a span named one of these.
+    pub span_names: Vec<BTreeSet<String>>,
+    /// Each set: the trace has a span from one of these services.
+    pub service_names: Vec<BTreeSet<String>>,
+}
+
+impl TraceHints {
+    /// Whether the hints require nothing (every trace may match).
+    pub fn is_empty(&self) -> bool {
+        self.span_names.is_empty() && self.service_names.is_empty()
+    }
+
+    /// Whether a block (or trace) holding the names and services answered by
+    /// the two predicates may contain a matching trace.
+    pub fn admits(
+        &self,
+        has_span_name: impl Fn(&str) -> bool,
+        has_service: impl Fn(&str) -> bool,
+    ) -> bool {
+        self.span_names
+            .iter()
+            .all(|set| set.iter().any(|n| has_span_name(n)))
+            && self
+                .service_names
+                .iter()
+                .all(|set| set.iter().any(|s| has_service(s)))
+    }
+
+    /// Both sets of requirements hold.
+    fn and(mut self, other: TraceHints) -> TraceHints {
+        for clause in other.span_names {
+            if !self.span_names.contains(&clause) {
+                self.span_names.push(clause);
+            }
+        }
+        for clause in other.service_names {
+            if !self.service_names.contains(&clause) {
+                self.service_names.push(clause);
+            }
+        }
+        self
+    }
+
+    /// One of the two holds: distribute, `(a1 ∧ a2) ∨ (b1) ⇒ (a1 ∨ b1) ∧ (a2 ∨ b1)`.
+    fn or(self, other: TraceHints) -> TraceHints {
+        TraceHints {
+            span_names: distribute(&self.span_names, &other.span_names),
+            service_names: distribute(&self.service_names, &other.service_names),
+        }
+    }
+
+    fn span_name(name: &str) -> TraceHints {
+        TraceHints {
+            span_names: vec![BTreeSet::from([name.to_string()])],
+            service_names: Vec::new(),
+        }
+    }
+
+    fn service(name: &str) -> TraceHints {
+        TraceHints {
+            span_names: Vec::new(),
+            service_names: vec![BTreeSet::from([name.to_string()])],
+        }
+    }
+}
+
+fn distribute(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> Vec<BTreeSet<String>> {
+    if a.len() * b.len() > MAX_CLAUSES {
+        return Vec::new();
+    }
+    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    for x in a {
+        for y in b {
+            let clause: BTreeSet<String> = x.union(y).cloned().collect();
+            if !out.contains(&clause) {
+                out.push(clause);
+            }
+        }
+    }
+    out
+}
+
+impl Query {
+    /// Span names and services that any trace matching this query must
+    /// contain; see [`TraceHints`]. Derived from `=` comparisons on `name`,
+    /// `rootName`, `rootServiceName` and `resource.service.name` that every
+    /// match depends on.
+    ///
+    /// ```
+    /// let q = chaintrace_query::parse(r#"{ name = "llm_call" } > { name = "api_call" || name = "retry" }"#)?;
+    /// let hints = q.trace_hints();
+    /// assert_eq!(hints.span_names.len(), 2);
+    /// assert!(hints.admits(|n| n == "llm_call" || n == "retry", |_| true));
+    /// assert!(!hints.admits(|n| n == "llm_call", |_| true));
+    /// # Ok::<(), chaintrace_query::ParseError>(())
+    /// ```
+    pub fn trace_hints(&self) -> TraceHints {
+        spanset_hints(&self.expr)
+    }
+}
+
+fn spanset_hints(expr: &SpansetExpr) -> TraceHints {
+    match expr {
+        SpansetExpr::Filter(f) => f
+            .condition
+            .as_ref()
+            .map(condition_hints)
+            .unwrap_or_default(),
+        SpansetExpr::Binary { op, lhs, rhs } => {
+            let (l, r) = (spanset_hints(lhs), spanset_hints(rhs));
+            match op {
+                SpansetOp::Or => l.or(r),
+                // `&&` and every structural operator need both sides non-empty.
+                _ => l.and(r),
+            }
+        }
+        SpansetExpr::Pipeline { input, stages } => {
+            let mut hints = spanset_hints(input);
+            for stage in stages {
+                if let Stage::Filter(f) = stage {
+                    if let Some(c) = &f.condition {
+                        hints = hints.and(condition_hints(c));
+                    }
+                }
+            }
+            hints
+        }
+    }
+}
+
+fn condition_hints(expr: &FieldExpr) -> TraceHints {
+    match expr {
+        FieldExpr::And(l, r) => condition_hints(l).and(condition_hints(r)),
+        FieldExpr::Or(l, r) => condition_hints(l).or(condition_hints(r)),
+        FieldExpr::Compare(c) if c.op == CompareOp::Eq => match (&c.field, &c.value) {
+            (Field::Intrinsic(Intrinsic::Name | Intrinsic::RootName), Literal::String(s)) => {
+                TraceHints::span_name(s)
+            }
+            (Field::Intrinsic(Intrinsic::RootServiceName), Literal::String(s)) => {
+                TraceHints::service(s)
+            }
+            (
+                Field::Attribute(Attribute {
+                    scope: AttributeScope::Resource,
+                    name,
+                }),
+                Literal::String(s),
+            ) if name == "service.name" => TraceHints::service(s),
+            _ => TraceHints::default(),
+        },
+        // `!`, `!=`, ranges and regexes give no requirement.
+        _ => TraceHints::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::parse;
+
+    fn names(query: &str) -> Vec<BTreeSet<String>> {
+        parse(query).unwrap().trace_hints().span_names
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hints_follow_the_query_structure() {
+        assert_eq!(
+            names(r#"{ name = "a" && status = error }"#),
+            vec![set(&["a"])]
+        );
+        assert_eq!(
+            names(r#"{ name = "a" || name = "b" }"#),
+            vec![set(&["a", "b"])]
+        );
+        assert_eq!(
+            names(r#"{ name = "a" || status = error }"#),
+            vec![] as Vec<BTreeSet<String>>
+        );
+        assert_eq!(
+            names(r#"{ !(name = "a") }"#),
+            vec![] as Vec<BTreeSet<String>>
+        );
+        assert_eq!(names(r#"{ name != "a" }"#), vec![] as Vec<BTreeSet<String>>);
+        assert_eq!(
+            names(r#"{ name = "a" } >> { name = "b" } | count() > 1"#),
+            vec![set(&["a"]), set(&["b"])]
+        );
+        assert_eq!(
+            names(r#"{ name = "a" } || { name = "b" }"#),
+            vec![set(&["a", "b"])]
+        );
+        assert_eq!(names(r#"{ } | { rootName = "r" }"#), vec![set(&["r"])]);
+        let hints = parse(r#"{ resource.service.name = "rag" } && { rootServiceName = "gw" }"#)
+            .unwrap()
+            .trace_hints();
+        assert_eq!(hints.service_names, vec![set(&["rag"]), set(&["gw"])]);
+        assert!(hints.admits(|_| false, |s| s == "rag" || s == "gw"));
+        assert!(!hints.admits(|_| false, |s| s == "rag"));
+        assert!(parse("{ duration > 1s }").unwrap().trace_hints().is_empty());
+    }
+}

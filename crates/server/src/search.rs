@@ -1,0 +1,332 @@
+//! TraceQL search and the across-trace analytics endpoints.
+//!
+//! Both walk whole traces newest first within a time range: candidates come
+//! from [`Store::recent_traces`], each is read whole with [`Store::trace`] and
+//! tested with the TraceQL evaluator. At most `max_inspected` traces are read
+//! per request, and the answer says when that cap cut the walk short
+//! (`truncated`), so a slow, partial answer is never passed off as complete.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chaintrace_analysis::{
+    analyze, error_groups, llm_spans, model_stats, operation_series, operation_stats,
+    top_bottlenecks, LlmTotals,
+};
+use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary};
+use chaintrace_store::{Store, StoreError, TraceListQuery};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{error, parse_trace_id, store_error, AppState};
+use crate::range::{RangeParams, TimeRange};
+
+/// Most traces one search or analytics request reads.
+pub const MAX_INSPECTED: usize = 5_000;
+
+/// Walks traces in `range`, newest first, handing each to `visit` until it
+/// returns false. Returns (traces read, whether the cap cut the walk short).
+pub async fn scan(
+    store: &Arc<dyn Store>,
+    range: TimeRange,
+    max_inspected: usize,
+    mut visit: impl FnMut(Trace) -> bool,
+) -> Result<(usize, bool), StoreError> {
+    let candidates = store
+        .recent_traces(&TraceListQuery {
+            limit: max_inspected,
+            service: None,
+            start: range.start,
+            end: range.end,
+        })
+        .await?;
+    let truncated = candidates.len() == max_inspected;
+    let mut inspected = 0;
+    for summary in candidates {
+        let Some(trace) = store.trace(summary.trace_id).await? else {
+            continue;
+        };
+        inspected += 1;
+        if !visit(trace) {
+            return Ok((inspected, true));
+        }
+    }
+    Ok((inspected, truncated))
+}
+
+/// Query parameters of `GET /api/v1/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    q: Option<String>,
+    limit: Option<usize>,
+    #[serde(flatten)]
+    range: RangeParams,
+}
+
+/// One matched span in a search result.
+#[derive(Debug, Serialize)]
+struct MatchedSpanOut {
+    span_id: String,
+    name: String,
+    service: String,
+    start_unix_nano: u64,
+    duration_nano: u64,
+    status: &'static str,
+    attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One trace in a search result.
+#[derive(Debug, Serialize)]
+struct SearchHit {
+    #[serde(flatten)]
+    summary: TraceSummary,
+    llm_tokens: u64,
+    matched: Vec<MatchedSpanOut>,
+}
+
+/// `GET /api/v1/search` answer.
+#[derive(Debug, Serialize)]
+struct SearchAnswer {
+    traces: Vec<SearchHit>,
+    inspected: usize,
+    truncated: bool,
+}
+
+fn json_value(value: &AnyValue) -> serde_json::Value {
+    match value {
+        AnyValue::Empty => serde_json::Value::Null,
+        AnyValue::String(s) => s.as_str().into(),
+        AnyValue::Bool(b) => (*b).into(),
+        AnyValue::Int(i) => (*i).into(),
+        AnyValue::Double(d) => (*d).into(),
+        other => other.to_display_string().into(),
+    }
+}
+
+fn matched_out(span: &Span, selected: &[(String, AnyValue)]) -> MatchedSpanOut {
+    MatchedSpanOut {
+        span_id: span.span_id.to_hex(),
+        name: span.name.clone(),
+        service: span.service_name().to_string(),
+        start_unix_nano: span.start.0,
+        duration_nano: span.duration().0,
+        status: match span.status.code {
+            chaintrace_model::StatusCode::Unset => "unset",
+            chaintrace_model::StatusCode::Ok => "ok",
+            chaintrace_model::StatusCode::Error => "error",
+        },
+        attributes: selected
+            .iter()
+            .map(|(k, v)| (k.clone(), json_value(v)))
+            .collect(),
+    }
+}
+
+fn parse_query(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, Response> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => chaintrace_query::parse(text)
+            .map(Some)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid TraceQL: {e}"))),
+    }
+}
+
+/// `GET /api/v1/search?q=<TraceQL>&since=1h&limit=20`
+pub async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
+    let query = match parse_query(params.q.as_deref()) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let range = match params.range.resolve(Some("1h")) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let limit = params.limit.unwrap_or(20);
+    if limit == 0 || limit > 1000 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and 1000, got {limit}"),
+        );
+    }
+    let mut hits = Vec::new();
+    let prices = Arc::clone(&state.prices);
+    let scanned = scan(&state.store, range, MAX_INSPECTED, |trace| {
+        let matched = match &query {
+            None => Some(Vec::new()),
+            Some(q) => q.evaluate(&trace).map(|m| {
+                m.matched
+                    .iter()
+                    .filter_map(|ms| {
+                        trace
+                            .spans
+                            .get(ms.span_index)
+                            .map(|s| matched_out(s, &ms.selected))
+                    })
+                    .collect()
+            }),
+        };
+        if let Some(matched) = matched {
+            let totals = LlmTotals::of(&llm_spans(&trace, &prices));
+            hits.push(SearchHit {
+                summary: trace.summary(),
+                llm_tokens: totals.input_tokens + totals.output_tokens,
+                matched,
+            });
+        }
+        hits.len() < limit
+    })
+    .await;
+    match scanned {
+        Ok((inspected, truncated)) => Json(SearchAnswer {
+            traces: hits,
+            inspected,
+            truncated: truncated && query.is_some(),
+        })
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Query parameters of `GET /api/v1/traces/{id}/analysis`.
+#[derive(Debug, Deserialize)]
+pub struct AnalysisParams {
+    parallel: Option<String>,
+}
+
+/// `GET /api/v1/traces/{id}/analysis[?parallel=a,b]`
+pub async fn trace_analysis(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<AnalysisParams>,
+) -> Response {
+    let id = match parse_trace_id(&trace_id) {
+        Ok(id) => id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let trace = match state.store.trace(id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    let names: Vec<&str> = params
+        .parallel
+        .as_deref()
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let parallel = (!names.is_empty()).then_some(names.as_slice());
+    match analyze(&trace, &state.prices, parallel) {
+        Ok(analysis) => Json(analysis).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// Query parameters of the analytics endpoints.
+#[derive(Debug, Deserialize)]
+pub struct AnalyticsParams {
+    filter: Option<String>,
+    bucket: Option<String>,
+    limit: Option<usize>,
+    #[serde(flatten)]
+    range: RangeParams,
+}
+
+/// Which analytics figure to compute.
+#[derive(Debug, Clone, Copy)]
+pub enum Analytics {
+    /// Per operation.
+    Operations,
+    /// Per LLM model.
+    Models,
+    /// Error groups.
+    Errors,
+    /// Ranked bottlenecks.
+    Bottlenecks,
+    /// Per-operation and per-model figures bucketed over time.
+    Series,
+}
+
+async fn collect(
+    state: &AppState,
+    params: &AnalyticsParams,
+) -> Result<(Vec<Trace>, usize, bool), Response> {
+    let query = parse_query(params.filter.as_deref())?;
+    let range = params
+        .range
+        .resolve(Some("1h"))
+        .map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
+    let mut traces = Vec::new();
+    let (inspected, truncated) = scan(&state.store, range, MAX_INSPECTED, |trace| {
+        if query.as_ref().is_none_or(|q| q.matches(&trace)) {
+            traces.push(trace);
+        }
+        true
+    })
+    .await
+    .map_err(store_error)?;
+    Ok((traces, inspected, truncated))
+}
+
+/// The analytics endpoints: `GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}`.
+pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics) -> Response {
+    let (traces, inspected, truncated) = match collect(&state, &params).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let prices = &state.prices;
+    let body = match what {
+        Analytics::Operations => {
+            serde_json::json!({ "operations": operation_stats(&traces, prices) })
+        }
+        Analytics::Models => serde_json::json!({ "models": model_stats(&traces, prices) }),
+        Analytics::Errors => serde_json::json!({ "errors": error_groups(&traces) }),
+        Analytics::Bottlenecks => serde_json::json!({
+            "bottlenecks": top_bottlenecks(&traces, prices, params.limit.unwrap_or(10).min(1000))
+        }),
+        Analytics::Series => {
+            let bucket = match params
+                .bucket
+                .as_deref()
+                .unwrap_or("5m")
+                .parse::<DurationNanos>()
+            {
+                Ok(b) if b.0 > 0 => b,
+                Ok(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bucket must be greater than zero".into(),
+                    )
+                }
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bucket: {e}")),
+            };
+            serde_json::json!({ "series": operation_series(&traces, prices, bucket) })
+        }
+    };
+    let mut body = body;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("traces".into(), traces.len().into());
+        obj.insert("inspected".into(), inspected.into());
+        obj.insert("truncated".into(), truncated.into());
+    }
+    Json(body).into_response()
+}
+
+/// Axum handler factory for one analytics figure.
+pub fn analytics_handler(
+    what: Analytics,
+) -> impl Fn(
+    State<AppState>,
+    Query<AnalyticsParams>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(state), Query(params)| Box::pin(analytics(state, params, what))
+}

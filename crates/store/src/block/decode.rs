@@ -1,0 +1,304 @@
+//! Arrow record batches in the block schema back to spans and summaries.
+//!
+//! The inverse of [`super::encode`]. Input comes from disk, so every shape
+//! and index is checked and reported as a message (the caller adds the file
+//! name); nothing here may panic on a damaged file. Only the generic
+//! columns and the span's own fields are read: the derived hot columns are
+//! for queries and play no part in rebuilding a span.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray, UInt64Array,
+    UInt8Array,
+};
+use chaintrace_model::{
+    DurationNanos, Event, Link, Resource, Scope, Span, SpanId, Status, TraceId, TraceSummary,
+    UnixNanos,
+};
+
+use super::attrs::{downcast, list_range, AttrListReader};
+use super::schema::{col, kind_from_u8, status_from_u8, trace_col};
+
+/// The top-level `data.parquet` columns a span is rebuilt from.
+pub(crate) const SPAN_COLUMNS: [&str; 15] = [
+    col::TRACE_ID,
+    col::SPAN_ID,
+    col::PARENT_SPAN_ID,
+    col::NAME,
+    col::KIND,
+    col::STATUS_CODE,
+    col::STATUS_MESSAGE,
+    col::START,
+    col::DURATION,
+    col::ATTRIBUTES,
+    col::EVENTS,
+    col::LINKS,
+    col::RESOURCE,
+    col::SCOPE_NAME,
+    col::SCOPE_VERSION,
+];
+
+/// Finds a column by name and checks its type and, when `required`, that
+/// it holds no nulls.
+fn column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+    required: bool,
+) -> Result<&'a T, String> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("column {name} is missing"))?;
+    if required && array.null_count() > 0 {
+        return Err(format!("column {name} holds nulls"));
+    }
+    downcast(array.as_ref(), name)
+}
+
+fn fixed<'a>(
+    array: &'a FixedSizeBinaryArray,
+    name: &str,
+    width: i32,
+) -> Result<&'a FixedSizeBinaryArray, String> {
+    if array.value_length() != width {
+        return Err(format!(
+            "column {name} holds {}-byte values, want {width}",
+            array.value_length()
+        ));
+    }
+    Ok(array)
+}
+
+/// Typed views of one `data.parquet` batch.
+pub(crate) struct SpanColumns<'a> {
+    trace_id: &'a FixedSizeBinaryArray,
+    span_id: &'a FixedSizeBinaryArray,
+    parent: &'a FixedSizeBinaryArray,
+    name: &'a StringArray,
+    kind: &'a UInt8Array,
+    status_code: &'a UInt8Array,
+    status_message: &'a StringArray,
+    start: &'a UInt64Array,
+    duration: &'a UInt64Array,
+    attributes: AttrListReader<'a>,
+    events: EventColumns<'a>,
+    links: LinkColumns<'a>,
+    resource: AttrListReader<'a>,
+    scope_name: &'a StringArray,
+    scope_version: &'a StringArray,
+    /// The last resource built: consecutive spans of one resource share it.
+    last_resource: Option<Arc<Resource>>,
+}
+
+impl<'a> SpanColumns<'a> {
+    pub(crate) fn new(batch: &'a RecordBatch) -> Result<Self, String> {
+        Ok(SpanColumns {
+            trace_id: fixed(column(batch, col::TRACE_ID, true)?, col::TRACE_ID, 16)?,
+            span_id: fixed(column(batch, col::SPAN_ID, true)?, col::SPAN_ID, 8)?,
+            parent: fixed(
+                column(batch, col::PARENT_SPAN_ID, false)?,
+                col::PARENT_SPAN_ID,
+                8,
+            )?,
+            name: column(batch, col::NAME, true)?,
+            kind: column(batch, col::KIND, true)?,
+            status_code: column(batch, col::STATUS_CODE, true)?,
+            status_message: column(batch, col::STATUS_MESSAGE, true)?,
+            start: column(batch, col::START, true)?,
+            duration: column(batch, col::DURATION, true)?,
+            attributes: AttrListReader::new(
+                column::<ListArray>(batch, col::ATTRIBUTES, true)?,
+                col::ATTRIBUTES,
+            )?,
+            events: EventColumns::new(column(batch, col::EVENTS, true)?)?,
+            links: LinkColumns::new(column(batch, col::LINKS, true)?)?,
+            resource: AttrListReader::new(
+                column::<ListArray>(batch, col::RESOURCE, true)?,
+                col::RESOURCE,
+            )?,
+            scope_name: column(batch, col::SCOPE_NAME, true)?,
+            scope_version: column(batch, col::SCOPE_VERSION, true)?,
+            last_resource: None,
+        })
+    }
+
+    /// Rows in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.trace_id.len()
+    }
+
+    /// The trace id bytes of `row` (`row < len()`).
+    pub(crate) fn trace_id(&self, row: usize) -> &[u8] {
+        self.trace_id.value(row)
+    }
+
+    /// Rebuilds the span in `row` (`row < len()`).
+    pub(crate) fn span(&mut self, row: usize) -> Result<Span, String> {
+        let kind = self.kind.value(row);
+        let code = self.status_code.value(row);
+        let start = self.start.value(row);
+        let resource_attrs = self.resource.get(row)?;
+        let resource = match &self.last_resource {
+            Some(r) if r.attributes == resource_attrs => r.clone(),
+            _ => {
+                let r = Arc::new(Resource {
+                    attributes: resource_attrs,
+                });
+                self.last_resource = Some(r.clone());
+                r
+            }
+        };
+        Ok(Span {
+            trace_id: TraceId(to_array(self.trace_id.value(row))),
+            span_id: SpanId(to_array(self.span_id.value(row))),
+            parent_span_id: self
+                .parent
+                .is_valid(row)
+                .then(|| SpanId(to_array(self.parent.value(row)))),
+            name: self.name.value(row).to_string(),
+            kind: kind_from_u8(kind).ok_or_else(|| format!("row {row}: span kind {kind}"))?,
+            start: UnixNanos(start),
+            end: UnixNanos(start.wrapping_add(self.duration.value(row))),
+            status: Status {
+                code: status_from_u8(code)
+                    .ok_or_else(|| format!("row {row}: status code {code}"))?,
+                message: self.status_message.value(row).to_string(),
+            },
+            attributes: self.attributes.get(row)?,
+            events: self.events(row)?,
+            links: self.links(row)?,
+            resource,
+            scope: Scope {
+                name: self.scope_name.value(row).to_string(),
+                version: self.scope_version.value(row).to_string(),
+            },
+        })
+    }
+
+    fn events(&self, row: usize) -> Result<Vec<Event>, String> {
+        let e = &self.events;
+        list_range(e.list, row, col::EVENTS)?
+            .map(|j| {
+                Ok(Event {
+                    time: UnixNanos(e.time.value(j)),
+                    name: e.name.value(j).to_string(),
+                    attributes: e.attributes.get(j)?,
+                })
+            })
+            .collect()
+    }
+
+    fn links(&self, row: usize) -> Result<Vec<Link>, String> {
+        let l = &self.links;
+        list_range(l.list, row, col::LINKS)?
+            .map(|j| {
+                Ok(Link {
+                    trace_id: TraceId(to_array(l.trace_id.value(j))),
+                    span_id: SpanId(to_array(l.span_id.value(j))),
+                    attributes: l.attributes.get(j)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Copies a slice whose length the column width already guarantees.
+fn to_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+/// The struct values of a list column and a getter for its checked fields.
+fn struct_fields<'a>(
+    list: &'a ListArray,
+    what: &'a str,
+) -> Result<impl Fn(&str) -> Result<&'a dyn Array, String> + 'a, String> {
+    let s: &'a StructArray = downcast(list.values().as_ref(), what)?;
+    Ok(move |name: &str| {
+        let c = s
+            .column_by_name(name)
+            .ok_or_else(|| format!("{what}: field {name} is missing"))?;
+        if c.len() != s.len() || c.null_count() > 0 {
+            return Err(format!(
+                "{what}: field {name} has the wrong length or nulls"
+            ));
+        }
+        Ok(c.as_ref())
+    })
+}
+
+/// The `events` column: `List<Struct<time_unix_nano, name, attributes>>`.
+struct EventColumns<'a> {
+    list: &'a ListArray,
+    time: &'a UInt64Array,
+    name: &'a StringArray,
+    attributes: AttrListReader<'a>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(list: &'a ListArray) -> Result<Self, String> {
+        let field = struct_fields(list, col::EVENTS)?;
+        Ok(EventColumns {
+            list,
+            time: downcast(field("time_unix_nano")?, "events.time_unix_nano")?,
+            name: downcast(field("name")?, "events.name")?,
+            attributes: AttrListReader::new(field("attributes")?, "events.attributes")?,
+        })
+    }
+}
+
+/// The `links` column: `List<Struct<trace_id, span_id, attributes>>`.
+struct LinkColumns<'a> {
+    list: &'a ListArray,
+    trace_id: &'a FixedSizeBinaryArray,
+    span_id: &'a FixedSizeBinaryArray,
+    attributes: AttrListReader<'a>,
+}
+
+impl<'a> LinkColumns<'a> {
+    fn new(list: &'a ListArray) -> Result<Self, String> {
+        let field = struct_fields(list, col::LINKS)?;
+        Ok(LinkColumns {
+            list,
+            trace_id: fixed(
+                downcast(field("trace_id")?, "links.trace_id")?,
+                "links.trace_id",
+                16,
+            )?,
+            span_id: fixed(
+                downcast(field("span_id")?, "links.span_id")?,
+                "links.span_id",
+                8,
+            )?,
+            attributes: AttrListReader::new(field("attributes")?, "links.attributes")?,
+        })
+    }
+}
+
+/// The summaries in one `traces.parquet` batch.
+pub(crate) fn summaries(batch: &RecordBatch) -> Result<Vec<TraceSummary>, String> {
+    let trace_id = fixed(
+        column(batch, trace_col::TRACE_ID, true)?,
+        trace_col::TRACE_ID,
+        16,
+    )?;
+    let root_service: &StringArray = column(batch, trace_col::ROOT_SERVICE, false)?;
+    let root_name: &StringArray = column(batch, trace_col::ROOT_NAME, false)?;
+    let start: &UInt64Array = column(batch, trace_col::START, true)?;
+    let end: &UInt64Array = column(batch, trace_col::END, true)?;
+    let span_count: &UInt64Array = column(batch, trace_col::SPAN_COUNT, true)?;
+    let error_count: &UInt64Array = column(batch, trace_col::ERROR_COUNT, true)?;
+    let text = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+    Ok((0..batch.num_rows())
+        .map(|i| TraceSummary {
+            trace_id: TraceId(to_array(trace_id.value(i))),
+            root_service: text(root_service, i),
+            root_name: text(root_name, i),
+            start_unix_nano: UnixNanos(start.value(i)),
+            duration_nano: DurationNanos(end.value(i).wrapping_sub(start.value(i))),
+            span_count: span_count.value(i),
+            error_count: error_count.value(i),
+        })
+        .collect())
+}

@@ -1,0 +1,301 @@
+//! Spans and trace summaries to Arrow record batches in the block schema.
+//!
+//! Plain CPU work, no I/O: [`super::write`] decides batch and row-group
+//! boundaries and hands slices of sorted spans here.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
+};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::ArrowError;
+use chaintrace_model::{KeyValue, Span, TraceSummary};
+
+use super::attrs::AttrListBuilder;
+use super::error::BlockError;
+use super::hot::HotFields;
+use super::schema::{
+    event_fields, item_field, kind_to_u8, link_fields, status_to_u8, DATA_SCHEMA, TRACES_SCHEMA,
+};
+use super::value_codec::MAX_DEPTH;
+
+/// One record batch of `data.parquet` rows, in the order given.
+pub(crate) fn data_batch(spans: &[Span], path: &Path) -> Result<RecordBatch, BlockError> {
+    let arrow = |e: ArrowError| BlockError::arrow(path, e);
+    let n = spans.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut service = StringBuilder::new();
+    let mut name = StringBuilder::new();
+    let mut kind = UInt8Builder::with_capacity(n);
+    let mut status_code = UInt8Builder::with_capacity(n);
+    let mut status_message = StringBuilder::new();
+    let mut start = UInt64Builder::with_capacity(n);
+    let mut duration = UInt64Builder::with_capacity(n);
+    let mut llm_model = StringBuilder::new();
+    let mut input_tokens = Int64Builder::with_capacity(n);
+    let mut output_tokens = Int64Builder::with_capacity(n);
+    let mut error_type = StringBuilder::new();
+    let mut attributes = AttrListBuilder::new();
+    let mut events = EventsBuilder::new();
+    let mut links = LinksBuilder::new();
+    let mut resource = AttrListBuilder::new();
+    let mut scope_name = StringBuilder::new();
+    let mut scope_version = StringBuilder::new();
+
+    for s in spans {
+        let too_deep = |key: String| BlockError::ValueTooDeep {
+            trace: s.trace_id.to_hex(),
+            span: s.span_id.to_hex(),
+            key,
+            max: MAX_DEPTH,
+        };
+        trace_id.append_value(s.trace_id.0).map_err(arrow)?;
+        span_id.append_value(s.span_id.0).map_err(arrow)?;
+        match s.parent_span_id {
+            Some(p) => parent.append_value(p.0).map_err(arrow)?,
+            None => parent.append_null(),
+        }
+        service.append_value(s.service_name());
+        name.append_value(&s.name);
+        kind.append_value(kind_to_u8(s.kind));
+        status_code.append_value(status_to_u8(s.status.code));
+        status_message.append_value(&s.status.message);
+        start.append_value(s.start.0);
+        // Wrapping, so that `start + duration` rebuilds `end` exactly even
+        // for a span that breaks the `end >= start` invariant.
+        duration.append_value(s.end.0.wrapping_sub(s.start.0));
+        let hot = HotFields::of(s);
+        llm_model.append_option(hot.llm_model);
+        input_tokens.append_option(hot.input_tokens);
+        output_tokens.append_option(hot.output_tokens);
+        error_type.append_option(hot.error_type);
+        attributes.push_list(&s.attributes).map_err(too_deep)?;
+        events
+            .push(s)
+            .map_err(|e| e.into_block_error(too_deep, path))?;
+        links
+            .push(s)
+            .map_err(|e| e.into_block_error(too_deep, path))?;
+        resource
+            .push_list(&s.resource.attributes)
+            .map_err(|key| too_deep(format!("resource {key}")))?;
+        scope_name.append_value(&s.scope.name);
+        scope_version.append_value(&s.scope.version);
+    }
+
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        Arc::new(service.finish()),
+        Arc::new(name.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(status_code.finish()),
+        Arc::new(status_message.finish()),
+        Arc::new(start.finish()),
+        Arc::new(duration.finish()),
+        Arc::new(llm_model.finish()),
+        Arc::new(input_tokens.finish()),
+        Arc::new(output_tokens.finish()),
+        Arc::new(error_type.finish()),
+        Arc::new(attributes.finish().map_err(arrow)?),
+        Arc::new(events.finish().map_err(arrow)?),
+        Arc::new(links.finish().map_err(arrow)?),
+        Arc::new(resource.finish().map_err(arrow)?),
+        Arc::new(scope_name.finish()),
+        Arc::new(scope_version.finish()),
+    ];
+    RecordBatch::try_new(DATA_SCHEMA.clone(), columns).map_err(arrow)
+}
+
+/// Why a nested column could not take a span.
+enum NestedError {
+    TooDeep(String),
+    Arrow(ArrowError),
+}
+
+impl NestedError {
+    fn into_block_error(
+        self,
+        too_deep: impl FnOnce(String) -> BlockError,
+        path: &Path,
+    ) -> BlockError {
+        match self {
+            NestedError::TooDeep(key) => too_deep(key),
+            NestedError::Arrow(e) => BlockError::arrow(path, e),
+        }
+    }
+}
+
+/// `List<Struct<time_unix_nano, name, attributes>>`.
+struct EventsBuilder {
+    offsets: Vec<i32>,
+    time: UInt64Builder,
+    name: StringBuilder,
+    attributes: AttrListBuilder,
+}
+
+impl EventsBuilder {
+    fn new() -> Self {
+        EventsBuilder {
+            offsets: vec![0],
+            time: UInt64Builder::new(),
+            name: StringBuilder::new(),
+            attributes: AttrListBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, s: &Span) -> Result<(), NestedError> {
+        for e in &s.events {
+            self.time.append_value(e.time.0);
+            self.name.append_value(&e.name);
+            self.attributes
+                .push_list(&e.attributes)
+                .map_err(|key| NestedError::TooDeep(format!("event {:?} {key}", e.name)))?;
+        }
+        self.offsets.push(self.time.len() as i32);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ListArray, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.attributes.finish()?),
+        ];
+        list_of(event_fields(), columns, self.offsets)
+    }
+}
+
+/// `List<Struct<trace_id, span_id, attributes>>`.
+struct LinksBuilder {
+    offsets: Vec<i32>,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    attributes: AttrListBuilder,
+}
+
+impl LinksBuilder {
+    fn new() -> Self {
+        LinksBuilder {
+            offsets: vec![0],
+            trace_id: FixedSizeBinaryBuilder::new(16),
+            span_id: FixedSizeBinaryBuilder::new(8),
+            attributes: AttrListBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, s: &Span) -> Result<(), NestedError> {
+        for l in &s.links {
+            self.trace_id
+                .append_value(l.trace_id.0)
+                .map_err(NestedError::Arrow)?;
+            self.span_id
+                .append_value(l.span_id.0)
+                .map_err(NestedError::Arrow)?;
+            self.attributes
+                .push_list(&l.attributes)
+                .map_err(|key| NestedError::TooDeep(format!("link {key}")))?;
+        }
+        self.offsets.push(self.trace_id.len() as i32);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ListArray, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.attributes.finish()?),
+        ];
+        list_of(link_fields(), columns, self.offsets)
+    }
+}
+
+fn list_of(
+    fields: arrow_schema::Fields,
+    columns: Vec<ArrayRef>,
+    offsets: Vec<i32>,
+) -> Result<ListArray, ArrowError> {
+    let values = StructArray::try_new(fields.clone(), columns, None)?;
+    ListArray::try_new(
+        item_field(fields),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(values),
+        None,
+    )
+}
+
+/// One record batch of `traces.parquet` rows, in the order given.
+pub(crate) fn traces_batch(
+    summaries: &[TraceSummary],
+    path: &Path,
+) -> Result<RecordBatch, BlockError> {
+    let arrow = |e: ArrowError| BlockError::arrow(path, e);
+    let n = summaries.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut root_service = StringBuilder::new();
+    let mut root_name = StringBuilder::new();
+    let mut start = UInt64Builder::with_capacity(n);
+    let mut end = UInt64Builder::with_capacity(n);
+    let mut span_count = UInt64Builder::with_capacity(n);
+    let mut error_count = UInt64Builder::with_capacity(n);
+    for t in summaries {
+        trace_id.append_value(t.trace_id.0).map_err(arrow)?;
+        root_service.append_option(t.root_service.as_deref());
+        root_name.append_option(t.root_name.as_deref());
+        start.append_value(t.start_unix_nano.0);
+        end.append_value(t.start_unix_nano.0.wrapping_add(t.duration_nano.0));
+        span_count.append_value(t.span_count);
+        error_count.append_value(t.error_count);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(root_service.finish()),
+        Arc::new(root_name.finish()),
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(span_count.finish()),
+        Arc::new(error_count.finish()),
+    ];
+    RecordBatch::try_new(TRACES_SCHEMA.clone(), columns).map_err(arrow)
+}
+
+/// A rough size of what a span adds to Arrow buffers, to keep one record
+/// batch well below the 2 GiB that 32-bit string offsets allow.
+pub(crate) fn approx_bytes(s: &Span) -> usize {
+    fn attrs(kvs: &[KeyValue]) -> usize {
+        kvs.iter()
+            .map(|kv| 32 + kv.key.len() + value_bytes(&kv.value))
+            .sum()
+    }
+    fn value_bytes(v: &chaintrace_model::AnyValue) -> usize {
+        use chaintrace_model::AnyValue;
+        match v {
+            AnyValue::String(s) => s.len(),
+            AnyValue::Bytes(b) => b.len(),
+            AnyValue::Array(items) => items.iter().map(|i| 2 + value_bytes(i)).sum(),
+            AnyValue::KvList(kvs) => kvs
+                .iter()
+                .map(|kv| 4 + kv.key.len() + value_bytes(&kv.value))
+                .sum(),
+            _ => 8,
+        }
+    }
+    128 + s.name.len()
+        + s.status.message.len()
+        + attrs(&s.attributes)
+        + attrs(&s.resource.attributes)
+        + s.events
+            .iter()
+            .map(|e| 16 + e.name.len() + attrs(&e.attributes))
+            .sum::<usize>()
+        + s.links
+            .iter()
+            .map(|l| 32 + attrs(&l.attributes))
+            .sum::<usize>()
+}

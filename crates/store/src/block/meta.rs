@@ -1,0 +1,151 @@
+//! [`BlockMeta`], the small `meta.json` beside each block's Parquet files,
+//! and the rules for block ids.
+//!
+//! The meta is what the store reads to plan a query without touching
+//! Parquet: time range, counts, services and names. It is written last, so
+//! a directory with a valid meta.json is a complete block.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use chaintrace_model::UnixNanos;
+use serde::{Deserialize, Serialize};
+
+use super::error::BlockError;
+use super::FORMAT_VERSION;
+
+/// The most distinct span names kept in [`BlockMeta::names`].
+pub const MAX_META_NAMES: usize = 1000;
+
+/// What a block holds, as written in its `meta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// Block format version, [`FORMAT_VERSION`] for blocks this build writes.
+    pub version: String,
+    /// Block id, also the name of its directory.
+    pub id: String,
+    /// Earliest span start.
+    pub min_start: UnixNanos,
+    /// Latest span end.
+    pub max_end: UnixNanos,
+    /// Spans in the block (after dropping duplicates).
+    pub span_count: u64,
+    /// Distinct traces in the block.
+    pub trace_count: u64,
+    /// Distinct `service.name`s of the spans, sorted.
+    pub services: Vec<String>,
+    /// Distinct span names, sorted, at most [`MAX_META_NAMES`].
+    pub names: Vec<String>,
+    /// Whether `names` was cut at [`MAX_META_NAMES`].
+    pub names_truncated: bool,
+    /// Bytes of `data.parquet` plus `traces.parquet` (meta.json excluded).
+    pub data_bytes: u64,
+    /// Inclusive range of WAL segment numbers whose spans this block holds;
+    /// filled in by the store, carried here.
+    pub wal_segments: Option<(u64, u64)>,
+    /// Ids of the blocks this one supersedes after a compaction.
+    pub replaces: Vec<String>,
+    /// 0 for a block cut from the head, +1 for each compaction round.
+    pub compaction_level: u32,
+    /// When the block was written.
+    pub created: UnixNanos,
+}
+
+/// Checks that `id` can name a block directory: 1–128 characters of
+/// `A-Z a-z 0-9 - _`, not starting with `-`. Such an id never starts with
+/// `.`, so it cannot clash with the writer's `.tmp-<id>` directories.
+pub(crate) fn check_id(id: &str) -> Result<(), BlockError> {
+    let ok = (1..=128).contains(&id.len())
+        && !id.starts_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BlockError::InvalidId { id: id.to_string() })
+    }
+}
+
+/// Reads and checks `<dir>/meta.json`: refuses a version other than
+/// [`FORMAT_VERSION`] before looking at any other field.
+pub(crate) fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
+    let path = dir.join(super::META_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BlockError::NotABlock {
+                path: dir.to_path_buf(),
+                reason: format!("it has no {}", super::META_FILE),
+            })
+        }
+        Err(e) => return Err(BlockError::io(&path, e)),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| BlockError::Meta {
+            path: path.clone(),
+            source,
+        })?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| BlockError::corrupt(&path, "no \"version\" string"))?;
+    if version != FORMAT_VERSION {
+        return Err(BlockError::UnknownVersion {
+            path,
+            version: version.to_string(),
+            supported: FORMAT_VERSION,
+        });
+    }
+    let meta: BlockMeta = serde_json::from_value(value).map_err(|source| BlockError::Meta {
+        path: path.clone(),
+        source,
+    })?;
+    let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if meta.id != dir_name {
+        return Err(BlockError::corrupt(
+            &path,
+            format!(
+                "block id {:?} differs from its directory name {dir_name:?}",
+                meta.id
+            ),
+        ));
+    }
+    Ok(meta)
+}
+
+/// The JSON text of `meta`.
+pub(crate) fn meta_json(meta: &BlockMeta) -> Vec<u8> {
+    // Serializing plain strings, numbers and vectors cannot fail.
+    let mut out = serde_json::to_vec_pretty(meta).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_cannot_name_a_block_are_refused() {
+        for good in ["b1", "01J9ZK7Q", "level-2_0001", &"x".repeat(128)] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".tmp-1",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(
+                matches!(check_id(bad), Err(BlockError::InvalidId { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

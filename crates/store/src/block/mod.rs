@@ -1,0 +1,74 @@
+//! The immutable block format of the embedded store, `vparquet1` — shaped
+//! like Grafana Tempo's vParquet blocks.
+//!
+//! A block is a directory `<blocks_dir>/<block_id>/` holding:
+//!
+//! - `data.parquet`: one row per span, sorted by trace id, then start time,
+//!   then span id. Hot columns (ids, service, name, kind, status, start,
+//!   duration, and the LLM fields model, input/output tokens and error
+//!   type derived from attributes) serve queries; nested generic columns
+//!   (attributes, events, links, resource attributes, scope) together with
+//!   the span's own fields rebuild every span exactly. zstd, dictionaries
+//!   for repeated strings, a bloom filter and page statistics on
+//!   `trace_id`, row groups that end at trace boundaries.
+//! - `traces.parquet`: one row per trace ([`TraceSummary`]
+//!   fields), sorted by start time; listing traces reads only this file.
+//! - `meta.json`: [`BlockMeta`] — version, time range, counts, services,
+//!   names. Written last: its presence makes the directory a block.
+//!
+//! [`write_block`] writes a block atomically; [`Block`] opens one and
+//! answers trace-by-id ([`Block::trace_spans`]), full scans for compaction
+//! ([`Block::read_all`]) and summary listings ([`Block::trace_summaries`]).
+//! This module owns the files of one block only: choosing when to cut,
+//! compacting, retention and the catalog of blocks belong to the store.
+//!
+//! [`TraceSummary`]: chaintrace_model::TraceSummary
+//!
+//! ```no_run
+//! use chaintrace_store::block::{write_block, Block, BlockWriteOptions};
+//! # fn demo(spans: Vec<chaintrace_model::Span>, id: chaintrace_model::TraceId)
+//! #     -> Result<(), chaintrace_store::block::BlockError> {
+//! let blocks = std::path::Path::new("./chaintrace-data/blocks");
+//! let meta = write_block(blocks, "b000001", spans, &BlockWriteOptions::default())?;
+//! let block = Block::open(&blocks.join(&meta.id))?;
+//! let spans_of_one_trace = block.trace_spans(id)?;
+//! let listed = block.trace_summaries(Some(meta.min_start), None)?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod attrs;
+mod decode;
+mod encode;
+mod error;
+mod file;
+mod hot;
+mod meta;
+mod read;
+mod schema;
+mod value_codec;
+mod write;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::BlockError;
+pub use meta::{BlockMeta, MAX_META_NAMES};
+pub use read::{Block, LookupStats};
+pub use write::{write_block, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
+
+/// The block format this build writes and the only one it reads.
+pub const FORMAT_VERSION: &str = "vparquet1";
+
+/// The spans file of a block.
+pub const DATA_FILE: &str = "data.parquet";
+/// The per-trace summaries file of a block.
+pub const TRACES_FILE: &str = "traces.parquet";
+/// The meta file of a block.
+pub const META_FILE: &str = "meta.json";
+/// Prefix of the directory a block is written in before it is renamed into
+/// place; such a directory is never a block.
+pub const TMP_PREFIX: &str = ".tmp-";
+
+#[cfg(test)]
+mod tests;

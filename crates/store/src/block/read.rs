@@ -1,0 +1,479 @@
+//! [`Block`]: an open block, and the three ways of reading it — one trace
+//! by id (pruned by row-group statistics, bloom filter and page index),
+//! every span (for compaction), and trace summaries by start time.
+//!
+//! Opening reads `meta.json` and both Parquet footers (with the page index)
+//! once; bloom filters are loaded on first use and kept. Everything read
+//! from disk is checked: a damaged block gives a [`BlockError`], never a
+//! panic.
+
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch};
+use arrow_schema::{ArrowError, SchemaRef};
+use chaintrace_model::{Span, TraceId, TraceSummary, UnixNanos};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelectionPolicy,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::bloom_filter::Sbbf;
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::statistics::Statistics;
+
+use super::decode::{summaries, SpanColumns, SPAN_COLUMNS};
+use super::error::BlockError;
+use super::file::BlockFile;
+use super::meta::{read_meta, BlockMeta};
+use super::schema::{col, trace_col, DATA_SCHEMA, FORMAT_KEY, TRACES_SCHEMA};
+use super::{DATA_FILE, FORMAT_VERSION, TMP_PREFIX, TRACES_FILE};
+
+/// Rows per decoded batch when scanning a whole file: bounds memory with
+/// long prompts.
+const SCAN_BATCH_ROWS: usize = 1024;
+
+/// What one [`Block::trace_spans_with_stats`] lookup touched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Row groups in `data.parquet`.
+    pub row_groups: usize,
+    /// Row groups skipped because their trace id min/max excludes the id.
+    pub pruned_by_stats: usize,
+    /// Row groups skipped because their bloom filter rules the id out.
+    pub pruned_by_bloom: usize,
+    /// Row groups skipped because no page's trace id min/max admits the id.
+    pub pruned_by_page_index: usize,
+    /// Row groups whose pages were decoded.
+    pub row_groups_read: usize,
+    /// Rows whose `trace_id` was compared: those of the pages the page
+    /// index admits (a page or two, not whole row groups).
+    pub rows_scanned: usize,
+    /// Rows decoded in full: the trace's spans.
+    pub rows_decoded: usize,
+}
+
+/// One open Parquet file of a block: the shared handle and its footer.
+struct OpenFile {
+    path: PathBuf,
+    file: BlockFile,
+    meta: ArrowReaderMetadata,
+}
+
+impl OpenFile {
+    fn open(path: PathBuf, want: &SchemaRef, rows: u64) -> Result<OpenFile, BlockError> {
+        let file = BlockFile::open(&path).map_err(|e| BlockError::io(&path, e))?;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let meta = guard(&path, || {
+            ArrowReaderMetadata::load(&file, options).map_err(|e| BlockError::parquet(&path, e))
+        })?;
+        let kv = meta.metadata().file_metadata().key_value_metadata();
+        let format = kv
+            .and_then(|kv| kv.iter().find(|k| k.key == FORMAT_KEY))
+            .and_then(|k| k.value.as_deref());
+        if format != Some(FORMAT_VERSION) {
+            return Err(BlockError::corrupt(
+                &path,
+                format!("footer names format {format:?}, want {FORMAT_VERSION:?}"),
+            ));
+        }
+        let have = meta.schema();
+        let same =
+            have.fields().len() == want.fields().len()
+                && have.fields().iter().zip(want.fields()).all(|(h, w)| {
+                    h.name() == w.name() && h.data_type().equals_datatype(w.data_type())
+                });
+        if !same {
+            return Err(BlockError::corrupt(
+                &path,
+                format!("columns differ from {FORMAT_VERSION}: {have}"),
+            ));
+        }
+        let got = meta.metadata().file_metadata().num_rows();
+        if u64::try_from(got).ok() != Some(rows) {
+            return Err(BlockError::corrupt(
+                &path,
+                format!("{got} rows, meta.json says {rows}"),
+            ));
+        }
+        Ok(OpenFile { path, file, meta })
+    }
+
+    fn reader(
+        &self,
+        row_groups: Vec<usize>,
+        projection: Option<&ProjectionMask>,
+        selection: Option<RowSelection>,
+        filter: Option<RowFilter>,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchReader, BlockError> {
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.file.clone(),
+            self.meta.clone(),
+        )
+        .with_row_groups(row_groups)
+        .with_batch_size(batch_rows);
+        if let Some(p) = projection {
+            builder = builder.with_projection(p.clone());
+        }
+        if let Some(s) = selection {
+            builder = builder
+                .with_row_selection(s)
+                .with_row_selection_policy(RowSelectionPolicy::Selectors);
+        }
+        if let Some(f) = filter {
+            builder = builder.with_row_filter(f);
+        }
+        guard(&self.path, || {
+            builder
+                .build()
+                .map_err(|e| BlockError::parquet(&self.path, e))
+        })
+    }
+
+    /// Reads every batch of `reader`, handing each to `f`.
+    fn each_batch(
+        &self,
+        reader: ParquetRecordBatchReader,
+        mut f: impl FnMut(&RecordBatch) -> Result<(), String>,
+    ) -> Result<(), BlockError> {
+        guard(&self.path, || {
+            for batch in reader {
+                let batch = batch.map_err(|e| BlockError::arrow(&self.path, e))?;
+                f(&batch).map_err(|detail| BlockError::corrupt(&self.path, detail))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An open, immutable block: its meta, and what lookups need from the
+/// Parquet footers. Cheap to keep open for every block of a store, and
+/// shared by concurrent readers (`Send + Sync`).
+pub struct Block {
+    dir: PathBuf,
+    meta: BlockMeta,
+    data: OpenFile,
+    traces: OpenFile,
+    /// Leaf column index of `trace_id` in `data.parquet`.
+    trace_id_leaf: usize,
+    /// Only the columns that rebuild a span (not the derived hot ones).
+    span_projection: ProjectionMask,
+    /// The `trace_id` bloom filter of each row group, loaded on first use.
+    blooms: Vec<OnceLock<Option<Sbbf>>>,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("dir", &self.dir)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Block {
+    /// Opens the block in `dir`: reads `meta.json` (refusing unknown format
+    /// versions) and the Parquet footers, and checks that they agree.
+    /// A leftover `.tmp-*` directory of an unfinished write is not a block.
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(TMP_PREFIX) {
+            return Err(BlockError::NotABlock {
+                path: dir.to_path_buf(),
+                reason: "it is an unfinished block write".to_string(),
+            });
+        }
+        let meta = read_meta(dir)?;
+        let data = OpenFile::open(dir.join(DATA_FILE), &DATA_SCHEMA, meta.span_count)?;
+        let traces = OpenFile::open(dir.join(TRACES_FILE), &TRACES_SCHEMA, meta.trace_count)?;
+        let parquet_schema = data.meta.parquet_schema();
+        let trace_id_leaf = parquet_schema
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [col::TRACE_ID])
+            .ok_or_else(|| BlockError::corrupt(&data.path, "no trace_id leaf column"))?;
+        let roots = SPAN_COLUMNS
+            .iter()
+            .filter_map(|name| DATA_SCHEMA.index_of(name).ok());
+        let span_projection = ProjectionMask::roots(parquet_schema, roots);
+        let blooms = (0..data.meta.metadata().num_row_groups())
+            .map(|_| OnceLock::new())
+            .collect();
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            data,
+            traces,
+            trace_id_leaf,
+            span_projection,
+            blooms,
+        })
+    }
+
+    /// What `meta.json` says about the block.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The block's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Row groups in `data.parquet`.
+    pub fn row_group_count(&self) -> usize {
+        self.blooms.len()
+    }
+
+    /// All spans of trace `id` in this block, in block order (start time,
+    /// then span id); empty if it holds none.
+    ///
+    /// Row groups whose trace id min/max excludes `id` are skipped, the
+    /// bloom filter is asked before reading a row group, and inside it the
+    /// page index narrows decoding to the pages that may hold `id`.
+    pub fn trace_spans(&self, id: TraceId) -> Result<Vec<Span>, BlockError> {
+        self.trace_spans_with_stats(id).map(|(spans, _)| spans)
+    }
+
+    /// [`Block::trace_spans`], also saying how much pruning happened.
+    pub fn trace_spans_with_stats(
+        &self,
+        id: TraceId,
+    ) -> Result<(Vec<Span>, LookupStats), BlockError> {
+        let key = &id.0[..];
+        let metadata = self.data.meta.metadata().clone();
+        let mut stats = LookupStats {
+            row_groups: metadata.num_row_groups(),
+            ..LookupStats::default()
+        };
+        let mut spans = Vec::new();
+        for (i, rg) in metadata.row_groups().iter().enumerate() {
+            let chunk = rg.column(self.trace_id_leaf);
+            if let Some((min, max)) = chunk
+                .statistics()
+                .and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?)))
+            {
+                if key < min || key > max {
+                    stats.pruned_by_stats += 1;
+                    continue;
+                }
+            }
+            if !self.bloom_may_contain(i, key)? {
+                stats.pruned_by_bloom += 1;
+                continue;
+            }
+            let total = usize::try_from(rg.num_rows()).unwrap_or(0);
+            let selection = match self.candidate_pages(i, key, total) {
+                Some(ranges) if ranges.is_empty() => {
+                    stats.pruned_by_page_index += 1;
+                    continue;
+                }
+                Some(ranges) => {
+                    stats.rows_scanned += ranges.iter().map(|r| r.len()).sum::<usize>();
+                    Some(RowSelection::from_consecutive_ranges(
+                        ranges.into_iter(),
+                        total,
+                    ))
+                }
+                None => {
+                    stats.rows_scanned += total;
+                    None
+                }
+            };
+            stats.row_groups_read += 1;
+            // The trace_id column is decoded first; the other columns then
+            // decode only the rows whose id matched.
+            let filter = self.trace_id_filter(id);
+            let reader = self.data.reader(
+                vec![i],
+                Some(&self.span_projection),
+                selection,
+                Some(filter),
+                8192,
+            )?;
+            self.data.each_batch(reader, |batch| {
+                stats.rows_decoded += batch.num_rows();
+                let mut columns = SpanColumns::new(batch)?;
+                for row in 0..columns.len() {
+                    if columns.trace_id(row) == key {
+                        spans.push(columns.span(row)?);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok((spans, stats))
+    }
+
+    /// A row filter keeping the rows of trace `id`.
+    fn trace_id_filter(&self, id: TraceId) -> RowFilter {
+        let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
+        let predicate = ArrowPredicateFn::new(leaf, move |batch: RecordBatch| {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| {
+                    ArrowError::SchemaError("trace_id is not FixedSizeBinary".to_string())
+                })?;
+            Ok((0..ids.len())
+                .map(|r| Some(ids.is_valid(r) && ids.value(r) == id.0))
+                .collect::<BooleanArray>())
+        });
+        RowFilter::new(vec![Box::new(predicate)])
+    }
+
+    /// Whether row group `rg`'s bloom filter admits `key` (true when the
+    /// row group has none).
+    fn bloom_may_contain(&self, rg: usize, key: &[u8]) -> Result<bool, BlockError> {
+        let Some(cell) = self.blooms.get(rg) else {
+            return Ok(true);
+        };
+        let bloom = match cell.get() {
+            Some(b) => b,
+            None => {
+                let metadata = self.data.meta.metadata();
+                let chunk = metadata.row_group(rg).column(self.trace_id_leaf);
+                let loaded = guard(&self.data.path, || {
+                    Sbbf::read_from_column_chunk(chunk, &self.data.file)
+                        .map_err(|e| BlockError::parquet(&self.data.path, e))
+                })?;
+                // Another thread may have won the race; both loaded the same.
+                let _ = cell.set(loaded);
+                cell.get().unwrap_or(&None)
+            }
+        };
+        Ok(bloom.as_ref().is_none_or(|b| b.check(key)))
+    }
+
+    /// The row ranges of row group `rg` whose `trace_id` pages may hold
+    /// `key`, from the page index; `None` when there is no usable index.
+    fn candidate_pages(&self, rg: usize, key: &[u8], total: usize) -> Option<Vec<Range<usize>>> {
+        let metadata = self.data.meta.metadata();
+        let index = metadata.column_index()?.get(rg)?.get(self.trace_id_leaf)?;
+        let locations = metadata
+            .offset_index()?
+            .get(rg)?
+            .get(self.trace_id_leaf)?
+            .page_locations();
+        let ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index) = index else {
+            return None;
+        };
+        if index.num_pages() != locations.len() as u64 {
+            return None;
+        }
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        for (p, page) in locations.iter().enumerate() {
+            let first = usize::try_from(page.first_row_index).ok()?;
+            let next = match locations.get(p + 1) {
+                Some(n) => usize::try_from(n.first_row_index).ok()?,
+                None => total,
+            };
+            if first > next || next > total {
+                return None;
+            }
+            let admits = match (index.min_value(p), index.max_value(p)) {
+                (Some(min), Some(max)) => min <= key && key <= max,
+                _ => false, // all-null page: trace_id is never null
+            };
+            if admits {
+                match ranges.last_mut() {
+                    Some(last) if last.end == first => last.end = next,
+                    _ => ranges.push(first..next),
+                }
+            }
+        }
+        Some(ranges)
+    }
+
+    /// Every span of the block, in block order (trace id, start, span id),
+    /// for compaction.
+    pub fn read_all(&self) -> Result<Vec<Span>, BlockError> {
+        let count = usize::try_from(self.meta.span_count).unwrap_or(0);
+        let mut spans = Vec::with_capacity(count.min(1 << 20));
+        let all = (0..self.row_group_count()).collect();
+        let reader = self.data.reader(
+            all,
+            Some(&self.span_projection),
+            None,
+            None,
+            SCAN_BATCH_ROWS,
+        )?;
+        self.data.each_batch(reader, |batch| {
+            let mut columns = SpanColumns::new(batch)?;
+            for row in 0..columns.len() {
+                spans.push(columns.span(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(spans)
+    }
+
+    /// Summaries of the traces in this block that start in `[start, end]`
+    /// (inclusive; `None` leaves that side open), oldest first. Reads only
+    /// `traces.parquet`, skipping row groups by their start-time statistics.
+    pub fn trace_summaries(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+    ) -> Result<Vec<TraceSummary>, BlockError> {
+        let lo = start.map_or(0, |t| t.0);
+        let hi = end.map_or(u64::MAX, |t| t.0);
+        if lo > hi || self.meta.trace_count == 0 {
+            return Ok(Vec::new());
+        }
+        let metadata = self.traces.meta.metadata();
+        let start_leaf = TRACES_SCHEMA.index_of(trace_col::START).unwrap_or(0);
+        let groups: Vec<usize> = metadata
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| match rg.column(start_leaf).statistics() {
+                // u64 is stored as INT64; the bits are the u64's.
+                Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(&min), Some(&max)) => (min as u64) <= hi && (max as u64) >= lo,
+                    _ => true,
+                },
+                _ => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut out = Vec::new();
+        if groups.is_empty() {
+            return Ok(out);
+        }
+        let reader = self.traces.reader(groups, None, None, None, 64 * 1024)?;
+        self.traces.each_batch(reader, |batch| {
+            out.extend(
+                summaries(batch)?
+                    .into_iter()
+                    .filter(|t| (lo..=hi).contains(&t.start_unix_nano.0)),
+            );
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Runs a Parquet read, turning a panic inside the library into an error.
+///
+/// parquet-rs validates most input but has had panics on malformed files;
+/// a block on disk is outside data, and one damaged block must not take the
+/// server down.
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, BlockError>) -> Result<T, BlockError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(BlockError::corrupt(
+            path,
+            format!("parquet reader failed: {why}"),
+        ))
+    })
+}

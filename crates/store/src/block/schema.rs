@@ -1,0 +1,358 @@
+//! The columns of `data.parquet` and `traces.parquet`, and the Parquet
+//! settings they are written with.
+//!
+//! This file is the format: changing a column, a type tag or an enum number
+//! here means a new [`FORMAT_VERSION`](super::FORMAT_VERSION). It holds no
+//! data and does no I/O.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use chaintrace_model::{AnyValue, SpanKind, StatusCode};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{
+    BloomFilterProperties, EnabledStatistics, WriterProperties, WriterVersion,
+};
+use parquet::schema::types::ColumnPath;
+
+/// Column names of `data.parquet`, in schema order.
+pub(crate) mod col {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SPAN_ID: &str = "span_id";
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    pub const SERVICE: &str = "service";
+    pub const NAME: &str = "name";
+    pub const KIND: &str = "kind";
+    pub const STATUS_CODE: &str = "status_code";
+    pub const STATUS_MESSAGE: &str = "status_message";
+    pub const START: &str = "start_unix_nano";
+    pub const DURATION: &str = "duration_nano";
+    pub const LLM_MODEL: &str = "llm_model";
+    pub const INPUT_TOKENS: &str = "input_tokens";
+    pub const OUTPUT_TOKENS: &str = "output_tokens";
+    pub const ERROR_TYPE: &str = "error_type";
+    pub const ATTRIBUTES: &str = "attributes";
+    pub const EVENTS: &str = "events";
+    pub const LINKS: &str = "links";
+    pub const RESOURCE: &str = "resource_attributes";
+    pub const SCOPE_NAME: &str = "scope_name";
+    pub const SCOPE_VERSION: &str = "scope_version";
+}
+
+/// Column names of `traces.parquet`, in schema order.
+pub(crate) mod trace_col {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const ROOT_SERVICE: &str = "root_service";
+    pub const ROOT_NAME: &str = "root_name";
+    pub const START: &str = "start_unix_nano";
+    pub const END: &str = "end_unix_nano";
+    pub const SPAN_COUNT: &str = "span_count";
+    pub const ERROR_COUNT: &str = "error_count";
+}
+
+/// The `type` tag of an attribute: which value column holds its value.
+/// Arrays and kvlists live in `bytes`, encoded by [`super::value_codec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ValueType {
+    Empty = 0,
+    String = 1,
+    Bool = 2,
+    Int = 3,
+    Double = 4,
+    Bytes = 5,
+    Array = 6,
+    KvList = 7,
+}
+
+impl ValueType {
+    pub(crate) fn of(v: &AnyValue) -> ValueType {
+        match v {
+            AnyValue::Empty => ValueType::Empty,
+            AnyValue::String(_) => ValueType::String,
+            AnyValue::Bool(_) => ValueType::Bool,
+            AnyValue::Int(_) => ValueType::Int,
+            AnyValue::Double(_) => ValueType::Double,
+            AnyValue::Bytes(_) => ValueType::Bytes,
+            AnyValue::Array(_) => ValueType::Array,
+            AnyValue::KvList(_) => ValueType::KvList,
+        }
+    }
+
+    pub(crate) fn from_u8(n: u8) -> Option<ValueType> {
+        Some(match n {
+            0 => ValueType::Empty,
+            1 => ValueType::String,
+            2 => ValueType::Bool,
+            3 => ValueType::Int,
+            4 => ValueType::Double,
+            5 => ValueType::Bytes,
+            6 => ValueType::Array,
+            7 => ValueType::KvList,
+            _ => return None,
+        })
+    }
+}
+
+/// OTLP's numbering, so that SQL over the file reads like the wire format.
+pub(crate) fn kind_to_u8(kind: SpanKind) -> u8 {
+    match kind {
+        SpanKind::Unspecified => 0,
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+pub(crate) fn kind_from_u8(n: u8) -> Option<SpanKind> {
+    Some(match n {
+        0 => SpanKind::Unspecified,
+        1 => SpanKind::Internal,
+        2 => SpanKind::Server,
+        3 => SpanKind::Client,
+        4 => SpanKind::Producer,
+        5 => SpanKind::Consumer,
+        _ => return None,
+    })
+}
+
+pub(crate) fn status_to_u8(code: StatusCode) -> u8 {
+    match code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    }
+}
+
+pub(crate) fn status_from_u8(n: u8) -> Option<StatusCode> {
+    Some(match n {
+        0 => StatusCode::Unset,
+        1 => StatusCode::Ok,
+        2 => StatusCode::Error,
+        _ => return None,
+    })
+}
+
+/// The struct of one attribute: key, type tag, and one nullable column per
+/// value kind (only the one named by `type` is set).
+pub(crate) fn attr_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("type", DataType::UInt8, false),
+        Field::new("str", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("double", DataType::Float64, true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("bytes", DataType::Binary, true),
+    ])
+}
+
+/// The list element field wrapping a struct of `fields`.
+pub(crate) fn item_field(fields: Fields) -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(fields), false))
+}
+
+fn attr_list() -> DataType {
+    DataType::List(item_field(attr_fields()))
+}
+
+pub(crate) fn event_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time_unix_nano", DataType::UInt64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("attributes", attr_list(), false),
+    ])
+}
+
+pub(crate) fn link_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+        Field::new("span_id", DataType::FixedSizeBinary(8), false),
+        Field::new("attributes", attr_list(), false),
+    ])
+}
+
+/// The Arrow schema of `data.parquet`: hot columns first, then the nested
+/// generic ones that alone rebuild every span field.
+pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
+        Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
+        Field::new(col::PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
+        Field::new(col::SERVICE, DataType::Utf8, false),
+        Field::new(col::NAME, DataType::Utf8, false),
+        Field::new(col::KIND, DataType::UInt8, false),
+        Field::new(col::STATUS_CODE, DataType::UInt8, false),
+        Field::new(col::STATUS_MESSAGE, DataType::Utf8, false),
+        Field::new(col::START, DataType::UInt64, false),
+        Field::new(col::DURATION, DataType::UInt64, false),
+        Field::new(col::LLM_MODEL, DataType::Utf8, true),
+        Field::new(col::INPUT_TOKENS, DataType::Int64, true),
+        Field::new(col::OUTPUT_TOKENS, DataType::Int64, true),
+        Field::new(col::ERROR_TYPE, DataType::Utf8, true),
+        Field::new(col::ATTRIBUTES, attr_list(), false),
+        Field::new(
+            col::EVENTS,
+            DataType::List(item_field(event_fields())),
+            false,
+        ),
+        Field::new(col::LINKS, DataType::List(item_field(link_fields())), false),
+        Field::new(col::RESOURCE, attr_list(), false),
+        Field::new(col::SCOPE_NAME, DataType::Utf8, false),
+        Field::new(col::SCOPE_VERSION, DataType::Utf8, false),
+    ]))
+});
+
+/// The Arrow schema of `traces.parquet`: one row per trace, sorted by start.
+pub(crate) static TRACES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(trace_col::TRACE_ID, DataType::FixedSizeBinary(16), false),
+        Field::new(trace_col::ROOT_SERVICE, DataType::Utf8, true),
+        Field::new(trace_col::ROOT_NAME, DataType::Utf8, true),
+        Field::new(trace_col::START, DataType::UInt64, false),
+        Field::new(trace_col::END, DataType::UInt64, false),
+        Field::new(trace_col::SPAN_COUNT, DataType::UInt64, false),
+        Field::new(trace_col::ERROR_COUNT, DataType::UInt64, false),
+    ]))
+});
+
+/// Key-value metadata naming the format inside each Parquet footer, so a
+/// file found alone still says what it is.
+pub(crate) const FORMAT_KEY: &str = "chaintrace.block.format";
+
+/// Rows per data page: small pages let a trace lookup decode a few
+/// thousand rows of each column instead of a whole row group.
+const DATA_PAGE_ROWS: usize = 2048;
+
+/// The path of a leaf column inside a list of structs, e.g.
+/// `events.list.item.time_unix_nano`.
+fn leaf(parts: &[&str]) -> ColumnPath {
+    let mut path = vec![parts[0].to_string()];
+    for p in &parts[1..] {
+        path.extend(["list".to_string(), "item".to_string(), p.to_string()]);
+    }
+    ColumnPath::new(path)
+}
+
+/// Leaf columns a trace lookup reads that zstd barely shrinks (random ids,
+/// dictionary indices, delta-packed numbers, nearly always empty lists).
+/// They stay uncompressed: the Parquet reader creates a zstd context per
+/// column chunk it opens, which costs more than decoding a small page.
+fn uncompressed_leaves() -> Vec<ColumnPath> {
+    let mut leaves: Vec<ColumnPath> = [
+        col::SPAN_ID,
+        col::NAME,
+        col::KIND,
+        col::STATUS_CODE,
+        col::STATUS_MESSAGE,
+        col::DURATION,
+        col::SCOPE_NAME,
+        col::SCOPE_VERSION,
+    ]
+    .iter()
+    .map(|c| ColumnPath::from(*c))
+    .collect();
+    leaves.push(leaf(&[col::EVENTS, "time_unix_nano"]));
+    leaves.push(leaf(&[col::EVENTS, "name"]));
+    leaves.push(leaf(&[col::LINKS, "trace_id"]));
+    leaves.push(leaf(&[col::LINKS, "span_id"]));
+    for f in attr_fields().iter() {
+        leaves.push(leaf(&[col::LINKS, "attributes", f.name()]));
+    }
+    leaves
+}
+
+/// Settings of `data.parquet`.
+///
+/// - zstd where it pays, dictionaries on (names, services, keys, models
+///   repeat), page v1 (levels compressed with the values).
+/// - Ids are random: no dictionary for `span_id` (it would only add
+///   indices); `trace_id` runs of equal values cost almost nothing with
+///   `DELTA_BYTE_ARRAY`, and a lookup has no large dictionary to decode.
+/// - Start and event times are nearly unique: delta-packed, no dictionary.
+///   Durations try a dictionary first (millisecond clocks repeat values)
+///   and fall back to delta packing.
+/// - Page statistics (the column index) only where pruning uses them:
+///   `trace_id` and `start_unix_nano`; chunk statistics elsewhere.
+/// - A bloom filter on `trace_id`, sized for `traces_per_row_group` and
+///   folded down by the writer to the target false-positive rate.
+pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
+    let trace_id = ColumnPath::from(col::TRACE_ID);
+    let start = ColumnPath::from(col::START);
+    let event_time = leaf(&[col::EVENTS, "time_unix_nano"]);
+    let schema = &*DATA_SCHEMA;
+    let index = |name: &str| schema.index_of(name).unwrap_or(0) as i32;
+    let mut b = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(None)
+        .set_data_page_row_count_limit(DATA_PAGE_ROWS)
+        .set_write_batch_size(1024)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(trace_id.clone(), EnabledStatistics::Page)
+        .set_column_statistics_enabled(start.clone(), EnabledStatistics::Page)
+        .set_column_dictionary_enabled(trace_id.clone(), false)
+        .set_column_encoding(trace_id.clone(), Encoding::DELTA_BYTE_ARRAY)
+        .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+        .set_column_dictionary_enabled(start.clone(), false)
+        .set_column_encoding(start, Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(event_time.clone(), false)
+        .set_column_encoding(event_time, Encoding::DELTA_BINARY_PACKED)
+        .set_column_encoding(
+            ColumnPath::from(col::DURATION),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_column_bloom_filter_properties(
+            trace_id,
+            BloomFilterProperties::builder()
+                .with_fpp(0.01)
+                .with_max_ndv(traces_per_row_group.max(1))
+                .build(),
+        )
+        .set_sorting_columns(Some(vec![
+            SortingColumn {
+                column_idx: index(col::TRACE_ID),
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: index(col::START),
+                descending: false,
+                nulls_first: false,
+            },
+        ]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            FORMAT_KEY.to_string(),
+            super::FORMAT_VERSION.to_string(),
+        )]));
+    for path in uncompressed_leaves() {
+        b = b.set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    b.build()
+}
+
+/// Settings of `traces.parquet`: small, read whole or pruned by start time.
+pub(crate) fn traces_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_column_dictionary_enabled(ColumnPath::from(trace_col::TRACE_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(trace_col::START), false)
+        .set_column_encoding(
+            ColumnPath::from(trace_col::START),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_column_dictionary_enabled(ColumnPath::from(trace_col::END), false)
+        .set_column_encoding(
+            ColumnPath::from(trace_col::END),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            FORMAT_KEY.to_string(),
+            super::FORMAT_VERSION.to_string(),
+        )]))
+        .build()
+}

@@ -1,0 +1,375 @@
+//! [`write_block`]: sorts and de-duplicates spans, writes `data.parquet`,
+//! `traces.parquet` and `meta.json` into a temporary directory, and
+//! publishes the block with one rename.
+//!
+//! Durability: every file and the temporary directory are fsynced before
+//! the rename, the blocks directory after it. A crash leaves either no
+//! block or a whole one, plus perhaps a `.tmp-*` directory that is not a
+//! block and that the next write of the same id clears.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::encode::{approx_bytes, data_batch, traces_batch};
+use super::error::BlockError;
+use super::meta::{check_id, meta_json, BlockMeta, MAX_META_NAMES};
+use super::schema::{data_properties, traces_properties, DATA_SCHEMA, TRACES_SCHEMA};
+use super::{DATA_FILE, FORMAT_VERSION, META_FILE, TMP_PREFIX, TRACES_FILE};
+
+/// Row-group size used by [`BlockWriteOptions::default`].
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// A row group also ends once its spans hold about this many bytes in
+/// memory (long prompts), so that writing a block stays bounded.
+const MAX_ROW_GROUP_BYTES: usize = 256 << 20;
+
+/// Rows per record batch handed to the Parquet writer; with
+/// [`MAX_BATCH_BYTES`] this keeps each batch far below Arrow's 2 GiB
+/// string-offset limit.
+const BATCH_ROWS: usize = 4096;
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// How to write a block; the store fills in what only it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockWriteOptions {
+    /// Most spans per row group. Row groups end at trace boundaries, so a
+    /// trace spans two row groups only when it alone is larger than this.
+    pub row_group_rows: usize,
+    /// Carried into [`BlockMeta::wal_segments`].
+    pub wal_segments: Option<(u64, u64)>,
+    /// Carried into [`BlockMeta::replaces`].
+    pub replaces: Vec<String>,
+    /// Carried into [`BlockMeta::compaction_level`].
+    pub compaction_level: u32,
+}
+
+impl Default for BlockWriteOptions {
+    fn default() -> Self {
+        BlockWriteOptions {
+            row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            wal_segments: None,
+            replaces: Vec::new(),
+            compaction_level: 0,
+        }
+    }
+}
+
+/// Writes a block atomically: into `<blocks_dir>/.tmp-<id>/`, fsyncs every
+/// file and the directory, renames it to `<blocks_dir>/<id>/` and fsyncs
+/// `blocks_dir`.
+///
+/// `spans` may come in any order and may hold duplicates (same trace id and
+/// span id, as retrying exporters send them): the first of each duplicate in
+/// input order is kept. Rows are sorted by trace id, then start time, then
+/// span id. Fails if `spans` is empty, the id is not a valid directory name
+/// or a block with this id exists.
+///
+/// ```no_run
+/// use chaintrace_store::block::{write_block, Block, BlockWriteOptions};
+/// # fn demo(spans: Vec<chaintrace_model::Span>) -> Result<(), chaintrace_store::block::BlockError> {
+/// let dir = std::path::Path::new("./chaintrace-data/blocks");
+/// let meta = write_block(dir, "b000001", spans, &BlockWriteOptions::default())?;
+/// let block = Block::open(&dir.join(&meta.id))?;
+/// println!("{} spans in {} traces", block.meta().span_count, block.meta().trace_count);
+/// # Ok(())
+/// # }
+/// ```
+pub fn write_block(
+    blocks_dir: &Path,
+    id: &str,
+    spans: Vec<Span>,
+    opts: &BlockWriteOptions,
+) -> Result<BlockMeta, BlockError> {
+    check_id(id)?;
+    if spans.is_empty() {
+        return Err(BlockError::Empty { id: id.to_string() });
+    }
+    let final_dir = blocks_dir.join(id);
+    if final_dir.symlink_metadata().is_ok() {
+        return Err(BlockError::Exists { path: final_dir });
+    }
+    fs::create_dir_all(blocks_dir).map_err(|e| BlockError::io(blocks_dir, e))?;
+    let tmp = blocks_dir.join(format!("{TMP_PREFIX}{id}"));
+    if tmp.symlink_metadata().is_ok() {
+        // Left by a write that crashed; nothing refers to it.
+        fs::remove_dir_all(&tmp).map_err(|e| BlockError::io(&tmp, e))?;
+    }
+    fs::create_dir(&tmp).map_err(|e| BlockError::io(&tmp, e))?;
+    let meta = match write_files(&tmp, id, spans, opts) {
+        Ok(meta) => meta,
+        Err(e) => {
+            // Best effort: a failed write leaves no temporary files behind.
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    sync_dir(&tmp)?;
+    fs::rename(&tmp, &final_dir).map_err(|e| BlockError::io(&final_dir, e))?;
+    sync_dir(blocks_dir)?;
+    Ok(meta)
+}
+
+fn write_files(
+    dir: &Path,
+    id: &str,
+    spans: Vec<Span>,
+    opts: &BlockWriteOptions,
+) -> Result<BlockMeta, BlockError> {
+    let (spans, traces, mut summaries) = sort_and_summarize(spans);
+    let data_path = dir.join(DATA_FILE);
+    let sizes: Vec<usize> = spans.iter().map(approx_bytes).collect();
+    let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
+    let most_traces = plan.iter().map(|g| g.traces).max().unwrap_or(1);
+    let mut writer = parquet_writer(&data_path, &DATA_SCHEMA, data_properties(most_traces))?;
+    for group in &plan {
+        for rows in batches(&sizes, group.rows.clone()) {
+            let batch = data_batch(&spans[rows], &data_path)?;
+            write_batch(&mut writer, &batch, &data_path)?;
+        }
+        writer
+            .flush()
+            .map_err(|e| BlockError::parquet(&data_path, e))?;
+    }
+    let data_bytes = close(writer, &data_path)?;
+
+    // Newest-first listing reads this file only: sort by start time.
+    summaries.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
+    let traces_path = dir.join(TRACES_FILE);
+    let mut writer = parquet_writer(&traces_path, &TRACES_SCHEMA, traces_properties())?;
+    for chunk in summaries.chunks(64 * 1024) {
+        write_batch(
+            &mut writer,
+            &traces_batch(chunk, &traces_path)?,
+            &traces_path,
+        )?;
+    }
+    let traces_bytes = close(writer, &traces_path)?;
+
+    let meta = block_meta(id, &spans, summaries.len(), data_bytes + traces_bytes, opts);
+    let meta_path = dir.join(META_FILE);
+    let mut file = create(&meta_path)?;
+    file.write_all(&meta_json(&meta))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| BlockError::io(&meta_path, e))?;
+    Ok(meta)
+}
+
+/// Sorts by (trace id, start, span id) after keeping the first of each
+/// (trace id, span id); returns the spans, the row range of each trace and
+/// each trace's summary.
+fn sort_and_summarize(spans: Vec<Span>) -> (Vec<Span>, Vec<Range<usize>>, Vec<TraceSummary>) {
+    // Sort small keys, then move each span once: a span is hundreds of
+    // bytes. The input index breaks ties, so among duplicates the first
+    // sent is the one kept.
+    let mut by_id: Vec<(TraceId, SpanId, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.trace_id, s.span_id, i))
+        .collect();
+    by_id.sort_unstable();
+    by_id.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
+    let mut order: Vec<(TraceId, UnixNanos, SpanId, usize)> = by_id
+        .into_iter()
+        .map(|(t, s, i)| (t, spans[i].start, s, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<Span>> = spans.into_iter().map(Some).collect();
+
+    let mut out = Vec::with_capacity(order.len());
+    let mut ranges = Vec::new();
+    let mut summaries = Vec::new();
+    let mut rest = order.iter().filter_map(|k| slots[k.3].take()).peekable();
+    while let Some(first) = rest.next() {
+        let id = first.trace_id;
+        let mut group = vec![first];
+        while let Some(next) = rest.next_if(|s| s.trace_id == id) {
+            group.push(next);
+        }
+        // Already in the order Trace::new sorts into (start, span id).
+        let trace = Trace::new(id, group);
+        summaries.push(trace.summary());
+        ranges.push(out.len()..out.len() + trace.spans.len());
+        out.extend(trace.spans);
+    }
+    (out, ranges, summaries)
+}
+
+/// One row group: its rows and how many traces (or pieces of one) it holds.
+struct RowGroupPlan {
+    rows: Range<usize>,
+    traces: u64,
+}
+
+/// Cuts row groups at trace boundaries: a row group takes whole traces
+/// while it stays within `max_rows` and [`MAX_ROW_GROUP_BYTES`]; a trace
+/// larger than that alone is split into pieces of `max_rows`.
+fn plan_row_groups(sizes: &[usize], traces: &[Range<usize>], max_rows: usize) -> Vec<RowGroupPlan> {
+    let mut plan: Vec<RowGroupPlan> = Vec::new();
+    let mut current = RowGroupPlan {
+        rows: 0..0,
+        traces: 0,
+    };
+    let mut current_bytes = 0usize;
+    for trace in traces {
+        let bytes: usize = sizes[trace.clone()].iter().sum();
+        let fits = current.rows.len() + trace.len() <= max_rows
+            && current_bytes + bytes <= MAX_ROW_GROUP_BYTES;
+        if !fits && !current.rows.is_empty() {
+            let next = current.rows.end;
+            plan.push(std::mem::replace(
+                &mut current,
+                RowGroupPlan {
+                    rows: next..next,
+                    traces: 0,
+                },
+            ));
+            current_bytes = 0;
+        }
+        if trace.len() <= max_rows {
+            current.rows.end = trace.end;
+            current.traces += 1;
+            current_bytes += bytes;
+            continue;
+        }
+        // A giant trace: full pieces become row groups of their own; the
+        // remainder starts the next row group.
+        let mut start = trace.start;
+        while trace.end - start > max_rows {
+            plan.push(RowGroupPlan {
+                rows: start..start + max_rows,
+                traces: 1,
+            });
+            start += max_rows;
+        }
+        current = RowGroupPlan {
+            rows: start..trace.end,
+            traces: 1,
+        };
+        current_bytes = sizes[start..trace.end].iter().sum();
+    }
+    if !current.rows.is_empty() {
+        plan.push(current);
+    }
+    plan
+}
+
+/// Splits a row group's rows into record batches of bounded rows and
+/// bytes (`sizes` holds each span's [`approx_bytes`]).
+fn batches(sizes: &[usize], rows: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = rows.start;
+    std::iter::from_fn(move || {
+        if start >= rows.end {
+            return None;
+        }
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.end
+            && end - start < BATCH_ROWS
+            && (end == start || bytes < MAX_BATCH_BYTES)
+        {
+            bytes += sizes[end];
+            end += 1;
+        }
+        let batch = start..end;
+        start = end;
+        Some(batch)
+    })
+}
+
+fn block_meta(
+    id: &str,
+    spans: &[Span],
+    trace_count: usize,
+    data_bytes: u64,
+    opts: &BlockWriteOptions,
+) -> BlockMeta {
+    // HashSets, sorted after: collecting a BTreeSet sorts every element.
+    let services: HashSet<&str> = spans.iter().map(Span::service_name).collect();
+    let names: HashSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let sorted = |set: HashSet<&str>| {
+        let mut v: Vec<String> = set.into_iter().map(str::to_string).collect();
+        v.sort_unstable();
+        v
+    };
+    let mut names = sorted(names);
+    let names_truncated = names.len() > MAX_META_NAMES;
+    names.truncate(MAX_META_NAMES);
+    BlockMeta {
+        version: FORMAT_VERSION.to_string(),
+        id: id.to_string(),
+        min_start: spans.iter().map(|s| s.start).min().unwrap_or_default(),
+        max_end: spans.iter().map(|s| s.end).max().unwrap_or_default(),
+        span_count: spans.len() as u64,
+        trace_count: trace_count as u64,
+        services: sorted(services),
+        names,
+        names_truncated,
+        data_bytes,
+        wal_segments: opts.wal_segments,
+        replaces: opts.replaces.clone(),
+        compaction_level: opts.compaction_level,
+        created: UnixNanos::now(),
+    }
+}
+
+fn create(path: &Path) -> Result<File, BlockError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| BlockError::io(path, e))
+}
+
+fn parquet_writer(
+    path: &Path,
+    schema: &arrow_schema::SchemaRef,
+    props: WriterProperties,
+) -> Result<ArrowWriter<BufWriter<File>>, BlockError> {
+    let file = BufWriter::with_capacity(1 << 20, create(path)?);
+    ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .map_err(|e| BlockError::parquet(path, e))
+}
+
+fn write_batch(
+    writer: &mut ArrowWriter<BufWriter<File>>,
+    batch: &RecordBatch,
+    path: &Path,
+) -> Result<(), BlockError> {
+    writer
+        .write(batch)
+        .map_err(|e| BlockError::parquet(path, e))
+}
+
+/// Finishes the footer, fsyncs, and returns the file's size.
+fn close(mut writer: ArrowWriter<BufWriter<File>>, path: &Path) -> Result<u64, BlockError> {
+    writer.finish().map_err(|e| BlockError::parquet(path, e))?;
+    let buffered = writer.inner_mut();
+    buffered.flush().map_err(|e| BlockError::io(path, e))?;
+    let file = buffered.get_ref();
+    file.sync_all().map_err(|e| BlockError::io(path, e))?;
+    let len = file.metadata().map_err(|e| BlockError::io(path, e))?.len();
+    Ok(len)
+}
+
+/// Makes a directory's entries (new files, renames) durable.
+fn sync_dir(dir: &Path) -> Result<(), BlockError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| BlockError::io(dir, e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}

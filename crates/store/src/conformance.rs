@@ -1,0 +1,336 @@
+//! The store conformance suite: what every [`Store`] must do, written once
+//! and run against each implementation (the embedded store now, the
+//! ClickHouse store later).
+//!
+//! An implementation provides a [`Harness`] that opens its store on the same
+//! location again and again, moves everything to long-term storage
+//! ([`Harness::persist`]: blocks for the embedded store) and applies
+//! retention. [`run_all`] then checks ingest, trace by id across recent and
+//! persisted data and across reopen, duplicates, listing with time ranges,
+//! limits and services, and retention.
+
+use std::sync::Arc;
+
+use chaintrace_model::{
+    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId, UnixNanos,
+};
+
+use crate::store::{Store, TraceListQuery};
+
+/// How the suite drives one store implementation.
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    /// The store under test.
+    type S: Store;
+    /// Opens the store on the harness's location, keeping what earlier
+    /// opens stored. The store it returns is dropped before the next open.
+    async fn open(&self) -> Self::S;
+    /// Moves everything stored into long-term storage (the embedded store
+    /// cuts its head into blocks).
+    async fn persist(&self, store: &Self::S);
+    /// Applies retention: traces whose spans all ended more than 7 days ago
+    /// (persisted apart from newer data) must be gone afterwards; newer ones
+    /// must stay. Stores delete by whole blocks or partitions, as Tempo and
+    /// ClickHouse TTLs do.
+    async fn retain(&self, store: &Self::S);
+}
+
+/// Runs every check; panics with a message naming the failed one.
+pub async fn run_all<H: Harness>(harness: &H) {
+    let store = harness.open().await;
+    ingest_and_trace_by_id(&store).await;
+    trace_across_persist_and_reopen(harness, store).await;
+    let store = harness.open().await;
+    duplicates_are_never_visible(harness, &store).await;
+    listing_ranges_limits_services(harness, &store).await;
+    retention_by_age(harness, &store).await;
+}
+
+/// Nanoseconds in an hour.
+const HOUR: u64 = 3_600_000_000_000;
+
+fn now() -> u64 {
+    UnixNanos::now().0
+}
+
+/// A span of trace `t` with span number `n` (0 = root), of `service`,
+/// starting `start` and lasting `dur` nanoseconds.
+pub fn span(t: u64, n: u64, service: &str, name: &str, start: u64, dur: u64) -> Span {
+    let mut trace = [0x5a; 16];
+    trace[8..].copy_from_slice(&t.to_be_bytes());
+    let id = |n: u64| {
+        let mut b = (t << 20 | n).to_be_bytes();
+        b[0] |= 0x80;
+        SpanId(b)
+    };
+    Span {
+        trace_id: TraceId(trace),
+        span_id: id(n),
+        parent_span_id: (n > 0).then(|| id(0)),
+        name: name.to_string(),
+        kind: SpanKind::Internal,
+        start: UnixNanos(start),
+        end: UnixNanos(start + dur),
+        status: Status::default(),
+        attributes: vec![KeyValue::new("n", n as i64)],
+        events: vec![],
+        links: vec![],
+        resource: Arc::new(Resource {
+            attributes: vec![KeyValue::new("service.name", service)],
+        }),
+        scope: Scope::default(),
+    }
+}
+
+fn tid(t: u64) -> TraceId {
+    span(t, 0, "x", "x", 0, 0).trace_id
+}
+
+async fn span_ids(store: &impl Store, t: u64) -> Vec<SpanId> {
+    match store.trace(tid(t)).await.expect("trace by id") {
+        Some(trace) => trace.spans.iter().map(|s| s.span_id).collect(),
+        None => vec![],
+    }
+}
+
+async fn ingest_and_trace_by_id(store: &impl Store) {
+    let base = now() - HOUR;
+    let mut root = span(1, 0, "rag", "process_query", base, 1_000_000);
+    root.status.code = StatusCode::Error;
+    store
+        .append(vec![
+            root,
+            span(1, 1, "rag", "fetch_context", base + 10, 50),
+        ])
+        .await
+        .expect("append");
+    store
+        .append(vec![span(1, 2, "rag", "llm_call", base + 100, 500)])
+        .await
+        .expect("append");
+    let trace = store
+        .trace(tid(1))
+        .await
+        .expect("trace")
+        .expect("ingest: trace 1 is found");
+    let names: Vec<&str> = trace.spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["process_query", "fetch_context", "llm_call"],
+        "ingest: spans in start order"
+    );
+    assert_eq!(
+        trace.spans[0].status.code,
+        StatusCode::Error,
+        "ingest: status kept"
+    );
+    assert_eq!(
+        trace.spans[2].attr("n"),
+        Some(&2i64.into()),
+        "ingest: attributes kept"
+    );
+    assert!(
+        store.trace(tid(999)).await.expect("trace").is_none(),
+        "ingest: unknown id is None"
+    );
+}
+
+async fn trace_across_persist_and_reopen<H: Harness>(harness: &H, store: H::S) {
+    let base = now() - HOUR;
+    store
+        .append(vec![span(2, 0, "rag", "root", base, 10_000)])
+        .await
+        .expect("append");
+    harness.persist(&store).await;
+    store
+        .append(vec![span(2, 1, "rag", "late_child", base + 5, 10)])
+        .await
+        .expect("append");
+    assert_eq!(
+        span_ids(&store, 2).await.len(),
+        2,
+        "a trace split across persisted and recent data comes back whole"
+    );
+    let list = store
+        .recent_traces(&TraceListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let t2 = list
+        .iter()
+        .find(|s| s.trace_id == tid(2))
+        .expect("trace 2 listed");
+    assert_eq!(
+        t2.span_count, 2,
+        "a split trace is listed once with all its spans"
+    );
+    assert_eq!(t2.root_name.as_deref(), Some("root"));
+    drop(store);
+    let store = harness.open().await;
+    assert_eq!(
+        span_ids(&store, 2).await.len(),
+        2,
+        "a split trace survives reopen whole"
+    );
+    assert_eq!(
+        span_ids(&store, 1).await.len(),
+        3,
+        "earlier data survives reopen"
+    );
+}
+
+async fn duplicates_are_never_visible<H: Harness>(harness: &H, store: &H::S) {
+    let base = now() - HOUR;
+    let batch = vec![
+        span(3, 0, "rag", "root", base, 100),
+        span(3, 1, "rag", "child", base + 1, 10),
+    ];
+    store.append(batch.clone()).await.expect("append");
+    store.append(batch.clone()).await.expect("append retry");
+    assert_eq!(
+        span_ids(store, 3).await.len(),
+        2,
+        "a retried batch is visible once"
+    );
+    harness.persist(store).await;
+    store
+        .append(batch.clone())
+        .await
+        .expect("append retry after persist");
+    assert_eq!(
+        span_ids(store, 3).await.len(),
+        2,
+        "a retry after persist is visible once"
+    );
+    harness.persist(store).await;
+    let mut ids = span_ids(store, 3).await;
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        2,
+        "duplicates in two persisted parts are visible once"
+    );
+    let list = store
+        .recent_traces(&TraceListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        list.iter().filter(|s| s.trace_id == tid(3)).count(),
+        1,
+        "listed once"
+    );
+    assert_eq!(
+        list.iter()
+            .find(|s| s.trace_id == tid(3))
+            .map(|s| s.span_count),
+        Some(2),
+        "counted once"
+    );
+}
+
+async fn listing_ranges_limits_services<H: Harness>(harness: &H, store: &H::S) {
+    let base = now() - 10 * HOUR;
+    // Traces 10..20, one per hour from 10 h ago, alternating services;
+    // half persisted, half recent.
+    for i in 0..10u64 {
+        let service = if i % 2 == 0 { "alpha" } else { "beta" };
+        store
+            .append(vec![span(
+                10 + i,
+                0,
+                service,
+                "op",
+                base + i * HOUR / 2,
+                1000,
+            )])
+            .await
+            .expect("append");
+        if i == 4 {
+            harness.persist(store).await;
+        }
+    }
+    let q = |start: Option<u64>, end: Option<u64>, service: Option<&str>, limit: usize| {
+        TraceListQuery {
+            limit,
+            service: service.map(str::to_string),
+            start: start.map(UnixNanos),
+            end: end.map(UnixNanos),
+        }
+    };
+    let window = store
+        .recent_traces(&q(Some(base), Some(base + 5 * HOUR), None, 100))
+        .await
+        .expect("list");
+    let ids: Vec<TraceId> = window.iter().map(|s| s.trace_id).collect();
+    let want: Vec<TraceId> = (10..20u64).rev().map(tid).collect();
+    assert_eq!(
+        ids, want,
+        "time window lists exactly its traces, newest first"
+    );
+    let narrow = store
+        .recent_traces(&q(Some(base + HOUR), Some(base + 2 * HOUR), None, 100))
+        .await
+        .expect("list");
+    let ids: Vec<TraceId> = narrow.iter().map(|s| s.trace_id).collect();
+    assert_eq!(
+        ids,
+        vec![tid(14), tid(13), tid(12)],
+        "start/end bounds are inclusive"
+    );
+    let top = store
+        .recent_traces(&q(Some(base), Some(base + 5 * HOUR), None, 3))
+        .await
+        .expect("list");
+    assert_eq!(
+        top.iter().map(|s| s.trace_id).collect::<Vec<_>>(),
+        vec![tid(19), tid(18), tid(17)],
+        "limit keeps the newest"
+    );
+    let beta = store
+        .recent_traces(&q(Some(base), Some(base + 5 * HOUR), Some("beta"), 100))
+        .await
+        .expect("list");
+    assert_eq!(
+        beta.iter().map(|s| s.trace_id).collect::<Vec<_>>(),
+        vec![tid(19), tid(17), tid(15), tid(13), tid(11)],
+        "service filter"
+    );
+    assert!(beta
+        .iter()
+        .all(|s| s.root_service.as_deref() == Some("beta")));
+}
+
+async fn retention_by_age<H: Harness>(harness: &H, store: &H::S) {
+    let day = 24 * HOUR;
+    harness.persist(store).await;
+    store
+        .append(vec![span(40, 0, "old", "op", now() - 30 * day, 1000)])
+        .await
+        .expect("append");
+    harness.persist(store).await;
+    store
+        .append(vec![span(41, 0, "new", "op", now() - day, 1000)])
+        .await
+        .expect("append");
+    harness.persist(store).await;
+    harness.retain(store).await;
+    assert!(
+        span_ids(store, 40).await.is_empty(),
+        "retention deletes traces older than the retention age"
+    );
+    assert_eq!(
+        span_ids(store, 41).await.len(),
+        1,
+        "retention keeps newer traces"
+    );
+    assert_eq!(
+        span_ids(store, 1).await.len(),
+        3,
+        "retention keeps recent traces"
+    );
+}

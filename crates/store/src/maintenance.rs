@@ -1,0 +1,223 @@
+//! Background upkeep of the embedded store: cutting frozen heads into
+//! blocks, compacting blocks, and retention. One thread runs it, woken when
+//! the head grows past its cut size or every `maintenance_interval`.
+//!
+//! Every step is ordered so that a crash at any point loses nothing
+//! acknowledged and makes nothing visible twice:
+//! - cut: write the block (atomically, tmp dir + rename), install it, then
+//!   drop the frozen head and delete the WAL segments it covered;
+//! - compaction: write the merged block listing its inputs in `replaces`,
+//!   install it (which deletes the inputs); an interrupted delete is finished
+//!   at the next open;
+//! - retention: only ever deletes whole blocks, never the WAL.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use chaintrace_model::UnixNanos;
+
+use crate::block::{self, Block, BlockWriteOptions};
+use crate::catalog::disk_bytes;
+use crate::embedded::{FrozenHead, Inner};
+use crate::store::StoreError;
+
+/// The maintenance thread's loop.
+pub(crate) fn run(inner: &Arc<Inner>) {
+    while inner.signal.wait(inner.config.maintenance_interval) {
+        if let Err(e) = cut(inner, false) {
+            tracing::error!(error = %e, "cannot cut the head into a block; will retry");
+        }
+        if let Err(e) = compact(inner) {
+            tracing::error!(error = %e, "compaction failed; will retry");
+        }
+        if let Err(e) = retention(inner) {
+            tracing::error!(error = %e, "retention failed; will retry");
+        }
+    }
+}
+
+/// Seals the WAL and freezes the active head when it is big or old enough
+/// (or always, with `force`), then writes every frozen head as a block.
+pub(crate) fn cut(inner: &Inner, force: bool) -> Result<(), StoreError> {
+    let due = {
+        let heads = inner.heads();
+        !heads.active.is_empty()
+            && (force
+                || heads.active.stats().bytes >= inner.config.block_max_bytes
+                || heads
+                    .active_since
+                    .is_some_and(|t| t.elapsed() >= inner.config.block_max_age))
+    };
+    if due {
+        freeze(inner)?;
+    }
+    write_frozen(inner)
+}
+
+/// Seals the open WAL segment and, in the same step on the WAL writer
+/// thread, moves the active head to the frozen list.
+fn freeze(inner: &Inner) -> Result<(), StoreError> {
+    let heads = Arc::clone(&inner.heads);
+    let sealed = inner.wal.seal(Box::new(move |through| {
+        let mut heads = heads.write().unwrap_or_else(PoisonError::into_inner);
+        if heads.active.is_empty() || through <= heads.sealed_through {
+            return;
+        }
+        let from = heads.sealed_through + 1;
+        heads.sealed_through = through;
+        heads.active_since = None;
+        let head = std::mem::take(&mut heads.active);
+        heads.frozen.push(Arc::new(FrozenHead {
+            from,
+            through,
+            head,
+        }));
+    }))?;
+    sealed
+        .blocking_recv()
+        .map_err(|_| StoreError::Closed("the WAL writer stopped during a seal"))??;
+    Ok(())
+}
+
+/// Writes the frozen heads as blocks, oldest first, stopping at the first
+/// failure so that a block never covers WAL segments past a missing one.
+fn write_frozen(inner: &Inner) -> Result<(), StoreError> {
+    loop {
+        let Some(frozen) = inner.heads().frozen.first().cloned() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let spans = frozen.head.all_spans();
+        let span_count = spans.len();
+        let id = inner.catalog.new_block_id();
+        let options = BlockWriteOptions {
+            wal_segments: Some((frozen.from, frozen.through)),
+            ..BlockWriteOptions::default()
+        };
+        let meta = block::write_block(inner.catalog.dir(), &id, spans, &options)?;
+        let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
+        inner.catalog.install(block)?;
+        {
+            let mut heads = inner.heads_mut();
+            heads.frozen.retain(|f| !Arc::ptr_eq(f, &frozen));
+        }
+        inner.refresh_head_bytes();
+        inner.wal.remove_through(frozen.through)?;
+        inner.blocks_cut.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            block = %meta.id,
+            spans = span_count,
+            bytes = meta.data_bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "cut block"
+        );
+    }
+}
+
+/// Merges blocks of one level whose data starts in the same time window,
+/// dropping duplicate spans. Returns how many merges it made.
+pub(crate) fn compact(inner: &Inner) -> Result<u64, StoreError> {
+    let config = &inner.config;
+    let window = config.compaction_window.as_nanos().max(1) as u64;
+    let mut groups: BTreeMap<(u32, u64), Vec<Arc<Block>>> = BTreeMap::new();
+    for block in inner.catalog.blocks() {
+        let meta = block.meta();
+        groups
+            .entry((meta.compaction_level, meta.min_start.0 / window))
+            .or_default()
+            .push(block);
+    }
+    let mut merges = 0;
+    for ((level, _), mut blocks) in groups {
+        blocks.sort_by_key(|b| b.meta().min_start);
+        let mut chosen = Vec::new();
+        let mut spans = 0u64;
+        for block in blocks {
+            let n = block.meta().span_count;
+            if spans + n > config.compaction_max_spans && !chosen.is_empty() {
+                break;
+            }
+            spans += n;
+            chosen.push(block);
+        }
+        if chosen.len() < config.compaction_min_blocks.max(2) {
+            continue;
+        }
+        merge(inner, level, &chosen)?;
+        merges += 1;
+    }
+    inner.compactions.fetch_add(merges, Ordering::Relaxed);
+    Ok(merges)
+}
+
+fn merge(inner: &Inner, level: u32, inputs: &[Arc<Block>]) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut spans = Vec::new();
+    let mut first_seg: Option<u64> = None;
+    let mut last_seg: Option<u64> = None;
+    for block in inputs {
+        spans.extend(block.read_all()?);
+        if let Some((from, through)) = block.meta().wal_segments {
+            first_seg = Some(first_seg.map_or(from, |f| f.min(from)));
+            last_seg = Some(last_seg.map_or(through, |l| l.max(through)));
+        }
+    }
+    let options = BlockWriteOptions {
+        wal_segments: first_seg.zip(last_seg),
+        replaces: inputs.iter().map(|b| b.meta().id.clone()).collect(),
+        compaction_level: level + 1,
+        ..BlockWriteOptions::default()
+    };
+    let id = inner.catalog.new_block_id();
+    let meta = block::write_block(inner.catalog.dir(), &id, spans, &options)?;
+    let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
+    inner.catalog.install(block)?;
+    tracing::debug!(
+        block = %meta.id,
+        inputs = inputs.len(),
+        spans = meta.span_count,
+        ms = started.elapsed().as_millis() as u64,
+        "compacted blocks"
+    );
+    Ok(())
+}
+
+/// Deletes blocks past the retention age, then the oldest blocks while all
+/// blocks take more than the disk budget. Never touches the WAL or the head.
+pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
+    let mut blocks = inner.catalog.blocks();
+    blocks.sort_by_key(|b| b.meta().max_end);
+    let mut doomed = Vec::new();
+    if let Some(age) = inner.config.retention {
+        let cutoff = UnixNanos(UnixNanos::now().0.saturating_sub(age.as_nanos() as u64));
+        doomed.extend(
+            blocks
+                .iter()
+                .filter(|b| b.meta().max_end < cutoff)
+                .map(|b| b.meta().id.clone()),
+        );
+    }
+    if let Some(budget) = inner.config.max_disk {
+        let mut total: u64 = blocks.iter().map(|b| disk_bytes(b.dir())).sum();
+        for b in &blocks {
+            if total <= budget {
+                break;
+            }
+            total -= disk_bytes(b.dir());
+            if !doomed.contains(&b.meta().id) {
+                doomed.push(b.meta().id.clone());
+            }
+        }
+    }
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(blocks = doomed.len(), "retention: deleting blocks");
+    inner.catalog.remove(&doomed)?;
+    inner
+        .blocks_deleted
+        .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+    Ok(doomed.len() as u64)
+}

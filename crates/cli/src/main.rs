@@ -44,7 +44,22 @@ enum Command {
     Gen(gen::GenArgs),
 }
 
+/// Caps glibc's malloc arenas. With one arena per thread (glibc's default
+/// is eight per core), memory freed by one thread after a block cut stays
+/// reserved in another's arena, and RSS drifts far above what the store
+/// holds. Two arenas keep the server within its memory budget at no
+/// measurable throughput cost here.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

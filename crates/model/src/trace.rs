@@ -26,10 +26,10 @@ impl Trace {
     pub fn root(&self) -> Option<&Span> {
         let true_root = self.spans.iter().find(|s| s.parent_span_id.is_none());
         true_root.or_else(|| {
-            self.spans.iter().find(|s| {
-                s.parent_span_id
-                    .is_some_and(|p| !self.spans.iter().any(|o| o.span_id == p))
-            })
+            let ids: std::collections::HashSet<_> = self.spans.iter().map(|s| s.span_id).collect();
+            self.spans
+                .iter()
+                .find(|s| s.parent_span_id.is_some_and(|p| !ids.contains(&p)))
         })
     }
 

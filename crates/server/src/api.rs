@@ -62,6 +62,14 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
             get(analytics_handler(Analytics::Series)),
         )
         .route("/api/traces/{trace_id}", get(jaeger_trace))
+        .route("/api/services", get(crate::jaeger_api::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(crate::jaeger_api::service_operations),
+        )
+        .route("/api/operations", get(crate::jaeger_api::operations))
+        .route("/api/traces", get(crate::jaeger_api::find_traces))
+        .route("/api/dependencies", get(crate::jaeger_api::dependencies))
         .fallback(not_found)
         .with_state(AppState { store, prices })
 }
@@ -77,7 +85,13 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
-         GET /api/traces/{trace_id}   (Jaeger-compatible)\n",
+         \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
+         GET /api/traces/{trace_id}\n\
+         GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=\n\
+         GET /api/services\n\
+         GET /api/services/{service}/operations\n\
+         GET /api/operations?service=&spanKind=\n\
+         GET /api/dependencies?endTs=&lookback=\n",
     )
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod jaeger;
+mod jaeger_api;
 pub mod range;
 pub mod search;
 

@@ -73,7 +73,7 @@ mod tests {
         assert_eq!(r.start, Some(UnixNanos(100_000_000_000)));
         assert_eq!(r.end, Some(UnixNanos(200_000_000_000)));
         let r = p(Some("1h"), None, Some("7200")).resolve(None).unwrap();
-        assert_eq!(r.start, Some(UnixNanos(3600_000_000_000)));
+        assert_eq!(r.start, Some(UnixNanos(3_600_000_000_000)));
         assert!(p(None, None, None).resolve(None).unwrap().start.is_none());
         assert!(p(None, None, None)
             .resolve(Some("1h"))

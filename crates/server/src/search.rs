@@ -124,12 +124,13 @@ fn matched_out(span: &Span, selected: &[(String, AnyValue)]) -> MatchedSpanOut {
     }
 }
 
-fn parse_query(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, Response> {
+/// Parses an optional TraceQL text; the error is the message for a 400.
+fn parse_query(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, String> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(None),
         Some(text) => chaintrace_query::parse(text)
             .map(Some)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid TraceQL: {e}"))),
+            .map_err(|e| format!("invalid TraceQL: {e}")),
     }
 }
 
@@ -137,7 +138,7 @@ fn parse_query(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, Re
 pub async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
     let query = match parse_query(params.q.as_deref()) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     let range = match params.range.resolve(Some("1h")) {
         Ok(r) => r,
@@ -256,7 +257,8 @@ async fn collect(
     state: &AppState,
     params: &AnalyticsParams,
 ) -> Result<(Vec<Trace>, usize, bool), Response> {
-    let query = parse_query(params.filter.as_deref())?;
+    let query =
+        parse_query(params.filter.as_deref()).map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
     let range = params
         .range
         .resolve(Some("1h"))

@@ -91,6 +91,7 @@ impl TraceTemplate {
             patches: Vec::new(),
             patch_at: vec![0],
         };
+        let failing = failing_slots(shape, error);
         for (i, slot) in shape.slots.iter().enumerate() {
             let mut sp = Span {
                 trace_id: TRACE_MARK.to_vec(),
@@ -128,6 +129,13 @@ impl TraceTemplate {
                     dropped_attributes_count: 0,
                 });
                 event_time = Some(slot.end);
+            } else if failing[i] {
+                // The exception propagates, as in the Python SDK: every
+                // ancestor ends with status ERROR too.
+                sp.status = Some(Status {
+                    code: status::StatusCode::Error as i32,
+                    message: format!("RateLimitError: {RATE_LIMIT_MESSAGE}"),
+                });
             }
             // Encoding a ScopeSpans holding only this span yields exactly the
             // `spans` field: tag, length, span.
@@ -248,12 +256,30 @@ impl ServiceHeader {
     }
 }
 
+/// Which slots end with status ERROR in an error trace: the error slot and
+/// its ancestors.
+fn failing_slots(shape: &ChainShape, error: bool) -> Vec<bool> {
+    let mut failing = vec![false; shape.slots.len()];
+    if !error {
+        return failing;
+    }
+    let mut at = Some(shape.error_slot);
+    while let Some(i) = at {
+        if failing[i] {
+            break;
+        }
+        failing[i] = true;
+        at = shape.slots[i].parent;
+    }
+    failing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_span_has_its_patches_and_error_variant_differs_in_one_slot() {
+    fn every_span_has_its_patches_and_errors_propagate_to_ancestors() {
         let shape = ChainShape::new(20, 50, u64::MAX);
         let ok = TraceTemplate::new(&shape, false).unwrap();
         let err = TraceTemplate::new(&shape, true).unwrap();
@@ -261,7 +287,11 @@ mod tests {
             let n = ok.patch_at[i + 1] - ok.patch_at[i];
             assert_eq!(n, if slot.parent.is_some() { 5 } else { 4 }, "slot {i}");
             let same = ok.len_of(i, i + 1) == err.len_of(i, i + 1);
-            assert_eq!(same, i != shape.error_slot, "slot {i}");
+            let failing = failing_slots(&shape, true)[i];
+            assert_eq!(same, !failing, "slot {i}");
+            if i == 0 {
+                assert!(failing, "the error propagates to the root");
+            }
         }
     }
 }

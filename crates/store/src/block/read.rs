@@ -119,10 +119,12 @@ impl OpenFile {
         if let Some(p) = projection {
             builder = builder.with_projection(p.clone());
         }
+        if selection.is_some() || filter.is_some() {
+            // Skip unselected rows page by page; a bitmask would decode them.
+            builder = builder.with_row_selection_policy(RowSelectionPolicy::Selectors);
+        }
         if let Some(s) = selection {
-            builder = builder
-                .with_row_selection(s)
-                .with_row_selection_policy(RowSelectionPolicy::Selectors);
+            builder = builder.with_row_selection(s);
         }
         if let Some(f) = filter {
             builder = builder.with_row_filter(f);

@@ -133,7 +133,7 @@ pub(crate) fn spans(max: usize) -> impl Strategy<Value = Vec<Span>> {
 
 /// The order a block stores spans in.
 pub(crate) fn block_order(spans: &mut [Span]) {
-    spans.sort_by(|a, b| (a.trace_id, a.start, a.span_id).cmp(&(b.trace_id, b.start, b.span_id)));
+    spans.sort_by_key(|s| (s.trace_id, s.start, s.span_id));
 }
 
 /// xorshift, as in `chaintrace demo`.

@@ -233,6 +233,24 @@ fn bloom_filter_and_page_index_skip_what_statistics_cannot() {
 }
 
 #[test]
+fn a_trace_split_across_row_groups_comes_back_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut input: Vec<Span> = (0..25u8)
+        .map(|i| span(7, i + 1, Some(1), "svc", "step", 100 + u64::from(i), 200))
+        .collect();
+    input.push(span(3, 1, None, "svc", "before", 1, 2));
+    input.push(span(9, 1, None, "svc", "after", 1, 2));
+    let block = write_and_open(tmp.path(), "giant", input, 10);
+    // [before], 10 + 10 spans of the giant, [its last 5, after].
+    assert_eq!(block.row_group_count(), 4);
+    let (spans, stats) = block.trace_spans_with_stats(trace_id(7)).unwrap();
+    assert_eq!(spans.len(), 25);
+    assert!(spans.windows(2).all(|w| w[0].start <= w[1].start));
+    assert_eq!(stats.row_groups_read, 3, "{stats:?}");
+    assert_eq!(block.trace_spans(trace_id(9)).unwrap().len(), 1);
+}
+
+#[test]
 fn refuses_empty_input_bad_ids_and_existing_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     let one = || vec![span(1, 1, None, "s", "n", 1, 2)];
@@ -361,9 +379,27 @@ fn flipped_bytes_in_data_pages_never_panic() {
 }
 
 #[test]
-fn block_is_send_and_sync() {
+fn concurrent_lookups_in_one_block_agree() {
     fn shared<T: Send + Sync>() {}
     shared::<Block>();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = demo_spans(600, 1_700_000_000_000_000_000);
+    let mut expected = input.clone();
+    block_order(&mut expected);
+    let block = write_and_open(tmp.path(), "shared", input, 300);
+    let ids: Vec<TraceId> = expected.iter().map(|s| s.trace_id).step_by(7).collect();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (block, ids, expected) = (&block, &ids, &expected);
+            scope.spawn(move || {
+                for id in ids.iter().skip(t).step_by(3) {
+                    let got = block.trace_spans(*id).unwrap();
+                    let want: Vec<&Span> = expected.iter().filter(|s| s.trace_id == *id).collect();
+                    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+                }
+            });
+        }
+    });
 }
 
 /// Measures on-disk bytes per span for the demo RAG chain. Prints the
@@ -415,56 +451,4 @@ fn bytes_per_span_of_the_demo_chain() {
         );
     }
     assert!(per_span < 120.0, "{per_span:.1} bytes/span");
-}
-
-/// Trace-by-id latency on one block of 100 000 demo traces. Not a test of
-/// timing (nothing is asserted about it): run it on demand, in release,
-/// to see what a lookup costs:
-/// `cargo test --release -p chaintrace-store lookup_latency -- --ignored --nocapture`
-#[test]
-#[ignore = "measurement, run on demand in release mode"]
-fn lookup_latency_report() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = demo_spans(100_000, 1_700_000_000_000_000_000);
-    let ids: Vec<TraceId> = input.iter().map(|s| s.trace_id).step_by(367).collect();
-    let n = input.len();
-    let t = std::time::Instant::now();
-    let block = write_and_open(tmp.path(), "lat", input, DEFAULT_ROW_GROUP_ROWS);
-    let write_s = t.elapsed().as_secs_f64();
-    let t = std::time::Instant::now();
-    assert_eq!(block.read_all().unwrap().len(), n);
-    let read_all_s = t.elapsed().as_secs_f64();
-    let mut times = Vec::new();
-    let mut rows = 0;
-    for id in &ids {
-        let t = std::time::Instant::now();
-        let (spans, stats) = block.trace_spans_with_stats(*id).unwrap();
-        times.push(t.elapsed().as_micros() as u64);
-        assert!(!spans.is_empty());
-        rows += stats.rows_scanned;
-    }
-    times.sort_unstable();
-    let pct = |p: usize| times[(times.len() - 1) * p / 100];
-    let mut absent = Vec::new();
-    for i in 0..ids.len() as u64 {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
-        let t = std::time::Instant::now();
-        block.trace_spans(TraceId(id)).unwrap();
-        absent.push(t.elapsed().as_micros() as u64);
-    }
-    absent.sort_unstable();
-    println!(
-        "{{\"spans\":{n},\"write_spans_per_s\":{:.0},\"read_all_spans_per_s\":{:.0},\"row_groups\":{},\"lookups\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"rows_scanned_avg\":{},\"absent_p50_us\":{},\"absent_p99_us\":{}}}",
-        n as f64 / write_s,
-        n as f64 / read_all_s,
-        block.row_group_count(),
-        times.len(),
-        pct(50),
-        pct(99),
-        times[times.len() - 1],
-        rows / ids.len(),
-        absent[absent.len() / 2],
-        absent[absent.len() * 99 / 100],
-    );
 }

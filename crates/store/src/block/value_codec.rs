@@ -4,11 +4,12 @@
 //! [`AnyValue::Array`] or [`AnyValue::KvList`] is stored in the `bytes`
 //! column in this encoding, tagged by the attribute's `type` column.
 //!
-//! Why not postcard or JSON: JSON cannot carry NaN or exact bytes cheaply,
-//! and neither bounds nesting depth while decoding, while a block file is
-//! outside data when read back. This format is owned by the block version,
-//! keeps every `f64` bit, bounds depth ([`MAX_DEPTH`]) and never allocates
-//! more than the input could hold. It does no I/O.
+//! Why not postcard or JSON: JSON cannot carry NaN or infinities and
+//! spells bytes as number lists; postcard does not bound nesting depth while
+//! decoding, and a block file is outside data when read back. This format
+//! is owned by the block version, keeps every `f64` bit, bounds depth
+//! ([`MAX_DEPTH`]) and never allocates more than its input could hold. It
+//! does no I/O.
 //!
 //! Layout of a value's body, by type: nothing (empty), LEB128 length + UTF-8
 //! (string), one byte 0/1 (bool), zigzag LEB128 (int), 8 bytes little-endian
@@ -263,7 +264,7 @@ mod tests {
         assert!(decode(&[ValueType::Empty as u8, 0]).is_err());
         assert!(decode(&[ValueType::KvList as u8, 1, 1, b'k', 42]).is_err());
         // Deep nesting is refused on both sides.
-        let deep = vec![ValueType::Array as u8, 1].repeat(MAX_DEPTH + 5);
+        let deep = [ValueType::Array as u8, 1].repeat(MAX_DEPTH + 5);
         assert!(decode(&deep).unwrap_err().contains("deeper"));
         let mut v = AnyValue::Empty;
         for _ in 0..MAX_DEPTH {

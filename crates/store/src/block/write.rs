@@ -373,3 +373,43 @@ fn sync_dir(dir: &Path) -> Result<(), BlockError> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(trace_lens: &[usize], max_rows: usize) -> Vec<(Range<usize>, u64)> {
+        let mut traces = Vec::new();
+        let mut at = 0;
+        for len in trace_lens {
+            traces.push(at..at + len);
+            at += len;
+        }
+        plan_row_groups(&vec![100; at], &traces, max_rows)
+            .into_iter()
+            .map(|g| (g.rows, g.traces))
+            .collect()
+    }
+
+    #[test]
+    fn row_groups_end_at_trace_boundaries_and_split_only_giant_traces() {
+        assert_eq!(plan(&[3, 3, 3], 7), [(0..6, 2), (6..9, 1)]);
+        assert_eq!(plan(&[7, 1], 7), [(0..7, 1), (7..8, 1)]);
+        // A 17-span trace with max 5: three full pieces, the rest joins the
+        // next trace.
+        assert_eq!(
+            plan(&[2, 17, 1], 5),
+            [(0..2, 1), (2..7, 1), (7..12, 1), (12..17, 1), (17..20, 2)]
+        );
+    }
+
+    #[test]
+    fn batches_are_bounded_by_rows_and_bytes() {
+        let sizes = vec![1; BATCH_ROWS * 2 + 1];
+        let rows: Vec<usize> = batches(&sizes, 0..sizes.len()).map(|r| r.len()).collect();
+        assert_eq!(rows, [BATCH_ROWS, BATCH_ROWS, 1]);
+        let big = vec![MAX_BATCH_BYTES / 2 + 1; 5];
+        let rows: Vec<Range<usize>> = batches(&big, 1..5).collect();
+        assert_eq!(rows, [1..3, 3..5]);
+    }
+}

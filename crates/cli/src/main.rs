@@ -7,6 +7,7 @@ mod demo;
 mod gen;
 mod render;
 mod serve;
+mod sql;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Top(ask::TopArgs),
     /// Errors grouped by operation and error type.
     Errors(ask::TopArgs),
+    /// Run read-only SQL over the spans table.
+    Sql(sql::SqlArgs),
     /// Send demo LLM-chain traces to a running server over OTLP/gRPC.
     Demo(demo::DemoArgs),
     /// Send generated LLM-chain load to any OTLP endpoint and report throughput.
@@ -98,6 +101,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => ask::analyze(args).await,
         Command::Top(args) => ask::top(args).await,
         Command::Errors(args) => ask::errors(args).await,
+        Command::Sql(args) => sql::run(args).await,
         Command::Gen(args) => gen::run(args).await,
     }
 }

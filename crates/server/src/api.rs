@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chaintrace_analysis::PriceTable;
 use chaintrace_model::{DurationNanos, TraceId, UnixNanos};
@@ -41,6 +41,7 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/v1/traces/{trace_id}", get(native_trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/sql", post(crate::sql::sql))
         .route(
             "/api/v1/analytics/operations",
             get(analytics_handler(Analytics::Operations)),
@@ -84,6 +85,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/traces/{trace_id}\n\
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
+         POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
          \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
          GET /api/traces/{trace_id}\n\

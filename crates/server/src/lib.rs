@@ -10,5 +10,6 @@ pub mod jaeger;
 mod jaeger_api;
 pub mod range;
 pub mod search;
+pub mod sql;
 
 pub use api::{router, AppState, MAX_LIST_LIMIT};

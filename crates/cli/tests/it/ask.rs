@@ -443,4 +443,25 @@ async fn analytics_and_gen_against_the_real_server() {
         out.contains("OPERATION") && out.contains("llm_call") && out.contains("60 traces analysed"),
         "{out}"
     );
+
+    // SQL over the same spans, through the CLI.
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let api = server.api.clone();
+        move || {
+            chaintrace(&[
+                "sql",
+                "SELECT count(*) AS spans, sum(CASE WHEN status = 'error' AND name = 'api_call' THEN 1 ELSE 0 END) AS failed_calls FROM spans",
+                "--since", "1h", "--json", "--server", &api,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["rows"][0][0], 420, "{answer}");
+    assert_eq!(answer["rows"][0][1].as_u64(), Some(errors), "{answer}");
+    let (ok, _, err) = chaintrace(&["sql", "DROP TABLE spans", "--server", &server.api]);
+    assert!(!ok);
+    assert!(err.contains("only SELECT queries are allowed"), "{err}");
 }

@@ -1,0 +1,364 @@
+//! `POST /api/v1/sql`: read-only SQL over the spans of a time range.
+//!
+//! The body is JSON: `{"query": "SELECT …", "since": "1h"}`, or `start` /
+//! `end` (Unix seconds or RFC 3339, as text or number) instead of `since`;
+//! without any, the last hour. The range selects traces by their start, as
+//! everywhere in the API. The handler only fetches the spans
+//! ([`Store::scan_spans`](chaintrace_store::Store::scan_spans)) and hands
+//! them to [`chaintrace_sql::run_sql`], which owns the table, the guards and
+//! the answer's shape: `{"columns": [{"name", "type"}], "rows": [[…]],
+//! "truncated": bool}`. Every refusal is a 400 with `{"error": "…"}`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chaintrace_sql::{check_query, run_sql, SqlError, SqlLimits};
+use chaintrace_store::StoreError;
+use serde::Deserialize;
+
+use crate::api::{error, store_error, AppState};
+use crate::range::RangeParams;
+
+/// Most spans one SQL request loads; a range holding more is refused.
+pub const MAX_SQL_SPANS: usize = 2_000_000;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    query: String,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    start: Option<TimeText>,
+    #[serde(default)]
+    end: Option<TimeText>,
+}
+
+/// A time as JSON text (`"2026-01-01T00:00:00Z"`, `"1767225600"`) or number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeText {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl TimeText {
+    fn into_text(self) -> String {
+        match self {
+            TimeText::Text(t) => t,
+            TimeText::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// `POST /api/v1/sql`.
+///
+/// The body is read as JSON whatever its `Content-Type`, so a bare
+/// `curl -d '{"query": "…"}'` works.
+pub async fn sql(State(state): State<AppState>, body: Bytes) -> Response {
+    answer(&state, &body, MAX_SQL_SPANS).await
+}
+
+async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
+    let request: SqlRequest = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "invalid request body: {e}; want JSON like \
+                     {{\"query\": \"SELECT name, count(*) FROM spans GROUP BY name\", \"since\": \"1h\"}}"
+                ),
+            )
+        }
+    };
+    // Refuse a bad query before loading any spans.
+    if let Err(e) = check_query(&request.query) {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let range = RangeParams {
+        since: request.since,
+        start: request.start.map(TimeText::into_text),
+        end: request.end.map(TimeText::into_text),
+    };
+    let range = match range.resolve(Some("1h")) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let spans = match state
+        .store
+        .scan_spans(range.start, range.end, max_spans)
+        .await
+    {
+        Ok(spans) => spans,
+        Err(StoreError::TooMuchData { limit }) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the time range holds more than {limit} spans, more than SQL loads at once; \
+                     narrow the time range (since, or start and end)"
+                ),
+            )
+        }
+        Err(e) => return store_error(e),
+    };
+    match run_sql(spans, &request.query, &SqlLimits::default()).await {
+        Ok(result) => Json(result).into_response(),
+        Err(SqlError::Internal(msg)) => {
+            tracing::error!(error = %msg, "SQL query failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, msg)
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use chaintrace_analysis::PriceTable;
+    use chaintrace_model::{
+        KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode as SpanStatus,
+        TraceId, UnixNanos,
+    };
+    use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const MIN: u64 = 60_000_000_000;
+
+    /// A data directory removed on drop (this crate has no `tempfile`).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "chaintrace-sql-api-{}-{}-{}",
+                std::process::id(),
+                UnixNanos::now().0,
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The store goes before its directory.
+    struct Fixture {
+        store: Arc<EmbeddedStore>,
+        router: axum::Router,
+        _dir: TempDir,
+    }
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, name: &str, start: u64, ms: u64) -> Span {
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([trace, id, 0, 0, 0, 0, 0, 1]),
+            parent_span_id: parent.map(|p| SpanId([trace, p, 0, 0, 0, 0, 0, 1])),
+            name: name.into(),
+            kind: SpanKind::Internal,
+            start: UnixNanos(start),
+            end: UnixNanos(start + ms * 1_000_000),
+            status: Status::default(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            resource: Arc::new(Resource {
+                attributes: vec![KeyValue::new("service.name", "rag-chain")],
+            }),
+            scope: Scope::default(),
+        }
+    }
+
+    /// Trace 1 ten minutes ago (the failing RAG chain's LLM part), trace 2
+    /// three hours ago.
+    async fn fixture() -> Fixture {
+        let dir = TempDir::new();
+        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(&dir.0)).unwrap();
+        let store = Arc::new(store);
+        let t1 = UnixNanos::now().0 - 10 * MIN;
+        let t2 = UnixNanos::now().0 - 180 * MIN;
+        let mut llm = span(1, 2, Some(1), "llm_call", t1 + 300_000_000, 700);
+        llm.attributes = vec![KeyValue::new("model", "claude-3-opus-20250219")];
+        let mut api = span(1, 3, Some(2), "api_call", t1 + 320_000_000, 680);
+        api.attributes = vec![
+            KeyValue::new("input_tokens", 1100i64),
+            KeyValue::new("error_type", "RateLimitError"),
+            KeyValue::new("user_id", "u-42"),
+        ];
+        api.status = Status {
+            code: SpanStatus::Error,
+            message: "429".into(),
+        };
+        let spans = vec![
+            span(1, 1, None, "process_query", t1, 1000),
+            llm,
+            api,
+            span(2, 1, None, "process_query", t2, 900),
+        ];
+        store.append(spans).await.unwrap();
+        let router = crate::router(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(PriceTable::empty()),
+        );
+        Fixture {
+            store,
+            router,
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        async fn post(&self, body: &str) -> (axum::http::StatusCode, Value) {
+            let response = self
+                .router
+                .clone()
+                .oneshot(
+                    Request::post("/api/v1/sql")
+                        .header("content-type", "application/json")
+                        .body(Body::from(body.to_string()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&bytes).unwrap())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sql_over_the_last_hour_by_default() {
+        let f = fixture().await;
+        let (status, body) = f
+            .post(
+                r#"{"query": "SELECT name, count(*) AS n FROM spans GROUP BY name ORDER BY name"}"#,
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!({
+                "columns": [{"name": "name", "type": "Utf8"}, {"name": "n", "type": "Int64"}],
+                "rows": [["api_call", 1], ["llm_call", 1], ["process_query", 1]],
+                "truncated": false
+            })
+        );
+        let (status, body) = f
+            .post(r#"{"query": "SELECT count(*) FROM spans", "since": "4h"}"#)
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!([[4]]));
+        // start/end as numbers or text.
+        let start = (UnixNanos::now().0 - 200 * MIN) / 1_000_000_000;
+        let end = (UnixNanos::now().0 - 100 * MIN) / 1_000_000_000;
+        let (status, body) = f
+            .post(&format!(
+                r#"{{"query": "SELECT trace_id FROM spans", "start": {start}, "end": "{end}"}}"#
+            ))
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!([["02".repeat(16)]]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_founding_question_in_sql() {
+        let f = fixture().await;
+        let (status, body) = f
+            .post(
+                r#"{"query": "SELECT name, llm_model, input_tokens, error_type, attributes['user_id'] AS user_id, status FROM spans WHERE error_type LIKE '%RateLimitError'"}"#,
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(
+            body["rows"],
+            json!([[
+                "api_call",
+                "claude-3-opus-20250219",
+                1100,
+                "RateLimitError",
+                "u-42",
+                "error"
+            ]])
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_are_400_with_a_message() {
+        let f = fixture().await;
+        let cases = [
+            (
+                r#"{"query": "DROP TABLE spans"}"#,
+                "only SELECT queries are allowed, got DROP TABLE",
+            ),
+            (
+                r#"{"query": "SELEC 1"}"#,
+                "SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1",
+            ),
+            (
+                r#"{"query": "SELECT 1", "since": "soon"}"#,
+                "since: invalid duration",
+            ),
+            (
+                r#"{"query": "SELECT nme FROM spans"}"#,
+                "No field named nme",
+            ),
+            (r#"{"query": "SELECT 1""#, "invalid request body: EOF"),
+            (
+                r#"{"since": "1h"}"#,
+                "invalid request body: missing field `query`",
+            ),
+            (
+                r#"{"query": "SELECT 1", "sinse": "1h"}"#,
+                "invalid request body: unknown field `sinse`",
+            ),
+        ];
+        for (body, want) in cases {
+            let (status, answer) = f.post(body).await;
+            assert_eq!(
+                status,
+                axum::http::StatusCode::BAD_REQUEST,
+                "{body}: {answer}"
+            );
+            let got = answer["error"].as_str().unwrap();
+            assert!(got.starts_with(want), "{body}: {got}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn too_many_spans_asks_for_a_narrower_range() {
+        let f = fixture().await;
+        let state = AppState {
+            store: Arc::clone(&f.store) as Arc<dyn Store>,
+            prices: Arc::new(PriceTable::empty()),
+        };
+        let response = answer(&state, br#"{"query": "SELECT 1", "since": "4h"}"#, 2).await;
+        assert_eq!(response.status(), axum::http::StatusCode::BAD_REQUEST);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .ends_with("narrow the time range (since, or start and end)"),
+            "{body}"
+        );
+    }
+}

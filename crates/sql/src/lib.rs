@@ -1,0 +1,412 @@
+//! Read-only SQL over spans, with Apache DataFusion.
+//!
+//! [`run_sql`] turns a `Vec<Span>` (what the store's `scan_spans` returns for
+//! a time range) into one in-memory table named `spans`, runs one read-only
+//! query over it under a row cap, a time limit and a memory limit
+//! ([`SqlLimits`]), and answers columns and JSON rows ([`SqlResult`]). It
+//! does no I/O and knows nothing of HTTP or the store: the caller picks the
+//! spans (and so the time range), this crate only queries them.
+//!
+//! # The `spans` table
+//!
+//! One row per span:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `trace_id`, `span_id` | Utf8 | lowercase hex |
+//! | `parent_span_id` | Utf8, null for roots | lowercase hex |
+//! | `name`, `service` | Utf8 | operation name, resource `service.name` |
+//! | `kind` | Utf8 | `unspecified`, `internal`, `server`, `client`, `producer`, `consumer` |
+//! | `status` | Utf8 | `unset`, `ok`, `error` |
+//! | `status_message` | Utf8, null when empty | |
+//! | `start_time`, `end_time` | Timestamp(ns, UTC) | compare with `TIMESTAMP '2026-01-01T00:00:00Z'` or `now() - INTERVAL '5 minutes'` |
+//! | `duration_ns` / `duration_ms` | Int64 / Float64 | `end - start` |
+//! | `llm_model` | Utf8, null | `gen_ai.response.model`, `gen_ai.request.model`, `llm.model_name`, `model`; a span with tokens but no model (the founding chain's `api_call`) takes its nearest ancestor's |
+//! | `input_tokens` | Int64, null | `gen_ai.usage.input_tokens`, `gen_ai.usage.prompt_tokens`, `llm.token_count.prompt`, else `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens` |
+//! | `output_tokens` | Int64, null | `gen_ai.usage.output_tokens`, `gen_ai.usage.completion_tokens`, `llm.token_count.completion`, `output_tokens` |
+//! | `error_type` | Utf8, null | `error.type`, `error_type`, else the first `exception` event's `exception.type` (as sent, e.g. `__main__.RateLimitError`: match with `LIKE '%RateLimitError'`) |
+//! | `attributes`, `resource_attributes` | Map(Utf8 → Utf8) | every attribute, values as display text |
+//!
+//! Attributes are read by key with a subscript, `attributes['user_id']`
+//! (null when absent), and are text: cast to compare as numbers,
+//! `CAST(attributes['results_found'] AS BIGINT) > 3`. `map_keys(attributes)`
+//! lists a span's keys.
+//!
+//! # Answers
+//!
+//! Rows are JSON arrays in column order. Timestamps are RFC 3339 UTC strings
+//! (`2026-01-01T00:00:00.250Z`, fraction digits in groups of three); maps are
+//! objects; lists arrays; non-finite floats the strings `NaN`, `Infinity`,
+//! `-Infinity`. Column types are Arrow's names (`Int64`, `Utf8`, …).
+//!
+//! ```
+//! use chaintrace_sql::{run_sql, SqlLimits};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let answer = run_sql(Vec::new(), "SELECT count(*) AS n FROM spans", &SqlLimits::default())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(answer.columns[0].name, "n");
+//! assert_eq!(answer.rows, vec![vec![serde_json::json!(0)]]);
+//!
+//! let err = run_sql(Vec::new(), "DROP TABLE spans", &SqlLimits::default()).await.unwrap_err();
+//! assert_eq!(err.to_string(), "only SELECT queries are allowed, got DROP TABLE");
+//! # });
+//! ```
+
+mod guard;
+mod json;
+mod stop;
+mod table;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chaintrace_model::Span;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use serde::Serialize;
+use stop::{CancelOnDrop, Stop};
+
+pub use table::{spans_schema, spans_to_batches};
+
+/// The guards every query runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// Most rows returned; more set [`SqlResult::truncated`].
+    pub max_rows: usize,
+    /// Longest a query may take, table building included.
+    pub timeout: Duration,
+    /// Most memory the query's operators (sorts, aggregations, joins) may
+    /// hold; beyond it the query fails. Nothing spills to disk. The `spans`
+    /// table itself is not counted: its size is bounded by the caller's
+    /// span cap.
+    pub memory_bytes: usize,
+}
+
+impl Default for SqlLimits {
+    /// 10 000 rows, 30 s, 512 MiB.
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(30),
+            memory_bytes: 512 << 20,
+        }
+    }
+}
+
+/// One column of an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SqlColumn {
+    /// The column name as the query spelled or aliased it.
+    pub name: String,
+    /// Arrow's name for its type, e.g. `Int64`, `Utf8`, `Float64`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SqlResult {
+    /// The columns, in order.
+    pub columns: Vec<SqlColumn>,
+    /// The rows, each a list of JSON values in column order.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// Whether the query had more rows than [`SqlLimits::max_rows`].
+    pub truncated: bool,
+}
+
+/// Why a query was refused or failed. Every variant but
+/// [`Internal`](SqlError::Internal) is the query's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The text holds no statement.
+    #[error("the query is empty")]
+    Empty,
+    /// More than one statement.
+    #[error("send one statement at a time, got {0}")]
+    MultipleStatements(usize),
+    /// The text does not parse.
+    #[error("SQL syntax error: {0}")]
+    Syntax(String),
+    /// The query holds more operators than the planner is allowed to chew on.
+    #[error("the query is too complex: {operators} operators, at most {limit}; shorten long AND/OR chains, e.g. with IN (...)")]
+    TooComplex {
+        /// Operators counted.
+        operators: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The statement would do more than read (the name of what it is).
+    #[error("only SELECT queries are allowed, got {0}")]
+    NotAQuery(String),
+    /// The query parses but cannot be planned: unknown column, wrong types, …
+    #[error("{0}")]
+    Plan(String),
+    /// The query failed while running.
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// The query needed more than [`SqlLimits::memory_bytes`].
+    #[error("the query needs more than its memory limit of {}; narrow the time range, filter earlier or aggregate less ({message})", fmt_bytes(*limit_bytes))]
+    Memory {
+        /// The limit, in bytes.
+        limit_bytes: usize,
+        /// DataFusion's account of what ran out.
+        message: String,
+    },
+    /// The query ran longer than [`SqlLimits::timeout`].
+    #[error("the query was stopped after {0:?}; narrow the time range or simplify it")]
+    Timeout(Duration),
+    /// A fault of this crate, not of the query.
+    #[error("internal error running SQL: {0}")]
+    Internal(String),
+}
+
+/// Checks that `sql` is one read-only statement of bounded size, without
+/// running it: call it before fetching spans, so a refused query costs
+/// nothing. [`run_sql`] checks again.
+///
+/// ```
+/// assert!(chaintrace_sql::check_query("SELECT name FROM spans").is_ok());
+/// let err = chaintrace_sql::check_query("CREATE TABLE t (a INT)").unwrap_err();
+/// assert_eq!(err.to_string(), "only SELECT queries are allowed, got CREATE TABLE");
+/// ```
+pub fn check_query(sql: &str) -> Result<(), SqlError> {
+    guard::read_only_statement(sql).map(drop)
+}
+
+/// Runs one read-only query over `spans` as the table `spans`.
+///
+/// The statement is checked before the table is built, so a refused query
+/// costs nothing. The query then runs on a thread and runtime of its own, so
+/// a heavy query never starves the caller's runtime, and stops at
+/// [`SqlLimits::timeout`] or as soon as the returned future is dropped. See
+/// the [crate documentation](crate) for the schema and how values are written.
+pub async fn run_sql(
+    spans: Vec<Span>,
+    sql: &str,
+    limits: &SqlLimits,
+) -> Result<SqlResult, SqlError> {
+    let statement = guard::read_only_statement(sql)?;
+    let stop = Stop::at(Instant::now() + limits.timeout);
+    let _cancel = CancelOnDrop(stop.clone());
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let thread_limits = limits.clone();
+    let thread_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("chaintrace-sql".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || {
+            let _ = answer.send(run_on_own_runtime(
+                spans,
+                statement,
+                &thread_limits,
+                &thread_stop,
+            ));
+        })
+        .map_err(|e| SqlError::Internal(format!("cannot start a query thread: {e}")))?;
+    // The query stops itself at the deadline; the grace covers a thread that
+    // is slow to notice (one batch) before the caller is told.
+    match tokio::time::timeout(limits.timeout + STOP_GRACE, answered).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(SqlError::Internal(
+            "the query thread ended without an answer (a panic in the query engine)".into(),
+        )),
+        Err(_) => Err(SqlError::Timeout(limits.timeout)),
+    }
+}
+
+/// Stack of the query threads. Planning recurses over the expression tree,
+/// and a long `a OR b OR …` chain is deep even where the parser's nesting
+/// limit holds; untouched stack pages cost no memory.
+const STACK_BYTES: usize = 64 << 20;
+
+/// How long past the deadline the caller waits for the query to notice.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Partitions of the table, and the query's worker threads: the cores, at most 4.
+fn partitions() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+fn run_on_own_runtime(
+    spans: Vec<Span>,
+    statement: datafusion::sql::parser::Statement,
+    limits: &SqlLimits,
+    stop: &Stop,
+) -> Result<SqlResult, SqlError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(partitions())
+        .thread_name("chaintrace-sql-worker")
+        .thread_stack_size(STACK_BYTES)
+        .enable_time()
+        .build()
+        .map_err(|e| SqlError::Internal(format!("cannot start the query runtime: {e}")))?;
+    let result = runtime.block_on(execute(spans, statement, limits, stop));
+    // Workers still busy in a stopped query finish their batch in the background.
+    runtime.shutdown_background();
+    match result {
+        // A stopped pull fails with whatever error its operator makes of it.
+        Err(_) if stop.timed_out() => Err(SqlError::Timeout(limits.timeout)),
+        other => other,
+    }
+}
+
+async fn execute(
+    spans: Vec<Span>,
+    statement: datafusion::sql::parser::Statement,
+    limits: &SqlLimits,
+    stop: &Stop,
+) -> Result<SqlResult, SqlError> {
+    let partitions = partitions();
+    let batches = spans_to_batches(&spans)
+        .map_err(|e| SqlError::Internal(format!("building the spans table: {e}")))?;
+    drop(spans);
+    if stop.is_stopped() {
+        return Err(SqlError::Timeout(limits.timeout));
+    }
+    let mut parts = vec![Vec::new(); partitions];
+    for (i, batch) in batches.into_iter().enumerate() {
+        parts[i % partitions].push(batch);
+    }
+    let internal = |e: DataFusionError| SqlError::Internal(df_message(&e));
+    let table = MemTable::try_new(spans_schema(), parts).map_err(internal)?;
+
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(internal)?;
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_information_schema(false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_table("spans", Arc::new(table))
+        .map_err(internal)?;
+
+    let plan = ctx
+        .state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| SqlError::Plan(plan_message(&e)))?;
+    // The second lock: whatever the guard let through must plan to a read.
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| SqlError::NotAQuery(df_message(&e)))?;
+
+    let failed = |e: DataFusionError| run_error(e, limits);
+    // EXPLAIN and DESCRIBE must stay the root of their plans.
+    let describes = matches!(
+        plan,
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
+    );
+    let mut frame = ctx.execute_logical_plan(plan).await.map_err(failed)?;
+    if !describes {
+        // One row past the cap tells whether there were more; the limit also
+        // lets DataFusion stop early (a sort becomes a top-k).
+        frame = frame
+            .limit(0, Some(limits.max_rows.saturating_add(1)))
+            .map_err(failed)?;
+    }
+    let task = Arc::new(frame.task_ctx());
+    let physical = frame.create_physical_plan().await.map_err(failed)?;
+    let physical = stop::with_stop(physical, stop).map_err(failed)?;
+    let mut stream = execute_stream(physical, task).map_err(failed)?;
+    let columns = stream
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| SqlColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+        })
+        .collect();
+
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    'batches: while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(failed)?;
+        for row in 0..batch.num_rows() {
+            if rows.len() == limits.max_rows {
+                truncated = true;
+                break 'batches;
+            }
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| json::cell(c.as_ref(), row))
+                    .collect(),
+            );
+        }
+    }
+    Ok(SqlResult {
+        columns,
+        rows,
+        truncated,
+    })
+}
+
+fn run_error(err: DataFusionError, limits: &SqlLimits) -> SqlError {
+    match err.find_root() {
+        DataFusionError::ResourcesExhausted(message) => SqlError::Memory {
+            limit_bytes: limits.memory_bytes,
+            message: message.clone(),
+        },
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+            SqlError::Plan(df_message(&err))
+        }
+        _ => SqlError::Execution(df_message(&err)),
+    }
+}
+
+/// [`df_message`], with a hint when the query names a table other than `spans`.
+fn plan_message(err: &DataFusionError) -> String {
+    let message = df_message(err);
+    if message.starts_with("table ") && message.ends_with("not found") {
+        format!("{message}; the only table is `spans`")
+    } else {
+        message
+    }
+}
+
+/// `512 MiB`, `256 KiB`, `100 bytes`.
+fn fmt_bytes(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// DataFusion's message for the innermost error, without backtrace or the
+/// `Error during planning:`-style prefix.
+fn df_message(err: &DataFusionError) -> String {
+    let root = err.find_root();
+    let text = match root {
+        DataFusionError::SQL(parser_error, _) => parser_error.to_string(),
+        other => other.message().into_owned(),
+    };
+    let text = text
+        .split(DataFusionError::BACK_TRACE_SEP)
+        .next()
+        .unwrap_or_default();
+    text.strip_prefix("sql parser error: ")
+        .unwrap_or(text)
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests;

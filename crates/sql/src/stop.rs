@@ -1,0 +1,187 @@
+//! Stopping a running query: at its deadline, or when the caller is gone.
+//!
+//! Dropping a DataFusion stream does not stop an operator that is busy in a
+//! loop of its own — a cross join or an aggregation pulls batch after batch
+//! without ever handing control back to the runtime, so neither a timer nor an
+//! abort gets a chance. [`with_stop`] therefore puts a [`StopExec`] above
+//! every node of the physical plan: each batch any operator pulls from its
+//! input first checks [`Stop`], and once it is stopped the pull fails, which
+//! ends the query within one batch. (They show as `StopExec` lines in the
+//! output of `EXPLAIN ANALYZE`.)
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::Stream;
+
+/// When a query must stop: a deadline, and a flag for an earlier stop.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    deadline: Instant,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// A stop at `deadline`.
+    pub fn at(deadline: Instant) -> Stop {
+        Stop {
+            deadline,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Stops the query now (the caller no longer waits for it).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the deadline has passed.
+    pub fn timed_out(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Whether the query must stop.
+    pub fn is_stopped(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.timed_out()
+    }
+
+    /// The error a stopped pull answers.
+    fn error(&self) -> DataFusionError {
+        DataFusionError::Execution("the query was stopped".to_string())
+    }
+}
+
+/// Cancels a [`Stop`] when dropped: tie it to the caller's future.
+pub struct CancelOnDrop(pub Stop);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Puts a [`StopExec`] above every node of `plan`.
+pub fn with_stop(plan: Arc<dyn ExecutionPlan>, stop: &Stop) -> Result<Arc<dyn ExecutionPlan>> {
+    let children = plan
+        .children()
+        .into_iter()
+        .map(|child| with_stop(Arc::clone(child), stop))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = if children.is_empty() {
+        plan
+    } else {
+        replace_children_if_necessary(plan, children)?
+    };
+    Ok(Arc::new(StopExec {
+        input: plan,
+        stop: stop.clone(),
+    }))
+}
+
+/// Passes its input through, failing every pull once the query is stopped.
+#[derive(Debug)]
+pub struct StopExec {
+    input: Arc<dyn ExecutionPlan>,
+    stop: Stop,
+}
+
+impl DisplayAs for StopExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "StopExec")
+    }
+}
+
+impl ExecutionPlan for StopExec {
+    fn name(&self) -> &str {
+        "StopExec"
+    }
+
+    fn downcast_delegate(&self) -> Option<&dyn ExecutionPlan> {
+        Some(self.input.as_ref())
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(format!(
+                "StopExec takes one child, got {}",
+                children.len()
+            )));
+        }
+        Ok(Arc::new(StopExec {
+            input: children.swap_remove(0),
+            stop: self.stop.clone(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if self.stop.is_stopped() {
+            return Err(self.stop.error());
+        }
+        Ok(Box::pin(StopStream {
+            input: self.input.execute(partition, context)?,
+            stop: self.stop.clone(),
+            done: false,
+        }))
+    }
+}
+
+struct StopStream {
+    input: SendableRecordBatchStream,
+    stop: Stop,
+    done: bool,
+}
+
+impl Stream for StopStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.stop.is_stopped() {
+            self.done = true;
+            return Poll::Ready(Some(Err(self.stop.error())));
+        }
+        self.input.as_mut().poll_next(cx)
+    }
+}
+
+impl RecordBatchStream for StopStream {
+    fn schema(&self) -> SchemaRef {
+        self.input.schema()
+    }
+}

@@ -198,7 +198,8 @@ async fn native_trace(
     }
 }
 
-fn jaeger_error(status: StatusCode, msg: String) -> Response {
+/// A Jaeger envelope carrying one error, with `data: null`.
+pub(crate) fn jaeger_error(status: StatusCode, msg: String) -> Response {
     let body: Envelope<()> = Envelope {
         data: None,
         total: 0,

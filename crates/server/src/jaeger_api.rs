@@ -23,7 +23,7 @@ use chaintrace_store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::api::{parse_trace_id, AppState};
-use crate::jaeger::{to_jaeger, Envelope, EnvelopeError, JaegerProcess, JaegerSpan, JaegerTrace};
+use crate::jaeger::{to_jaeger, Envelope, JaegerProcess, JaegerSpan, JaegerTrace};
 use crate::range::TimeRange;
 use crate::search::{scan, MAX_INSPECTED};
 
@@ -483,18 +483,9 @@ fn ok<T: Serialize>(data: Vec<T>) -> Response {
     .into_response()
 }
 
+/// Jaeger's error envelope (shared with `/api/traces/{id}`).
 fn failure(status: StatusCode, msg: String) -> Response {
-    let body: Envelope<()> = Envelope {
-        data: None,
-        total: 0,
-        limit: 0,
-        offset: 0,
-        errors: Some(vec![EnvelopeError {
-            code: status.as_u16(),
-            msg,
-        }]),
-    };
-    (status, Json(body)).into_response()
+    crate::api::jaeger_error(status, msg)
 }
 
 fn bad_request(msg: String) -> Response {
@@ -513,8 +504,6 @@ fn store_failure(err: StoreError) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::body::Body;
     use axum::http::Request;
@@ -531,28 +520,7 @@ mod tests {
     const MS: u64 = 1_000_000;
     const MIN: u64 = 60_000 * MS;
 
-    /// A data directory removed on drop (this crate has no `tempfile`).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "chaintrace-jaeger-api-{}-{}-{}",
-                std::process::id(),
-                UnixNanos::now().0,
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use tempfile::TempDir;
 
     /// The router over an embedded store; the store goes before its directory.
     struct Fixture {
@@ -614,8 +582,8 @@ mod tests {
     /// 3 (8 min ago): indexer `index.batch` 100ms (producer, resource
     ///   deployment.environment=prod) → indexer `embed` (kind unspecified).
     async fn fixture(with_data: bool) -> Fixture {
-        let dir = TempDir::new();
-        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(&dir.0)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
         let now = UnixNanos::now();
         let t1 = now.0 - 10 * MIN;
         let s = |trace, id, parent, service, name, kind, start, duration| SpanSpec {

@@ -117,8 +117,6 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use axum::body::Body;
@@ -137,28 +135,7 @@ mod tests {
 
     const MIN: u64 = 60_000_000_000;
 
-    /// A data directory removed on drop (this crate has no `tempfile`).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "chaintrace-sql-api-{}-{}-{}",
-                std::process::id(),
-                UnixNanos::now().0,
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use tempfile::TempDir;
 
     /// The store goes before its directory.
     struct Fixture {
@@ -190,8 +167,8 @@ mod tests {
     /// Trace 1 ten minutes ago (the failing RAG chain's LLM part), trace 2
     /// three hours ago.
     async fn fixture() -> Fixture {
-        let dir = TempDir::new();
-        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(&dir.0)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
         let store = Arc::new(store);
         let t1 = UnixNanos::now().0 - 10 * MIN;
         let t2 = UnixNanos::now().0 - 180 * MIN;

@@ -23,11 +23,17 @@ use crate::catalog::disk_bytes;
 use crate::embedded::{FrozenHead, Inner};
 use crate::store::StoreError;
 
+/// Least time between two attempts after a failed cut.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The maintenance thread's loop.
 pub(crate) fn run(inner: &Arc<Inner>) {
     while inner.signal.wait(inner.config.maintenance_interval) {
         if let Err(e) = cut(inner, false) {
             tracing::error!(error = %e, "cannot cut the head into a block; will retry");
+            // Appends over budget wake this thread on every request: without a
+            // pause, a full disk would turn into a tight loop of failing writes.
+            std::thread::sleep(inner.config.maintenance_interval.min(RETRY_PAUSE));
         }
         if let Err(e) = compact(inner) {
             tracing::error!(error = %e, "compaction failed; will retry");

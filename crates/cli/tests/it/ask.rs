@@ -3,8 +3,6 @@
 //! analytics, and the CLI commands over them; `chaintrace gen` against the
 //! real server.
 
-use std::process::Command;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -14,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::Message;
 use serde_json::Value;
 
-use crate::harness::{bin, testdata, Server};
+use crate::harness::{chaintrace, testdata, Server};
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
     KeyValue {
@@ -120,18 +118,6 @@ async fn send(server: &Server, req: ExportTraceServiceRequest) {
         .post_traces("application/x-protobuf", req.encode_to_vec(), false)
         .await;
     assert_eq!(status, 200);
-}
-
-fn chaintrace(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run chaintrace");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn url_encode(q: &str) -> String {

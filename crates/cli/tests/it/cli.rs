@@ -1,23 +1,9 @@
 //! The CLI a user types: `chaintrace demo` sends real OTLP, `traces` lists
 //! it, `trace` draws it.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::harness::{bin, testdata, Server};
-
-fn chaintrace(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run chaintrace");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use crate::harness::{chaintrace, testdata, Server};
 
 #[tokio::test]
 async fn demo_then_traces_then_trace() {

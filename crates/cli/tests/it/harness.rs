@@ -15,6 +15,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_chaintrace")
 }
 
+/// Runs the binary to completion: (success, stdout, stderr).
+pub fn chaintrace(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run chaintrace");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A fixture from ../shared/testdata.
 pub fn testdata(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

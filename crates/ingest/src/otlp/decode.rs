@@ -37,6 +37,19 @@ pub struct DecodedSpans {
 }
 
 impl DecodedSpans {
+    /// Logs (at debug level) that a `protocol` export was partly rejected,
+    /// if it was.
+    pub fn log_partial(&self, protocol: &str) {
+        if self.rejected > 0 || self.dropped_links > 0 {
+            tracing::debug!(
+                rejected = self.rejected,
+                dropped_links = self.dropped_links,
+                first = ?self.errors.first(),
+                "{protocol} export partly rejected"
+            );
+        }
+    }
+
     /// One line for OTLP's `partial_success.error_message`: the kept
     /// messages joined by `; `, plus how many more were not kept.
     pub fn error_message(&self) -> String {

@@ -121,14 +121,7 @@ impl UnaryService<ExportTraceServiceRequest> for Export {
         let sink = Arc::clone(&self.sink);
         Box::pin(async move {
             let decoded = decode_request(request.into_inner());
-            if decoded.rejected > 0 || decoded.dropped_links > 0 {
-                tracing::debug!(
-                    rejected = decoded.rejected,
-                    dropped_links = decoded.dropped_links,
-                    first = ?decoded.errors.first(),
-                    "OTLP/gRPC export partly rejected"
-                );
-            }
+            decoded.log_partial("OTLP/gRPC");
             let response = export_response(&decoded);
             if !decoded.spans.is_empty() {
                 sink.accept(decoded.spans).await.map_err(|e| match e {

@@ -197,14 +197,7 @@ async fn export(
         Format::Json => decode_json(bytes),
     }
     .map_err(|e| Refusal::bad_request(e.to_string()))?;
-    if decoded.rejected > 0 || decoded.dropped_links > 0 {
-        tracing::debug!(
-            rejected = decoded.rejected,
-            dropped_links = decoded.dropped_links,
-            first = ?decoded.errors.first(),
-            "OTLP/HTTP export partly rejected"
-        );
-    }
+    decoded.log_partial("OTLP/HTTP");
 
     let response = export_response(&decoded);
     if !decoded.spans.is_empty() {

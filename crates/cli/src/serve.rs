@@ -52,11 +52,11 @@ pub struct ServeArgs {
 
     /// Memory budget for spans not yet written to blocks; over it, receivers
     /// answer "try later" (HTTP 503 + Retry-After, gRPC UNAVAILABLE).
-    #[arg(long, env = "CHAINTRACE_MAX_MEMORY", default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "CHAINTRACE_MAX_MEMORY", default_value = "384MiB", value_parser = parse_bytes)]
     pub max_memory: usize,
 
     /// Cut recent spans into a Parquet block once they take this much memory.
-    #[arg(long, env = "CHAINTRACE_BLOCK_MAX_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "CHAINTRACE_BLOCK_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
     pub block_max_bytes: usize,
 
     /// Cut recent spans into a Parquet block at least this often (`5m`, `30s`).

@@ -24,28 +24,60 @@ impl Trace {
     /// The root span: the earliest span without a parent, or, when the real
     /// root has not arrived (yet), the earliest span whose parent is missing.
     pub fn root(&self) -> Option<&Span> {
-        let true_root = self.spans.iter().find(|s| s.parent_span_id.is_none());
-        true_root.or_else(|| {
-            let ids: std::collections::HashSet<_> = self.spans.iter().map(|s| s.span_id).collect();
-            self.spans
-                .iter()
-                .find(|s| s.parent_span_id.is_some_and(|p| !ids.contains(&p)))
-        })
+        root_of(&self.spans)
     }
 
     /// The one-line summary used by trace lists.
     pub fn summary(&self) -> TraceSummary {
-        let start = self.spans.iter().map(|s| s.start).min().unwrap_or_default();
-        let end = self.spans.iter().map(|s| s.end).max().unwrap_or_default();
-        let root = self.root();
+        TraceSummary::of(self.trace_id, &self.spans)
+    }
+}
+
+/// [`Trace::root`] over spans held elsewhere, given in canonical order.
+pub fn root_of<'a, I>(spans: I) -> Option<&'a Span>
+where
+    I: IntoIterator<Item = &'a Span>,
+    I::IntoIter: Clone,
+{
+    let spans = spans.into_iter();
+    let true_root = spans.clone().find(|s| s.parent_span_id.is_none());
+    true_root.or_else(|| {
+        let ids: std::collections::HashSet<_> = spans.clone().map(|s| s.span_id).collect();
+        spans
+            .clone()
+            .find(|s| s.parent_span_id.is_some_and(|p| !ids.contains(&p)))
+    })
+}
+
+impl TraceSummary {
+    /// The summary of trace `trace_id` made of `spans`, given in canonical
+    /// order (start, then span id); the same as [`Trace::summary`] without
+    /// owning the spans.
+    pub fn of<'a, I>(trace_id: TraceId, spans: I) -> TraceSummary
+    where
+        I: IntoIterator<Item = &'a Span>,
+        I::IntoIter: Clone,
+    {
+        let spans = spans.into_iter();
+        let mut start: Option<UnixNanos> = None;
+        let mut end = UnixNanos::default();
+        let (mut count, mut errors) = (0u64, 0u64);
+        for s in spans.clone() {
+            start = Some(start.map_or(s.start, |t| t.min(s.start)));
+            end = end.max(s.end);
+            count += 1;
+            errors += u64::from(s.is_error());
+        }
+        let start = start.unwrap_or_default();
+        let root = root_of(spans);
         TraceSummary {
-            trace_id: self.trace_id,
+            trace_id,
             root_service: root.map(|r| r.service_name().to_string()),
             root_name: root.map(|r| r.name.clone()),
             start_unix_nano: start,
             duration_nano: end.since(start),
-            span_count: self.spans.len() as u64,
-            error_count: self.spans.iter().filter(|s| s.is_error()).count() as u64,
+            span_count: count,
+            error_count: errors,
         }
     }
 }

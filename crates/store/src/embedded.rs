@@ -72,9 +72,9 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             dir: dir.into(),
             wal_segment_bytes: Self::DEFAULT_WAL_SEGMENT_BYTES,
-            block_max_bytes: 32 * 1024 * 1024,
+            block_max_bytes: 64 * 1024 * 1024,
             block_max_age: Duration::from_secs(5 * 60),
-            max_memory: 256 * 1024 * 1024,
+            max_memory: 384 * 1024 * 1024,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             max_disk: None,
             compaction_window: Duration::from_secs(3600),

@@ -13,14 +13,21 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::mem::size_of;
 use std::sync::Arc;
 
-use chaintrace_model::{AnyValue, KeyValue, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{
+    AnyValue, Event, KeyValue, Link, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
+};
 
 use crate::store::TraceListQuery;
 
-/// Bookkeeping bytes per trace beyond its spans: map entry, index entry, summary.
-const TRACE_OVERHEAD: u64 = (size_of::<HeadTrace>() + size_of::<TraceId>() * 2 + 64) as u64;
-/// Bookkeeping bytes per span beyond the span itself: its id in the set.
-const SPAN_OVERHEAD: u64 = (size_of::<SpanId>() + 16) as u64;
+/// Bookkeeping bytes per trace beyond its spans: the map entry (with the
+/// map's spare capacity), the start index entry, the summary and the
+/// allocator headers of the trace's span list and id set.
+const TRACE_OVERHEAD: u64 =
+    ((size_of::<HeadTrace>() + size_of::<TraceId>()) * 2 + size_of::<TraceId>() * 3 + 96) as u64;
+/// Bookkeeping bytes per span beyond the span itself: its id in the set
+/// (with spare capacity) and, on average, the span list's unused capacity
+/// (it grows by doubling: about a quarter of a span per span).
+const SPAN_OVERHEAD: u64 = (size_of::<SpanId>() * 3 + size_of::<Span>() / 4) as u64;
 
 /// Counters describing the head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,11 +136,11 @@ impl Head {
         self.traces.is_empty()
     }
 
-    /// Copies of every held span, trace by trace: what a block is cut from.
-    pub(crate) fn all_spans(&self) -> Vec<Span> {
+    /// Every held span, trace by trace: what a block is cut from.
+    pub(crate) fn all_spans(&self) -> Vec<&Span> {
         let mut out = Vec::with_capacity(self.spans as usize);
         for trace in self.traces.values() {
-            out.extend(trace.spans.iter().cloned());
+            out.extend(trace.spans.iter());
         }
         out
     }
@@ -257,26 +264,42 @@ impl HeadTrace {
     }
 }
 
-/// A rough estimate of the heap and inline bytes a span holds. A resource
-/// shared by several spans is charged to each in proportion.
+/// What the allocator really takes for a heap block of `len` bytes: glibc
+/// malloc adds an 8-byte header, rounds to 16 and never hands out less
+/// than 32. Without this the estimate of a span made of many small strings
+/// comes out at about half of the memory it holds.
+fn heap(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        ((len + 8 + 15) & !15).max(32)
+    }
+}
+
+/// An estimate of the heap and inline bytes a span holds, allocator
+/// overhead included. A resource shared by several spans is charged to
+/// each in proportion.
 fn estimate_span_bytes(span: &Span) -> u64 {
-    let events: usize = span
-        .events
-        .iter()
-        .map(|e| size_of_val(e) + e.name.len() + attributes_bytes(&e.attributes))
-        .sum();
-    let links: usize = span
-        .links
-        .iter()
-        .map(|l| size_of_val(l) + attributes_bytes(&l.attributes))
-        .sum();
-    let resource = (size_of_val(&*span.resource) + attributes_bytes(&span.resource.attributes))
+    let events: usize = heap(size_of::<Event>() * span.events.capacity())
+        + span
+            .events
+            .iter()
+            .map(|e| heap(e.name.len()) + attributes_bytes(&e.attributes))
+            .sum::<usize>();
+    let links: usize = heap(size_of::<Link>() * span.links.capacity())
+        + span
+            .links
+            .iter()
+            .map(|l| attributes_bytes(&l.attributes))
+            .sum::<usize>();
+    let resource = (heap(size_of_val(&*span.resource) + 16)
+        + attributes_bytes(&span.resource.attributes))
         / Arc::strong_count(&span.resource).max(1);
     let total = size_of::<Span>()
-        + span.name.len()
-        + span.status.message.len()
-        + span.scope.name.len()
-        + span.scope.version.len()
+        + heap(span.name.len())
+        + heap(span.status.message.len())
+        + heap(span.scope.name.len())
+        + heap(span.scope.version.len())
         + attributes_bytes(&span.attributes)
         + events
         + links
@@ -284,22 +307,23 @@ fn estimate_span_bytes(span: &Span) -> u64 {
     total as u64
 }
 
+/// The list's own buffer plus each pair's key and value.
 fn attributes_bytes(attributes: &[KeyValue]) -> usize {
-    attributes
-        .iter()
-        .map(|kv| size_of::<KeyValue>() + kv.key.len() + value_bytes(&kv.value))
-        .sum()
+    heap(size_of::<KeyValue>() * attributes.len())
+        + attributes
+            .iter()
+            .map(|kv| heap(kv.key.len()) + value_bytes(&kv.value))
+            .sum::<usize>()
 }
 
 /// Heap bytes of a value (its inline size is counted by its container).
 fn value_bytes(value: &AnyValue) -> usize {
     match value {
-        AnyValue::String(s) => s.len(),
-        AnyValue::Bytes(b) => b.len(),
-        AnyValue::Array(items) => items
-            .iter()
-            .map(|v| size_of::<AnyValue>() + value_bytes(v))
-            .sum(),
+        AnyValue::String(s) => heap(s.len()),
+        AnyValue::Bytes(b) => heap(b.len()),
+        AnyValue::Array(items) => {
+            heap(size_of::<AnyValue>() * items.len()) + items.iter().map(value_bytes).sum::<usize>()
+        }
         AnyValue::KvList(kvs) => attributes_bytes(kvs),
         AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => 0,
     }

@@ -102,7 +102,7 @@ fn write_frozen(inner: &Inner) -> Result<(), StoreError> {
             wal_segments: Some((frozen.from, frozen.through)),
             ..BlockWriteOptions::default()
         };
-        let meta = block::write_block(inner.catalog.dir(), &id, spans, &options)?;
+        let meta = block::write_block_refs(inner.catalog.dir(), &id, spans, &options)?;
         let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
         inner.catalog.install(block)?;
         {

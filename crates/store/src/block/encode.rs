@@ -23,7 +23,7 @@ use super::schema::{
 use super::value_codec::MAX_DEPTH;
 
 /// One record batch of `data.parquet` rows, in the order given.
-pub(crate) fn data_batch(spans: &[Span], path: &Path) -> Result<RecordBatch, BlockError> {
+pub(crate) fn data_batch(spans: &[&Span], path: &Path) -> Result<RecordBatch, BlockError> {
     let arrow = |e: ArrowError| BlockError::arrow(path, e);
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);

@@ -55,7 +55,7 @@ mod testing;
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
 pub use read::{Block, LookupStats};
-pub use write::{write_block, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
+pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
 
 /// The block format this build writes and the only one it reads.
 pub const FORMAT_VERSION: &str = "vparquet1";

@@ -291,7 +291,9 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
         .set_max_row_group_row_count(None)
         .set_data_page_row_count_limit(DATA_PAGE_ROWS)
         .set_write_batch_size(1024)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+        // Min/max of nested attribute strings costs a comparison per value
+        // and prunes nothing: statistics only for the columns queries use.
+        .set_statistics_enabled(EnabledStatistics::None)
         .set_column_statistics_enabled(trace_id.clone(), EnabledStatistics::Page)
         .set_column_statistics_enabled(start.clone(), EnabledStatistics::Page)
         .set_column_dictionary_enabled(trace_id.clone(), false)
@@ -328,6 +330,20 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
             FORMAT_KEY.to_string(),
             super::FORMAT_VERSION.to_string(),
         )]));
+    for name in [
+        col::SPAN_ID,
+        col::SERVICE,
+        col::NAME,
+        col::KIND,
+        col::STATUS_CODE,
+        col::DURATION,
+        col::LLM_MODEL,
+        col::INPUT_TOKENS,
+        col::OUTPUT_TOKENS,
+        col::ERROR_TYPE,
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::Chunk);
+    }
     for path in uncompressed_leaves() {
         b = b.set_column_compression(path, Compression::UNCOMPRESSED);
     }

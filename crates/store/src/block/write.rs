@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
-use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{Span, SpanId, TraceId, TraceSummary, UnixNanos};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
@@ -88,6 +88,18 @@ pub fn write_block(
     spans: Vec<Span>,
     opts: &BlockWriteOptions,
 ) -> Result<BlockMeta, BlockError> {
+    write_block_refs(blocks_dir, id, spans.iter().collect(), opts)
+}
+
+/// [`write_block`] from spans held elsewhere (a frozen head, blocks being
+/// compacted): sorting and encoding work on references, so a block is
+/// written without copying its spans first.
+pub fn write_block_refs(
+    blocks_dir: &Path,
+    id: &str,
+    spans: Vec<&Span>,
+    opts: &BlockWriteOptions,
+) -> Result<BlockMeta, BlockError> {
     check_id(id)?;
     if spans.is_empty() {
         return Err(BlockError::Empty { id: id.to_string() });
@@ -120,12 +132,12 @@ pub fn write_block(
 fn write_files(
     dir: &Path,
     id: &str,
-    spans: Vec<Span>,
+    spans: Vec<&Span>,
     opts: &BlockWriteOptions,
 ) -> Result<BlockMeta, BlockError> {
     let (spans, traces, mut summaries) = sort_and_summarize(spans);
     let data_path = dir.join(DATA_FILE);
-    let sizes: Vec<usize> = spans.iter().map(approx_bytes).collect();
+    let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
     let most_traces = plan.iter().map(|g| g.traces).max().unwrap_or(1);
     let mut writer = parquet_writer(&data_path, &DATA_SCHEMA, data_properties(most_traces))?;
@@ -165,10 +177,9 @@ fn write_files(
 /// Sorts by (trace id, start, span id) after keeping the first of each
 /// (trace id, span id); returns the spans, the row range of each trace and
 /// each trace's summary.
-fn sort_and_summarize(spans: Vec<Span>) -> (Vec<Span>, Vec<Range<usize>>, Vec<TraceSummary>) {
-    // Sort small keys, then move each span once: a span is hundreds of
-    // bytes. The input index breaks ties, so among duplicates the first
-    // sent is the one kept.
+fn sort_and_summarize(spans: Vec<&Span>) -> (Vec<&Span>, Vec<Range<usize>>, Vec<TraceSummary>) {
+    // The input index breaks ties, so among duplicates the first sent is
+    // the one kept.
     let mut by_id: Vec<(TraceId, SpanId, usize)> = spans
         .iter()
         .enumerate()
@@ -181,23 +192,18 @@ fn sort_and_summarize(spans: Vec<Span>) -> (Vec<Span>, Vec<Range<usize>>, Vec<Tr
         .map(|(t, s, i)| (t, spans[i].start, s, i))
         .collect();
     order.sort_unstable();
-    let mut slots: Vec<Option<Span>> = spans.into_iter().map(Some).collect();
+    let out: Vec<&Span> = order.iter().map(|k| spans[k.3]).collect();
 
-    let mut out = Vec::with_capacity(order.len());
     let mut ranges = Vec::new();
     let mut summaries = Vec::new();
-    let mut rest = order.iter().filter_map(|k| slots[k.3].take()).peekable();
-    while let Some(first) = rest.next() {
-        let id = first.trace_id;
-        let mut group = vec![first];
-        while let Some(next) = rest.next_if(|s| s.trace_id == id) {
-            group.push(next);
-        }
+    let mut at = 0;
+    while at < out.len() {
+        let id = out[at].trace_id;
+        let end = at + out[at..].iter().take_while(|s| s.trace_id == id).count();
         // Already in the order Trace::new sorts into (start, span id).
-        let trace = Trace::new(id, group);
-        summaries.push(trace.summary());
-        ranges.push(out.len()..out.len() + trace.spans.len());
-        out.extend(trace.spans);
+        summaries.push(TraceSummary::of(id, out[at..end].iter().copied()));
+        ranges.push(at..end);
+        at = end;
     }
     (out, ranges, summaries)
 }
@@ -286,13 +292,13 @@ fn batches(sizes: &[usize], rows: Range<usize>) -> impl Iterator<Item = Range<us
 
 fn block_meta(
     id: &str,
-    spans: &[Span],
+    spans: &[&Span],
     trace_count: usize,
     data_bytes: u64,
     opts: &BlockWriteOptions,
 ) -> BlockMeta {
     // HashSets, sorted after: collecting a BTreeSet sorts every element.
-    let services: HashSet<&str> = spans.iter().map(Span::service_name).collect();
+    let services: HashSet<&str> = spans.iter().map(|s| s.service_name()).collect();
     let names: HashSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let sorted = |set: HashSet<&str>| {
         let mut v: Vec<String> = set.into_iter().map(str::to_string).collect();

@@ -79,7 +79,8 @@ impl EmbeddedConfig {
             max_disk: None,
             compaction_window: Duration::from_secs(3600),
             compaction_min_blocks: 4,
-            compaction_max_spans: 1_000_000,
+            // Merged in memory: about 200 MiB of decoded spans at most.
+            compaction_max_spans: 250_000,
             maintenance_interval: Duration::from_secs(1),
         }
     }

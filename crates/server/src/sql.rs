@@ -22,7 +22,16 @@ use crate::api::{error, store_error, AppState};
 use crate::range::RangeParams;
 
 /// Most spans one SQL request loads; a range holding more is refused.
-pub const MAX_SQL_SPANS: usize = 2_000_000;
+/// Decoded spans take about 1 KiB each, so this keeps a query's spans
+/// under about 450 MiB (blocks are read whole, then cut to the range).
+pub const MAX_SQL_SPANS: usize = 300_000;
+
+/// SQL requests run one at a time: each may hold [`MAX_SQL_SPANS`] in
+/// memory, and two at once would break the server's memory bound.
+static SQL_SLOT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// How long a request waits for the running one before it is turned away.
+const SQL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -87,6 +96,19 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
     let range = match range.resolve(Some("1h")) {
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let _slot = match tokio::time::timeout(SQL_WAIT, SQL_SLOT.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "another SQL query has been running for 30 s; retry later".to_string(),
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            return response;
+        }
     };
     let spans = match state
         .store

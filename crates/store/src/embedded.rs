@@ -316,6 +316,21 @@ impl Inner {
             start,
             end,
         };
+        // Refuse before decoding anything when blocks lying wholly inside
+        // the range already hold too much: decoded spans take ~1 KiB each.
+        let surely_inside: u64 = self
+            .catalog
+            .blocks()
+            .iter()
+            .map(|b| b.meta())
+            .filter(|m| {
+                start.is_none_or(|s| m.min_start >= s) && end.is_none_or(|e| m.max_end <= e)
+            })
+            .map(|m| m.span_count)
+            .sum();
+        if surely_inside > max_spans as u64 {
+            return Err(StoreError::TooMuchData { limit: max_spans });
+        }
         let frozen = {
             let heads = self.heads();
             for summary in heads.active.recent_traces(&query) {
@@ -338,7 +353,7 @@ impl Inner {
                 continue;
             }
             take(block.read_all()?, &mut by_trace, &mut total);
-            if total > max_spans.saturating_mul(2) {
+            if total > max_spans.saturating_add(max_spans / 2) {
                 return Err(StoreError::TooMuchData { limit: max_spans });
             }
         }

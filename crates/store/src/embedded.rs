@@ -17,7 +17,7 @@
 //! spans (exporters retry; a retry can land in another generation), so
 //! duplicates are never visible, before or after compaction.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +30,7 @@ use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
 use crate::catalog::Catalog;
 use crate::head::Head;
 use crate::maintenance;
+use crate::search::{SearchRequest, SearchStats};
 use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
 use crate::wal::{self, ReplayReport, SegmentSeq, Wal};
 
@@ -232,7 +233,7 @@ impl Inner {
     ) -> Result<Vec<TraceSummary>, StoreError> {
         let limit = query.effective_limit();
         let mut found: HashMap<TraceId, (TraceSummary, u32)> = HashMap::new();
-        let mut add = |list: Vec<TraceSummary>| {
+        let add = |found: &mut HashMap<TraceId, (TraceSummary, u32)>, list: Vec<TraceSummary>| {
             for s in list {
                 found
                     .entry(s.trace_id)
@@ -242,14 +243,33 @@ impl Inner {
         };
         let frozen = {
             let heads = self.heads();
-            add(heads.active.recent_traces(query));
+            add(&mut found, heads.active.recent_traces(query));
             heads.frozen.clone()
         };
         for f in &frozen {
-            add(f.head.recent_traces(query));
+            add(&mut found, f.head.recent_traces(query));
         }
-        for block in self.catalog.blocks() {
+        // Newest data first, so the walk can stop at the first block that
+        // cannot hold a trace newer than the `limit` found so far (a trace
+        // in a block starts at or before the block's `max_end`).
+        let mut blocks = self.catalog.blocks();
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.meta().max_end));
+        let mut newest: BinaryHeap<std::cmp::Reverse<UnixNanos>> = found
+            .values()
+            .map(|(s, _)| std::cmp::Reverse(s.start_unix_nano))
+            .collect();
+        for block in blocks {
             let meta = block.meta();
+            while newest.len() > limit {
+                newest.pop();
+            }
+            if newest.len() == limit
+                && newest
+                    .peek()
+                    .is_some_and(|std::cmp::Reverse(kth)| meta.max_end < *kth)
+            {
+                break;
+            }
             if query.start.is_some_and(|s| meta.max_end < s)
                 || query.end.is_some_and(|e| meta.min_start > e)
                 || query
@@ -265,7 +285,8 @@ impl Inner {
             }
             list.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
             list.truncate(limit);
-            add(list);
+            newest.extend(list.iter().map(|s| std::cmp::Reverse(s.start_unix_nano)));
+            add(&mut found, list);
         }
         let mut ordered: BTreeMap<(std::cmp::Reverse<u64>, TraceId), (TraceSummary, u32)> =
             BTreeMap::new();
@@ -547,6 +568,15 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Span>, StoreError> {
         let inner = Arc::clone(&self.inner);
         blocking(move || inner.scan_spans_blocking(start, end, max_spans)).await
+    }
+
+    async fn search(
+        &self,
+        request: SearchRequest,
+        mut visit: Box<dyn FnMut(Trace) -> bool + Send>,
+    ) -> Result<SearchStats, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.search_blocking(&request, &mut *visit)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

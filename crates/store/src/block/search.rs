@@ -196,7 +196,7 @@ impl Block {
                 match self.candidate_pages(i, &id.0, total) {
                     Some(pages) => rows.extend(pages),
                     None => {
-                        rows = vec![0..total];
+                        rows = std::iter::once(0..total).collect();
                         break;
                     }
                 }

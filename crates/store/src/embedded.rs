@@ -17,7 +17,7 @@
 //! spans (exporters retry; a retry can land in another generation), so
 //! duplicates are never visible, before or after compaction.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,21 +254,16 @@ impl Inner {
         // in a block starts at or before the block's `max_end`).
         let mut blocks = self.catalog.blocks();
         blocks.sort_by_key(|b| std::cmp::Reverse(b.meta().max_end));
-        let mut newest: BinaryHeap<std::cmp::Reverse<UnixNanos>> = found
-            .values()
-            .map(|(s, _)| std::cmp::Reverse(s.start_unix_nano))
-            .collect();
         for block in blocks {
             let meta = block.meta();
-            while newest.len() > limit {
-                newest.pop();
-            }
-            if newest.len() == limit
-                && newest
-                    .peek()
-                    .is_some_and(|std::cmp::Reverse(kth)| meta.max_end < *kth)
-            {
-                break;
+            if found.len() >= limit {
+                // The limit-th newest distinct trace found so far.
+                let mut starts: Vec<UnixNanos> =
+                    found.values().map(|(s, _)| s.start_unix_nano).collect();
+                let (_, kth, _) = starts.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                if meta.max_end < *kth {
+                    break;
+                }
             }
             if query.start.is_some_and(|s| meta.max_end < s)
                 || query.end.is_some_and(|e| meta.min_start > e)
@@ -285,7 +280,6 @@ impl Inner {
             }
             list.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
             list.truncate(limit);
-            newest.extend(list.iter().map(|s| std::cmp::Reverse(s.start_unix_nano)));
             add(&mut found, list);
         }
         let mut ordered: BTreeMap<(std::cmp::Reverse<u64>, TraceId), (TraceSummary, u32)> =

@@ -23,7 +23,7 @@ mod trace;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
-    find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue, Link, Resource, Scope,
-    Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,
+    error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
+    Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,
 };
 pub use trace::{Trace, TraceSummary};

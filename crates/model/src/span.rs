@@ -260,6 +260,23 @@ pub fn find_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     attrs.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
 }
 
+/// Whether an error class name `value` (from `error.type`, `error_type` or
+/// `exception.type`) answers a search for `wanted`: equal, or — when
+/// `wanted` is a plain name without dots — equal to the last dotted segment
+/// of `value`, so `RateLimitError` finds `__main__.RateLimitError`. TraceQL
+/// and the store's search pruning both use this one rule.
+///
+/// ```
+/// use chaintrace_model::error_class_matches;
+/// assert!(error_class_matches("anthropic.RateLimitError", "RateLimitError"));
+/// assert!(!error_class_matches("RateLimitError", "anthropic.RateLimitError"));
+/// assert!(!error_class_matches("MyRateLimitError", "RateLimitError"));
+/// ```
+pub fn error_class_matches(value: &str, wanted: &str) -> bool {
+    value == wanted
+        || (!wanted.is_empty() && !wanted.contains('.') && value.rsplit('.').next() == Some(wanted))
+}
+
 /// Something that happened at a point in a span's life; an exception is an
 /// event named `exception` with `exception.type`, `exception.message` and
 /// `exception.stacktrace` attributes.

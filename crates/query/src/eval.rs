@@ -11,7 +11,9 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use chaintrace_model::{find_attr, AnyValue, Span, SpanKind, StatusCode, Trace};
+use chaintrace_model::{
+    error_class_matches, find_attr, AnyValue, Span, SpanKind, StatusCode, Trace,
+};
 use serde::Serialize;
 
 use crate::ast::{
@@ -205,13 +207,11 @@ fn attribute<'a>(span: &'a Span, attr: &Attribute) -> Option<&'a AnyValue> {
 /// `=` / `!=` on an error-class attribute: a dotless name also matches the
 /// last dotted segment (`RateLimitError` matches `__main__.RateLimitError`).
 fn error_type_equals(key: &str, value: &str, wanted: &str) -> bool {
-    if value == wanted {
-        return true;
+    if ERROR_TYPE_KEYS.contains(&key) {
+        error_class_matches(value, wanted)
+    } else {
+        value == wanted
     }
-    ERROR_TYPE_KEYS.contains(&key)
-        && !wanted.is_empty()
-        && !wanted.contains('.')
-        && value.rsplit('.').next() == Some(wanted)
 }
 
 impl<'a> Context<'a> {

@@ -1,43 +1,60 @@
 //! What any trace matching a query must contain, for pruning before evaluation.
 //!
-//! A store keeps, per block, the span names and service names it holds. If a
-//! query can only match traces with a span named `llm_call`, blocks without
-//! that name need not be read. The hints here are conservative: every trace
-//! the query matches satisfies them, but satisfying them proves nothing.
-//! They do not depend on the time range.
+//! A store keeps, per block, the span names and service names it holds, and
+//! hot columns of status and error class. If a query can only match traces
+//! with a span named `llm_call`, blocks without that name need not be read.
+//! The hints here are conservative: every trace the query matches satisfies
+//! them, but satisfying them proves nothing. They do not depend on the time
+//! range.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use chaintrace_model::StatusCode;
+
 use crate::ast::{
     Attribute, AttributeScope, CompareOp, Field, FieldExpr, Intrinsic, Literal, Query, SpansetExpr,
     SpansetOp, Stage,
 };
+use crate::eval::ERROR_TYPE_KEYS;
 
 /// More clauses than this after distributing an `||` are dropped (no hint).
 const MAX_CLAUSES: usize = 32;
 
-/// Requirements on a trace's span names and service names, in conjunctive
-/// form: for each set in `span_names`, the trace has a span whose name is in
-/// that set; likewise for `service_names` (the `service.name` of a span's
-/// resource, `unknown_service` when absent). Empty lists require nothing.
+/// Requirements on a trace's spans, in conjunctive form: for each set in
+/// `span_names`, the trace has a span whose name is in that set; likewise
+/// for `service_names` (the `service.name` of a span's resource,
+/// `unknown_service` when absent) and `error_types` (a span has an error
+/// class name — `error_type`, `error.type` or `exception.type`, on the span,
+/// its first `exception` event or its resource — that equals one of the set
+/// or whose last dotted segment equals a dotless one). `status_error`: the
+/// trace has a span with status ERROR. Empty lists and `false` require
+/// nothing. Each requirement may be met by a different span.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TraceHints {
     /// Each set: the trace has a span named one of these.
     pub span_names: Vec<BTreeSet<String>>,
     /// Each set: the trace has a span from one of these services.
     pub service_names: Vec<BTreeSet<String>>,
+    /// Each set: the trace has a span whose error class answers one of these.
+    pub error_types: Vec<BTreeSet<String>>,
+    /// The trace has a span with status ERROR.
+    pub status_error: bool,
 }
 
 impl TraceHints {
     /// Whether the hints require nothing (every trace may match).
     pub fn is_empty(&self) -> bool {
-        self.span_names.is_empty() && self.service_names.is_empty()
+        self.span_names.is_empty()
+            && self.service_names.is_empty()
+            && self.error_types.is_empty()
+            && !self.status_error
     }
 
     /// Whether a block (or trace) holding the names and services answered by
-    /// the two predicates may contain a matching trace.
+    /// the two predicates may contain a matching trace, as far as names and
+    /// services tell (`error_types` and `status_error` are not consulted).
     pub fn admits(
         &self,
         has_span_name: impl Fn(&str) -> bool,
@@ -64,6 +81,12 @@ impl TraceHints {
                 self.service_names.push(clause);
             }
         }
+        for clause in other.error_types {
+            if !self.error_types.contains(&clause) {
+                self.error_types.push(clause);
+            }
+        }
+        self.status_error |= other.status_error;
         self
     }
 
@@ -72,20 +95,29 @@ impl TraceHints {
         TraceHints {
             span_names: distribute(&self.span_names, &other.span_names),
             service_names: distribute(&self.service_names, &other.service_names),
+            error_types: distribute(&self.error_types, &other.error_types),
+            status_error: self.status_error && other.status_error,
         }
     }
 
     fn span_name(name: &str) -> TraceHints {
         TraceHints {
             span_names: vec![BTreeSet::from([name.to_string()])],
-            service_names: Vec::new(),
+            ..TraceHints::default()
         }
     }
 
     fn service(name: &str) -> TraceHints {
         TraceHints {
-            span_names: Vec::new(),
             service_names: vec![BTreeSet::from([name.to_string()])],
+            ..TraceHints::default()
+        }
+    }
+
+    fn error_type(class: &str) -> TraceHints {
+        TraceHints {
+            error_types: vec![BTreeSet::from([class.to_string()])],
+            ..TraceHints::default()
         }
     }
 }
@@ -107,10 +139,12 @@ fn distribute(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> Vec<BTreeSet<St
 }
 
 impl Query {
-    /// Span names and services that any trace matching this query must
-    /// contain; see [`TraceHints`]. Derived from `=` comparisons on `name`,
-    /// `rootName`, `rootServiceName` and `resource.service.name` that every
-    /// match depends on.
+    /// Span names, services, error classes and error status that any trace
+    /// matching this query must contain; see [`TraceHints`]. Derived from
+    /// `=` comparisons on `name`, `rootName`, `rootServiceName`,
+    /// `resource.service.name`, `status` (`= error`) and the error class
+    /// attributes (`span.` or unscoped `error_type`, `error.type`,
+    /// `exception.type`) that every match depends on.
     ///
     /// ```
     /// let q = chaintrace_query::parse(r#"{ name = "llm_call" } > { name = "api_call" || name = "retry" }"#)?;
@@ -172,6 +206,19 @@ fn condition_hints(expr: &FieldExpr) -> TraceHints {
                 }),
                 Literal::String(s),
             ) if name == "service.name" => TraceHints::service(s),
+            (Field::Intrinsic(Intrinsic::Status), Literal::Status(StatusCode::Error)) => {
+                TraceHints {
+                    status_error: true,
+                    ..TraceHints::default()
+                }
+            }
+            (
+                Field::Attribute(Attribute {
+                    scope: AttributeScope::Span | AttributeScope::Any,
+                    name,
+                }),
+                Literal::String(s),
+            ) if ERROR_TYPE_KEYS.contains(&name.as_str()) => TraceHints::error_type(s),
             _ => TraceHints::default(),
         },
         // `!`, `!=`, ranges and regexes give no requirement.
@@ -228,5 +275,45 @@ mod tests {
         assert!(hints.admits(|_| false, |s| s == "rag" || s == "gw"));
         assert!(!hints.admits(|_| false, |s| s == "rag"));
         assert!(parse("{ duration > 1s }").unwrap().trace_hints().is_empty());
+    }
+
+    #[test]
+    fn error_class_and_status_hints() {
+        let hints = parse(
+            r#"{ name = "llm_call" && status = error } >> { span.error_type = "RateLimitError" || span.error.type = "RateLimitError" || span.exception.type = "RateLimitError" }"#,
+        )
+        .unwrap()
+        .trace_hints();
+        assert_eq!(hints.span_names, vec![set(&["llm_call"])]);
+        assert!(hints.status_error);
+        assert_eq!(hints.error_types, vec![set(&["RateLimitError"])]);
+        let hints = parse(r#"{ .error.type = "A" || .exception.type = "b.B" }"#)
+            .unwrap()
+            .trace_hints();
+        assert_eq!(hints.error_types, vec![set(&["A", "b.B"])]);
+        // Only where sound: another scope, another key, `!=`, or an `||`
+        // with a branch that needs no error.
+        for q in [
+            r#"{ resource.error_type = "A" }"#,
+            r#"{ span.error_kind = "A" }"#,
+            r#"{ span.error_type != "A" }"#,
+            r#"{ span.error_type = "A" || name = "x" }"#,
+            r#"{ status = error || name = "x" }"#,
+            r#"{ status != error }"#,
+            r#"{ status = ok }"#,
+            r#"{ !(status = error) }"#,
+        ] {
+            let hints = parse(q).unwrap().trace_hints();
+            assert!(
+                hints.error_types.is_empty() && !hints.status_error,
+                "{q}: {hints:?}"
+            );
+        }
+        assert!(
+            parse(r#"{ status = error } || { status = error && name = "a" }"#)
+                .unwrap()
+                .trace_hints()
+                .status_error
+        );
     }
 }

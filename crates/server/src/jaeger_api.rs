@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chaintrace_model::{DurationNanos, Span, SpanId, SpanKind, TraceId, UnixNanos};
-use chaintrace_store::{Store, StoreError};
+use chaintrace_store::{SpanClause, Store, StoreError, TraceFilter};
 use serde::Serialize;
 
 use crate::api::{parse_trace_id, AppState};
@@ -137,33 +137,48 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
         }
         TraceRequest::Search(search) => search,
     };
-    let mut found: Vec<JaegerTrace> = Vec::new();
-    let scanned = scan(&state.store, search.range, MAX_INSPECTED, |trace| {
-        let candidates: Vec<usize> = (0..trace.spans.len())
-            .filter(|&i| search.selects(&trace.spans[i]))
-            .collect();
-        if candidates.is_empty() {
-            return true;
-        }
-        let jaeger = to_jaeger(&trace);
-        let hit = search.tags.is_empty()
-            || candidates.iter().any(|&i| {
-                let span = &jaeger.spans[i];
-                let process = jaeger.processes.get(&span.process_id);
-                search
-                    .tags
-                    .iter()
-                    .all(|(k, v)| has_tag(span, process, k, v))
-            });
-        if hit {
-            found.push(jaeger);
-        }
-        found.len() < search.limit
-    })
+    // A hit needs a span of the service (and operation): the store skips
+    // traces without one.
+    let mut clauses = vec![SpanClause::Service(BTreeSet::from([search
+        .service
+        .clone()]))];
+    if let Some(op) = &search.operation {
+        clauses.push(SpanClause::SpanName(BTreeSet::from([op.clone()])));
+    }
+    let range = search.range;
+    let limit = search.limit;
+    let scanned = scan(
+        &state.store,
+        range,
+        TraceFilter { clauses },
+        MAX_INSPECTED,
+        move |found: &mut Vec<JaegerTrace>, trace| {
+            let candidates: Vec<usize> = (0..trace.spans.len())
+                .filter(|&i| search.selects(&trace.spans[i]))
+                .collect();
+            if candidates.is_empty() {
+                return true;
+            }
+            let jaeger = to_jaeger(&trace);
+            let hit = search.tags.is_empty()
+                || candidates.iter().any(|&i| {
+                    let span = &jaeger.spans[i];
+                    let process = jaeger.processes.get(&span.process_id);
+                    search
+                        .tags
+                        .iter()
+                        .all(|(k, v)| has_tag(span, process, k, v))
+                });
+            if hit {
+                found.push(jaeger);
+            }
+            found.len() < search.limit
+        },
+    )
     .await;
     match scanned {
-        Ok((inspected, truncated)) => {
-            if truncated && found.len() < search.limit {
+        Ok((found, inspected, truncated)) => {
+            if truncated && found.len() < limit {
                 // Jaeger's envelope has no place for a partial-answer warning.
                 tracing::warn!(
                     inspected,

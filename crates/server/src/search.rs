@@ -1,12 +1,13 @@
 //! TraceQL search and the across-trace analytics endpoints.
 //!
-//! Both walk whole traces newest first within a time range: candidates come
-//! from [`Store::recent_traces`], each is read whole with [`Store::trace`] and
+//! Both walk whole traces newest first within a time range through
+//! [`Store::search`]: the query's hints become the store's filter, so the
+//! store reads only traces that may match, and each trace it hands over is
 //! tested with the TraceQL evaluator. At most `max_inspected` traces are read
 //! per request, and the answer says when that cap cut the walk short
 //! (`truncated`), so a slow, partial answer is never passed off as complete.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,43 +18,47 @@ use chaintrace_analysis::{
     top_bottlenecks, LlmTotals,
 };
 use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary};
-use chaintrace_store::{Store, StoreError, TraceListQuery};
+use chaintrace_store::{SearchRequest, Store, StoreError, TraceFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{error, parse_trace_id, store_error, AppState};
+use crate::filter::query_filter;
 use crate::range::{RangeParams, TimeRange};
 
 /// Most traces one search or analytics request reads.
 pub const MAX_INSPECTED: usize = 5_000;
 
-/// Walks traces in `range`, newest first, handing each to `visit` until it
-/// returns false. Returns (traces read, whether the cap cut the walk short).
-pub async fn scan(
+/// Walks the traces in `range` that pass `filter`, newest first, handing
+/// each with `state` to `visit` until it returns false. Returns the state,
+/// the traces read and whether the walk stopped early (cap or visitor).
+pub async fn scan<S: Default + Send + 'static>(
     store: &Arc<dyn Store>,
     range: TimeRange,
+    filter: TraceFilter,
     max_inspected: usize,
-    mut visit: impl FnMut(Trace) -> bool,
-) -> Result<(usize, bool), StoreError> {
-    let candidates = store
-        .recent_traces(&TraceListQuery {
-            limit: max_inspected,
-            service: None,
-            start: range.start,
-            end: range.end,
-        })
+    mut visit: impl FnMut(&mut S, Trace) -> bool + Send + 'static,
+) -> Result<(S, usize, bool), StoreError> {
+    // The store runs the visitor on its own thread; the state comes back
+    // through this cell once the walk is over.
+    let cell = Arc::new(Mutex::new(S::default()));
+    let shared = Arc::clone(&cell);
+    let request = SearchRequest {
+        filter,
+        start: range.start,
+        end: range.end,
+        max_inspected,
+    };
+    let stats = store
+        .search(
+            request,
+            Box::new(move |trace| {
+                let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                visit(&mut state, trace)
+            }),
+        )
         .await?;
-    let truncated = candidates.len() == max_inspected;
-    let mut inspected = 0;
-    for summary in candidates {
-        let Some(trace) = store.trace(summary.trace_id).await? else {
-            continue;
-        };
-        inspected += 1;
-        if !visit(trace) {
-            return Ok((inspected, true));
-        }
-    }
-    Ok((inspected, truncated))
+    let state = std::mem::take(&mut *cell.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok((state, stats.inspected, stats.truncated))
 }
 
 /// Query parameters of `GET /api/v1/search`.
@@ -151,39 +156,46 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
             format!("limit must be between 1 and 1000, got {limit}"),
         );
     }
-    let mut hits = Vec::new();
     let prices = Arc::clone(&state.prices);
-    let scanned = scan(&state.store, range, MAX_INSPECTED, |trace| {
-        let matched = match &query {
-            None => Some(Vec::new()),
-            Some(q) => q.evaluate(&trace).map(|m| {
-                m.matched
-                    .iter()
-                    .filter_map(|ms| {
-                        trace
-                            .spans
-                            .get(ms.span_index)
-                            .map(|s| matched_out(s, &ms.selected))
-                    })
-                    .collect()
-            }),
-        };
-        if let Some(matched) = matched {
-            let totals = LlmTotals::of(&llm_spans(&trace, &prices));
-            hits.push(SearchHit {
-                summary: trace.summary(),
-                llm_tokens: totals.input_tokens + totals.output_tokens,
-                matched,
-            });
-        }
-        hits.len() < limit
-    })
+    let filter = query_filter(query.as_ref());
+    let has_query = query.is_some();
+    let scanned = scan(
+        &state.store,
+        range,
+        filter,
+        MAX_INSPECTED,
+        move |hits: &mut Vec<SearchHit>, trace| {
+            let matched = match &query {
+                None => Some(Vec::new()),
+                Some(q) => q.evaluate(&trace).map(|m| {
+                    m.matched
+                        .iter()
+                        .filter_map(|ms| {
+                            trace
+                                .spans
+                                .get(ms.span_index)
+                                .map(|s| matched_out(s, &ms.selected))
+                        })
+                        .collect()
+                }),
+            };
+            if let Some(matched) = matched {
+                let totals = LlmTotals::of(&llm_spans(&trace, &prices));
+                hits.push(SearchHit {
+                    summary: trace.summary(),
+                    llm_tokens: totals.input_tokens + totals.output_tokens,
+                    matched,
+                });
+            }
+            hits.len() < limit
+        },
+    )
     .await;
     match scanned {
-        Ok((inspected, truncated)) => Json(SearchAnswer {
+        Ok((hits, inspected, truncated)) => Json(SearchAnswer {
             traces: hits,
             inspected,
-            truncated: truncated && query.is_some(),
+            truncated: truncated && has_query,
         })
         .into_response(),
         Err(e) => store_error(e),
@@ -263,16 +275,21 @@ async fn collect(
         .range
         .resolve(Some("1h"))
         .map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
-    let mut traces = Vec::new();
-    let (inspected, truncated) = scan(&state.store, range, MAX_INSPECTED, |trace| {
-        if query.as_ref().is_none_or(|q| q.matches(&trace)) {
-            traces.push(trace);
-        }
-        true
-    })
+    let filter = query_filter(query.as_ref());
+    scan(
+        &state.store,
+        range,
+        filter,
+        MAX_INSPECTED,
+        move |traces: &mut Vec<Trace>, trace| {
+            if query.as_ref().is_none_or(|q| q.matches(&trace)) {
+                traces.push(trace);
+            }
+            true
+        },
+    )
     .await
-    .map_err(store_error)?;
-    Ok((traces, inspected, truncated))
+    .map_err(store_error)
 }
 
 /// The analytics endpoints: `GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}`.

@@ -7,14 +7,20 @@
 //! ([`Harness::persist`]: blocks for the embedded store) and applies
 //! retention. [`run_all`] then checks ingest, trace by id across recent and
 //! persisted data and across reopen, duplicates, listing with time ranges,
-//! limits and services, and retention.
+//! limits and services, search by filter over traces split between recent
+//! and persisted data, and retention.
 
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use chaintrace_model::{
-    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId, UnixNanos,
+    Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId,
+    UnixNanos,
 };
 
+use crate::search::{SearchRequest, SearchStats, SpanClause, TraceFilter};
 use crate::store::{Store, TraceListQuery};
 
 /// How the suite drives one store implementation.
@@ -43,6 +49,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     let store = harness.open().await;
     duplicates_are_never_visible(harness, &store).await;
     listing_ranges_limits_services(harness, &store).await;
+    search_reads_whole_traces_across_storage(harness, &store).await;
     retention_by_age(harness, &store).await;
 }
 
@@ -333,4 +340,180 @@ async fn retention_by_age<H: Harness>(harness: &H, store: &H::S) {
         3,
         "retention keeps recent traces"
     );
+}
+
+/// Runs a search, returning the visited traces in visit order.
+async fn search(
+    store: &impl Store,
+    clauses: Vec<SpanClause>,
+    range: (Option<u64>, Option<u64>),
+    max_inspected: usize,
+    stop_after: usize,
+) -> (Vec<Trace>, SearchStats) {
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let request = SearchRequest {
+        filter: TraceFilter { clauses },
+        start: range.0.map(UnixNanos),
+        end: range.1.map(UnixNanos),
+        max_inspected,
+    };
+    let stats = store
+        .search(
+            request,
+            Box::new(move |trace| {
+                let mut seen = sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                seen.push(trace);
+                seen.len() < stop_after
+            }),
+        )
+        .await
+        .expect("search");
+    let traces = std::mem::take(
+        &mut *seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    (traces, stats)
+}
+
+fn ids_of(traces: &[Trace]) -> BTreeSet<TraceId> {
+    traces.iter().map(|t| t.trace_id).collect()
+}
+
+fn names(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+async fn search_reads_whole_traces_across_storage<H: Harness>(harness: &H, store: &H::S) {
+    let base = now() - HOUR / 2;
+    let failing = |mut s: Span| {
+        s.status.code = StatusCode::Error;
+        s
+    };
+    let rate_limited = |mut s: Span, class: &str| {
+        s.status.code = StatusCode::Error;
+        s.events.push(Event {
+            time: s.end,
+            name: "exception".into(),
+            attributes: vec![KeyValue::new("exception.type", class)],
+        });
+        s
+    };
+    // Persisted: trace 50's failing llm_call, all of healthy trace 51, and
+    // trace 53's api_call that failed with RateLimitError.
+    store
+        .append(vec![
+            span(50, 0, "rag", "process_query", base, 1000),
+            failing(span(50, 1, "rag", "llm_call", base + 10, 500)),
+            span(51, 0, "rag", "process_query", base + 100, 1000),
+            span(51, 1, "rag", "llm_call", base + 110, 500),
+            rate_limited(
+                span(53, 2, "rag", "api_call", base + 320, 50),
+                "RateLimitError",
+            ),
+        ])
+        .await
+        .expect("append");
+    harness.persist(store).await;
+    // Recent: trace 50's api_call with a qualified class, trace 53's
+    // llm_call, and trace 52 of another service failing otherwise.
+    let mut timeout = failing(span(52, 0, "billing", "llm_call", base + 200, 100));
+    timeout
+        .attributes
+        .push(KeyValue::new("error.type", "Timeout"));
+    store
+        .append(vec![
+            rate_limited(
+                span(50, 2, "rag", "api_call", base + 20, 400),
+                "__main__.RateLimitError",
+            ),
+            timeout,
+            failing(span(53, 0, "rag", "process_query", base + 300, 1000)),
+            failing(span(53, 1, "rag", "llm_call", base + 310, 500)),
+        ])
+        .await
+        .expect("append");
+
+    let founding = vec![
+        SpanClause::SpanName(names(&["llm_call"])),
+        SpanClause::StatusError,
+        SpanClause::ErrorType(names(&["RateLimitError"])),
+    ];
+    let (traces, stats) = search(store, founding, (None, None), 0, usize::MAX).await;
+    assert_eq!(
+        ids_of(&traces),
+        BTreeSet::from([tid(50), tid(53)]),
+        "search: every clause met by some span, wherever the spans are stored"
+    );
+    assert_eq!(traces.len(), 2, "search: each trace once");
+    assert!(!stats.truncated, "search: nothing left unread");
+    for trace in &traces {
+        assert_eq!(
+            Some(trace),
+            store.trace(trace.trace_id).await.expect("trace").as_ref(),
+            "search: traces are whole, as trace by id returns them"
+        );
+    }
+    let (traces, _) = search(
+        store,
+        vec![SpanClause::Service(names(&["billing"]))],
+        (None, None),
+        0,
+        usize::MAX,
+    )
+    .await;
+    assert_eq!(
+        ids_of(&traces),
+        BTreeSet::from([tid(52)]),
+        "search: by service"
+    );
+    let (traces, _) = search(
+        store,
+        vec![SpanClause::ErrorType(names(&[
+            "Timeout",
+            "__main__.RateLimitError",
+        ]))],
+        (None, None),
+        0,
+        usize::MAX,
+    )
+    .await;
+    assert_eq!(
+        ids_of(&traces),
+        BTreeSet::from([tid(50), tid(52)]),
+        "search: a qualified class matches only itself"
+    );
+    let (traces, _) = search(
+        store,
+        vec![SpanClause::SpanName(names(&["llm_call"]))],
+        (Some(base + 50), Some(base + 250)),
+        0,
+        usize::MAX,
+    )
+    .await;
+    assert_eq!(
+        ids_of(&traces),
+        BTreeSet::from([tid(51), tid(52)]),
+        "search: the trace's start (its earliest span) must lie in the range"
+    );
+    let (traces, stats) = search(
+        store,
+        vec![SpanClause::StatusError],
+        (Some(base), None),
+        0,
+        1,
+    )
+    .await;
+    assert_eq!(traces.len(), 1, "search: the visitor stops the walk");
+    assert!(stats.truncated, "search: a stopped walk says so");
+    let (traces, stats) = search(store, vec![], (Some(base), None), 2, usize::MAX).await;
+    assert_eq!(
+        stats.inspected, 2,
+        "search: at most max_inspected traces read"
+    );
+    assert!(traces.len() <= 2);
+    assert!(stats.truncated, "search: a capped walk says so");
 }

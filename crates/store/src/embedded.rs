@@ -30,6 +30,7 @@ use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
 use crate::catalog::Catalog;
 use crate::head::Head;
 use crate::maintenance;
+use crate::search::{SearchRequest, SearchStats};
 use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
 use crate::wal::{self, ReplayReport, SegmentSeq, Wal};
 
@@ -233,7 +234,7 @@ impl Inner {
     ) -> Result<Vec<TraceSummary>, StoreError> {
         let limit = query.effective_limit();
         let mut found: HashMap<TraceId, (TraceSummary, u32)> = HashMap::new();
-        let mut add = |list: Vec<TraceSummary>| {
+        let add = |found: &mut HashMap<TraceId, (TraceSummary, u32)>, list: Vec<TraceSummary>| {
             for s in list {
                 found
                     .entry(s.trace_id)
@@ -243,14 +244,28 @@ impl Inner {
         };
         let frozen = {
             let heads = self.heads();
-            add(heads.active.recent_traces(query));
+            add(&mut found, heads.active.recent_traces(query));
             heads.frozen.clone()
         };
         for f in &frozen {
-            add(f.head.recent_traces(query));
+            add(&mut found, f.head.recent_traces(query));
         }
-        for block in self.catalog.blocks() {
+        // Newest data first, so the walk can stop at the first block that
+        // cannot hold a trace newer than the `limit` found so far (a trace
+        // in a block starts at or before the block's `max_end`).
+        let mut blocks = self.catalog.blocks();
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.meta().max_end));
+        for block in blocks {
             let meta = block.meta();
+            if found.len() >= limit {
+                // The limit-th newest distinct trace found so far.
+                let mut starts: Vec<UnixNanos> =
+                    found.values().map(|(s, _)| s.start_unix_nano).collect();
+                let (_, kth, _) = starts.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+                if meta.max_end < *kth {
+                    break;
+                }
+            }
             if query.start.is_some_and(|s| meta.max_end < s)
                 || query.end.is_some_and(|e| meta.min_start > e)
                 || query
@@ -266,7 +281,7 @@ impl Inner {
             }
             list.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
             list.truncate(limit);
-            add(list);
+            add(&mut found, list);
         }
         let mut ordered: BTreeMap<(std::cmp::Reverse<u64>, TraceId), (TraceSummary, u32)> =
             BTreeMap::new();
@@ -563,6 +578,15 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Span>, StoreError> {
         let inner = Arc::clone(&self.inner);
         blocking(move || inner.scan_spans_blocking(start, end, max_spans)).await
+    }
+
+    async fn search(
+        &self,
+        request: SearchRequest,
+        mut visit: Box<dyn FnMut(Trace) -> bool + Send>,
+    ) -> Result<SearchStats, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.search_blocking(&request, &mut *visit)).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -17,6 +17,7 @@ use chaintrace_model::{
     AnyValue, Event, KeyValue, Link, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
 };
 
+use crate::search::SpanClause;
 use crate::store::TraceListQuery;
 
 /// Bookkeeping bytes per trace beyond its spans: the map entry (with the
@@ -153,6 +154,29 @@ impl Head {
             bytes: self.bytes,
             duplicates: self.duplicates,
         }
+    }
+
+    /// The traces that have a span satisfying `clause` (every trace when
+    /// `None`) and start at or after `since`, as (start, id), newest first.
+    /// Spans are tested where they lie; nothing is cloned.
+    pub(crate) fn search_candidates(
+        &self,
+        clause: Option<&SpanClause>,
+        since: Option<UnixNanos>,
+    ) -> Vec<(UnixNanos, TraceId)> {
+        let from = (since.unwrap_or(UnixNanos(0)), TraceId([0; TraceId::LEN]));
+        self.by_start
+            .range(from..)
+            .rev()
+            .filter(|(_, id)| {
+                clause.is_none_or(|c| {
+                    self.traces
+                        .get(id)
+                        .is_some_and(|t| t.spans.iter().any(|s| c.admits(s)))
+                })
+            })
+            .copied()
+            .collect()
     }
 }
 

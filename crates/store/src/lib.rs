@@ -33,6 +33,8 @@ pub mod conformance;
 mod embedded;
 mod head;
 mod maintenance;
+mod search;
+mod search_exec;
 mod store;
 mod wal;
 
@@ -40,5 +42,6 @@ mod wal;
 mod test_support;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};
 pub use store::{Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT};
 pub use wal::ReplayReport;

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
 
+use crate::search::{SearchRequest, SearchStats};
+
 /// The number of summaries [`Store::recent_traces`] returns when
 /// [`TraceListQuery::limit`] is 0.
 pub const DEFAULT_TRACE_LIST_LIMIT: usize = 20;
@@ -47,6 +49,22 @@ pub trait Store: Send + Sync + 'static {
         end: Option<UnixNanos>,
         max_spans: usize,
     ) -> Result<Vec<Span>, StoreError>;
+
+    /// Hands `visit` every trace that starts in `[request.start,
+    /// request.end]` and passes `request.filter`, until `visit` returns
+    /// false or `request.max_inspected` traces have been read.
+    ///
+    /// Each trace is whole (all stored spans, duplicates dropped, exactly as
+    /// [`Store::trace`] returns it) and comes at most once, roughly newest
+    /// first: the store may walk its storage in pieces (the embedded store:
+    /// memory, then blocks by newest data) and orders by trace start within
+    /// each. The filter lets the store skip traces without reading them; it
+    /// must never skip one that passes it. `visit` runs on a blocking thread.
+    async fn search(
+        &self,
+        request: SearchRequest,
+        visit: Box<dyn FnMut(Trace) -> bool + Send>,
+    ) -> Result<SearchStats, StoreError>;
 }
 
 /// Which traces [`Store::recent_traces`] lists.

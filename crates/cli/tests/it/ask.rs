@@ -387,6 +387,32 @@ async fn analytics_and_gen_against_the_real_server() {
         "{calls} calls, {errors} errors"
     );
 
+    // The founding question finds every generated failure, and only those.
+    let (status, answer) = server
+        .get_json(&format!(
+            "/api/v1/search?q={}&since=1h&limit=1000",
+            url_encode(FOUNDING_QUERY)
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["traces"].as_array().unwrap().len() as u64,
+        errors,
+        "one hit per failed api_call: {answer}"
+    );
+    let (status, answer) = server
+        .get_json(&format!(
+            "/api/v1/search?q={}&since=1h&limit=1000",
+            url_encode(r#"{ resource.service.name = "rag-chain" }"#)
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let by_service = answer["traces"].as_array().unwrap();
+    assert!(
+        !by_service.is_empty() && by_service.iter().all(|t| t["root_service"] == "rag-chain"),
+        "{answer}"
+    );
+
     let (status, groups) = server.get_json("/api/v1/analytics/errors?since=1h").await;
     assert_eq!(status, 200);
     let rate_limited: u64 = groups["errors"]

@@ -2,7 +2,8 @@
 //! and the rules for block ids.
 //!
 //! The meta is what the store reads to plan a query without touching
-//! Parquet: time range, counts, services and names. It is written last, so
+//! Parquet: time range, counts, services and names, and per-value span
+//! counts ([`SpanCounts`]) for choosing how to search it. It is written last, so
 //! a directory with a valid meta.json is a complete block.
 
 use std::fs;
@@ -13,6 +14,7 @@ use chaintrace_model::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 use super::error::BlockError;
+use super::stats::SpanCounts;
 use super::FORMAT_VERSION;
 
 /// The most distinct span names kept in [`BlockMeta::names`].
@@ -50,6 +52,10 @@ pub struct BlockMeta {
     pub compaction_level: u32,
     /// When the block was written.
     pub created: UnixNanos,
+    /// Spans per name, service, error class and error status, for search
+    /// planning; `None` in blocks written before they were counted.
+    #[serde(default)]
+    pub span_counts: Option<SpanCounts>,
 }
 
 /// Checks that `id` can name a block directory: 1–128 characters of
@@ -126,6 +132,17 @@ pub(crate) fn meta_json(meta: &BlockMeta) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_of_a_block_written_before_span_counts_still_reads() {
+        let json = r#"{"version":"vparquet1","id":"b1","min_start":1,"max_end":2,
+            "span_count":1,"trace_count":1,"services":["rag"],"names":["a"],
+            "names_truncated":false,"data_bytes":10,"wal_segments":null,
+            "replaces":[],"compaction_level":0,"created":3}"#;
+        let meta: BlockMeta = serde_json::from_str(json).unwrap();
+        assert_eq!(meta.span_counts, None);
+        assert_eq!(meta.names, ["a"]);
+    }
 
     #[test]
     fn ids_that_cannot_name_a_block_are_refused() {

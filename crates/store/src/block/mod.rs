@@ -14,7 +14,8 @@
 //! - `traces.parquet`: one row per trace ([`TraceSummary`]
 //!   fields), sorted by start time; listing traces reads only this file.
 //! - `meta.json`: [`BlockMeta`] — version, time range, counts, services,
-//!   names. Written last: its presence makes the directory a block.
+//!   names, and per-value span counts ([`SpanCounts`]) for search
+//!   planning. Written last: its presence makes the directory a block.
 //!
 //! [`write_block`] writes a block atomically; [`Block`] opens one and
 //! answers trace-by-id ([`Block::trace_spans`]), full scans for compaction
@@ -46,6 +47,8 @@ mod hot;
 mod meta;
 mod read;
 mod schema;
+mod search;
+mod stats;
 mod value_codec;
 mod write;
 
@@ -55,6 +58,7 @@ mod testing;
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
 pub use read::{Block, LookupStats};
+pub use stats::SpanCounts;
 pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
 
 /// The block format this build writes and the only one it reads.

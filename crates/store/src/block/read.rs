@@ -57,10 +57,10 @@ pub struct LookupStats {
 }
 
 /// One open Parquet file of a block: the shared handle and its footer.
-struct OpenFile {
-    path: PathBuf,
+pub(super) struct OpenFile {
+    pub(super) path: PathBuf,
     file: BlockFile,
-    meta: ArrowReaderMetadata,
+    pub(super) meta: ArrowReaderMetadata,
 }
 
 impl OpenFile {
@@ -102,7 +102,7 @@ impl OpenFile {
         Ok(OpenFile { path, file, meta })
     }
 
-    fn reader(
+    pub(super) fn reader(
         &self,
         row_groups: Vec<usize>,
         projection: Option<&ProjectionMask>,
@@ -137,7 +137,7 @@ impl OpenFile {
     }
 
     /// Reads every batch of `reader`, handing each to `f`.
-    fn each_batch(
+    pub(super) fn each_batch(
         &self,
         reader: ParquetRecordBatchReader,
         mut f: impl FnMut(&RecordBatch) -> Result<(), String>,
@@ -158,12 +158,12 @@ impl OpenFile {
 pub struct Block {
     dir: PathBuf,
     meta: BlockMeta,
-    data: OpenFile,
+    pub(super) data: OpenFile,
     traces: OpenFile,
     /// Leaf column index of `trace_id` in `data.parquet`.
-    trace_id_leaf: usize,
+    pub(super) trace_id_leaf: usize,
     /// Only the columns that rebuild a span (not the derived hot ones).
-    span_projection: ProjectionMask,
+    pub(super) span_projection: ProjectionMask,
     /// The `trace_id` bloom filter of each row group, loaded on first use.
     blooms: Vec<OnceLock<Option<Sbbf>>>,
 }
@@ -331,7 +331,7 @@ impl Block {
 
     /// Whether row group `rg`'s bloom filter admits `key` (true when the
     /// row group has none).
-    fn bloom_may_contain(&self, rg: usize, key: &[u8]) -> Result<bool, BlockError> {
+    pub(super) fn bloom_may_contain(&self, rg: usize, key: &[u8]) -> Result<bool, BlockError> {
         let Some(cell) = self.blooms.get(rg) else {
             return Ok(true);
         };
@@ -354,7 +354,12 @@ impl Block {
 
     /// The row ranges of row group `rg` whose `trace_id` pages may hold
     /// `key`, from the page index; `None` when there is no usable index.
-    fn candidate_pages(&self, rg: usize, key: &[u8], total: usize) -> Option<Vec<Range<usize>>> {
+    pub(super) fn candidate_pages(
+        &self,
+        rg: usize,
+        key: &[u8],
+        total: usize,
+    ) -> Option<Vec<Range<usize>>> {
         let metadata = self.data.meta.metadata();
         let index = metadata.column_index()?.get(rg)?.get(self.trace_id_leaf)?;
         let locations = metadata

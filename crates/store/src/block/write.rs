@@ -323,6 +323,7 @@ fn block_meta(
         replaces: opts.replaces.clone(),
         compaction_level: opts.compaction_level,
         created: UnixNanos::now(),
+        span_counts: Some(super::stats::SpanCounts::of(spans.iter().copied())),
     }
 }
 

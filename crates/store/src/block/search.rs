@@ -1,0 +1,406 @@
+//! Search reads of one block: which traces may satisfy a [`SpanClause`]
+//! (reading only the clause's hot column, then `trace_id` and start of the
+//! rows that pass), and the spans of many traces at once (one Parquet
+//! reader per block, however many traces are asked for).
+//!
+//! Pruning here is sound or absent: a row group is skipped only when its
+//! statistics prove no row passes. Whether the `error_type` column may be
+//! used at all is the caller's question ([`Block::clause_spans`] answers it
+//! from the meta); this file assumes it was asked.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use arrow_array::{
+    Array, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array, UInt8Array,
+};
+use arrow_schema::ArrowError;
+use chaintrace_model::{error_class_matches, Span, TraceId, UnixNanos};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter, RowSelection};
+use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::statistics::Statistics;
+
+use super::decode::SpanColumns;
+use super::error::BlockError;
+use super::read::Block;
+use super::schema::{col, status_to_u8};
+use crate::search::SpanClause;
+
+/// Rows per batch when reading candidates (two small columns).
+const CANDIDATE_BATCH_ROWS: usize = 64 * 1024;
+
+/// A trace that may satisfy a clause: the start of its earliest span here
+/// that does, and its id.
+pub(crate) type Candidate = (UnixNanos, TraceId);
+
+impl Block {
+    /// At most how many spans of this block satisfy `clause`, from the meta
+    /// alone; `None` when the block cannot be searched by it (an error-class
+    /// clause on a block whose `error_type` column does not reflect every
+    /// spelling, or that was written before spans were counted).
+    pub(crate) fn clause_spans(&self, clause: &SpanClause) -> Option<u64> {
+        let meta = self.meta();
+        let all = meta.span_count;
+        let counts = meta.span_counts.as_ref();
+        let n = match clause {
+            SpanClause::SpanName(names) => match counts {
+                Some(c) => names
+                    .iter()
+                    .map(|n| match c.names.get(n) {
+                        Some(k) => *k,
+                        None if c.names_truncated => all,
+                        None => 0,
+                    })
+                    .sum(),
+                None if !meta.names_truncated && !names.iter().any(|n| meta.names.contains(n)) => 0,
+                None => all,
+            },
+            SpanClause::Service(services) => match counts {
+                Some(c) => services
+                    .iter()
+                    .map(|s| match c.services.get(s) {
+                        Some(k) => *k,
+                        None if c.services_truncated => all,
+                        None => 0,
+                    })
+                    .sum(),
+                None if !services.iter().any(|s| meta.services.contains(s)) => 0,
+                None => all,
+            },
+            SpanClause::StatusError => counts.map_or(all, |c| c.status_error),
+            SpanClause::ErrorType(wanted) => {
+                let c = counts.filter(|c| c.error_types_exact)?;
+                if c.error_types_truncated {
+                    c.error_type_spans
+                } else {
+                    c.error_types
+                        .iter()
+                        .filter(|(v, _)| wanted.iter().any(|w| error_class_matches(v, w)))
+                        .map(|(_, k)| *k)
+                        .sum()
+                }
+            }
+        };
+        Some(n.min(all))
+    }
+
+    /// The traces with a span here that satisfies `clause` (every trace
+    /// when `None`) and, with `since`, starts at or after it; each once,
+    /// in no particular order.
+    ///
+    /// With a clause, only the clause's column is decoded for every row of
+    /// the row groups its statistics admit, and `trace_id` and start only
+    /// for the rows that pass. Without, `traces.parquet` is read.
+    pub(crate) fn search_candidates(
+        &self,
+        clause: Option<&SpanClause>,
+        since: Option<UnixNanos>,
+    ) -> Result<Vec<Candidate>, BlockError> {
+        let Some(clause) = clause else {
+            return Ok(self
+                .trace_summaries(since, None)?
+                .into_iter()
+                .map(|s| (s.start_unix_nano, s.trace_id))
+                .collect());
+        };
+        let column = clause_column(clause);
+        let (Some(clause_leaf), Some(start_leaf)) = (self.leaf(column), self.leaf(col::START))
+        else {
+            return Err(BlockError::corrupt(
+                &self.data.path,
+                format!("no {column} or {} leaf column", col::START),
+            ));
+        };
+        let since = since.map_or(0, |t| t.0);
+        let metadata = self.data.meta.metadata().clone();
+        let groups: Vec<usize> = metadata
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| max_start(rg, start_leaf).is_none_or(|max| max >= since))
+            .filter(|(_, rg)| may_hold(rg, clause_leaf, clause))
+            .map(|(i, _)| i)
+            .collect();
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = self.data.meta.parquet_schema();
+        let output = ProjectionMask::leaves(schema, [self.trace_id_leaf, start_leaf]);
+        let tested = ProjectionMask::leaves(schema, [clause_leaf, start_leaf]);
+        let test = clause.clone();
+        let predicate = ArrowPredicateFn::new(tested, move |batch: RecordBatch| {
+            passes(&batch, column, &test, since)
+        });
+        let filter = RowFilter::new(vec![Box::new(predicate)]);
+        let reader = self.data.reader(
+            groups,
+            Some(&output),
+            None,
+            Some(filter),
+            CANDIDATE_BATCH_ROWS,
+        )?;
+        let mut out: Vec<Candidate> = Vec::new();
+        self.data.each_batch(reader, |batch| {
+            let ids = typed::<FixedSizeBinaryArray>(batch, col::TRACE_ID)?;
+            let starts = typed::<UInt64Array>(batch, col::START)?;
+            if ids.value_length() != 16 {
+                return Err(format!("trace_id holds {}-byte values", ids.value_length()));
+            }
+            for row in 0..batch.num_rows() {
+                let id = TraceId(to_id(ids.value(row)));
+                let start = UnixNanos(starts.value(row));
+                // Rows are sorted by trace id, then start: a trace's first
+                // row here is its earliest.
+                match out.last() {
+                    Some((_, last)) if *last == id => {}
+                    _ => out.push((start, id)),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every span here of the traces `ids`, in block order (trace id,
+    /// start, span id). One reader for all of them: row groups are chosen
+    /// by trace-id statistics and the (cached) bloom filters, rows by the
+    /// page index, and only rows of the wanted traces are decoded in full.
+    pub(crate) fn spans_of_traces(&self, ids: &[TraceId]) -> Result<Vec<Span>, BlockError> {
+        let metadata = self.data.meta.metadata().clone();
+        let mut groups = Vec::new();
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        let mut wanted: HashSet<[u8; TraceId::LEN]> = HashSet::new();
+        let mut offset = 0usize;
+        for (i, rg) in metadata.row_groups().iter().enumerate() {
+            let stats = rg
+                .column(self.trace_id_leaf)
+                .statistics()
+                .and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?)));
+            let mut here = Vec::new();
+            for id in ids {
+                let key = &id.0[..];
+                if stats.is_some_and(|(min, max)| key < min || key > max) {
+                    continue;
+                }
+                if self.bloom_may_contain(i, key)? {
+                    here.push(id);
+                }
+            }
+            if here.is_empty() {
+                continue;
+            }
+            let total = usize::try_from(rg.num_rows()).unwrap_or(0);
+            let mut rows: Vec<Range<usize>> = Vec::new();
+            for id in &here {
+                match self.candidate_pages(i, &id.0, total) {
+                    Some(pages) => rows.extend(pages),
+                    None => {
+                        rows = std::iter::once(0..total).collect();
+                        break;
+                    }
+                }
+            }
+            let rows = merge(rows);
+            if rows.is_empty() {
+                continue;
+            }
+            groups.push(i);
+            ranges.extend(rows.into_iter().map(|r| r.start + offset..r.end + offset));
+            offset += total;
+            wanted.extend(here.iter().map(|id| id.0));
+        }
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
+        let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
+        let keep = wanted.clone();
+        let predicate = ArrowPredicateFn::new(leaf, move |batch: RecordBatch| {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<FixedSizeBinaryArray>()
+                .ok_or_else(|| {
+                    ArrowError::SchemaError("trace_id is not FixedSizeBinary".to_string())
+                })?;
+            Ok((0..ids.len())
+                .map(|r| {
+                    Some(
+                        ids.is_valid(r)
+                            && <[u8; TraceId::LEN]>::try_from(ids.value(r))
+                                .is_ok_and(|k| keep.contains(&k)),
+                    )
+                })
+                .collect::<BooleanArray>())
+        });
+        let reader = self.data.reader(
+            groups,
+            Some(&self.span_projection),
+            Some(selection),
+            Some(RowFilter::new(vec![Box::new(predicate)])),
+            8192,
+        )?;
+        let mut spans = Vec::new();
+        self.data.each_batch(reader, |batch| {
+            let mut columns = SpanColumns::new(batch)?;
+            for row in 0..columns.len() {
+                let hit = <[u8; TraceId::LEN]>::try_from(columns.trace_id(row))
+                    .is_ok_and(|k| wanted.contains(&k));
+                if hit {
+                    spans.push(columns.span(row)?);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(spans)
+    }
+
+    /// The leaf column index of the top-level column `name` in `data.parquet`.
+    fn leaf(&self, name: &str) -> Option<usize> {
+        self.data
+            .meta
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [name])
+    }
+}
+
+/// The hot column a clause is tested on.
+fn clause_column(clause: &SpanClause) -> &'static str {
+    match clause {
+        SpanClause::SpanName(_) => col::NAME,
+        SpanClause::Service(_) => col::SERVICE,
+        SpanClause::StatusError => col::STATUS_CODE,
+        SpanClause::ErrorType(_) => col::ERROR_TYPE,
+    }
+}
+
+/// The largest span start in a row group, from its statistics.
+fn max_start(rg: &RowGroupMetaData, leaf: usize) -> Option<u64> {
+    match rg.column(leaf).statistics() {
+        // u64 is stored as INT64; the bits are the u64's.
+        Some(Statistics::Int64(s)) => s.max_opt().map(|&m| m as u64),
+        _ => None,
+    }
+}
+
+/// Whether a row group's statistics leave room for a row passing `clause`.
+fn may_hold(rg: &RowGroupMetaData, leaf: usize, clause: &SpanClause) -> bool {
+    let chunk = rg.column(leaf);
+    let Some(stats) = chunk.statistics() else {
+        return true;
+    };
+    match clause {
+        SpanClause::ErrorType(_) => {
+            stats.null_count_opt() != Some(chunk.num_values().max(0) as u64)
+        }
+        SpanClause::StatusError => match stats {
+            Statistics::Int32(s) => s.max_opt().is_none_or(|&max| {
+                max >= i32::from(status_to_u8(chaintrace_model::StatusCode::Error))
+            }),
+            _ => true,
+        },
+        SpanClause::SpanName(values) | SpanClause::Service(values) => {
+            match (stats.min_bytes_opt(), stats.max_bytes_opt()) {
+                (Some(min), Some(max)) => values
+                    .iter()
+                    .any(|v| min <= v.as_bytes() && v.as_bytes() <= max),
+                _ => true,
+            }
+        }
+    }
+}
+
+/// The predicate of [`Block::search_candidates`] over one batch of the
+/// clause column and `start_unix_nano`.
+fn passes(
+    batch: &RecordBatch,
+    column: &str,
+    clause: &SpanClause,
+    since: u64,
+) -> Result<BooleanArray, ArrowError> {
+    let starts = typed::<UInt64Array>(batch, col::START).map_err(ArrowError::SchemaError)?;
+    let in_time = |row: usize| starts.value(row) >= since;
+    let rows = 0..batch.num_rows();
+    let out: BooleanArray = match clause {
+        SpanClause::StatusError => {
+            let codes = typed::<UInt8Array>(batch, column).map_err(ArrowError::SchemaError)?;
+            let error = status_to_u8(chaintrace_model::StatusCode::Error);
+            rows.map(|r| Some(in_time(r) && codes.is_valid(r) && codes.value(r) == error))
+                .collect()
+        }
+        SpanClause::SpanName(values) | SpanClause::Service(values) => {
+            let text = typed::<StringArray>(batch, column).map_err(ArrowError::SchemaError)?;
+            rows.map(|r| Some(in_time(r) && text.is_valid(r) && values.contains(text.value(r))))
+                .collect()
+        }
+        SpanClause::ErrorType(wanted) => {
+            let text = typed::<StringArray>(batch, column).map_err(ArrowError::SchemaError)?;
+            rows.map(|r| {
+                Some(
+                    in_time(r)
+                        && text.is_valid(r)
+                        && wanted.iter().any(|w| error_class_matches(text.value(r), w)),
+                )
+            })
+            .collect()
+        }
+    };
+    Ok(out)
+}
+
+/// Column `name` of `batch` as `T`.
+fn typed<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| format!("column {name} is missing or has the wrong type"))
+}
+
+/// Sorts ranges and joins the ones that touch or overlap.
+fn merge(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges.into_iter().filter(|r| !r.is_empty()) {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Copies a 16-byte id whose width the caller checked.
+fn to_id(bytes: &[u8]) -> [u8; TraceId::LEN] {
+    let mut out = [0u8; TraceId::LEN];
+    out.copy_from_slice(&bytes[..TraceId::LEN]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::DATA_SCHEMA;
+    use super::*;
+
+    #[test]
+    fn ranges_merge_when_they_touch() {
+        assert_eq!(
+            merge(vec![5..9, 0..2, 2..3, 8..12, 20..20]),
+            vec![0..3, 5..12]
+        );
+    }
+
+    #[test]
+    fn schema_has_every_clause_column() {
+        for c in [
+            SpanClause::StatusError,
+            SpanClause::ErrorType(Default::default()),
+            SpanClause::SpanName(Default::default()),
+            SpanClause::Service(Default::default()),
+        ] {
+            assert!(DATA_SCHEMA.index_of(clause_column(&c)).is_ok());
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! [`SpanCounts`]: per-value span counts of a block, kept in its
+//! `meta.json` so that a search can choose its most selective clause and
+//! skip blocks without opening Parquet.
+//!
+//! Computed once when a block is written, from the spans being written;
+//! this module does no I/O and knows nothing of the Parquet layout beyond
+//! the hot `error_type` column's rule ([`super::hot`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chaintrace_model::{find_attr, AnyValue, Span};
+use serde::{Deserialize, Serialize};
+
+use super::hot::HotFields;
+use super::meta::MAX_META_NAMES;
+use crate::search::ERROR_TYPE_KEYS;
+
+/// How many spans of a block carry each value of the fields search filters
+/// on. Maps hold at most [`MAX_META_NAMES`] values each; a value missing
+/// from a map that was cut (`*_truncated`) has an unknown count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanCounts {
+    /// Spans per span name.
+    pub names: BTreeMap<String, u64>,
+    /// Whether `names` was cut at [`MAX_META_NAMES`] values.
+    pub names_truncated: bool,
+    /// Spans per `service.name` (`unknown_service` when absent).
+    pub services: BTreeMap<String, u64>,
+    /// Whether `services` was cut at [`MAX_META_NAMES`] values.
+    pub services_truncated: bool,
+    /// Spans per value of the hot `error_type` column.
+    pub error_types: BTreeMap<String, u64>,
+    /// Whether `error_types` was cut at [`MAX_META_NAMES`] values.
+    pub error_types_truncated: bool,
+    /// Spans with a value in the hot `error_type` column.
+    pub error_type_spans: u64,
+    /// Spans with status ERROR.
+    pub status_error: u64,
+    /// Whether the hot `error_type` column alone answers every error-class
+    /// search on this block: no span carries an error class name (in
+    /// `error_type`, `error.type`, `exception.type` or an `exception` event;
+    /// on the span or its resource) other than, or besides, the one the
+    /// column holds. The column keeps only the first spelling, so where
+    /// spellings disagree a search must not prune by it.
+    pub error_types_exact: bool,
+}
+
+impl SpanCounts {
+    /// Counts `spans` (one block's, duplicates already dropped).
+    pub fn of<'a>(spans: impl IntoIterator<Item = &'a Span>) -> SpanCounts {
+        let mut names: HashMap<&str, u64> = HashMap::new();
+        let mut services: HashMap<&str, u64> = HashMap::new();
+        let mut error_types: HashMap<&str, u64> = HashMap::new();
+        let mut counts = SpanCounts {
+            error_types_exact: true,
+            ..SpanCounts::default()
+        };
+        for span in spans {
+            *names.entry(span.name.as_str()).or_default() += 1;
+            *services.entry(span.service_name()).or_default() += 1;
+            counts.status_error += u64::from(span.is_error());
+            let hot = HotFields::of(span).error_type;
+            if let Some(value) = hot {
+                *error_types.entry(value).or_default() += 1;
+                counts.error_type_spans += 1;
+            }
+            if counts.error_types_exact && !hot_column_is_exact(span, hot) {
+                counts.error_types_exact = false;
+            }
+        }
+        (counts.names, counts.names_truncated) = capped(names);
+        (counts.services, counts.services_truncated) = capped(services);
+        (counts.error_types, counts.error_types_truncated) = capped(error_types);
+        counts
+    }
+}
+
+/// Whether every error class name search could read on `span` is a string
+/// equal to `hot`, the value the block's `error_type` column holds.
+fn hot_column_is_exact(span: &Span, hot: Option<&str>) -> bool {
+    let same = |v: &AnyValue| v.as_str().is_some() && v.as_str() == hot;
+    let event = span
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .and_then(|e| find_attr(&e.attributes, "exception.type"));
+    ERROR_TYPE_KEYS
+        .iter()
+        .filter_map(|k| find_attr(&span.attributes, k))
+        .chain(event)
+        .all(same)
+        && ERROR_TYPE_KEYS
+            .iter()
+            .all(|k| find_attr(&span.resource.attributes, k).is_none())
+}
+
+/// The counts sorted by value, at most [`MAX_META_NAMES`] of them (the
+/// largest counts kept), and whether any was cut.
+fn capped(counts: HashMap<&str, u64>) -> (BTreeMap<String, u64>, bool) {
+    let truncated = counts.len() > MAX_META_NAMES;
+    let mut list: Vec<(&str, u64)> = counts.into_iter().collect();
+    if truncated {
+        list.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        list.truncate(MAX_META_NAMES);
+    }
+    let map = list.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+    (map, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chaintrace_model::{Event, KeyValue, Resource, StatusCode, UnixNanos};
+
+    use super::*;
+    use crate::test_support::span;
+
+    fn failing(error_type: &str, exception: &str) -> Span {
+        let mut s = span(1, 2, Some(1), "llm", "api_call", 0, 1);
+        s.status.code = StatusCode::Error;
+        s.attributes.push(KeyValue::new("error_type", error_type));
+        s.events.push(Event {
+            time: UnixNanos(1),
+            name: "exception".into(),
+            attributes: vec![KeyValue::new("exception.type", exception)],
+        });
+        s
+    }
+
+    #[test]
+    fn counts_per_value_and_exactness_of_the_error_type_column() {
+        let spans = vec![
+            span(1, 1, None, "rag", "chain", 0, 9),
+            failing("RateLimitError", "RateLimitError"),
+        ];
+        let counts = SpanCounts::of(&spans);
+        assert_eq!(counts.names["chain"], 1);
+        assert_eq!(counts.services["llm"], 1);
+        assert_eq!(counts.error_types["RateLimitError"], 1);
+        assert_eq!((counts.status_error, counts.error_type_spans), (1, 1));
+        assert!(counts.error_types_exact);
+
+        // The column keeps error_type; the event names another class.
+        let counts = SpanCounts::of(&[failing("RateLimitError", "__main__.RateLimitError")]);
+        assert!(!counts.error_types_exact);
+
+        // An exception.type attribute is read by search, not by the column.
+        let mut s = span(1, 1, None, "rag", "chain", 0, 9);
+        s.attributes
+            .push(KeyValue::new("exception.type", "Timeout"));
+        assert!(!SpanCounts::of(&[s]).error_types_exact);
+
+        // A non-string spelling, or one on the resource.
+        let mut s = span(1, 1, None, "rag", "chain", 0, 9);
+        s.attributes.push(KeyValue::new("error.type", 5i64));
+        assert!(!SpanCounts::of(&[s]).error_types_exact);
+        let mut s = span(1, 1, None, "rag", "chain", 0, 9);
+        s.resource = Arc::new(Resource {
+            attributes: vec![KeyValue::new("error_type", "Boom")],
+        });
+        assert!(!SpanCounts::of(&[s]).error_types_exact);
+    }
+}

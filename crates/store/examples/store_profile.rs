@@ -36,6 +36,9 @@ fn kv(key: &str, value: impl Into<AnyValue>) -> KeyValue {
     }
 }
 
+/// Name, parent index, start and end (ms), attributes.
+type Slot = (&'static str, Option<usize>, u64, u64, Vec<KeyValue>);
+
 /// A seven-span RAG chain like `chaintrace gen` sends.
 fn chain(n: u64, resources: &[Arc<Resource>]) -> Vec<Span> {
     let mut id = [0u8; 16];
@@ -44,8 +47,8 @@ fn chain(n: u64, resources: &[Arc<Resource>]) -> Vec<Span> {
     let trace_id = TraceId(id);
     let base = 1_700_000_000_000_000_000 + n * 1_000_000;
     let resource = Arc::clone(&resources[n as usize % resources.len()]);
-    let error = n % 50 == 0;
-    let slots: [(&str, Option<usize>, u64, u64, Vec<KeyValue>); 7] = [
+    let error = n.is_multiple_of(50);
+    let slots: [Slot; 7] = [
         (
             "process_query",
             None,

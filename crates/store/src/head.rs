@@ -333,7 +333,7 @@ fn estimate_span_bytes(span: &Span) -> u64 {
 
 /// The list's own buffer plus each pair's key and value.
 fn attributes_bytes(attributes: &[KeyValue]) -> usize {
-    heap(size_of::<KeyValue>() * attributes.len())
+    heap(size_of_val(attributes))
         + attributes
             .iter()
             .map(|kv| heap(kv.key.len()) + value_bytes(&kv.value))
@@ -346,7 +346,7 @@ fn value_bytes(value: &AnyValue) -> usize {
         AnyValue::String(s) => heap(s.len()),
         AnyValue::Bytes(b) => heap(b.len()),
         AnyValue::Array(items) => {
-            heap(size_of::<AnyValue>() * items.len()) + items.iter().map(value_bytes).sum::<usize>()
+            heap(size_of_val(items.as_slice())) + items.iter().map(value_bytes).sum::<usize>()
         }
         AnyValue::KvList(kvs) => attributes_bytes(kvs),
         AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => 0,

@@ -313,6 +313,14 @@ impl Block {
 
     /// A row filter keeping the rows of trace `id`.
     fn trace_id_filter(&self, id: TraceId) -> RowFilter {
+        self.trace_id_row_filter(move |trace| trace == id.0)
+    }
+
+    /// A row filter keeping the rows whose trace id `keep` accepts.
+    pub(super) fn trace_id_row_filter(
+        &self,
+        keep: impl Fn(&[u8]) -> bool + Send + 'static,
+    ) -> RowFilter {
         let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
         let predicate = ArrowPredicateFn::new(leaf, move |batch: RecordBatch| {
             let ids = batch
@@ -323,7 +331,7 @@ impl Block {
                     ArrowError::SchemaError("trace_id is not FixedSizeBinary".to_string())
                 })?;
             Ok((0..ids.len())
-                .map(|r| Some(ids.is_valid(r) && ids.value(r) == id.0))
+                .map(|r| Some(ids.is_valid(r) && keep(ids.value(r))))
                 .collect::<BooleanArray>())
         });
         RowFilter::new(vec![Box::new(predicate)])

@@ -214,31 +214,15 @@ impl Block {
             return Ok(Vec::new());
         }
         let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
-        let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
         let keep = wanted.clone();
-        let predicate = ArrowPredicateFn::new(leaf, move |batch: RecordBatch| {
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(|| {
-                    ArrowError::SchemaError("trace_id is not FixedSizeBinary".to_string())
-                })?;
-            Ok((0..ids.len())
-                .map(|r| {
-                    Some(
-                        ids.is_valid(r)
-                            && <[u8; TraceId::LEN]>::try_from(ids.value(r))
-                                .is_ok_and(|k| keep.contains(&k)),
-                    )
-                })
-                .collect::<BooleanArray>())
+        let filter = self.trace_id_row_filter(move |trace| {
+            <[u8; TraceId::LEN]>::try_from(trace).is_ok_and(|k| keep.contains(&k))
         });
         let reader = self.data.reader(
             groups,
             Some(&self.span_projection),
             Some(selection),
-            Some(RowFilter::new(vec![Box::new(predicate)])),
+            Some(filter),
             8192,
         )?;
         let mut spans = Vec::new();

@@ -45,26 +45,12 @@ impl Block {
         let counts = meta.span_counts.as_ref();
         let n = match clause {
             SpanClause::SpanName(names) => match counts {
-                Some(c) => names
-                    .iter()
-                    .map(|n| match c.names.get(n) {
-                        Some(k) => *k,
-                        None if c.names_truncated => all,
-                        None => 0,
-                    })
-                    .sum(),
+                Some(c) => counted(&c.names, c.names_truncated, names, all),
                 None if !meta.names_truncated && !names.iter().any(|n| meta.names.contains(n)) => 0,
                 None => all,
             },
             SpanClause::Service(services) => match counts {
-                Some(c) => services
-                    .iter()
-                    .map(|s| match c.services.get(s) {
-                        Some(k) => *k,
-                        None if c.services_truncated => all,
-                        None => 0,
-                    })
-                    .sum(),
+                Some(c) => counted(&c.services, c.services_truncated, services, all),
                 None if !services.iter().any(|s| meta.services.contains(s)) => 0,
                 None => all,
             },
@@ -361,6 +347,25 @@ fn to_id(bytes: &[u8]) -> [u8; TraceId::LEN] {
     let mut out = [0u8; TraceId::LEN];
     out.copy_from_slice(&bytes[..TraceId::LEN]);
     out
+}
+
+/// Spans with one of `values` per a block's per-value counts; a value the
+/// counts do not list has none, unless the list was cut short (then it may
+/// be any of the block's `all` spans).
+fn counted(
+    counts: &std::collections::BTreeMap<String, u64>,
+    truncated: bool,
+    values: &std::collections::BTreeSet<String>,
+    all: u64,
+) -> u64 {
+    values
+        .iter()
+        .map(|v| match counts.get(v) {
+            Some(k) => *k,
+            None if truncated => all,
+            None => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]

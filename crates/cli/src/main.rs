@@ -52,6 +52,9 @@ enum Command {
 /// reserved in another's arena, and RSS drifts far above what the store
 /// holds. Two arenas keep the server within its memory budget at no
 /// measurable throughput cost here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; it is called before any

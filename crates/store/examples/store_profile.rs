@@ -224,6 +224,10 @@ async fn append_all(store: Arc<EmbeddedStore>, total: u64, tasks: u64, batch: u6
     }
 }
 
+// The server binary's allocator, so the profile matches what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let total: u64 = args

@@ -10,6 +10,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use foldhash::fast::RandomState;
 use std::mem::size_of;
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ pub(crate) struct InsertOutcome {
 /// In-memory spans, by trace.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
-    traces: HashMap<TraceId, HeadTrace>,
+    traces: HashMap<TraceId, HeadTrace, RandomState>,
     /// Every trace, ordered by its start: the newest-first listing walks it backwards.
     by_start: BTreeSet<(UnixNanos, TraceId)>,
     spans: u64,
@@ -185,7 +187,9 @@ impl Head {
 struct HeadTrace {
     /// Spans in arrival order.
     spans: Vec<Span>,
-    span_ids: HashSet<SpanId>,
+    /// The ids of `spans`, once there are more than [`SCAN_SPANS`]; a
+    /// scan of a few spans is cheaper than hashing.
+    span_ids: Option<HashSet<SpanId, RandomState>>,
     start: UnixNanos,
     end: UnixNanos,
     errors: u64,
@@ -196,6 +200,9 @@ struct HeadTrace {
 }
 
 /// The canonical order of spans in a trace: by start, then span id.
+/// Up to this many spans, a trace finds a span id by scanning.
+const SCAN_SPANS: usize = 16;
+
 fn order_key(span: &Span) -> (UnixNanos, SpanId) {
     (span.start, span.span_id)
 }
@@ -204,7 +211,7 @@ impl HeadTrace {
     fn new(span: Span) -> HeadTrace {
         let mut trace = HeadTrace {
             spans: Vec::new(),
-            span_ids: HashSet::new(),
+            span_ids: None,
             start: span.start,
             end: span.end,
             errors: 0,
@@ -215,10 +222,30 @@ impl HeadTrace {
         trace
     }
 
+    /// Whether a span with id `id` is held.
+    fn holds(&self, id: SpanId) -> bool {
+        match &self.span_ids {
+            Some(ids) => ids.contains(&id),
+            None => self.spans.iter().any(|s| s.span_id == id),
+        }
+    }
+
     /// Adds `span` unless its id is held; returns whether it was added.
     fn add(&mut self, span: Span) -> bool {
-        if !self.span_ids.insert(span.span_id) {
+        if self.holds(span.span_id) {
             return false;
+        }
+        match &mut self.span_ids {
+            Some(ids) => {
+                ids.insert(span.span_id);
+            }
+            None if self.spans.len() >= SCAN_SPANS => {
+                let mut ids: HashSet<SpanId, RandomState> =
+                    self.spans.iter().map(|s| s.span_id).collect();
+                ids.insert(span.span_id);
+                self.span_ids = Some(ids);
+            }
+            None => {}
         }
         self.start = self.start.min(span.start);
         self.end = self.end.max(span.end);
@@ -250,7 +277,7 @@ impl HeadTrace {
                 if root_lost_orphan_status {
                     // The fallback root's parent just arrived; rare, so a scan is fine.
                     self.root = self.earliest_orphan();
-                } else if !self.span_ids.contains(&parent) && earlier_than_root(self.root) {
+                } else if !self.holds(parent) && earlier_than_root(self.root) {
                     self.root = Some(added);
                 }
             }
@@ -262,10 +289,7 @@ impl HeadTrace {
         self.spans
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
-                s.parent_span_id
-                    .is_some_and(|p| !self.span_ids.contains(&p))
-            })
+            .filter(|(_, s)| s.parent_span_id.is_some_and(|p| !self.holds(p)))
             .min_by_key(|(_, s)| order_key(s))
             .map(|(i, _)| i)
     }

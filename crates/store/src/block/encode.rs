@@ -12,7 +12,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
-use chaintrace_model::{KeyValue, Span, TraceSummary};
+use chaintrace_model::{KeyValue, Resource, Span, TraceSummary};
 
 use super::attrs::AttrListBuilder;
 use super::error::BlockError;
@@ -23,7 +23,13 @@ use super::schema::{
 use super::value_codec::MAX_DEPTH;
 
 /// One record batch of `data.parquet` rows, in the order given.
-pub(crate) fn data_batch(spans: &[&Span], path: &Path) -> Result<RecordBatch, BlockError> {
+///
+/// `hot[i]` must be `HotFields::of(spans[i])`.
+pub(crate) fn data_batch(
+    spans: &[&Span],
+    hot: &[HotFields<'_>],
+    path: &Path,
+) -> Result<RecordBatch, BlockError> {
     let arrow = |e: ArrowError| BlockError::arrow(path, e);
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
@@ -47,7 +53,8 @@ pub(crate) fn data_batch(spans: &[&Span], path: &Path) -> Result<RecordBatch, Bl
     let mut scope_name = StringBuilder::new();
     let mut scope_version = StringBuilder::new();
 
-    for s in spans {
+    let mut last_service: Option<(*const Resource, &str)> = None;
+    for (s, hot) in spans.iter().zip(hot) {
         let too_deep = |key: String| BlockError::ValueTooDeep {
             trace: s.trace_id.to_hex(),
             span: s.span_id.to_hex(),
@@ -60,7 +67,17 @@ pub(crate) fn data_batch(spans: &[&Span], path: &Path) -> Result<RecordBatch, Bl
             Some(p) => parent.append_value(p.0).map_err(arrow)?,
             None => parent.append_null(),
         }
-        service.append_value(s.service_name());
+        // Spans of one export share their resource: one lookup per run.
+        let resource_ptr = Arc::as_ptr(&s.resource);
+        let service_name = match last_service {
+            Some((r, name)) if r == resource_ptr => name,
+            _ => {
+                let name = s.service_name();
+                last_service = Some((resource_ptr, name));
+                name
+            }
+        };
+        service.append_value(service_name);
         name.append_value(&s.name);
         kind.append_value(kind_to_u8(s.kind));
         status_code.append_value(status_to_u8(s.status.code));
@@ -69,7 +86,6 @@ pub(crate) fn data_batch(spans: &[&Span], path: &Path) -> Result<RecordBatch, Bl
         // Wrapping, so that `start + duration` rebuilds `end` exactly even
         // for a span that breaks the `end >= start` invariant.
         duration.append_value(s.end.0.wrapping_sub(s.start.0));
-        let hot = HotFields::of(s);
         llm_model.append_option(hot.llm_model);
         input_tokens.append_option(hot.input_tokens);
         output_tokens.append_option(hot.output_tokens);

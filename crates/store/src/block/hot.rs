@@ -42,15 +42,25 @@ pub(crate) struct HotFields<'a> {
 }
 
 impl<'a> HotFields<'a> {
+    /// One pass over the attributes: each spelling's first occurrence is
+    /// noted (as a lookup by key would find it), then the spellings are
+    /// tried in order. Block writes call this for every span.
     pub(crate) fn of(span: &'a Span) -> HotFields<'a> {
-        let attrs = &span.attributes;
-        let first_str = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| find_attr(attrs, k).and_then(AnyValue::as_str))
+        let mut first: [Option<&'a AnyValue>; SLOTS] = [None; SLOTS];
+        for kv in &span.attributes {
+            if let Some(i) = slot(&kv.key) {
+                first[i].get_or_insert(&kv.value);
+            }
+        }
+        let first_str = |at: usize, n: usize| {
+            first[at..at + n]
+                .iter()
+                .find_map(|v| v.and_then(AnyValue::as_str))
         };
-        let first_int = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| find_attr(attrs, k).and_then(AnyValue::as_i64))
+        let first_int = |at: usize, n: usize| {
+            first[at..at + n]
+                .iter()
+                .find_map(|v| v.and_then(AnyValue::as_i64))
         };
         let exception_type = || {
             span.events
@@ -60,12 +70,54 @@ impl<'a> HotFields<'a> {
                 .and_then(AnyValue::as_str)
         };
         HotFields {
-            llm_model: first_str(&MODEL_KEYS),
-            input_tokens: first_int(&INPUT_TOKEN_KEYS),
-            output_tokens: first_int(&OUTPUT_TOKEN_KEYS),
-            error_type: first_str(&ERROR_TYPE_KEYS).or_else(exception_type),
+            llm_model: first_str(MODEL_AT, MODEL_KEYS.len()),
+            input_tokens: first_int(INPUT_AT, INPUT_TOKEN_KEYS.len()),
+            output_tokens: first_int(OUTPUT_AT, OUTPUT_TOKEN_KEYS.len()),
+            error_type: first_str(ERROR_AT, ERROR_TYPE_KEYS.len()).or_else(exception_type),
         }
     }
+}
+
+const MODEL_AT: usize = 0;
+const INPUT_AT: usize = MODEL_AT + MODEL_KEYS.len();
+const OUTPUT_AT: usize = INPUT_AT + INPUT_TOKEN_KEYS.len();
+const ERROR_AT: usize = OUTPUT_AT + OUTPUT_TOKEN_KEYS.len();
+const SLOTS: usize = ERROR_AT + ERROR_TYPE_KEYS.len();
+
+/// Bit `n` is set when some spelling is `n` bytes long (all are < 64).
+const SPELLING_LENGTHS: u64 = {
+    let groups: [&[&str]; 4] = [
+        &MODEL_KEYS,
+        &INPUT_TOKEN_KEYS,
+        &OUTPUT_TOKEN_KEYS,
+        &ERROR_TYPE_KEYS,
+    ];
+    let mut mask = 0u64;
+    let mut g = 0;
+    while g < groups.len() {
+        let mut k = 0;
+        while k < groups[g].len() {
+            assert!(groups[g][k].len() < 64);
+            mask |= 1 << groups[g][k].len();
+            k += 1;
+        }
+        g += 1;
+    }
+    mask
+};
+
+/// The slot of a hot spelling: its group's start plus its rank there.
+fn slot(key: &str) -> Option<usize> {
+    // Most keys leave at this test: no spelling has their length.
+    if key.len() >= 64 || SPELLING_LENGTHS & (1 << key.len()) == 0 {
+        return None;
+    }
+    let rank = |keys: &[&str]| keys.iter().position(|k| *k == key);
+    rank(&MODEL_KEYS)
+        .map(|i| MODEL_AT + i)
+        .or_else(|| rank(&INPUT_TOKEN_KEYS).map(|i| INPUT_AT + i))
+        .or_else(|| rank(&OUTPUT_TOKEN_KEYS).map(|i| OUTPUT_AT + i))
+        .or_else(|| rank(&ERROR_TYPE_KEYS).map(|i| ERROR_AT + i))
 }
 
 #[cfg(test)]
@@ -105,5 +157,53 @@ mod tests {
             HotFields::of(&span(1, 2, None, "svc", "x", 0, 1)),
             HotFields::default()
         );
+    }
+
+    /// The definition the one-pass lookup must keep: for each field, the
+    /// first spelling whose first occurrence holds a usable value.
+    fn by_lookup(span: &Span) -> HotFields<'_> {
+        let first_str = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| find_attr(&span.attributes, k).and_then(AnyValue::as_str))
+        };
+        let first_int = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| find_attr(&span.attributes, k).and_then(AnyValue::as_i64))
+        };
+        HotFields {
+            llm_model: first_str(&MODEL_KEYS),
+            input_tokens: first_int(&INPUT_TOKEN_KEYS),
+            output_tokens: first_int(&OUTPUT_TOKEN_KEYS),
+            error_type: first_str(&ERROR_TYPE_KEYS),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_agrees_with_lookup_by_key(
+            attrs in proptest::collection::vec((0usize..20, 0u8..3, "[a-z0-9]{0,3}"), 0..12)
+        ) {
+            let keys: Vec<&str> = MODEL_KEYS
+                .iter()
+                .chain(&INPUT_TOKEN_KEYS)
+                .chain(&OUTPUT_TOKEN_KEYS)
+                .chain(&ERROR_TYPE_KEYS)
+                .copied()
+                .chain(["user_id", "gen_ai.system", "models", "error"])
+                .collect();
+            let mut s = span(1, 1, None, "svc", "x", 0, 1);
+            s.attributes = attrs
+                .iter()
+                .map(|(k, kind, text)| {
+                    let key = keys[k % keys.len()];
+                    match kind {
+                        0 => KeyValue::new(key, text.as_str()),
+                        1 => KeyValue::new(key, text.len() as i64),
+                        _ => KeyValue::new(key, true),
+                    }
+                })
+                .collect();
+            proptest::prop_assert_eq!(HotFields::of(&s), by_lookup(&s));
+        }
     }
 }

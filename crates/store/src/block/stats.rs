@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chaintrace_model::{find_attr, AnyValue, Span};
+use std::sync::Arc;
+
+use chaintrace_model::{find_attr, AnyValue, Resource, Span};
 use serde::{Deserialize, Serialize};
 
 use super::hot::HotFields;
@@ -48,36 +50,84 @@ pub struct SpanCounts {
 impl SpanCounts {
     /// Counts `spans` (one block's, duplicates already dropped).
     pub fn of<'a>(spans: impl IntoIterator<Item = &'a Span>) -> SpanCounts {
-        let mut names: HashMap<&str, u64> = HashMap::new();
-        let mut services: HashMap<&str, u64> = HashMap::new();
-        let mut error_types: HashMap<&str, u64> = HashMap::new();
+        let spans: Vec<&Span> = spans.into_iter().collect();
+        let hot: Vec<HotFields<'_>> = spans.iter().map(|s| HotFields::of(s)).collect();
+        BlockCounts::of(&spans, &hot).counts
+    }
+}
+
+/// What a block's meta file says of its spans, counted in one pass.
+pub(crate) struct BlockCounts {
+    pub counts: SpanCounts,
+    /// Every distinct service name, sorted.
+    pub services: Vec<String>,
+    /// Every distinct span name, sorted.
+    pub names: Vec<String>,
+}
+
+impl BlockCounts {
+    /// `hot[i]` must be `HotFields::of(spans[i])`.
+    pub(crate) fn of(spans: &[&Span], hot: &[HotFields<'_>]) -> BlockCounts {
+        let mut names: FoldMap<&str, u64> = FoldMap::default();
+        let mut services: FoldMap<&str, u64> = FoldMap::default();
+        let mut error_types: FoldMap<&str, u64> = FoldMap::default();
         let mut counts = SpanCounts {
             error_types_exact: true,
             ..SpanCounts::default()
         };
-        for span in spans {
+        // Spans of one export share their resource: look its service and
+        // error spellings up once per run of equal resources.
+        let mut last: Option<(*const Resource, &str, bool)> = None;
+        for (span, hot) in spans.iter().zip(hot) {
+            let resource = Arc::as_ptr(&span.resource);
+            let (service, resource_clean) = match last {
+                Some((r, service, clean)) if r == resource => (service, clean),
+                _ => {
+                    let clean = ERROR_TYPE_KEYS
+                        .iter()
+                        .all(|k| find_attr(&span.resource.attributes, k).is_none());
+                    let service = span.service_name();
+                    last = Some((resource, service, clean));
+                    (service, clean)
+                }
+            };
             *names.entry(span.name.as_str()).or_default() += 1;
-            *services.entry(span.service_name()).or_default() += 1;
+            *services.entry(service).or_default() += 1;
             counts.status_error += u64::from(span.is_error());
-            let hot = HotFields::of(span).error_type;
-            if let Some(value) = hot {
+            if let Some(value) = hot.error_type {
                 *error_types.entry(value).or_default() += 1;
                 counts.error_type_spans += 1;
             }
-            if counts.error_types_exact && !hot_column_is_exact(span, hot) {
+            if counts.error_types_exact
+                && !(resource_clean && span_agrees_with_column(span, hot.error_type))
+            {
                 counts.error_types_exact = false;
             }
         }
+        let sorted = |map: &FoldMap<&str, u64>| {
+            let mut v: Vec<String> = map.keys().map(|k| k.to_string()).collect();
+            v.sort_unstable();
+            v
+        };
+        let (all_services, all_names) = (sorted(&services), sorted(&names));
         (counts.names, counts.names_truncated) = capped(names);
         (counts.services, counts.services_truncated) = capped(services);
         (counts.error_types, counts.error_types_truncated) = capped(error_types);
-        counts
+        BlockCounts {
+            counts,
+            services: all_services,
+            names: all_names,
+        }
     }
 }
 
-/// Whether every error class name search could read on `span` is a string
-/// equal to `hot`, the value the block's `error_type` column holds.
-fn hot_column_is_exact(span: &Span, hot: Option<&str>) -> bool {
+/// A hash map with a fast hasher, for counting the strings of a block.
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Whether every error class name search could read on `span` itself (not
+/// its resource) is a string equal to `hot`, the value the block's
+/// `error_type` column holds.
+fn span_agrees_with_column(span: &Span, hot: Option<&str>) -> bool {
     let same = |v: &AnyValue| v.as_str().is_some() && v.as_str() == hot;
     let event = span
         .events
@@ -89,14 +139,11 @@ fn hot_column_is_exact(span: &Span, hot: Option<&str>) -> bool {
         .filter_map(|k| find_attr(&span.attributes, k))
         .chain(event)
         .all(same)
-        && ERROR_TYPE_KEYS
-            .iter()
-            .all(|k| find_attr(&span.resource.attributes, k).is_none())
 }
 
 /// The counts sorted by value, at most [`MAX_META_NAMES`] of them (the
 /// largest counts kept), and whether any was cut.
-fn capped(counts: HashMap<&str, u64>) -> (BTreeMap<String, u64>, bool) {
+fn capped(counts: FoldMap<&str, u64>) -> (BTreeMap<String, u64>, bool) {
     let truncated = counts.len() > MAX_META_NAMES;
     let mut list: Vec<(&str, u64)> = counts.into_iter().collect();
     if truncated {

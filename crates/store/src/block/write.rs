@@ -7,7 +7,6 @@
 //! block or a whole one, plus perhaps a `.tmp-*` directory that is not a
 //! block and that the next write of the same id clears.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -20,8 +19,10 @@ use parquet::file::properties::WriterProperties;
 
 use super::encode::{approx_bytes, data_batch, traces_batch};
 use super::error::BlockError;
+use super::hot::HotFields;
 use super::meta::{check_id, meta_json, BlockMeta, MAX_META_NAMES};
 use super::schema::{data_properties, traces_properties, DATA_SCHEMA, TRACES_SCHEMA};
+use super::stats::BlockCounts;
 use super::{DATA_FILE, FORMAT_VERSION, META_FILE, TMP_PREFIX, TRACES_FILE};
 
 /// Row-group size used by [`BlockWriteOptions::default`].
@@ -136,6 +137,8 @@ fn write_files(
     opts: &BlockWriteOptions,
 ) -> Result<BlockMeta, BlockError> {
     let (spans, traces, mut summaries) = sort_and_summarize(spans);
+    // Derived once: the data columns and the meta counts both need them.
+    let hot: Vec<HotFields<'_>> = spans.iter().map(|s| HotFields::of(s)).collect();
     let data_path = dir.join(DATA_FILE);
     let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
@@ -143,7 +146,7 @@ fn write_files(
     let mut writer = parquet_writer(&data_path, &DATA_SCHEMA, data_properties(most_traces))?;
     for group in &plan {
         for rows in batches(&sizes, group.rows.clone()) {
-            let batch = data_batch(&spans[rows], &data_path)?;
+            let batch = data_batch(&spans[rows.clone()], &hot[rows], &data_path)?;
             write_batch(&mut writer, &batch, &data_path)?;
         }
         writer
@@ -165,7 +168,14 @@ fn write_files(
     }
     let traces_bytes = close(writer, &traces_path)?;
 
-    let meta = block_meta(id, &spans, summaries.len(), data_bytes + traces_bytes, opts);
+    let meta = block_meta(
+        id,
+        &spans,
+        &hot,
+        summaries.len(),
+        data_bytes + traces_bytes,
+        opts,
+    );
     let meta_path = dir.join(META_FILE);
     let mut file = create(&meta_path)?;
     file.write_all(&meta_json(&meta))
@@ -293,19 +303,16 @@ fn batches(sizes: &[usize], rows: Range<usize>) -> impl Iterator<Item = Range<us
 fn block_meta(
     id: &str,
     spans: &[&Span],
+    hot: &[HotFields<'_>],
     trace_count: usize,
     data_bytes: u64,
     opts: &BlockWriteOptions,
 ) -> BlockMeta {
-    // HashSets, sorted after: collecting a BTreeSet sorts every element.
-    let services: HashSet<&str> = spans.iter().map(|s| s.service_name()).collect();
-    let names: HashSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    let sorted = |set: HashSet<&str>| {
-        let mut v: Vec<String> = set.into_iter().map(str::to_string).collect();
-        v.sort_unstable();
-        v
-    };
-    let mut names = sorted(names);
+    let BlockCounts {
+        counts,
+        services,
+        mut names,
+    } = BlockCounts::of(spans, hot);
     let names_truncated = names.len() > MAX_META_NAMES;
     names.truncate(MAX_META_NAMES);
     BlockMeta {
@@ -315,7 +322,7 @@ fn block_meta(
         max_end: spans.iter().map(|s| s.end).max().unwrap_or_default(),
         span_count: spans.len() as u64,
         trace_count: trace_count as u64,
-        services: sorted(services),
+        services,
         names,
         names_truncated,
         data_bytes,
@@ -323,7 +330,7 @@ fn block_meta(
         replaces: opts.replaces.clone(),
         compaction_level: opts.compaction_level,
         created: UnixNanos::now(),
-        span_counts: Some(super::stats::SpanCounts::of(spans.iter().copied())),
+        span_counts: Some(counts),
     }
 }
 

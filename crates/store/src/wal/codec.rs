@@ -8,6 +8,7 @@
 //! use the model's derives; `tests::round_trip_every_field` guards that they
 //! stay postcard-safe. This module does no I/O and knows nothing of framing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chaintrace_model::{
@@ -104,11 +105,23 @@ impl<'a> From<&'a Span> for SpanOut<'a> {
 /// Encodes a batch into a WAL payload.
 pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
     let out: Vec<SpanOut<'_>> = spans.iter().map(SpanOut::from).collect();
-    postcard::to_allocvec(&out).map_err(|e| StoreError::Encode {
+    // Sized from the last batches' bytes per span: growing by doubling
+    // instead copied each payload about twice over.
+    let per_span = BYTES_PER_SPAN.load(Ordering::Relaxed);
+    let buffer = Vec::with_capacity(spans.len().saturating_mul(per_span + per_span / 8));
+    let payload = postcard::to_extend(&out, buffer).map_err(|e| StoreError::Encode {
         spans: spans.len(),
         reason: e.to_string(),
-    })
+    })?;
+    if let Some(now) = payload.len().checked_div(spans.len()) {
+        // A moving average; races between batches only blur it.
+        BYTES_PER_SPAN.store((per_span * 3 + now) / 4, Ordering::Relaxed);
+    }
+    Ok(payload)
 }
+
+/// Recent WAL bytes per span, to size the next payload's buffer.
+static BYTES_PER_SPAN: AtomicUsize = AtomicUsize::new(256);
 
 /// Decodes a WAL payload back into spans.
 ///

@@ -68,12 +68,14 @@ impl DecodedSpans {
         }
     }
 
-    fn reject(&mut self, message: String) {
+    /// Counts the span at `pos` as rejected, for `reason`.
+    pub(crate) fn reject_span(&mut self, pos: SpanPos, reason: &dyn fmt::Display) {
         self.rejected += 1;
-        self.note(message);
+        self.note(format!("{pos}: {reason}"));
     }
 
-    fn drop_link(&mut self, message: String) {
+    /// Counts a dropped link; `message` comes from [`link_dropped`].
+    pub(crate) fn drop_link(&mut self, message: String) {
         self.dropped_links += 1;
         self.note(message);
     }
@@ -107,6 +109,11 @@ impl fmt::Display for SpanPos {
             self.resource, self.scope, self.span
         )
     }
+}
+
+/// The message for link `link` of the span at `pos`, dropped for `problem`.
+pub(crate) fn link_dropped(pos: SpanPos, link: usize, problem: &dyn fmt::Display) -> String {
+    format!("{pos}.links[{link}]: {problem} (link dropped, span kept)")
 }
 
 /// Verdicts reached before the typed request existed (the JSON decoder's
@@ -169,12 +176,12 @@ pub(crate) fn decode_with(
                     span: pi,
                 };
                 if let Some(reason) = early.rejected.get(&pos) {
-                    out.reject(format!("{pos}: {reason}"));
+                    out.reject_span(pos, reason);
                     continue;
                 }
                 match convert_span(span, pos, &resource, &scope, &mut out) {
                     Ok(span) => out.spans.push(span),
-                    Err(e) => out.reject(format!("{pos}: {e}")),
+                    Err(e) => out.reject_span(pos, &e),
                 }
             }
         }
@@ -189,14 +196,8 @@ fn convert_span(
     scope: &Scope,
     out: &mut DecodedSpans,
 ) -> Result<Span, IdError> {
-    let trace_id = TraceId::from_bytes(&span.trace_id)?;
-    let span_id = SpanId::from_bytes(&span.span_id)?;
-    let parent_span_id = parent_id(&span.parent_span_id)?;
-
-    let start = UnixNanos(span.start_time_unix_nano);
-    // Clock skew or a buggy SDK can end a span before it starts; the model
-    // promises end >= start, and the span is still worth keeping.
-    let end = UnixNanos(span.end_time_unix_nano.max(span.start_time_unix_nano));
+    let ids = SpanIds::check(&span.trace_id, &span.span_id, &span.parent_span_id)?;
+    let (start, end) = span_times(span.start_time_unix_nano, span.end_time_unix_nano);
 
     let status = span
         .status
@@ -218,22 +219,20 @@ fn convert_span(
 
     let mut links = Vec::with_capacity(span.links.len());
     for (li, link) in span.links.into_iter().enumerate() {
-        let ids = TraceId::from_bytes(&link.trace_id)
-            .and_then(|t| SpanId::from_bytes(&link.span_id).map(|s| (t, s)));
-        match ids {
+        match link_ids(&link.trace_id, &link.span_id) {
             Ok((trace_id, span_id)) => links.push(Link {
                 trace_id,
                 span_id,
                 attributes: convert_attributes(link.attributes),
             }),
-            Err(e) => out.drop_link(format!("{pos}.links[{li}]: {e} (link dropped, span kept)")),
+            Err(e) => out.drop_link(link_dropped(pos, li, &e)),
         }
     }
 
     Ok(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
+        trace_id: ids.trace_id,
+        span_id: ids.span_id,
+        parent_span_id: ids.parent_span_id,
         name: span.name,
         kind: SpanKind::from_otlp(span.kind),
         start,
@@ -245,6 +244,42 @@ fn convert_span(
         resource: Arc::clone(resource),
         scope: scope.clone(),
     })
+}
+
+/// A span's three ids, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanIds {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+}
+
+impl SpanIds {
+    /// Checks a span's ids as sent; the first bad one (trace, span, parent)
+    /// is the reason its span is rejected.
+    pub(crate) fn check(
+        trace_id: &[u8],
+        span_id: &[u8],
+        parent_span_id: &[u8],
+    ) -> Result<SpanIds, IdError> {
+        Ok(SpanIds {
+            trace_id: TraceId::from_bytes(trace_id)?,
+            span_id: SpanId::from_bytes(span_id)?,
+            parent_span_id: parent_id(parent_span_id)?,
+        })
+    }
+}
+
+/// Checks a link's ids; a link failing them is dropped, its span kept.
+pub(crate) fn link_ids(trace_id: &[u8], span_id: &[u8]) -> Result<(TraceId, SpanId), IdError> {
+    Ok((TraceId::from_bytes(trace_id)?, SpanId::from_bytes(span_id)?))
+}
+
+/// A span's start and end as the model wants them. Clock skew or a buggy
+/// SDK can end a span before it starts; the model promises end >= start,
+/// and the span is still worth keeping, so its end is clamped.
+pub(crate) fn span_times(start: u64, end: u64) -> (UnixNanos, UnixNanos) {
+    (UnixNanos(start), UnixNanos(end.max(start)))
 }
 
 /// An empty parent id means "root". So does an all-zero one: some

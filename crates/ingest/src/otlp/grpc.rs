@@ -20,17 +20,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
-use super::{decode_request, export_response, DecodeError, Limits};
+use super::{decode_protobuf, export_response, Limits};
 use crate::{SinkError, SpanSink};
 
 /// The gRPC service name OTLP exporters call.
@@ -112,15 +110,19 @@ struct Export {
     sink: Arc<dyn SpanSink>,
 }
 
-impl UnaryService<ExportTraceServiceRequest> for Export {
+/// The request is the message's raw bytes: decoding them into spans here,
+/// rather than in the codec, lets a malformed message be answered with
+/// `INVALID_ARGUMENT` and lets [`decode_protobuf`] skip prost's structs.
+impl UnaryService<Bytes> for Export {
     type Response = ExportTraceServiceResponse;
     type Future =
         Pin<Box<dyn Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
 
-    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let sink = Arc::clone(&self.sink);
         Box::pin(async move {
-            let decoded = decode_request(request.into_inner());
+            let decoded = decode_protobuf(&request.into_inner())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             decoded.log_partial("OTLP/gRPC");
             let response = export_response(&decoded);
             if !decoded.spans.is_empty() {
@@ -139,14 +141,15 @@ impl UnaryService<ExportTraceServiceRequest> for Export {
     }
 }
 
-/// Prost encoding like tonic's `ProstCodec`, except that a malformed
-/// request is `INVALID_ARGUMENT`, not `INTERNAL`.
+/// Like tonic's `ProstCodec` for the response; the request is handed on
+/// as bytes (see [`Export`]), so that a malformed one is
+/// `INVALID_ARGUMENT`, not `INTERNAL`.
 #[derive(Debug, Clone, Copy, Default)]
 struct OtlpCodec;
 
 impl Codec for OtlpCodec {
     type Encode = ExportTraceServiceResponse;
-    type Decode = ExportTraceServiceRequest;
+    type Decode = Bytes;
     type Encoder = ResponseEncoder;
     type Decoder = RequestDecoder;
 
@@ -176,13 +179,13 @@ impl Encoder for ResponseEncoder {
 struct RequestDecoder;
 
 impl Decoder for RequestDecoder {
-    type Item = ExportTraceServiceRequest;
+    type Item = Bytes;
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceRequest::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(DecodeError::Protobuf(e).to_string()))
+    /// One contiguous buffer for the wire decoder; tonic has already
+    /// bounded its size by [`Limits::max_request_bytes`].
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
     }
 }
 

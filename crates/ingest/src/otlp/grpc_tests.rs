@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use bytes::BufMut;
 use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::Code;

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde_json::{Map, Value};
 
 use super::decode::{
-    decode_request, decode_with, DecodeError, DecodedSpans, EarlyFindings, SpanPos,
+    decode_request, decode_with, link_dropped, DecodeError, DecodedSpans, EarlyFindings, SpanPos,
 };
 
 /// Parses an OTLP/JSON `ExportTraceServiceRequest` and decodes its spans.
@@ -125,9 +125,7 @@ fn repair_span(
                 trace.or(span)
             });
             if let Some(problem) = &problem {
-                early.dropped_links.push(format!(
-                    "{pos}.links[{index}]: {problem} (link dropped, span kept)"
-                ));
+                early.dropped_links.push(link_dropped(pos, index, problem));
             }
             index += 1;
             problem.is_none()

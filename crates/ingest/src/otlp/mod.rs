@@ -1,9 +1,13 @@
 //! OTLP traces: decoders (protobuf, JSON) and receivers (HTTP, gRPC).
 //!
-//! Both receivers share one path: bytes → [`ExportTraceServiceRequest`] →
-//! [`decode_request`] → [`SpanSink::accept`](crate::SpanSink::accept) →
-//! an `ExportTraceServiceResponse` that reports rejected spans as OTLP
-//! partial success. Logs (`/v1/logs`) are not handled here yet.
+//! Both receivers share one path: bytes → [`DecodedSpans`] →
+//! [`SpanSink::accept`](crate::SpanSink::accept) → an
+//! `ExportTraceServiceResponse` that reports rejected spans as OTLP
+//! partial success. Protobuf bytes (HTTP and gRPC) are read straight into
+//! model spans by [`decode_protobuf`]; OTLP/JSON goes through
+//! [`ExportTraceServiceRequest`] and [`decode_request`], which define what
+//! the protobuf path must agree with. Logs (`/v1/logs`) are not handled
+//! here yet.
 //!
 //! [`ExportTraceServiceRequest`]: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest
 
@@ -12,6 +16,7 @@ mod grpc;
 mod http;
 mod json;
 mod proto;
+mod wire;
 
 pub use decode::{decode_request, DecodeError, DecodedSpans, MAX_ERROR_MESSAGES};
 pub use grpc::{trace_service, GrpcTraceService, TRACE_SERVICE_NAME};

@@ -7,7 +7,36 @@
 //! adjusts the JSON. Nested values (attributes, events, links, resources) do
 //! use the model's derives; `tests::round_trip_every_field` guards that they
 //! stay postcard-safe. This module does no I/O and knows nothing of framing.
+//!
+//! # Layouts
+//!
+//! - **Layout 1** (no longer written, still read): postcard `Vec<SpanOut>`,
+//!   each span carrying its whole resource.
+//! - **Layout 2**: the bytes [`LAYOUT_2_PREFIX`], then postcard
+//!   [`BatchOut`]: the batch's distinct resources once, then the spans, each
+//!   naming its resource by index. Spans of one OTLP export share one
+//!   `Arc<Resource>` of 4–10 attributes; writing it again for every span was
+//!   about a tenth of ingest CPU.
+//!
+//! The layout lives in the payload because nothing else can tell it: the
+//! record frame (length + CRC) has no spare bits, and a segment written by an
+//! older build is appended to after replay, so one segment may hold both
+//! layouts and its header cannot say which.
+//!
+//! Why the prefix `0x80 0x00` never starts a layout-1 payload: a layout-1
+//! payload starts with postcard's varint of the span count, and postcard
+//! writes varints canonically (7 bits a byte, low bits first, high bit set on
+//! every byte but the last). A first byte `0x80` means the count is at least
+//! 128 with its low 7 bits zero, so the second byte carries `count >> 7 >= 1`
+//! and is not `0x00`. `0x80 0x00` is an over-long zero that no postcard
+//! encoder writes. `tests::marker_is_no_layout_1_span_count` checks it.
+//!
+//! An older build, which knows only layout 1, reads a layout-2 payload as an
+//! empty batch (postcard takes `0x80 0x00` as a count of zero and ignores the
+//! rest): downgrading past this layout loses spans still in the WAL unless a
+//! block was cut first.
 
+use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,9 +48,64 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreError;
 
-/// A span as written into the WAL (borrowing from the model span).
+/// The first bytes of a layout-2 payload: a marker that cannot begin a
+/// layout-1 payload (see the module doc), then the layout number.
+const LAYOUT_2_PREFIX: [u8; 3] = [MARKER[0], MARKER[1], 2];
+
+/// Begins every payload that names its layout (layout 2 onwards).
+const MARKER: [u8; 2] = [0x80, 0x00];
+
+/// Why a WAL payload does not decode into spans.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PayloadError {
+    /// The bytes do not parse as the layout's shapes.
+    #[error("layout {layout} payload: {source}")]
+    Postcard {
+        /// The layout the payload claims (1 if it names none).
+        layout: u8,
+        /// What postcard found wrong.
+        source: postcard::Error,
+    },
+    /// The marker names a layout this build does not know.
+    #[error("payload layout {0} is unknown to this build, which reads layouts 1 and 2")]
+    UnknownLayout(u8),
+    /// The payload ends after the marker, before the layout number.
+    #[error("payload ends after its layout marker, before the layout number")]
+    TruncatedMarker,
+    /// A span names a resource the payload does not hold.
+    #[error("span {span} refers to resource {index}, but the payload holds {resources} resources")]
+    ResourceIndex {
+        /// The span's position in the batch.
+        span: usize,
+        /// The index it carries.
+        index: u32,
+        /// Resources in the payload.
+        resources: usize,
+    },
+    /// Bytes follow the last span of a layout-2 payload.
+    #[error("{0} bytes follow the last span of a layout 2 payload")]
+    TrailingBytes(usize),
+}
+
+/// A layout-2 batch as written.
 #[derive(Serialize)]
-struct SpanOut<'a> {
+struct BatchOut<'a> {
+    resources: &'a [&'a Resource],
+    spans: &'a [SpanOut<'a, u32>],
+}
+
+/// A layout-2 batch as read back.
+#[derive(Deserialize)]
+struct BatchIn {
+    resources: Vec<Resource>,
+    spans: Vec<SpanIn<u32>>,
+}
+
+/// A span as written into the WAL (borrowing from the model span). `R` is
+/// how it names its resource: an index into [`BatchOut::resources`] in
+/// layout 2, the resource itself in layout 1. Fields keep layout 1's order.
+#[derive(Serialize)]
+struct SpanOut<'a, R> {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
@@ -34,14 +118,14 @@ struct SpanOut<'a> {
     attributes: &'a [KeyValue],
     events: &'a [Event],
     links: &'a [Link],
-    resource: &'a Resource,
+    resource: R,
     scope_name: &'a str,
     scope_version: &'a str,
 }
 
-/// A span as read back from the WAL.
+/// A span as read back from the WAL; `R` as in [`SpanOut`].
 #[derive(Deserialize)]
-struct SpanIn {
+struct SpanIn<R> {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
@@ -54,13 +138,14 @@ struct SpanIn {
     attributes: Vec<KeyValue>,
     events: Vec<Event>,
     links: Vec<Link>,
-    resource: Resource,
+    resource: R,
     scope_name: String,
     scope_version: String,
 }
 
-impl<'a> From<&'a Span> for SpanOut<'a> {
-    fn from(span: &'a Span) -> Self {
+impl<'a, R> SpanOut<'a, R> {
+    /// `span` as written, naming its resource by `resource`.
+    fn new(span: &'a Span, resource: R) -> Self {
         // Destructured without `..` so that a new model field fails to compile
         // here instead of being silently dropped from the WAL.
         let Span {
@@ -75,7 +160,7 @@ impl<'a> From<&'a Span> for SpanOut<'a> {
             attributes,
             events,
             links,
-            resource,
+            resource: _,
             scope:
                 Scope {
                     name: scope_name,
@@ -102,14 +187,126 @@ impl<'a> From<&'a Span> for SpanOut<'a> {
     }
 }
 
-/// Encodes a batch into a WAL payload.
+impl<R> SpanIn<R> {
+    /// The model span, with `resource` for the one this span named.
+    fn into_span(self, resource: Arc<Resource>) -> Span {
+        let SpanIn {
+            trace_id,
+            span_id,
+            parent_span_id,
+            name,
+            kind,
+            start,
+            end,
+            status_code,
+            status_message,
+            attributes,
+            events,
+            links,
+            resource: _,
+            scope_name,
+            scope_version,
+        } = self;
+        Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            name,
+            kind,
+            start,
+            end,
+            status: Status {
+                code: status_code,
+                message: status_message,
+            },
+            attributes,
+            events,
+            links,
+            resource,
+            scope: Scope {
+                name: scope_name,
+                version: scope_version,
+            },
+        }
+    }
+}
+
+/// Distinct resources of a batch compared by pointer before one is added.
+/// Batches carry few resources; in a batch with more, a resource last seen
+/// further back is written again (correct, only larger) rather than scanning
+/// the whole table for every span.
+const RECENT_RESOURCES: usize = 16;
+
+/// The distinct resources of a batch being encoded, in first-use order.
+#[derive(Default)]
+struct ResourceTable<'a> {
+    distinct: Vec<&'a Resource>,
+    /// The entry the previous span used: consecutive spans usually share it.
+    last: usize,
+}
+
+impl<'a> ResourceTable<'a> {
+    /// The index of `resource`, added if it is new.
+    fn index_of(&mut self, resource: &'a Arc<Resource>) -> usize {
+        let wanted = Arc::as_ptr(resource);
+        if self
+            .distinct
+            .get(self.last)
+            .is_some_and(|r| ptr::eq(*r, wanted))
+        {
+            return self.last;
+        }
+        let from = self.distinct.len().saturating_sub(RECENT_RESOURCES);
+        if let Some(i) = self.distinct[from..]
+            .iter()
+            .rposition(|r| ptr::eq(*r, wanted))
+        {
+            self.last = from + i;
+            return self.last;
+        }
+        // An equal resource in another `Arc` (spans built one by one, not
+        // decoded from one export): sharing it as layout 1's decoder did
+        // keeps a replayed head from growing. In a batch from one export this
+        // runs only where the resource changes.
+        if self
+            .distinct
+            .get(self.last)
+            .is_some_and(|r| **r == **resource)
+        {
+            return self.last;
+        }
+        self.last = self.distinct.len();
+        self.distinct.push(resource);
+        self.last
+    }
+}
+
+/// Encodes a batch into a WAL payload (layout 2).
 pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
-    let out: Vec<SpanOut<'_>> = spans.iter().map(SpanOut::from).collect();
+    if u32::try_from(spans.len()).is_err() {
+        return Err(StoreError::Encode {
+            spans: spans.len(),
+            reason: "more spans than a resource index can count".into(),
+        });
+    }
+    let mut resources = ResourceTable::default();
+    let out: Vec<SpanOut<'_, u32>> = spans
+        .iter()
+        // Cannot truncate: there are no more resources than spans, checked above.
+        .map(|s| SpanOut::new(s, resources.index_of(&s.resource) as u32))
+        .collect();
+    let batch = BatchOut {
+        resources: &resources.distinct,
+        spans: &out,
+    };
     // Sized from the last batches' bytes per span: growing by doubling
     // instead copied each payload about twice over.
     let per_span = BYTES_PER_SPAN.load(Ordering::Relaxed);
-    let buffer = Vec::with_capacity(spans.len().saturating_mul(per_span + per_span / 8));
-    let payload = postcard::to_extend(&out, buffer).map_err(|e| StoreError::Encode {
+    let mut buffer = Vec::with_capacity(
+        LAYOUT_2_PREFIX.len() + spans.len().saturating_mul(per_span + per_span / 8),
+    );
+    buffer.extend_from_slice(&LAYOUT_2_PREFIX);
+    let payload = postcard::to_extend(&batch, buffer).map_err(|e| StoreError::Encode {
         spans: spans.len(),
         reason: e.to_string(),
     })?;
@@ -123,122 +320,81 @@ pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
 /// Recent WAL bytes per span, to size the next payload's buffer.
 static BYTES_PER_SPAN: AtomicUsize = AtomicUsize::new(256);
 
-/// Decodes a WAL payload back into spans.
-///
-/// Spans of one batch usually share a resource; consecutive equal resources
-/// are shared again (one `Arc`) to keep the head small after a replay.
-pub(crate) fn decode_spans(payload: &[u8]) -> Result<Vec<Span>, postcard::Error> {
-    let decoded: Vec<SpanIn> = postcard::from_bytes(payload)?;
+/// Decodes a WAL payload of either layout back into spans. Spans that shared
+/// a resource share one `Arc` again, which keeps the head small after a
+/// replay (the head charges a shared resource to its spans in proportion).
+pub(crate) fn decode_spans(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
+    let Some(rest) = payload.strip_prefix(&MARKER[..]) else {
+        return decode_layout_1(payload);
+    };
+    match rest.split_first() {
+        None => Err(PayloadError::TruncatedMarker),
+        Some((2, body)) => decode_layout_2(body),
+        Some((&layout, _)) => Err(PayloadError::UnknownLayout(layout)),
+    }
+}
+
+/// Decodes the body of a layout-2 payload (after its prefix).
+fn decode_layout_2(body: &[u8]) -> Result<Vec<Span>, PayloadError> {
+    let (batch, rest) = postcard::take_from_bytes::<BatchIn>(body)
+        .map_err(|source| PayloadError::Postcard { layout: 2, source })?;
+    // Layout 1 never checked this; layout 2 can, and a CRC-valid record
+    // with bytes to spare is not one this codec wrote.
+    if !rest.is_empty() {
+        return Err(PayloadError::TrailingBytes(rest.len()));
+    }
+    let resources: Vec<Arc<Resource>> = batch.resources.into_iter().map(Arc::new).collect();
+    batch
+        .spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let resource = usize::try_from(s.resource)
+                .ok()
+                .and_then(|index| resources.get(index))
+                .ok_or(PayloadError::ResourceIndex {
+                    span: i,
+                    index: s.resource,
+                    resources: resources.len(),
+                })?;
+            Ok(s.into_span(Arc::clone(resource)))
+        })
+        .collect()
+}
+
+/// Decodes a layout-1 payload. Consecutive equal resources are shared again
+/// (one `Arc`), as the resource was written out for every span.
+fn decode_layout_1(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
+    let decoded: Vec<SpanIn<Resource>> = postcard::from_bytes(payload)
+        .map_err(|source| PayloadError::Postcard { layout: 1, source })?;
     let mut spans = Vec::with_capacity(decoded.len());
     let mut last_resource: Option<Arc<Resource>> = None;
-    for s in decoded {
+    for mut s in decoded {
+        let written = std::mem::take(&mut s.resource);
         let resource = match &last_resource {
-            Some(prev) if **prev == s.resource => Arc::clone(prev),
+            Some(prev) if **prev == written => Arc::clone(prev),
             _ => {
-                let r = Arc::new(s.resource);
+                let r = Arc::new(written);
                 last_resource = Some(Arc::clone(&r));
                 r
             }
         };
-        spans.push(Span {
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            parent_span_id: s.parent_span_id,
-            name: s.name,
-            kind: s.kind,
-            start: s.start,
-            end: s.end,
-            status: Status {
-                code: s.status_code,
-                message: s.status_message,
-            },
-            attributes: s.attributes,
-            events: s.events,
-            links: s.links,
-            resource,
-            scope: Scope {
-                name: s.scope_name,
-                version: s.scope_version,
-            },
-        });
+        spans.push(s.into_span(resource));
     }
     Ok(spans)
 }
 
+/// Encodes `spans` in layout 1, as builds before layout 2 wrote them: the
+/// tests' way to make old payloads.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::span;
-    use chaintrace_model::AnyValue;
-
-    #[test]
-    fn round_trip_every_field() {
-        let mut full = span(1, 2, Some(1), "rag", "llm_call", 100, 250);
-        full.kind = SpanKind::Client;
-        full.status = Status {
-            code: StatusCode::Error,
-            message: "RateLimitError".into(),
-        };
-        full.attributes = vec![
-            KeyValue::new("empty", AnyValue::Empty),
-            KeyValue::new("s", ""),
-            KeyValue::new("b", true),
-            KeyValue::new("i", -7i64),
-            KeyValue::new("d", 0.5f64),
-            KeyValue::new("bytes", AnyValue::Bytes(vec![0, 255])),
-            KeyValue::new(
-                "arr",
-                AnyValue::Array(vec![AnyValue::Int(1), AnyValue::from("x")]),
-            ),
-            KeyValue::new("kv", AnyValue::KvList(vec![KeyValue::new("k", "v")])),
-        ];
-        full.events = vec![
-            Event {
-                time: UnixNanos(120),
-                name: "exception".into(),
-                attributes: vec![KeyValue::new("exception.type", "RateLimitError")],
-            },
-            Event {
-                time: UnixNanos(130),
-                name: String::new(),
-                attributes: vec![],
-            },
-        ];
-        full.links = vec![Link {
-            trace_id: TraceId([9; 16]),
-            span_id: SpanId([8; 8]),
-            attributes: vec![],
-        }];
-        full.scope = Scope {
-            name: "openai".into(),
-            version: String::new(),
-        };
-        // The minimal span has every optional string empty: exactly what the
-        // model's own derives cannot round-trip through postcard.
-        let mut minimal = span(1, 3, None, "rag", "", 0, 0);
-        minimal.resource = Arc::new(Resource::default());
-        let batch = vec![full, minimal, span(1, 4, Some(2), "rag", "embed", 5, 6)];
-
-        let bytes = encode_spans(&batch).unwrap();
-        let back = decode_spans(&bytes).unwrap();
-        assert_eq!(back, batch);
-    }
-
-    #[test]
-    fn decoded_spans_share_equal_consecutive_resources() {
-        let batch = vec![
-            span(1, 1, None, "rag", "a", 0, 1),
-            span(1, 2, Some(1), "rag", "b", 0, 1),
-            span(1, 3, Some(1), "db", "c", 0, 1),
-        ];
-        let back = decode_spans(&encode_spans(&batch).unwrap()).unwrap();
-        assert!(Arc::ptr_eq(&back[0].resource, &back[1].resource));
-        assert!(!Arc::ptr_eq(&back[1].resource, &back[2].resource));
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        assert!(decode_spans(&[]).is_err());
-        assert!(decode_spans(&[5, 1, 2, 3]).is_err());
-    }
+pub(super) fn encode_layout_1(spans: &[Span]) -> Vec<u8> {
+    let out: Vec<SpanOut<'_, &Resource>> = spans
+        .iter()
+        .map(|s| SpanOut::new(s, &*s.resource))
+        .collect();
+    postcard::to_allocvec(&out).expect("layout 1 encodes")
 }
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

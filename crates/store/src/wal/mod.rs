@@ -258,6 +258,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn segment_of_layout_1_records_replays_and_takes_layout_2_appends() {
+        // A segment as builds before payload layout 2 left it; this build
+        // appends to it, so one segment holds both layouts.
+        let dir = tempfile::tempdir().unwrap();
+        let old_batch = vec![
+            span(1, 1, None, "rag", "root", 10, 90),
+            span(1, 2, Some(1), "rag", "embed", 20, 30),
+        ];
+        let old = Record::frame(&codec::encode_layout_1(&old_batch), old_batch.len()).unwrap();
+        let mut bytes = record::header().to_vec();
+        bytes.extend_from_slice(old.as_bytes());
+        fs::write(segment::segment_path(dir.path(), 1), &bytes).unwrap();
+        let new_batch = vec![span(2, 1, None, "db", "query", 40, 50)];
+        {
+            let mut replayed = Vec::new();
+            let (wal, _) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, b| replayed.push(b)).unwrap();
+            assert_eq!(replayed, vec![old_batch.clone()]);
+            let answer = wal.submit(encode_batch(&new_batch).unwrap(), None).unwrap();
+            answer.await.unwrap().unwrap();
+            assert_eq!(wal.stats().segments, 1);
+        }
+        let (batches, report) = replay_all(dir.path());
+        assert_eq!(batches, vec![old_batch, new_batch]);
+        assert_eq!(report.truncated_bytes, 0);
+    }
+
+    #[tokio::test]
     async fn submit_after_close_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {}).unwrap();

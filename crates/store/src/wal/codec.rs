@@ -19,9 +19,10 @@
 //!   about a tenth of ingest CPU.
 //!
 //! The layout lives in the payload because nothing else can tell it: the
-//! record frame (length + CRC) has no spare bits, and a segment written by an
-//! older build is appended to after replay, so one segment may hold both
-//! layouts and its header cannot say which.
+//! record frame (length + CRC) has no spare bits, and development builds
+//! appended layout 2 to version-1 segments, so one such segment may hold both
+//! layouts and its header cannot say which. Which layouts a segment may hold
+//! is the segment version's business ([`super::record::SegmentVersion`]).
 //!
 //! Why the prefix `0x80 0x00` never starts a layout-1 payload: a layout-1
 //! payload starts with postcard's varint of the span count, and postcard
@@ -33,8 +34,8 @@
 //!
 //! An older build, which knows only layout 1, reads a layout-2 payload as an
 //! empty batch (postcard takes `0x80 0x00` as a count of zero and ignores the
-//! rest): downgrading past this layout loses spans still in the WAL unless a
-//! block was cut first.
+//! rest). That is why layout 2 is written only to version-2 segments, which
+//! such a build refuses to open rather than lose their spans.
 
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -324,13 +325,19 @@ static BYTES_PER_SPAN: AtomicUsize = AtomicUsize::new(256);
 /// a resource share one `Arc` again, which keeps the head small after a
 /// replay (the head charges a shared resource to its spans in proportion).
 pub(crate) fn decode_spans(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
-    let Some(rest) = payload.strip_prefix(&MARKER[..]) else {
-        return decode_layout_1(payload);
-    };
-    match rest.split_first() {
-        None => Err(PayloadError::TruncatedMarker),
-        Some((2, body)) => decode_layout_2(body),
-        Some((&layout, _)) => Err(PayloadError::UnknownLayout(layout)),
+    match payload_layout(payload)? {
+        1 => decode_layout_1(payload),
+        2 => decode_layout_2(&payload[LAYOUT_2_PREFIX.len()..]),
+        layout => Err(PayloadError::UnknownLayout(layout)),
+    }
+}
+
+/// The layout a payload says it has, known to this build or not: 1 if it
+/// names none. Looks at the first bytes only, decodes nothing.
+pub(crate) fn payload_layout(payload: &[u8]) -> Result<u8, PayloadError> {
+    match payload.strip_prefix(&MARKER[..]) {
+        None => Ok(1),
+        Some(rest) => rest.first().copied().ok_or(PayloadError::TruncatedMarker),
     }
 }
 

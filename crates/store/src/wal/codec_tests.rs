@@ -234,6 +234,19 @@ fn marker_is_no_layout_1_span_count() {
 }
 
 #[test]
+fn payload_layout_reads_the_prefix_only() {
+    let batch = [span(1, 1, None, "x", "op", 0, 1)];
+    assert_eq!(payload_layout(&encode_layout_1(&batch)).unwrap(), 1);
+    assert_eq!(payload_layout(&encode_spans(&batch).unwrap()).unwrap(), 2);
+    assert_eq!(payload_layout(&[0x80, 0x00, 3]).unwrap(), 3);
+    assert_eq!(payload_layout(&[]).unwrap(), 1);
+    assert!(matches!(
+        payload_layout(&MARKER),
+        Err(PayloadError::TruncatedMarker)
+    ));
+}
+
+#[test]
 fn bad_markers_and_indexes_are_errors() {
     assert!(matches!(
         decode_spans(&MARKER),

@@ -4,9 +4,12 @@
 //! Layout: `<dir>/00000000000000000001.wal`, ... Each segment starts with a
 //! magic + version header ([`record`]), followed by records framed as
 //! length + CRC-32 + payload; the payload is a postcard-encoded batch of spans
-//! ([`codec`]). One writer thread ([`writer`]) owns the open segment and
-//! commits queued records in groups with one fsync each; [`replay`] reads the
-//! segments back and repairs torn tails.
+//! ([`codec`]). The header's version says which payload layouts a segment
+//! holds; new records go only to segments of the version this build writes,
+//! so a build too old to read them refuses the segment instead of misreading
+//! it. One writer thread ([`writer`]) owns the open segment and commits
+//! queued records in groups with one fsync each; [`replay`] reads the segments
+//! back and repairs torn tails.
 //!
 //! [`Wal`] is the whole interface: encode a batch with [`encode_batch`], hand
 //! it to [`Wal::submit`], await the answer. The WAL knows nothing of the head
@@ -218,6 +221,7 @@ impl Drop for Wal {
 mod tests {
     use super::*;
     use crate::test_support::span;
+    use record::{SegmentVersion, FRAME_LEN, HEADER_LEN};
 
     fn replay_all(dir: &Path) -> (Vec<Vec<Span>>, ReplayReport) {
         let mut batches = Vec::new();
@@ -257,31 +261,166 @@ mod tests {
         );
     }
 
+    /// Writes segment `seq` of `version` holding `payloads`; returns its bytes.
+    fn write_segment(
+        dir: &Path,
+        seq: SegmentSeq,
+        version: SegmentVersion,
+        payloads: &[Vec<u8>],
+    ) -> Vec<u8> {
+        let mut bytes = record::header(version).to_vec();
+        for payload in payloads {
+            bytes.extend_from_slice(Record::frame(payload, 0).unwrap().as_bytes());
+        }
+        fs::write(segment::segment_path(dir, seq), &bytes).unwrap();
+        bytes
+    }
+
+    /// Every batch replayed from `dir`, with its segment number.
+    fn replay_with_segments(dir: &Path) -> Vec<(SegmentSeq, Vec<Span>)> {
+        let mut batches = Vec::new();
+        let (wal, _) = Wal::open(dir, 1 << 20, 0, &mut |seq, b| batches.push((seq, b))).unwrap();
+        wal.close();
+        batches
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
     #[tokio::test]
-    async fn segment_of_layout_1_records_replays_and_takes_layout_2_appends() {
-        // A segment as builds before payload layout 2 left it; this build
-        // appends to it, so one segment holds both layouts.
+    async fn version_1_segment_replays_and_new_appends_go_to_a_version_2_segment() {
+        // A version-1 segment with room left, holding layout 1 as older
+        // builds wrote it and layout 2 as development builds appended it.
         let dir = tempfile::tempdir().unwrap();
         let old_batch = vec![
             span(1, 1, None, "rag", "root", 10, 90),
             span(1, 2, Some(1), "rag", "embed", 20, 30),
         ];
-        let old = Record::frame(&codec::encode_layout_1(&old_batch), old_batch.len()).unwrap();
-        let mut bytes = record::header().to_vec();
-        bytes.extend_from_slice(old.as_bytes());
-        fs::write(segment::segment_path(dir.path(), 1), &bytes).unwrap();
+        let dev_batch = vec![span(3, 1, None, "rag", "dev", 60, 70)];
+        let v1 = write_segment(
+            dir.path(),
+            1,
+            SegmentVersion::V1,
+            &[
+                codec::encode_layout_1(&old_batch),
+                codec::encode_spans(&dev_batch).unwrap(),
+            ],
+        );
         let new_batch = vec![span(2, 1, None, "db", "query", 40, 50)];
         {
             let mut replayed = Vec::new();
-            let (wal, _) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, b| replayed.push(b)).unwrap();
-            assert_eq!(replayed, vec![old_batch.clone()]);
+            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |seq, b| {
+                replayed.push((seq, b))
+            })
+            .unwrap();
+            assert_eq!(
+                replayed,
+                vec![(1, old_batch.clone()), (1, dev_batch.clone())]
+            );
+            assert_eq!(report.truncated_bytes, 0);
             let answer = wal.submit(encode_batch(&new_batch).unwrap(), None).unwrap();
-            answer.await.unwrap().unwrap();
-            assert_eq!(wal.stats().segments, 1);
+            assert_eq!(answer.await.unwrap().unwrap().segment, 2);
+            assert_eq!(wal.stats().segments, 2);
         }
+        assert_eq!(fs::read(segment::segment_path(dir.path(), 1)).unwrap(), v1);
+        let v2 = fs::read(segment::segment_path(dir.path(), 2)).unwrap();
+        assert_eq!(
+            v2[..HEADER_LEN as usize],
+            record::header(SegmentVersion::V2)
+        );
+        assert_eq!(
+            replay_with_segments(dir.path()),
+            vec![(1, old_batch), (1, dev_batch), (2, new_batch)]
+        );
+    }
+
+    #[tokio::test]
+    async fn mixed_directory_replays_in_order_and_continues_the_version_2_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches: Vec<Vec<Span>> = (1..=5)
+            .map(|i| vec![span(i, 1, None, "rag", "op", i.into(), 100)])
+            .collect();
+        write_segment(
+            dir.path(),
+            1,
+            SegmentVersion::V1,
+            &[codec::encode_layout_1(&batches[0])],
+        );
+        write_segment(
+            dir.path(),
+            2,
+            SegmentVersion::V1,
+            &[codec::encode_spans(&batches[1]).unwrap()],
+        );
+        write_segment(
+            dir.path(),
+            3,
+            SegmentVersion::V2,
+            &[
+                codec::encode_spans(&batches[2]).unwrap(),
+                codec::encode_spans(&batches[3]).unwrap(),
+            ],
+        );
+        {
+            let mut replayed = Vec::new();
+            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |seq, b| {
+                replayed.push((seq, b))
+            })
+            .unwrap();
+            assert_eq!(
+                replayed,
+                vec![
+                    (1, batches[0].clone()),
+                    (2, batches[1].clone()),
+                    (3, batches[2].clone()),
+                    (3, batches[3].clone()),
+                ]
+            );
+            assert_eq!(report.segments, 3);
+            assert_eq!(report.truncated_bytes, 0);
+            let answer = wal
+                .submit(encode_batch(&batches[4]).unwrap(), None)
+                .unwrap();
+            assert_eq!(answer.await.unwrap().unwrap().segment, 3);
+        }
+        let seqs: Vec<SegmentSeq> = replay_with_segments(dir.path())
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn layout_1_record_in_a_version_2_segment_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = vec![span(1, 1, None, "rag", "root", 10, 90)];
+        let old = codec::encode_layout_1(&good);
+        let bytes = write_segment(
+            dir.path(),
+            1,
+            SegmentVersion::V2,
+            &[codec::encode_spans(&good).unwrap(), old.clone()],
+        );
         let (batches, report) = replay_all(dir.path());
-        assert_eq!(batches, vec![old_batch, new_batch]);
-        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(batches, vec![good]);
+        let cut = FRAME_LEN + old.len() as u64;
+        assert_eq!(report.truncated_bytes, cut);
+        assert_eq!(
+            fs::metadata(segment::segment_path(dir.path(), 1))
+                .unwrap()
+                .len(),
+            bytes.len() as u64 - cut
+        );
     }
 
     #[tokio::test]
@@ -297,29 +436,54 @@ mod tests {
     }
 
     #[test]
-    fn segment_of_another_version_is_refused_untouched() {
+    fn unknown_version_3_is_refused_before_anything_is_touched() {
         let dir = tempfile::tempdir().unwrap();
-        let path = segment::segment_path(dir.path(), 1);
-        let mut bytes = record::header().to_vec();
-        bytes[6] = 9;
-        bytes.extend_from_slice(b"future data");
-        fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {})
+        // Each of these would be changed by a replay that got that far: a
+        // segment covered by a block (deleted), a torn tail (truncated), a
+        // torn header (deleted).
+        write_segment(dir.path(), 1, SegmentVersion::V1, &[b"covered".to_vec()]);
+        let mut torn_tail = record::header(SegmentVersion::V1).to_vec();
+        torn_tail.extend_from_slice(&[9, 0, 0]);
+        fs::write(segment::segment_path(dir.path(), 2), torn_tail).unwrap();
+        fs::write(
+            segment::segment_path(dir.path(), 3),
+            &record::header(SegmentVersion::V2)[..3],
+        )
+        .unwrap();
+        let mut future = record::header(SegmentVersion::V2).to_vec();
+        future[6] = 3;
+        future.extend_from_slice(b"future data");
+        fs::write(segment::segment_path(dir.path(), 4), &future).unwrap();
+        let before = snapshot(dir.path());
+
+        let err = Wal::open(dir.path(), 1 << 20, 1, &mut |_, _| {})
             .err()
             .expect("must refuse");
         assert!(matches!(
             err,
-            StoreError::UnsupportedWalVersion { found: 9, .. }
+            StoreError::UnsupportedWalVersion {
+                found: 3,
+                supported: 2,
+                ..
+            }
         ));
-        assert!(err.to_string().contains("00000000000000000001.wal"));
-        assert_eq!(fs::read(&path).unwrap(), bytes);
+        let message = err.to_string();
+        assert!(
+            message.contains("00000000000000000004.wal") && message.contains("format version 3"),
+            "{message}"
+        );
+        assert_eq!(snapshot(dir.path()), before);
     }
 
     #[test]
     fn torn_header_is_removed_and_foreign_file_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment::segment_path(dir.path(), 1), b"NOTWAL-garbage").unwrap();
-        fs::write(segment::segment_path(dir.path(), 2), &record::header()[..3]).unwrap();
+        fs::write(
+            segment::segment_path(dir.path(), 2),
+            &record::header(SegmentVersion::CURRENT)[..3],
+        )
+        .unwrap();
         let (batches, report) = replay_all(dir.path());
         assert!(batches.is_empty());
         assert_eq!(report.segments, 0);

@@ -5,13 +5,21 @@
 //! (u32 LE) + payload (see [`super::codec`]). This module turns bytes into
 //! frames and back; it does no I/O and never decides what to do about a bad
 //! frame — [`super::replay`] does.
+//!
+//! # Versions
+//!
+//! The framing is the same in every version; the version says which payload
+//! layouts the segment may hold ([`SegmentVersion::holds_layout`]). It is the
+//! one place an older build looks before reading records, and every build
+//! refuses to open a segment whose version it does not know. A build meeting a
+//! payload layout it does not know inside a segment it accepts would instead
+//! take the record for damage and truncate the segment there, so a new payload
+//! layout needs a new segment version.
 
 use crate::store::StoreError;
 
 /// The first bytes of every segment file.
 pub(crate) const MAGIC: [u8; 6] = *b"CTWAL\n";
-/// The segment format version this build writes and reads.
-pub(crate) const VERSION: u16 = 1;
 /// Bytes in the segment header.
 pub(crate) const HEADER_LEN: u64 = 8;
 /// Bytes in a record frame before the payload.
@@ -21,19 +29,57 @@ pub(crate) const FRAME_LEN: u64 = 8;
 /// any sane export batch.
 pub(crate) const MAX_PAYLOAD: u64 = 256 * 1024 * 1024;
 
-/// The segment header bytes.
-pub(crate) fn header() -> [u8; HEADER_LEN as usize] {
+/// A segment format version this build reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentVersion {
+    /// Payload layout 1, as builds before layout 2 wrote it. Development
+    /// builds that wrote layout 2 before version 2 existed appended layout-2
+    /// records to these segments too; they are read, never written again.
+    V1,
+    /// Payload layout 2 only. Builds that know only layout 1 read a layout-2
+    /// payload as an empty batch without complaint; this version makes them
+    /// refuse the segment instead of silently losing its spans.
+    V2,
+}
+
+impl SegmentVersion {
+    /// The version this build writes; appends go only to segments of it.
+    pub(crate) const CURRENT: SegmentVersion = SegmentVersion::V2;
+    /// Every version this build reads, oldest first.
+    const ALL: [SegmentVersion; 2] = [SegmentVersion::V1, SegmentVersion::V2];
+
+    /// The number in the header.
+    pub(crate) fn number(self) -> u16 {
+        match self {
+            SegmentVersion::V1 => 1,
+            SegmentVersion::V2 => 2,
+        }
+    }
+
+    /// Whether a record with payload `layout` may appear in a segment of this
+    /// version. Anything else is not what a build wrote, and replay treats it
+    /// as damage.
+    pub(crate) fn holds_layout(self, layout: u8) -> bool {
+        match self {
+            SegmentVersion::V1 => matches!(layout, 1 | 2),
+            SegmentVersion::V2 => layout == 2,
+        }
+    }
+}
+
+/// The header bytes of a segment of `version`.
+pub(crate) fn header(version: SegmentVersion) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[..6].copy_from_slice(&MAGIC);
-    h[6..].copy_from_slice(&VERSION.to_le_bytes());
+    h[6..].copy_from_slice(&version.number().to_le_bytes());
     h
 }
 
 /// What the first bytes of a segment file say.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum HeaderCheck {
-    /// A valid header of this version.
-    Valid,
+    /// A valid header of a version this build reads.
+    Valid(SegmentVersion),
     /// Fewer bytes than a header, all matching its start: the file was being
     /// created when the process died.
     Torn,
@@ -43,11 +89,16 @@ pub(crate) enum HeaderCheck {
     NotAWalSegment,
 }
 
-/// Checks the header at the start of `bytes` (the whole file).
+/// Checks the header at the start of `bytes`: the whole file or just its
+/// first [`HEADER_LEN`] bytes, as nothing after them is looked at.
 pub(crate) fn check_header(bytes: &[u8]) -> HeaderCheck {
-    let want = header();
-    if bytes.len() < want.len() {
-        if want.starts_with(bytes) {
+    if bytes.len() < HEADER_LEN as usize {
+        // Only this build's own version is ever being created, but an older
+        // build may have died creating a version-1 segment.
+        let torn = SegmentVersion::ALL
+            .iter()
+            .any(|v| header(*v).starts_with(bytes));
+        if torn {
             return HeaderCheck::Torn;
         }
         return HeaderCheck::NotAWalSegment;
@@ -55,11 +106,13 @@ pub(crate) fn check_header(bytes: &[u8]) -> HeaderCheck {
     if bytes[..6] != MAGIC {
         return HeaderCheck::NotAWalSegment;
     }
-    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version == VERSION {
-        HeaderCheck::Valid
-    } else {
-        HeaderCheck::OtherVersion(version)
+    let found = u16::from_le_bytes([bytes[6], bytes[7]]);
+    match SegmentVersion::ALL
+        .into_iter()
+        .find(|v| v.number() == found)
+    {
+        Some(version) => HeaderCheck::Valid(version),
+        None => HeaderCheck::OtherVersion(found),
     }
 }
 
@@ -218,13 +271,34 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        let h = header();
-        assert_eq!(check_header(&h), HeaderCheck::Valid);
-        assert_eq!(check_header(&h[..3]), HeaderCheck::Torn);
+        let v2 = header(SegmentVersion::V2);
+        assert_eq!(v2, *b"CTWAL\n\x02\x00");
+        assert_eq!(SegmentVersion::CURRENT, SegmentVersion::V2);
+        assert_eq!(check_header(&v2), HeaderCheck::Valid(SegmentVersion::V2));
+        let v1 = header(SegmentVersion::V1);
+        assert_eq!(v1, *b"CTWAL\n\x01\x00");
+        assert_eq!(check_header(&v1), HeaderCheck::Valid(SegmentVersion::V1));
+        assert_eq!(check_header(&v2[..3]), HeaderCheck::Torn);
+        assert_eq!(check_header(&v1[..7]), HeaderCheck::Torn);
+        assert_eq!(check_header(&v2[..7]), HeaderCheck::Torn);
         assert_eq!(check_header(&[]), HeaderCheck::Torn);
+        assert_eq!(check_header(b"CTWAL\n\x03"), HeaderCheck::NotAWalSegment);
         assert_eq!(check_header(b"PAR1xxxx"), HeaderCheck::NotAWalSegment);
-        let mut v2 = h;
-        v2[6] = 2;
-        assert_eq!(check_header(&v2), HeaderCheck::OtherVersion(2));
+        let mut v3 = v2;
+        v3[6] = 3;
+        assert_eq!(check_header(&v3), HeaderCheck::OtherVersion(3));
+        let mut big = v2;
+        big[7] = 1;
+        assert_eq!(check_header(&big), HeaderCheck::OtherVersion(258));
+    }
+
+    #[test]
+    fn version_2_holds_only_layout_2() {
+        assert!(SegmentVersion::V1.holds_layout(1));
+        assert!(SegmentVersion::V1.holds_layout(2));
+        assert!(!SegmentVersion::V1.holds_layout(3));
+        assert!(!SegmentVersion::V2.holds_layout(1));
+        assert!(SegmentVersion::V2.holds_layout(2));
+        assert!(!SegmentVersion::V2.holds_layout(3));
     }
 }

@@ -5,18 +5,21 @@
 //! undecodable payload) ends its segment: the file is truncated there with a
 //! warning naming the file and offset, and replay goes on with the next
 //! segment. A file whose header is not ours is set aside, not deleted. The one
-//! refusal is a segment of another format version, which a newer build may
-//! still read. This module writes nothing but those repairs.
+//! refusal is a segment of a format version this build does not read, which a
+//! newer build may still read: every header is checked before anything is
+//! deleted or repaired, so a refused directory is left as it was. This module
+//! writes nothing but those repairs.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chaintrace_model::Span;
 
 use crate::store::StoreError;
 
-use super::codec::decode_spans;
-use super::record::{check_header, read_frame, HeaderCheck, HEADER_LEN, VERSION};
+use super::codec::{decode_spans, payload_layout};
+use super::record::{check_header, read_frame, HeaderCheck, SegmentVersion, HEADER_LEN};
 use super::segment::{self, SegmentSeq};
 
 /// What replaying the write-ahead log found at open.
@@ -42,6 +45,9 @@ pub(crate) struct ReplayedSegment {
     pub(crate) path: PathBuf,
     /// Its length in bytes, all of it valid.
     pub(crate) len: u64,
+    /// Its format version: only a segment of [`SegmentVersion::CURRENT`] may
+    /// be appended to.
+    pub(crate) version: SegmentVersion,
 }
 
 /// Replays every segment in `dir`, oldest first, calling `on_batch` with each
@@ -57,6 +63,9 @@ pub(crate) fn replay_dir(
     let mut report = ReplayReport::default();
     let mut kept = Vec::new();
     let mut listed = segment::list_segments(dir)?;
+    for (_, path) in &listed {
+        refuse_unknown_version(path)?;
+    }
     let mut removed = false;
     listed.retain(|(seq, path)| {
         if *seq > covered_through {
@@ -75,25 +84,54 @@ pub(crate) fn replay_dir(
     for (i, (seq, path)) in listed.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let mut on_record = |spans: Vec<Span>| on_batch(seq, spans);
-        if let Some(len) = replay_segment(dir, &path, is_last, &mut on_record, &mut report)? {
-            kept.push(ReplayedSegment { seq, path, len });
+        let replayed = replay_segment(dir, &path, is_last, &mut on_record, &mut report)?;
+        if let Some((len, version)) = replayed {
+            kept.push(ReplayedSegment {
+                seq,
+                path,
+                len,
+                version,
+            });
         }
     }
     Ok((report, kept))
 }
 
-/// Replays one segment; returns its valid length, or `None` if it was set aside.
+/// Fails if the segment at `path` has a header of a version this build does
+/// not read. Reads the header only.
+fn refuse_unknown_version(path: &Path) -> Result<(), StoreError> {
+    let mut header = Vec::with_capacity(HEADER_LEN as usize);
+    File::open(path)
+        .and_then(|file| file.take(HEADER_LEN).read_to_end(&mut header))
+        .map_err(|e| StoreError::io("read WAL segment header", path, e))?;
+    match check_header(&header) {
+        HeaderCheck::OtherVersion(found) => Err(unsupported_version(path, found)),
+        HeaderCheck::Valid(_) | HeaderCheck::Torn | HeaderCheck::NotAWalSegment => Ok(()),
+    }
+}
+
+/// The refusal of a segment of version `found`.
+fn unsupported_version(path: &Path, found: u16) -> StoreError {
+    StoreError::UnsupportedWalVersion {
+        path: path.to_path_buf(),
+        found,
+        supported: SegmentVersion::CURRENT.number(),
+    }
+}
+
+/// Replays one segment; returns its valid length and version, or `None` if
+/// it was deleted or set aside.
 fn replay_segment(
     dir: &Path,
     path: &Path,
     is_last: bool,
     on_batch: &mut dyn FnMut(Vec<Span>),
     report: &mut ReplayReport,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<(u64, SegmentVersion)>, StoreError> {
     let bytes = fs::read(path).map_err(|e| StoreError::io("read WAL segment", path, e))?;
     let file_len = bytes.len() as u64;
-    match check_header(&bytes) {
-        HeaderCheck::Valid => {}
+    let version = match check_header(&bytes) {
+        HeaderCheck::Valid(version) => version,
         HeaderCheck::Torn => {
             // It holds no record. Deleting it (rather than rewriting its
             // header) also works on a full disk, where a rewrite could fail
@@ -108,13 +146,8 @@ fn replay_segment(
             report.truncated_bytes += file_len;
             return Ok(None);
         }
-        HeaderCheck::OtherVersion(found) => {
-            return Err(StoreError::UnsupportedWalVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: VERSION,
-            });
-        }
+        // Refused before replay began; met here only if the file changed since.
+        HeaderCheck::OtherVersion(found) => return Err(unsupported_version(path, found)),
         HeaderCheck::NotAWalSegment => {
             let aside = segment::set_aside(dir, path)?;
             tracing::warn!(
@@ -126,7 +159,7 @@ fn replay_segment(
             report.truncated_bytes += file_len;
             return Ok(None);
         }
-    }
+    };
 
     let mut offset = HEADER_LEN;
     let mut damage = None;
@@ -139,7 +172,7 @@ fn replay_segment(
                 break;
             }
         };
-        match decode_spans(payload) {
+        match decode_record(payload, version) {
             Ok(spans) => {
                 report.records += 1;
                 report.spans += spans.len() as u64;
@@ -170,5 +203,18 @@ fn replay_segment(
         report.truncated_bytes += cut;
     }
     report.segments += 1;
-    Ok(Some(offset))
+    Ok(Some((offset, version)))
+}
+
+/// Decodes a record's payload, which must be of a layout that a segment of
+/// `version` holds: no build writes any other there.
+fn decode_record(payload: &[u8], version: SegmentVersion) -> Result<Vec<Span>, String> {
+    let layout = payload_layout(payload).map_err(|e| e.to_string())?;
+    if !version.holds_layout(layout) {
+        return Err(format!(
+            "it has payload layout {layout}, which a version {} segment does not hold",
+            version.number()
+        ));
+    }
+    decode_spans(payload).map_err(|e| e.to_string())
 }

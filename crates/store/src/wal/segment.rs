@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::store::StoreError;
 
-use super::record;
+use super::record::{self, SegmentVersion};
 
 /// File extension of WAL segments.
 const EXTENSION: &str = "wal";
@@ -49,9 +49,9 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(SegmentSeq, PathBuf)>, St
     Ok(segments)
 }
 
-/// Creates segment `seq` in `dir` with its header, durably: the file and the
-/// directory entry are both synced before this returns. The file is opened
-/// for appending.
+/// Creates segment `seq` in `dir` with the header of the version this build
+/// writes, durably: the file and the directory entry are both synced before
+/// this returns. The file is opened for appending.
 pub(crate) fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<(File, PathBuf), StoreError> {
     let path = segment_path(dir, seq);
     let mut file = OpenOptions::new()
@@ -60,7 +60,7 @@ pub(crate) fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<(File, PathB
         .open(&path)
         .map_err(|e| StoreError::io("create WAL segment", &path, e))?;
     let written = file
-        .write_all(&record::header())
+        .write_all(&record::header(SegmentVersion::CURRENT))
         .map_err(|e| StoreError::io("write WAL segment header", &path, e))
         .and_then(|()| {
             file.sync_all()
@@ -149,5 +149,12 @@ mod tests {
             create_segment(dir.path(), 2).is_err(),
             "never overwrite a segment"
         );
+    }
+
+    #[test]
+    fn new_segments_get_a_version_2_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path) = create_segment(dir.path(), 1).unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"CTWAL\n\x02\x00");
     }
 }

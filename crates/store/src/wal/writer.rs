@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::store::StoreError;
 
-use super::record::{Record, HEADER_LEN};
+use super::record::{Record, SegmentVersion, HEADER_LEN};
 use super::replay::ReplayedSegment;
 use super::segment::{self, SegmentSeq};
 
@@ -110,8 +110,11 @@ pub(crate) struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// A writer for `dir` that continues the last replayed segment when it has
-    /// room, and otherwise starts a new one at the first write.
+    /// A writer for `dir` that continues the last replayed segment when it is
+    /// of the version this build writes and has room, and otherwise starts a
+    /// new one at the first write. A segment of an older version is never
+    /// appended to: a build that reads only that version would open it and
+    /// misread the records this build adds.
     ///
     /// New segments are numbered above `used_through` too: numbers that
     /// blocks already claim must never be reused, or a later open would take
@@ -124,7 +127,9 @@ impl SegmentWriter {
         counters: Arc<WalCounters>,
     ) -> Result<SegmentWriter, StoreError> {
         let mut current = None;
-        if let Some(last) = last.filter(|l| l.len < segment_bytes) {
+        let appendable =
+            |l: &&ReplayedSegment| l.version == SegmentVersion::CURRENT && l.len < segment_bytes;
+        if let Some(last) = last.filter(appendable) {
             // Replay truncated the file to its valid length, so appending
             // continues right after the last good record.
             current = Some(OpenSegment {
@@ -460,6 +465,7 @@ mod tests {
             seq: listed[0].0,
             path: listed[0].1.clone(),
             len: std::fs::metadata(&listed[0].1).unwrap().len(),
+            version: SegmentVersion::CURRENT,
         };
         let writer = SegmentWriter::new(
             dir.path().into(),
@@ -479,9 +485,32 @@ mod tests {
         assert_eq!(position.offset, last.len);
         assert_eq!(frames_in(dir.path()).len(), 2);
         // A full last segment is not continued.
-        let writer =
-            SegmentWriter::new(dir.path().into(), last.len, Some(&last), 0, counters).unwrap();
+        let writer = SegmentWriter::new(
+            dir.path().into(),
+            last.len,
+            Some(&last),
+            0,
+            Arc::clone(&counters),
+        )
+        .unwrap();
         assert!(writer.current.is_none());
         assert_eq!(writer.next_seq, 2);
+    }
+
+    #[test]
+    fn never_continues_a_segment_of_an_older_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(WalCounters::default());
+        let (_, path) = segment::create_segment(dir.path(), 7).unwrap();
+        let old = ReplayedSegment {
+            seq: 7,
+            path,
+            len: HEADER_LEN,
+            version: SegmentVersion::V1,
+        };
+        let writer =
+            SegmentWriter::new(dir.path().into(), 1 << 20, Some(&old), 0, counters).unwrap();
+        assert!(writer.current.is_none());
+        assert_eq!(writer.next_seq, 8);
     }
 }

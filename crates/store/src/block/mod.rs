@@ -8,7 +8,7 @@
 //!   duration, and the LLM fields model, input/output tokens and error
 //!   type derived from attributes) serve queries; nested generic columns
 //!   (attributes, events, links, resource attributes, scope) together with
-//!   the span's own fields rebuild every span exactly. zstd, dictionaries
+//!   the span's own fields rebuild every span exactly. LZ4, dictionaries
 //!   for repeated strings, a bloom filter and page statistics on
 //!   `trace_id`, row groups that end at trace boundaries.
 //! - `traces.parquet`: one row per trace ([`TraceSummary`]

@@ -224,8 +224,8 @@ pub(crate) static TRACES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub(crate) const FORMAT_KEY: &str = "chaintrace.block.format";
 
 /// Rows per data page: small pages let a trace lookup decode a few
-/// thousand rows of each column instead of a whole row group.
-const DATA_PAGE_ROWS: usize = 2048;
+/// hundred rows of each column instead of a whole row group.
+const DATA_PAGE_ROWS: usize = 512;
 
 /// The path of a leaf column inside a list of structs, e.g.
 /// `events.list.item.time_unix_nano`.
@@ -237,10 +237,9 @@ fn leaf(parts: &[&str]) -> ColumnPath {
     ColumnPath::new(path)
 }
 
-/// Leaf columns a trace lookup reads that zstd barely shrinks (random ids,
-/// dictionary indices, delta-packed numbers, nearly always empty lists).
-/// They stay uncompressed: the Parquet reader creates a zstd context per
-/// column chunk it opens, which costs more than decoding a small page.
+/// Leaf columns a trace lookup reads that compression barely shrinks
+/// (random ids, dictionary indices, delta-packed numbers, nearly always
+/// empty lists). They stay uncompressed: decompressing them is pure cost.
 fn uncompressed_leaves() -> Vec<ColumnPath> {
     let mut leaves: Vec<ColumnPath> = [
         col::SPAN_ID,
@@ -267,8 +266,14 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
 
 /// Settings of `data.parquet`.
 ///
-/// - zstd where it pays, dictionaries on (names, services, keys, models
-///   repeat), page v1 (levels compressed with the values).
+/// - LZ4 (raw) where it pays, dictionaries on (names, services, keys,
+///   models repeat), page v1 (levels compressed with the values). zstd
+///   made blocks ~15 % smaller but cost more than half of a trace lookup
+///   (the reader creates a zstd context per column chunk, then
+///   decompresses) and a large share of the cut's CPU.
+/// - Pages of [`DATA_PAGE_ROWS`] rows: a lookup decodes one page per
+///   column to reach a trace's few rows; 2 048-row pages doubled its time,
+///   256-row pages cost more in page overhead than they saved.
 /// - Ids are random: no dictionary for `span_id` (it would only add
 ///   indices); `trace_id` runs of equal values cost almost nothing with
 ///   `DELTA_BYTE_ARRAY`, and a lookup has no large dictionary to decode.
@@ -287,7 +292,7 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
     let index = |name: &str| schema.index_of(name).unwrap_or(0) as i32;
     let mut b = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(None)
         .set_data_page_row_count_limit(DATA_PAGE_ROWS)
         .set_write_batch_size(1024)

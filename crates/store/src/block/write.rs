@@ -11,10 +11,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::mpsc;
 
 use arrow_array::RecordBatch;
 use chaintrace_model::{Span, SpanId, TraceId, TraceSummary, UnixNanos};
 use parquet::arrow::ArrowWriter;
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::encode::{approx_bytes, data_batch, traces_batch};
@@ -143,17 +145,25 @@ fn write_files(
     let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
     let most_traces = plan.iter().map(|g| g.traces).max().unwrap_or(1);
-    let mut writer = parquet_writer(&data_path, &DATA_SCHEMA, data_properties(most_traces))?;
-    for group in &plan {
-        for rows in batches(&sizes, group.rows.clone()) {
-            let batch = data_batch(&spans[rows.clone()], &hot[rows], &data_path)?;
-            write_batch(&mut writer, &batch, &data_path)?;
-        }
-        writer
-            .flush()
-            .map_err(|e| BlockError::parquet(&data_path, e))?;
-    }
-    let data_bytes = close(writer, &data_path)?;
+    let props = data_properties(most_traces);
+    // Two stages on two threads: this one builds Arrow batches while the
+    // other encodes the previous ones to Parquet. Each is about half of a
+    // cut, which is what bounds sustained ingest.
+    let data_bytes = std::thread::scope(|scope| {
+        let (pieces, received) = mpsc::sync_channel(PIPELINE_DEPTH);
+        let path = &data_path;
+        let encoder = scope.spawn(move || encode_data(path, props, received));
+        let built = build_batches(&plan, &sizes, &spans, &hot, path, &pieces);
+        drop(pieces);
+        let encoded = encoder.join().unwrap_or_else(|_| {
+            Err(BlockError::parquet(
+                path,
+                ParquetError::General("the Parquet encoder thread panicked".into()),
+            ))
+        });
+        // An encoder error stops the builder quietly: report that one.
+        built.and(encoded)
+    })?;
 
     // Newest-first listing reads this file only: sort by start time.
     summaries.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
@@ -182,6 +192,57 @@ fn write_files(
         .and_then(|()| file.sync_all())
         .map_err(|e| BlockError::io(&meta_path, e))?;
     Ok(meta)
+}
+
+/// Batches in flight between the Arrow and Parquet stages of a cut.
+const PIPELINE_DEPTH: usize = 2;
+
+/// What the Arrow stage hands the Parquet stage.
+enum Piece {
+    Batch(RecordBatch),
+    /// The row group is complete.
+    EndOfRowGroup,
+}
+
+/// The Arrow stage: builds each planned row group's batches and sends them
+/// on; stops early (without error) when the Parquet stage has gone.
+fn build_batches(
+    plan: &[RowGroupPlan],
+    sizes: &[usize],
+    spans: &[&Span],
+    hot: &[HotFields<'_>],
+    path: &Path,
+    pieces: &mpsc::SyncSender<Piece>,
+) -> Result<(), BlockError> {
+    for group in plan {
+        for rows in batches(sizes, group.rows.clone()) {
+            let batch = data_batch(&spans[rows.clone()], &hot[rows], path)?;
+            if pieces.send(Piece::Batch(batch)).is_err() {
+                return Ok(());
+            }
+        }
+        if pieces.send(Piece::EndOfRowGroup).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The Parquet stage: writes `data.parquet` from what arrives, then closes
+/// it; returns its size.
+fn encode_data(
+    path: &Path,
+    props: WriterProperties,
+    pieces: mpsc::Receiver<Piece>,
+) -> Result<u64, BlockError> {
+    let mut writer = parquet_writer(path, &DATA_SCHEMA, props)?;
+    for piece in pieces {
+        match piece {
+            Piece::Batch(batch) => write_batch(&mut writer, &batch, path)?,
+            Piece::EndOfRowGroup => writer.flush().map_err(|e| BlockError::parquet(path, e))?,
+        }
+    }
+    close(writer, path)
 }
 
 /// Sorts by (trace id, start, span id) after keeping the first of each

@@ -215,24 +215,9 @@ pub(super) fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> 
 
 // ---- re-encoding the same request differently ------------------------------
 
-/// The messages of a request, to know which fields hold which message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Msg {
-    Request,
-    ResourceSpans,
-    Resource,
-    EntityRef,
-    ScopeSpans,
-    Scope,
-    Span,
-    Event,
-    Link,
-    Status,
-    KeyValue,
-    AnyValue,
-    ArrayValue,
-    KeyValueList,
-}
+/// The decoder's own list of messages; the helpers below add which field
+/// holds which message.
+pub(super) use super::Message as Msg;
 
 impl Msg {
     pub(super) fn child(self, tag: u32) -> Option<Msg> {

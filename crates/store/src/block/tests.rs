@@ -452,3 +452,43 @@ fn bytes_per_span_of_the_demo_chain() {
     }
     assert!(per_span < 120.0, "{per_span:.1} bytes/span");
 }
+
+/// Writes the `vparquet1` fixture block with the build that still writes
+/// `vparquet1`; run once with `--ignored` and commit the result.
+#[test]
+#[ignore = "writes the committed fixture"]
+fn write_v1_fixture() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v1");
+    let _ = fs::remove_dir_all(dir.join("b-v1-fixture"));
+    write_block(
+        &dir,
+        "b-v1-fixture",
+        super::testing::fixture_spans(),
+        &opts(20),
+    )
+    .unwrap();
+}
+
+/// The committed `vparquet1` block, written by the build before
+/// `vparquet2` from [`super::testing::fixture_spans`].
+fn v1_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v1/b-v1-fixture")
+}
+
+#[test]
+fn a_v1_block_reads_back_its_spans() {
+    let block = Block::open(&v1_fixture()).unwrap();
+    assert_eq!(block.meta().version, "vparquet1");
+    assert!(block.row_group_count() > 1);
+    let mut expected = super::testing::fixture_spans();
+    block_order(&mut expected);
+    assert_eq!(block.read_all().unwrap(), expected);
+    let ids: BTreeSet<TraceId> = expected.iter().map(|s| s.trace_id).collect();
+    for id in ids {
+        let want: Vec<&Span> = expected.iter().filter(|s| s.trace_id == id).collect();
+        let got = block.trace_spans(id).unwrap();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    }
+    let listed = block.trace_summaries(None, None).unwrap();
+    assert_eq!(listed.len(), 9);
+}

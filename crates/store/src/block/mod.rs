@@ -64,7 +64,7 @@ mod value_codec;
 mod write;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};

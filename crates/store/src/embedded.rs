@@ -1111,6 +1111,51 @@ mod conformance_tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_merges_a_vparquet1_block_into_a_vparquet2_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path());
+        config.compaction_min_blocks = 2;
+        config.retention = None; // the fixture's spans are from 2023
+        config.maintenance_interval = Duration::from_secs(3600);
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/block/fixtures/v1/b-v1-fixture");
+        let v1 = config.blocks_dir().join("b-v1-fixture");
+        std::fs::create_dir_all(&v1).unwrap();
+        for f in ["data.parquet", "traces.parquet", "meta.json"] {
+            std::fs::copy(fixture.join(f), v1.join(f)).unwrap();
+        }
+        let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+        let t = 1_700_000_000_000_000_000;
+        let late = crate::test_support::span(0xab, 1, None, "rag", "late", t, t + 10);
+        store.append(vec![late.clone()]).await.unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        assert_eq!(store.stats().await.unwrap().blocks, 2);
+        assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+        assert_eq!(store.stats().await.unwrap().blocks, 1);
+        assert!(!v1.exists(), "the vparquet1 input was replaced");
+        let mut expected = crate::block::testing::fixture_spans();
+        expected.push(late);
+        for id in expected
+            .iter()
+            .map(|s| s.trace_id)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let mut want: Vec<&Span> = expected.iter().filter(|s| s.trace_id == id).collect();
+            want.sort_by_key(|s| (s.start, s.span_id));
+            let trace = store.trace(id).await.unwrap().unwrap();
+            assert_eq!(trace.spans.iter().collect::<Vec<_>>(), want);
+        }
+        let merged: Vec<_> = std::fs::read_dir(config.blocks_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(merged.len(), 1, "{merged:?}");
+        let meta = std::fs::read_to_string(merged[0].join("meta.json")).unwrap();
+        assert!(meta.contains("\"vparquet2\""), "{meta}");
+        assert!(merged[0].join("resources.parquet").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_crash_between_block_and_wal_cleanup_shows_nothing_twice() {
         let dir = tempfile::tempdir().unwrap();
         let config = EmbeddedConfig::new(dir.path());

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray, UInt64Array,
-    UInt8Array,
+    Array, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
+    UInt64Array, UInt8Array,
 };
 use chaintrace_model::{
     DurationNanos, Event, Link, Resource, Scope, Span, SpanId, Status, TraceId, TraceSummary,
@@ -19,9 +19,12 @@ use chaintrace_model::{
 
 use super::attrs::{downcast, list_range, AttrListReader};
 use super::schema::{col, kind_from_u8, status_from_u8, trace_col};
+use super::RESOURCES_FILE;
 
-/// The top-level `data.parquet` columns a span is rebuilt from.
-pub(crate) const SPAN_COLUMNS: [&str; 15] = [
+/// The top-level `data.parquet` columns a span is rebuilt from, besides
+/// its format's resource column
+/// ([`Format::resource_column`](super::schema::Format::resource_column)).
+pub(crate) const SPAN_COLUMNS: [&str; 14] = [
     col::TRACE_ID,
     col::SPAN_ID,
     col::PARENT_SPAN_ID,
@@ -34,7 +37,6 @@ pub(crate) const SPAN_COLUMNS: [&str; 15] = [
     col::ATTRIBUTES,
     col::EVENTS,
     col::LINKS,
-    col::RESOURCE,
     col::SCOPE_NAME,
     col::SCOPE_VERSION,
 ];
@@ -83,15 +85,72 @@ pub(crate) struct SpanColumns<'a> {
     attributes: AttrListReader<'a>,
     events: EventColumns<'a>,
     links: LinkColumns<'a>,
-    resource: AttrListReader<'a>,
+    resource: ResourceColumn<'a>,
     scope_name: &'a StringArray,
     scope_version: &'a StringArray,
-    /// The last resource built: consecutive spans of one resource share it.
-    last_resource: Option<Arc<Resource>>,
+}
+
+/// Where a span's resource comes from.
+enum ResourceColumn<'a> {
+    /// `vparquet2`: an index into the block's resource table.
+    Index {
+        index: &'a UInt32Array,
+        table: &'a [Arc<Resource>],
+    },
+    /// `vparquet1`: the attributes on every row.
+    Attributes {
+        list: AttrListReader<'a>,
+        /// The last resource built: consecutive spans of one resource
+        /// share it.
+        last: Option<Arc<Resource>>,
+    },
+}
+
+impl ResourceColumn<'_> {
+    fn get(&mut self, row: usize) -> Result<Arc<Resource>, String> {
+        match self {
+            ResourceColumn::Index { index, table } => {
+                let i = index.value(row);
+                table.get(i as usize).cloned().ok_or_else(|| {
+                    format!(
+                        "row {row}: {} {i} is out of range, {RESOURCES_FILE} holds {} resources",
+                        col::RESOURCE_INDEX,
+                        table.len()
+                    )
+                })
+            }
+            ResourceColumn::Attributes { list, last } => {
+                let attributes = list.get(row)?;
+                Ok(match last {
+                    Some(r) if r.attributes == attributes => r.clone(),
+                    _ => last.insert(Arc::new(Resource { attributes })).clone(),
+                })
+            }
+        }
+    }
 }
 
 impl<'a> SpanColumns<'a> {
-    pub(crate) fn new(batch: &'a RecordBatch) -> Result<Self, String> {
+    /// Views of `batch`; `resources` is the block's resource table for a
+    /// `vparquet2` block, `None` for a `vparquet1` one (whose rows carry
+    /// their resource's attributes).
+    pub(crate) fn new(
+        batch: &'a RecordBatch,
+        resources: Option<&'a [Arc<Resource>]>,
+    ) -> Result<Self, String> {
+        let resource = match resources {
+            Some(table) => ResourceColumn::Index {
+                index: column(batch, col::RESOURCE_INDEX, true)?,
+                table,
+            },
+            None => ResourceColumn::Attributes {
+                list: AttrListReader::new(
+                    column::<ListArray>(batch, col::RESOURCE_V1, true)?,
+                    col::RESOURCE_V1,
+                )?,
+                last: None,
+            },
+        };
         Ok(SpanColumns {
             trace_id: fixed(column(batch, col::TRACE_ID, true)?, col::TRACE_ID, 16)?,
             span_id: fixed(column(batch, col::SPAN_ID, true)?, col::SPAN_ID, 8)?,
@@ -112,13 +171,9 @@ impl<'a> SpanColumns<'a> {
             )?,
             events: EventColumns::new(column(batch, col::EVENTS, true)?)?,
             links: LinkColumns::new(column(batch, col::LINKS, true)?)?,
-            resource: AttrListReader::new(
-                column::<ListArray>(batch, col::RESOURCE, true)?,
-                col::RESOURCE,
-            )?,
+            resource,
             scope_name: column(batch, col::SCOPE_NAME, true)?,
             scope_version: column(batch, col::SCOPE_VERSION, true)?,
-            last_resource: None,
         })
     }
 
@@ -137,17 +192,7 @@ impl<'a> SpanColumns<'a> {
         let kind = self.kind.value(row);
         let code = self.status_code.value(row);
         let start = self.start.value(row);
-        let resource_attrs = self.resource.get(row)?;
-        let resource = match &self.last_resource {
-            Some(r) if r.attributes == resource_attrs => r.clone(),
-            _ => {
-                let r = Arc::new(Resource {
-                    attributes: resource_attrs,
-                });
-                self.last_resource = Some(r.clone());
-                r
-            }
-        };
+        let resource = self.resource.get(row)?;
         Ok(Span {
             trace_id: TraceId(to_array(self.trace_id.value(row))),
             span_id: SpanId(to_array(self.span_id.value(row))),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_array::builder::{
     ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
 use chaintrace_model::{KeyValue, Resource, Span, TraceSummary};
@@ -24,10 +24,12 @@ use super::value_codec::MAX_DEPTH;
 
 /// One record batch of `data.parquet` rows, in the order given.
 ///
-/// `hot[i]` must be `HotFields::of(spans[i])`.
+/// `hot[i]` must be `HotFields::of(spans[i])`, `resource_index[i]` the
+/// row of `spans[i]`'s resource in `resources.parquet`.
 pub(crate) fn data_batch(
     spans: &[&Span],
     hot: &[HotFields<'_>],
+    resource_index: &[u32],
     path: &Path,
 ) -> Result<RecordBatch, BlockError> {
     let arrow = |e: ArrowError| BlockError::arrow(path, e);
@@ -49,7 +51,6 @@ pub(crate) fn data_batch(
     let mut attributes = AttrListBuilder::new();
     let mut events = EventsBuilder::new();
     let mut links = LinksBuilder::new();
-    let mut resource = AttrListBuilder::new();
     let mut scope_name = StringBuilder::new();
     let mut scope_version = StringBuilder::new();
 
@@ -97,9 +98,6 @@ pub(crate) fn data_batch(
         links
             .push(s)
             .map_err(|e| e.into_block_error(too_deep, path))?;
-        resource
-            .push_list(&s.resource.attributes)
-            .map_err(|key| too_deep(format!("resource {key}")))?;
         scope_name.append_value(&s.scope.name);
         scope_version.append_value(&s.scope.version);
     }
@@ -122,7 +120,7 @@ pub(crate) fn data_batch(
         Arc::new(attributes.finish().map_err(arrow)?),
         Arc::new(events.finish().map_err(arrow)?),
         Arc::new(links.finish().map_err(arrow)?),
-        Arc::new(resource.finish().map_err(arrow)?),
+        Arc::new(UInt32Array::from(resource_index.to_vec())),
         Arc::new(scope_name.finish()),
         Arc::new(scope_version.finish()),
     ];
@@ -281,7 +279,8 @@ pub(crate) fn traces_batch(
     RecordBatch::try_new(TRACES_SCHEMA.clone(), columns).map_err(arrow)
 }
 
-/// A rough size of what a span adds to Arrow buffers, to keep one record
+/// A rough size of what a span adds to Arrow buffers (its resource is
+/// stored once per block, not per row), to keep one record
 /// batch well below the 2 GiB that 32-bit string offsets allow.
 pub(crate) fn approx_bytes(s: &Span) -> usize {
     fn attrs(kvs: &[KeyValue]) -> usize {
@@ -305,7 +304,6 @@ pub(crate) fn approx_bytes(s: &Span) -> usize {
     128 + s.name.len()
         + s.status.message.len()
         + attrs(&s.attributes)
-        + attrs(&s.resource.attributes)
         + s.events
             .iter()
             .map(|e| 16 + e.name.len() + attrs(&e.attributes))

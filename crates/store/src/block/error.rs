@@ -56,14 +56,14 @@ pub enum BlockError {
     },
     /// The block was written in a format this build does not read.
     #[error(
-        "{path}: block format version {version:?} is not supported (this build reads {supported:?})"
+        "{path}: block format version {version:?} is not supported (this build reads {supported})"
     )]
     UnknownVersion {
         /// The `meta.json` concerned.
         path: PathBuf,
         /// The version it names.
         version: String,
-        /// The version this build reads.
+        /// The versions this build reads.
         supported: &'static str,
     },
     /// The directory is not a finished block (e.g. a leftover `.tmp-*` dir).

@@ -14,8 +14,9 @@ use chaintrace_model::UnixNanos;
 use serde::{Deserialize, Serialize};
 
 use super::error::BlockError;
+use super::schema::Format;
 use super::stats::SpanCounts;
-use super::FORMAT_VERSION;
+use super::READABLE_VERSIONS;
 
 /// The most distinct span names kept in [`BlockMeta::names`].
 pub const MAX_META_NAMES: usize = 1000;
@@ -23,7 +24,8 @@ pub const MAX_META_NAMES: usize = 1000;
 /// What a block holds, as written in its `meta.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockMeta {
-    /// Block format version, [`FORMAT_VERSION`] for blocks this build writes.
+    /// Block format version, [`FORMAT_VERSION`](super::FORMAT_VERSION) for blocks this build
+    /// writes; older blocks may name `vparquet1`.
     pub version: String,
     /// Block id, also the name of its directory.
     pub id: String,
@@ -41,7 +43,8 @@ pub struct BlockMeta {
     pub names: Vec<String>,
     /// Whether `names` was cut at [`MAX_META_NAMES`].
     pub names_truncated: bool,
-    /// Bytes of `data.parquet` plus `traces.parquet` (meta.json excluded).
+    /// Bytes of `data.parquet`, `traces.parquet` and (`vparquet2`)
+    /// `resources.parquet`; meta.json excluded.
     pub data_bytes: u64,
     /// Inclusive range of WAL segment numbers whose spans this block holds;
     /// filled in by the store, carried here.
@@ -74,8 +77,8 @@ pub(crate) fn check_id(id: &str) -> Result<(), BlockError> {
     }
 }
 
-/// Reads and checks `<dir>/meta.json`: refuses a version other than
-/// [`FORMAT_VERSION`] before looking at any other field.
+/// Reads and checks `<dir>/meta.json`: refuses a version this build does
+/// not read ([`READABLE_VERSIONS`]) before looking at any other field.
 pub(crate) fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
     let path = dir.join(super::META_FILE);
     let bytes = match fs::read(&path) {
@@ -97,11 +100,11 @@ pub(crate) fn read_meta(dir: &Path) -> Result<BlockMeta, BlockError> {
         .get("version")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| BlockError::corrupt(&path, "no \"version\" string"))?;
-    if version != FORMAT_VERSION {
+    if Format::from_name(version).is_none() {
         return Err(BlockError::UnknownVersion {
             path,
             version: version.to_string(),
-            supported: FORMAT_VERSION,
+            supported: READABLE_VERSIONS,
         });
     }
     let meta: BlockMeta = serde_json::from_value(value).map_err(|source| BlockError::Meta {

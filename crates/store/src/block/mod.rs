@@ -1,4 +1,4 @@
-//! The immutable block format of the embedded store, `vparquet1` — shaped
+//! The immutable block format of the embedded store, `vparquet2` — shaped
 //! like Grafana Tempo's vParquet blocks.
 //!
 //! A block is a directory `<blocks_dir>/<block_id>/` holding:
@@ -7,15 +7,25 @@
 //!   then span id. Hot columns (ids, service, name, kind, status, start,
 //!   duration, and the LLM fields model, input/output tokens and error
 //!   type derived from attributes) serve queries; nested generic columns
-//!   (attributes, events, links, resource attributes, scope) together with
+//!   (attributes, events, links, scope) and `resource_index` together with
 //!   the span's own fields rebuild every span exactly. LZ4, dictionaries
 //!   for repeated strings, a bloom filter and page statistics on
 //!   `trace_id`, row groups that end at trace boundaries.
+//! - `resources.parquet`: each distinct resource of the block once (its
+//!   attributes); `resource_index` counts its rows. Spans of one export
+//!   share a resource, so this replaces a nested column repeated on every
+//!   row. Read whole when the block is opened; every span decoded from the
+//!   block shares the table's `Arc<Resource>`s.
 //! - `traces.parquet`: one row per trace ([`TraceSummary`]
 //!   fields), sorted by start time; listing traces reads only this file.
 //! - `meta.json`: [`BlockMeta`] — version, time range, counts, services,
 //!   names, and per-value span counts ([`SpanCounts`]) for search
 //!   planning. Written last: its presence makes the directory a block.
+//!
+//! Blocks of the previous format, `vparquet1` (no `resources.parquet`; a
+//! nested `resource_attributes` column on every row of `data.parquet`),
+//! are still read: by id, by search, in listings and as compaction input.
+//! Every block written, by a cut or a compaction, is `vparquet2`.
 //!
 //! [`write_block`] writes a block atomically; [`Block`] opens one and
 //! answers trace-by-id ([`Block::trace_spans`]), full scans for compaction
@@ -46,6 +56,7 @@ mod file;
 mod hot;
 mod meta;
 mod read;
+mod resources;
 mod schema;
 mod search;
 mod stats;
@@ -53,7 +64,7 @@ mod value_codec;
 mod write;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
@@ -61,11 +72,16 @@ pub use read::{Block, LookupStats};
 pub use stats::SpanCounts;
 pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
 
-/// The block format this build writes and the only one it reads.
-pub const FORMAT_VERSION: &str = "vparquet1";
+/// The block format this build writes.
+pub const FORMAT_VERSION: &str = schema::Format::CURRENT.name();
+
+/// The block formats this build reads, for messages.
+pub const READABLE_VERSIONS: &str = "vparquet1, vparquet2";
 
 /// The spans file of a block.
 pub const DATA_FILE: &str = "data.parquet";
+/// The distinct resources of a (`vparquet2`) block.
+pub const RESOURCES_FILE: &str = "resources.parquet";
 /// The per-trace summaries file of a block.
 pub const TRACES_FILE: &str = "traces.parquet";
 /// The meta file of a block.

@@ -2,19 +2,21 @@
 //! by id (pruned by row-group statistics, bloom filter and page index),
 //! every span (for compaction), and trace summaries by start time.
 //!
-//! Opening reads `meta.json` and both Parquet footers (with the page index)
-//! once; bloom filters are loaded on first use and kept. Everything read
+//! Opening reads `meta.json`, the Parquet footers (with the page index)
+//! and, for a `vparquet2` block, its whole (small) resource table once;
+//! bloom filters are loaded on first use and kept. `vparquet1` blocks are
+//! read too: they differ only in where a span's resource comes from. Everything read
 //! from disk is checked: a damaged block gives a [`BlockError`], never a
 //! panic.
 
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
-use chaintrace_model::{Span, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{Resource, Span, TraceId, TraceSummary, UnixNanos};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelectionPolicy,
@@ -29,8 +31,9 @@ use super::decode::{summaries, SpanColumns, SPAN_COLUMNS};
 use super::error::BlockError;
 use super::file::BlockFile;
 use super::meta::{read_meta, BlockMeta};
-use super::schema::{col, trace_col, DATA_SCHEMA, FORMAT_KEY, TRACES_SCHEMA};
-use super::{DATA_FILE, FORMAT_VERSION, TMP_PREFIX, TRACES_FILE};
+use super::resources::read_resources;
+use super::schema::{col, trace_col, Format, FORMAT_KEY, RESOURCES_SCHEMA, TRACES_SCHEMA};
+use super::{DATA_FILE, RESOURCES_FILE, TMP_PREFIX, TRACES_FILE};
 
 /// Rows per decoded batch when scanning a whole file: bounds memory with
 /// long prompts.
@@ -64,20 +67,28 @@ pub(super) struct OpenFile {
 }
 
 impl OpenFile {
-    fn open(path: PathBuf, want: &SchemaRef, rows: u64) -> Result<OpenFile, BlockError> {
+    /// Opens a file of a `format` block: its footer must name `format`,
+    /// its columns be `want`'s and (when given) its rows number `rows`.
+    fn open(
+        path: PathBuf,
+        format: Format,
+        want: &SchemaRef,
+        rows: Option<u64>,
+    ) -> Result<OpenFile, BlockError> {
         let file = BlockFile::open(&path).map_err(|e| BlockError::io(&path, e))?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let meta = guard(&path, || {
             ArrowReaderMetadata::load(&file, options).map_err(|e| BlockError::parquet(&path, e))
         })?;
         let kv = meta.metadata().file_metadata().key_value_metadata();
-        let format = kv
+        let format_name = format.name();
+        let named = kv
             .and_then(|kv| kv.iter().find(|k| k.key == FORMAT_KEY))
             .and_then(|k| k.value.as_deref());
-        if format != Some(FORMAT_VERSION) {
+        if named != Some(format_name) {
             return Err(BlockError::corrupt(
                 &path,
-                format!("footer names format {format:?}, want {FORMAT_VERSION:?}"),
+                format!("footer names format {named:?}, meta.json {format_name:?}"),
             ));
         }
         let have = meta.schema();
@@ -89,11 +100,11 @@ impl OpenFile {
         if !same {
             return Err(BlockError::corrupt(
                 &path,
-                format!("columns differ from {FORMAT_VERSION}: {have}"),
+                format!("columns differ from {format_name}: {have}"),
             ));
         }
         let got = meta.metadata().file_metadata().num_rows();
-        if u64::try_from(got).ok() != Some(rows) {
+        if let Some(rows) = rows.filter(|&rows| u64::try_from(got).ok() != Some(rows)) {
             return Err(BlockError::corrupt(
                 &path,
                 format!("{got} rows, meta.json says {rows}"),
@@ -166,6 +177,9 @@ pub struct Block {
     pub(super) span_projection: ProjectionMask,
     /// The `trace_id` bloom filter of each row group, loaded on first use.
     blooms: Vec<OnceLock<Option<Sbbf>>>,
+    /// The rows of `resources.parquet` (`vparquet2`); `None` for a
+    /// `vparquet1` block, whose rows carry their resource's attributes.
+    resources: Option<Vec<Arc<Resource>>>,
 }
 
 impl std::fmt::Debug for Block {
@@ -179,7 +193,8 @@ impl std::fmt::Debug for Block {
 
 impl Block {
     /// Opens the block in `dir`: reads `meta.json` (refusing unknown format
-    /// versions) and the Parquet footers, and checks that they agree.
+    /// versions), the Parquet footers and the resource table, and checks
+    /// that they agree.
     /// A leftover `.tmp-*` directory of an unfinished write is not a block.
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -190,8 +205,26 @@ impl Block {
             });
         }
         let meta = read_meta(dir)?;
-        let data = OpenFile::open(dir.join(DATA_FILE), &DATA_SCHEMA, meta.span_count)?;
-        let traces = OpenFile::open(dir.join(TRACES_FILE), &TRACES_SCHEMA, meta.trace_count)?;
+        let format = Format::from_name(&meta.version).ok_or_else(|| {
+            BlockError::corrupt(dir, format!("unknown format {:?}", meta.version))
+        })?;
+        let data_schema = format.data_schema();
+        let data = OpenFile::open(
+            dir.join(DATA_FILE),
+            format,
+            data_schema,
+            Some(meta.span_count),
+        )?;
+        let traces = OpenFile::open(
+            dir.join(TRACES_FILE),
+            format,
+            &TRACES_SCHEMA,
+            Some(meta.trace_count),
+        )?;
+        let resources = match format {
+            Format::V1 => None,
+            Format::V2 => Some(load_resources(dir)?),
+        };
         let parquet_schema = data.meta.parquet_schema();
         let trace_id_leaf = parquet_schema
             .columns()
@@ -200,7 +233,9 @@ impl Block {
             .ok_or_else(|| BlockError::corrupt(&data.path, "no trace_id leaf column"))?;
         let roots = SPAN_COLUMNS
             .iter()
-            .filter_map(|name| DATA_SCHEMA.index_of(name).ok());
+            .copied()
+            .chain([format.resource_column()])
+            .filter_map(|name| data_schema.index_of(name).ok());
         let span_projection = ProjectionMask::roots(parquet_schema, roots);
         let blooms = (0..data.meta.metadata().num_row_groups())
             .map(|_| OnceLock::new())
@@ -213,7 +248,16 @@ impl Block {
             trace_id_leaf,
             span_projection,
             blooms,
+            resources,
         })
+    }
+
+    /// The views of one `data.parquet` batch that rebuild spans.
+    pub(super) fn span_columns<'a>(
+        &'a self,
+        batch: &'a RecordBatch,
+    ) -> Result<SpanColumns<'a>, String> {
+        SpanColumns::new(batch, self.resources.as_deref())
     }
 
     /// What `meta.json` says about the block.
@@ -299,7 +343,7 @@ impl Block {
             )?;
             self.data.each_batch(reader, |batch| {
                 stats.rows_decoded += batch.num_rows();
-                let mut columns = SpanColumns::new(batch)?;
+                let mut columns = self.span_columns(batch)?;
                 for row in 0..columns.len() {
                     if columns.trace_id(row) == key {
                         spans.push(columns.span(row)?);
@@ -419,7 +463,7 @@ impl Block {
             SCAN_BATCH_ROWS,
         )?;
         self.data.each_batch(reader, |batch| {
-            let mut columns = SpanColumns::new(batch)?;
+            let mut columns = self.span_columns(batch)?;
             for row in 0..columns.len() {
                 spans.push(columns.span(row)?);
             }
@@ -472,6 +516,21 @@ impl Block {
         })?;
         Ok(out)
     }
+}
+
+/// Reads the whole resource table of a `vparquet2` block.
+fn load_resources(dir: &Path) -> Result<Vec<Arc<Resource>>, BlockError> {
+    let file = OpenFile::open(
+        dir.join(RESOURCES_FILE),
+        Format::V2,
+        &RESOURCES_SCHEMA,
+        None,
+    )?;
+    let all = (0..file.meta.metadata().num_row_groups()).collect();
+    let reader = file.reader(all, None, None, None, 64 * 1024)?;
+    let mut out = Vec::new();
+    file.each_batch(reader, |batch| read_resources(batch, &mut out))?;
+    Ok(out)
 }
 
 /// Runs a Parquet read, turning a panic inside the library into an error.

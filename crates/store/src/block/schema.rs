@@ -1,9 +1,15 @@
-//! The columns of `data.parquet` and `traces.parquet`, and the Parquet
-//! settings they are written with.
+//! The columns of `data.parquet`, `traces.parquet` and `resources.parquet`,
+//! the Parquet settings they are written with, and the block formats this
+//! build reads ([`Format`]).
 //!
 //! This file is the format: changing a column, a type tag or an enum number
 //! here means a new [`FORMAT_VERSION`](super::FORMAT_VERSION). It holds no
 //! data and does no I/O.
+//!
+//! `vparquet2` differs from `vparquet1` in one column: `data.parquet` holds
+//! `resource_index` (an index into `resources.parquet`, which stores each
+//! distinct resource of the block once) where `vparquet1` repeated the
+//! nested `resource_attributes` list on every row.
 
 use std::sync::{Arc, LazyLock};
 
@@ -35,7 +41,10 @@ pub(crate) mod col {
     pub const ATTRIBUTES: &str = "attributes";
     pub const EVENTS: &str = "events";
     pub const LINKS: &str = "links";
-    pub const RESOURCE: &str = "resource_attributes";
+    /// `vparquet2`: the span's row in `resources.parquet`.
+    pub const RESOURCE_INDEX: &str = "resource_index";
+    /// `vparquet1` only: the resource's attributes, repeated on every row.
+    pub const RESOURCE_V1: &str = "resource_attributes";
     pub const SCOPE_NAME: &str = "scope_name";
     pub const SCOPE_VERSION: &str = "scope_version";
 }
@@ -49,6 +58,58 @@ pub(crate) mod trace_col {
     pub const END: &str = "end_unix_nano";
     pub const SPAN_COUNT: &str = "span_count";
     pub const ERROR_COUNT: &str = "error_count";
+}
+
+/// Column names of `resources.parquet` (`vparquet2`), in schema order.
+pub(crate) mod resource_col {
+    pub const ATTRIBUTES: &str = "attributes";
+}
+
+/// A block format this build reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Resource attributes repeated on every row of `data.parquet`.
+    V1,
+    /// Resources once per block in `resources.parquet`; rows hold an index.
+    V2,
+}
+
+impl Format {
+    /// The format this build writes.
+    pub(crate) const CURRENT: Format = Format::V2;
+
+    /// The format named `name` in `meta.json` or a Parquet footer.
+    pub(crate) fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "vparquet1" => Some(Format::V1),
+            "vparquet2" => Some(Format::V2),
+            _ => None,
+        }
+    }
+
+    /// Its name in `meta.json` and Parquet footers.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Format::V1 => "vparquet1",
+            Format::V2 => "vparquet2",
+        }
+    }
+
+    /// The Arrow schema of its `data.parquet`.
+    pub(crate) fn data_schema(self) -> &'static SchemaRef {
+        match self {
+            Format::V1 => &DATA_SCHEMA_V1,
+            Format::V2 => &DATA_SCHEMA,
+        }
+    }
+
+    /// The `data.parquet` column a span's resource is rebuilt from.
+    pub(crate) fn resource_column(self) -> &'static str {
+        match self {
+            Format::V1 => col::RESOURCE_V1,
+            Format::V2 => col::RESOURCE_INDEX,
+        }
+    }
 }
 
 /// The `type` tag of an attribute: which value column holds its value.
@@ -175,9 +236,20 @@ pub(crate) fn link_fields() -> Fields {
     ])
 }
 
-/// The Arrow schema of `data.parquet`: hot columns first, then the nested
-/// generic ones that alone rebuild every span field.
-pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+/// The Arrow schema of `data.parquet` as this build writes it: hot columns
+/// first, then the nested generic ones and `resource_index` that (with
+/// `resources.parquet`) rebuild every span field.
+pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> =
+    LazyLock::new(|| data_schema(Field::new(col::RESOURCE_INDEX, DataType::UInt32, false)));
+
+/// The Arrow schema of a `vparquet1` `data.parquet`, read but no longer
+/// written.
+pub(crate) static DATA_SCHEMA_V1: LazyLock<SchemaRef> =
+    LazyLock::new(|| data_schema(Field::new(col::RESOURCE_V1, attr_list(), false)));
+
+/// The data schema with `resource` as its resource column; the formats
+/// differ in nothing else.
+fn data_schema(resource: Field) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
         Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
@@ -200,10 +272,20 @@ pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             false,
         ),
         Field::new(col::LINKS, DataType::List(item_field(link_fields())), false),
-        Field::new(col::RESOURCE, attr_list(), false),
+        resource,
         Field::new(col::SCOPE_NAME, DataType::Utf8, false),
         Field::new(col::SCOPE_VERSION, DataType::Utf8, false),
     ]))
+}
+
+/// The Arrow schema of `resources.parquet`: one row per distinct resource
+/// of the block, in the order `resource_index` counts them.
+pub(crate) static RESOURCES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![Field::new(
+        resource_col::ATTRIBUTES,
+        attr_list(),
+        false,
+    )]))
 });
 
 /// The Arrow schema of `traces.parquet`: one row per trace, sorted by start.
@@ -248,6 +330,7 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
         col::STATUS_CODE,
         col::STATUS_MESSAGE,
         col::DURATION,
+        col::RESOURCE_INDEX,
         col::SCOPE_NAME,
         col::SCOPE_VERSION,
     ]
@@ -333,10 +416,7 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
                 nulls_first: false,
             },
         ]))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            FORMAT_KEY.to_string(),
-            super::FORMAT_VERSION.to_string(),
-        )]));
+        .set_key_value_metadata(Some(vec![format_key_value()]));
     for name in [
         col::SPAN_ID,
         col::SERVICE,
@@ -357,6 +437,19 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
     b.build()
 }
 
+/// Settings of `resources.parquet`: a few rows, read whole once per open.
+pub(crate) fn resources_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_key_value_metadata(Some(vec![format_key_value()]))
+        .build()
+}
+
+/// The footer entry naming the format written.
+fn format_key_value() -> KeyValue {
+    KeyValue::new(FORMAT_KEY.to_string(), Format::CURRENT.name().to_string())
+}
+
 /// Settings of `traces.parquet`: small, read whole or pruned by start time.
 pub(crate) fn traces_properties() -> WriterProperties {
     WriterProperties::builder()
@@ -373,9 +466,6 @@ pub(crate) fn traces_properties() -> WriterProperties {
             ColumnPath::from(trace_col::END),
             Encoding::DELTA_BINARY_PACKED,
         )
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            FORMAT_KEY.to_string(),
-            super::FORMAT_VERSION.to_string(),
-        )]))
+        .set_key_value_metadata(Some(vec![format_key_value()]))
         .build()
 }

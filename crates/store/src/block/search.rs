@@ -21,7 +21,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 
-use super::decode::SpanColumns;
 use super::error::BlockError;
 use super::read::Block;
 use super::schema::{col, status_to_u8};
@@ -213,7 +212,7 @@ impl Block {
         )?;
         let mut spans = Vec::new();
         self.data.each_batch(reader, |batch| {
-            let mut columns = SpanColumns::new(batch)?;
+            let mut columns = self.span_columns(batch)?;
             for row in 0..columns.len() {
                 let hit = <[u8; TraceId::LEN]>::try_from(columns.trace_id(row))
                     .is_ok_and(|k| wanted.contains(&k));
@@ -370,7 +369,7 @@ fn counted(
 
 #[cfg(test)]
 mod tests {
-    use super::super::schema::DATA_SCHEMA;
+    use super::super::schema::{DATA_SCHEMA, DATA_SCHEMA_V1};
     use super::*;
 
     #[test]
@@ -390,6 +389,7 @@ mod tests {
             SpanClause::Service(Default::default()),
         ] {
             assert!(DATA_SCHEMA.index_of(clause_column(&c)).is_ok());
+            assert!(DATA_SCHEMA_V1.index_of(clause_column(&c)).is_ok());
         }
     }
 }

@@ -373,3 +373,58 @@ pub(crate) fn demo_spans(traces: usize, t0: u64) -> Vec<Span> {
     }
     out
 }
+
+/// Three resources as SDKs send them, one with an array attribute.
+fn fixture_resources() -> Vec<Arc<Resource>> {
+    ["rag-chain", "retriever", "gateway"]
+        .iter()
+        .enumerate()
+        .map(|(i, service)| {
+            let mut attributes = vec![
+                KeyValue::new("service.name", *service),
+                KeyValue::new("service.instance.id", format!("{service}-{i}")),
+                KeyValue::new("host.cores", i as i64 + 2),
+                KeyValue::new("telemetry.sdk.language", "python"),
+            ];
+            if i == 2 {
+                attributes.push(KeyValue {
+                    key: "process.command_args".into(),
+                    value: AnyValue::Array(vec!["gw".into(), "--port".into(), 8080i64.into()]),
+                });
+            }
+            Arc::new(Resource { attributes })
+        })
+        .collect()
+}
+
+/// The spans of the committed `vparquet1` fixture block
+/// (`fixtures/v1/b-v1-fixture`): nine demo traces whose spans alternate
+/// between three resources within each trace, events from the demo chain,
+/// and a link from every root to the previous trace's root. Deterministic:
+/// the fixture tests rebuild them and compare.
+pub(crate) fn fixture_spans() -> Vec<Span> {
+    let resources = fixture_resources();
+    let mut j = Jitter(0x2545_f491_4f6c_dd1d);
+    let shapes = [Shape::Sequential, Shape::Concurrent, Shape::RateLimited];
+    let mut out: Vec<Span> = Vec::new();
+    let mut previous_root: Option<(TraceId, SpanId)> = None;
+    for i in 0..9 {
+        let end = 1_700_000_000_000_000_000 + i as u64 * 1_000_000 + j.next() % 1_000_000;
+        let mut trace = demo_trace(shapes[i % 3], end, &mut j, &resources[i % 3]);
+        for (k, s) in trace.iter_mut().enumerate() {
+            if k % 2 == 1 {
+                s.resource = resources[(i + 1) % 3].clone();
+            }
+        }
+        if let Some((t, s)) = previous_root {
+            trace[0].links.push(Link {
+                trace_id: t,
+                span_id: s,
+                attributes: vec![KeyValue::new("link.kind", "follows")],
+            });
+        }
+        previous_root = Some((trace[0].trace_id, trace[0].span_id));
+        out.extend(trace);
+    }
+    out
+}

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use chaintrace_model::{KeyValue, Span, TraceId, UnixNanos};
+use chaintrace_model::{KeyValue, Resource, Span, TraceId, UnixNanos};
 use proptest::prelude::*;
 
 use super::testing::{block_order, demo_spans, spans};
@@ -41,6 +42,50 @@ proptest! {
             prop_assert_eq!(got.iter().collect::<Vec<_>>(), want);
         }
         prop_assert!(block.trace_spans(TraceId([0xee; 16])).unwrap().is_empty());
+    }
+
+    /// Spans of three resources, each both shared (one `Arc`) and resent
+    /// equal in separate `Arc`s, interleaved in any order.
+    #[test]
+    fn interleaved_resources_round_trip_and_decode_to_one_arc_each(
+        input in spans(24),
+        resources in prop::collection::vec(super::testing::attributes(), 3),
+        choice in prop::collection::vec((0usize..3, any::<bool>()), 24),
+        rows in 1usize..10,
+    ) {
+        let shared: Vec<Arc<Resource>> = resources
+            .iter()
+            .map(|a| Arc::new(Resource { attributes: a.clone() }))
+            .collect();
+        let mut input = input;
+        for (s, &(k, separate)) in input.iter_mut().zip(&choice) {
+            s.resource = if separate {
+                Arc::new(Resource { attributes: resources[k].clone() })
+            } else {
+                shared[k].clone()
+            };
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut expected = input.clone();
+        block_order(&mut expected);
+        let block = write_and_open(tmp.path(), "b1", input, rows);
+        let all = block.read_all().unwrap();
+        prop_assert_eq!(&all, &expected);
+        let one_arc_each = |spans: &[Span]| {
+            spans.iter().all(|a| {
+                spans.iter().all(|b| {
+                    a.resource.attributes != b.resource.attributes
+                        || Arc::ptr_eq(&a.resource, &b.resource)
+                })
+            })
+        };
+        prop_assert!(one_arc_each(&all));
+        let mut looked_up = Vec::new();
+        for id in expected.iter().map(|s| s.trace_id).collect::<BTreeSet<_>>() {
+            looked_up.extend(block.trace_spans(id).unwrap());
+        }
+        prop_assert_eq!(&looked_up, &expected);
+        prop_assert!(one_arc_each(&looked_up));
     }
 }
 
@@ -107,9 +152,9 @@ fn meta_holds_services_names_counts_and_time_range() {
     assert_eq!(meta.wal_segments, Some((3, 7)));
     assert_eq!(meta.replaces, ["old1", "old2"]);
     assert_eq!(meta.compaction_level, 2);
-    let on_disk = ["data.parquet", "traces.parquet"]
+    let on_disk = ["data.parquet", "traces.parquet", "resources.parquet"]
         .map(|f| fs::metadata(tmp.path().join("m1").join(f)).unwrap().len());
-    assert_eq!(meta.data_bytes, on_disk[0] + on_disk[1]);
+    assert_eq!(meta.data_bytes, on_disk.iter().sum::<u64>());
 
     let many: Vec<Span> = (0..=MAX_META_NAMES as u32)
         .map(|i| {
@@ -302,7 +347,11 @@ fn damaged_blocks_give_clear_errors_not_panics() {
 
     let dir = block_copy(tmp, "meta-future");
     let text = fs::read_to_string(dir.join(META_FILE)).unwrap();
-    fs::write(dir.join(META_FILE), text.replace("vparquet1", "vparquet9")).unwrap();
+    fs::write(
+        dir.join(META_FILE),
+        text.replace(FORMAT_VERSION, "vparquet9"),
+    )
+    .unwrap();
     let err = open_err(&dir);
     assert!(err.contains("\"vparquet9\" is not supported"), "{err}");
 
@@ -451,4 +500,93 @@ fn bytes_per_span_of_the_demo_chain() {
         );
     }
     assert!(per_span < 120.0, "{per_span:.1} bytes/span");
+}
+
+/// The committed `vparquet1` block, written from
+/// [`super::testing::fixture_spans`] by the last build that wrote
+/// `vparquet1` (commit "Blocks: commit a vparquet1 fixture block").
+fn v1_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v1/b-v1-fixture")
+}
+
+#[test]
+fn a_v1_block_reads_back_its_spans() {
+    let block = Block::open(&v1_fixture()).unwrap();
+    assert_eq!(block.meta().version, "vparquet1");
+    assert!(block.row_group_count() > 1);
+    let mut expected = super::testing::fixture_spans();
+    block_order(&mut expected);
+    assert_eq!(block.read_all().unwrap(), expected);
+    let ids: BTreeSet<TraceId> = expected.iter().map(|s| s.trace_id).collect();
+    for id in ids {
+        let want: Vec<&Span> = expected.iter().filter(|s| s.trace_id == id).collect();
+        let got = block.trace_spans(id).unwrap();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    }
+    let listed = block.trace_summaries(None, None).unwrap();
+    assert_eq!(listed.len(), 9);
+}
+
+#[test]
+fn a_v1_and_a_v2_block_merge_into_a_v2_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = Block::open(&v1_fixture()).unwrap();
+    let mut newer = demo_spans(20, 1_700_000_000_000_000_000);
+    // Equal in value to a fixture resource, in a separate Arc.
+    let fixture = super::testing::fixture_spans();
+    newer[0].resource = Arc::new((*fixture[0].resource).clone());
+    let v2 = write_and_open(tmp.path(), "v2", newer.clone(), 50);
+    assert_eq!(v2.meta().version, FORMAT_VERSION);
+    let mut spans = v1.read_all().unwrap();
+    spans.extend(v2.read_all().unwrap());
+    let opts = BlockWriteOptions {
+        replaces: vec![v1.meta().id.clone(), "v2".into()],
+        compaction_level: 1,
+        ..opts(40)
+    };
+    let meta = write_block_refs(tmp.path(), "merged", spans.iter().collect(), &opts).unwrap();
+    assert_eq!(meta.version, "vparquet2");
+    let merged = Block::open(&tmp.path().join("merged")).unwrap();
+    let mut expected = fixture;
+    expected.extend(newer);
+    block_order(&mut expected);
+    assert_eq!(merged.read_all().unwrap(), expected);
+    // Three fixture resources plus the demo one, each stored once.
+    let resources = parquet::file::reader::SerializedFileReader::new(
+        fs::File::open(tmp.path().join("merged").join(RESOURCES_FILE)).unwrap(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(resources.metadata().file_metadata().num_rows(), 4);
+}
+
+#[test]
+fn a_resource_index_out_of_range_is_a_corrupt_block_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let two = vec![
+        span(1, 1, None, "a", "x", 1, 2),
+        span(2, 1, None, "b", "x", 1, 2),
+    ];
+    let one = vec![span(1, 1, None, "a", "x", 1, 2)];
+    let dir = tmp.path().join("two");
+    write_block(tmp.path(), "two", two, &opts(10)).unwrap();
+    write_block(tmp.path(), "one", one, &opts(10)).unwrap();
+    // The resource table of a block with one resource: row 1 indexes past it.
+    fs::copy(
+        tmp.path().join("one").join(RESOURCES_FILE),
+        dir.join(RESOURCES_FILE),
+    )
+    .unwrap();
+    let block = Block::open(&dir).unwrap();
+    let err = block.read_all().unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt") && err.contains("resources.parquet holds 1"),
+        "{err}"
+    );
+    let err = block.trace_spans(trace_id(2)).unwrap_err().to_string();
+    assert!(err.contains("resource_index 1 is out of range"), "{err}");
+
+    fs::remove_file(dir.join(RESOURCES_FILE)).unwrap();
+    let err = open_err(&dir);
+    assert!(err.contains("resources.parquet"), "{err}");
 }

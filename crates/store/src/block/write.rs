@@ -1,6 +1,6 @@
 //! [`write_block`]: sorts and de-duplicates spans, writes `data.parquet`,
-//! `traces.parquet` and `meta.json` into a temporary directory, and
-//! publishes the block with one rename.
+//! `resources.parquet`, `traces.parquet` and `meta.json` into a temporary
+//! directory, and publishes the block with one rename.
 //!
 //! Durability: every file and the temporary directory are fsynced before
 //! the rename, the blocks directory after it. A crash leaves either no
@@ -23,9 +23,13 @@ use super::encode::{approx_bytes, data_batch, traces_batch};
 use super::error::BlockError;
 use super::hot::HotFields;
 use super::meta::{check_id, meta_json, BlockMeta, MAX_META_NAMES};
-use super::schema::{data_properties, traces_properties, DATA_SCHEMA, TRACES_SCHEMA};
+use super::resources::ResourceTable;
+use super::schema::{
+    data_properties, resources_properties, traces_properties, DATA_SCHEMA, RESOURCES_SCHEMA,
+    TRACES_SCHEMA,
+};
 use super::stats::BlockCounts;
-use super::{DATA_FILE, FORMAT_VERSION, META_FILE, TMP_PREFIX, TRACES_FILE};
+use super::{DATA_FILE, FORMAT_VERSION, META_FILE, RESOURCES_FILE, TMP_PREFIX, TRACES_FILE};
 
 /// Row-group size used by [`BlockWriteOptions::default`].
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -141,6 +145,15 @@ fn write_files(
     let (spans, traces, mut summaries) = sort_and_summarize(spans);
     // Derived once: the data columns and the meta counts both need them.
     let hot: Vec<HotFields<'_>> = spans.iter().map(|s| HotFields::of(s)).collect();
+    let resources = ResourceTable::of(&spans);
+    let resources_path = dir.join(RESOURCES_FILE);
+    let mut writer = parquet_writer(&resources_path, &RESOURCES_SCHEMA, resources_properties())?;
+    write_batch(
+        &mut writer,
+        &resources.batch(&resources_path)?,
+        &resources_path,
+    )?;
+    let resources_bytes = close(writer, &resources_path)?;
     let data_path = dir.join(DATA_FILE);
     let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
@@ -153,7 +166,12 @@ fn write_files(
         let (pieces, received) = mpsc::sync_channel(PIPELINE_DEPTH);
         let path = &data_path;
         let encoder = scope.spawn(move || encode_data(path, props, received));
-        let built = build_batches(&plan, &sizes, &spans, &hot, path, &pieces);
+        let rows = Rows {
+            spans: &spans,
+            hot: &hot,
+            resource_index: &resources.index,
+        };
+        let built = build_batches(&plan, &sizes, rows, path, &pieces);
         drop(pieces);
         let encoded = encoder.join().unwrap_or_else(|_| {
             Err(BlockError::parquet(
@@ -183,7 +201,7 @@ fn write_files(
         &spans,
         &hot,
         summaries.len(),
-        data_bytes + traces_bytes,
+        data_bytes + traces_bytes + resources_bytes,
         opts,
     );
     let meta_path = dir.join(META_FILE);
@@ -204,19 +222,31 @@ enum Piece {
     EndOfRowGroup,
 }
 
+/// The sorted spans of a block and what was derived from each, row by row.
+#[derive(Clone, Copy)]
+struct Rows<'r, 's> {
+    spans: &'r [&'s Span],
+    hot: &'r [HotFields<'s>],
+    resource_index: &'r [u32],
+}
+
 /// The Arrow stage: builds each planned row group's batches and sends them
 /// on; stops early (without error) when the Parquet stage has gone.
 fn build_batches(
     plan: &[RowGroupPlan],
     sizes: &[usize],
-    spans: &[&Span],
-    hot: &[HotFields<'_>],
+    all: Rows<'_, '_>,
     path: &Path,
     pieces: &mpsc::SyncSender<Piece>,
 ) -> Result<(), BlockError> {
     for group in plan {
         for rows in batches(sizes, group.rows.clone()) {
-            let batch = data_batch(&spans[rows.clone()], &hot[rows], path)?;
+            let batch = data_batch(
+                &all.spans[rows.clone()],
+                &all.hot[rows.clone()],
+                &all.resource_index[rows],
+                path,
+            )?;
             if pieces.send(Piece::Batch(batch)).is_err() {
                 return Ok(());
             }

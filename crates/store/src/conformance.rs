@@ -21,7 +21,7 @@ use chaintrace_model::{
 };
 
 use crate::search::{SearchRequest, SearchStats, SpanClause, TraceFilter};
-use crate::store::{Store, TraceListQuery};
+use crate::store::{Store, StoreError, TraceListQuery};
 
 /// How the suite drives one store implementation.
 #[async_trait::async_trait]
@@ -50,6 +50,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     duplicates_are_never_visible(harness, &store).await;
     listing_ranges_limits_services(harness, &store).await;
     search_reads_whole_traces_across_storage(harness, &store).await;
+    scan_spans_by_trace_start(harness, &store).await;
     retention_by_age(harness, &store).await;
 }
 
@@ -516,4 +517,76 @@ async fn search_reads_whole_traces_across_storage<H: Harness>(harness: &H, store
     );
     assert!(traces.len() <= 2);
     assert!(stats.truncated, "search: a capped walk says so");
+}
+
+/// `scan_spans` returns whole traces that start in the range, wherever
+/// their spans are stored (two blocks and the recent data), and nothing of
+/// traces starting outside it; too much data is an error, not a cut.
+async fn scan_spans_by_trace_start<H: Harness>(harness: &H, store: &H::S) {
+    let base = now() - HOUR / 4;
+    let ms = 1_000_000;
+    store
+        .append(vec![
+            span(70, 0, "rag", "root", base, 10 * ms),
+            span(70, 1, "rag", "child", base + ms, ms),
+            span(71, 0, "rag", "root", base + 60_000 * ms, ms),
+        ])
+        .await
+        .expect("append");
+    harness.persist(store).await;
+    store
+        .append(vec![
+            span(70, 2, "rag", "late", base + 120_000 * ms, ms),
+            span(72, 0, "rag", "root", base + 121_000 * ms, ms),
+        ])
+        .await
+        .expect("append");
+    harness.persist(store).await;
+    store
+        .append(vec![
+            span(70, 3, "rag", "later", base + 180_000 * ms, ms),
+            span(73, 0, "rag", "root", base + 2 * ms, ms),
+        ])
+        .await
+        .expect("append");
+
+    let scan = |from: u64, to: u64, max: usize| {
+        store.scan_spans(Some(UnixNanos(from)), Some(UnixNanos(to)), max)
+    };
+    let mut got: Vec<(TraceId, SpanId)> = scan(base - ms, base + 5 * ms, 100)
+        .await
+        .expect("scan")
+        .iter()
+        .map(|s| (s.trace_id, s.span_id))
+        .collect();
+    got.sort_unstable();
+    let mut want: Vec<(TraceId, SpanId)> = [(70, 0), (70, 1), (70, 2), (70, 3), (73, 0)]
+        .iter()
+        .map(|&(t, n)| {
+            let s = span(t, n, "rag", "x", 0, 0);
+            (s.trace_id, s.span_id)
+        })
+        .collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "scan_spans: whole traces starting in range");
+
+    let only_71: Vec<TraceId> = scan(base + 59_000 * ms, base + 61_000 * ms, 100)
+        .await
+        .expect("scan")
+        .iter()
+        .map(|s| s.trace_id)
+        .collect();
+    assert_eq!(
+        only_71,
+        vec![tid(71)],
+        "scan_spans: a range holding one trace"
+    );
+
+    assert!(
+        matches!(
+            scan(base - ms, base + 5 * ms, 2).await,
+            Err(StoreError::TooMuchData { .. })
+        ),
+        "scan_spans: more than max_spans is an error"
+    );
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
 
+use crate::block::BlockMeta;
 use crate::catalog::Catalog;
 use crate::head::Head;
 use crate::maintenance;
@@ -307,8 +308,9 @@ impl Inner {
 }
 
 impl Inner {
-    /// See [`Store::scan_spans`]. Blocks are read whole where they overlap
-    /// the range, then filtered by trace start.
+    /// See [`Store::scan_spans`]. Only traces that start in the range are
+    /// decoded: their ids come from the heads and from each block's trace
+    /// summaries.
     fn scan_spans_blocking(
         &self,
         start: Option<UnixNanos>,
@@ -362,12 +364,50 @@ impl Inner {
                 }
             }
         }
-        for block in self.catalog.blocks() {
-            let meta = block.meta();
-            if start.is_some_and(|s| meta.max_end < s) || end.is_some_and(|e| meta.min_start > e) {
+        // Candidates: traces that start in range somewhere (a trace starts
+        // where its earliest span is, so it starts in range in that
+        // generation's summaries). Their spans are counted from the
+        // summaries before anything is decoded, then read whole from every
+        // block that may hold later spans of them.
+        let blocks = self.catalog.blocks();
+        let may_hold_later_spans = |meta: &BlockMeta| start.is_none_or(|s| meta.max_end >= s);
+        let mut candidates: HashSet<TraceId> = by_trace.keys().copied().collect();
+        let mut expected = total as u64;
+        for block in &blocks {
+            if !may_hold_later_spans(block.meta()) {
                 continue;
             }
-            take(block.read_all()?, &mut by_trace, &mut total);
+            for summary in block.trace_summaries(start, end)? {
+                candidates.insert(summary.trace_id);
+                expected += summary.span_count;
+            }
+            if expected > max_spans.saturating_add(max_spans / 2) as u64 {
+                return Err(StoreError::TooMuchData { limit: max_spans });
+            }
+        }
+        let mut ids: Vec<TraceId> = candidates.into_iter().collect();
+        ids.sort_unstable();
+        // Later spans of a trace that started in a block may sit in a head.
+        let late: Vec<Span> = {
+            let heads = self.heads();
+            let from_heads = |id: &TraceId| {
+                std::iter::once(&heads.active)
+                    .chain(frozen.iter().map(|f| &f.head))
+                    .filter_map(|h| h.trace(id))
+                    .flat_map(|t| t.spans)
+                    .collect::<Vec<Span>>()
+            };
+            ids.iter()
+                .filter(|id| !by_trace.contains_key(id))
+                .flat_map(from_heads)
+                .collect()
+        };
+        take(late, &mut by_trace, &mut total);
+        for block in &blocks {
+            if ids.is_empty() || !may_hold_later_spans(block.meta()) {
+                continue;
+            }
+            take(block.spans_of_traces(&ids)?, &mut by_trace, &mut total);
             if total > max_spans.saturating_add(max_spans / 2) {
                 return Err(StoreError::TooMuchData { limit: max_spans });
             }

@@ -322,7 +322,6 @@ fn negative_enums_map_like_decode_request() {
 
 #[test]
 fn every_field_with_every_wire_type_decodes_like_prost() {
-    use Msg::*;
     let values = [
         Value::Varint(1),
         Value::Varint(u64::MAX),
@@ -334,22 +333,7 @@ fn every_field_with_every_wire_type_decodes_like_prost() {
         Value::Group(Vec::new()),
     ];
     let (mut ok, mut failed) = (0, 0);
-    for msg in [
-        Request,
-        ResourceSpans,
-        Resource,
-        EntityRef,
-        ScopeSpans,
-        Scope,
-        Span,
-        Event,
-        Link,
-        Status,
-        KeyValue,
-        AnyValue,
-        ArrayValue,
-        KeyValueList,
-    ] {
+    for msg in Msg::ALL {
         for tag in 1..=msg.unknown_tag(1) {
             for value in &values {
                 let field = Field {

@@ -220,6 +220,26 @@ pub(super) fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> 
 pub(super) use super::Message as Msg;
 
 impl Msg {
+    /// Every message, for tests that walk them all.
+    pub(super) const ALL: [Msg; 14] = [
+        Msg::Request,
+        Msg::ResourceSpans,
+        Msg::Resource,
+        Msg::EntityRef,
+        Msg::ScopeSpans,
+        Msg::Scope,
+        Msg::Span,
+        Msg::Event,
+        Msg::Link,
+        Msg::Status,
+        Msg::KeyValue,
+        Msg::AnyValue,
+        Msg::ArrayValue,
+        Msg::KeyValueList,
+    ];
+}
+
+impl Msg {
     pub(super) fn child(self, tag: u32) -> Option<Msg> {
         use Msg::*;
         Some(match (self, tag) {

@@ -70,6 +70,10 @@ extern "C" {
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
 fn tune_allocator() {
+    // mimalloc reads MIMALLOC_* variables itself: a purge delay set there wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: mi_option_set only stores a tuning value; mimalloc reads its
     // options at any time and this one takes effect on later frees.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ALLOCATOR_PURGE_DELAY_MS) }

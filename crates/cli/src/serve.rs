@@ -50,10 +50,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_MAX_DISK", value_parser = parse_bytes)]
     pub max_disk: Option<usize>,
 
-    /// Memory budget for spans not yet written to blocks; over it, receivers
-    /// answer "try later" (HTTP 503 + Retry-After, gRPC UNAVAILABLE).
+    /// Memory budget for spans not yet written to blocks; over it, a request
+    /// waits up to --overload-wait for a block cut to make room, then
+    /// receivers answer "try later" (HTTP 503 + Retry-After, gRPC UNAVAILABLE).
     #[arg(long, env = "CHAINTRACE_MAX_MEMORY", default_value = "384MiB", value_parser = parse_bytes)]
     pub max_memory: usize,
+
+    /// How long a request over --max-memory waits for room before it is
+    /// refused (`2s`, `500ms`; `0` refuses at once).
+    #[arg(long, env = "CHAINTRACE_OVERLOAD_WAIT", default_value = "2s")]
+    pub overload_wait: String,
 
     /// Cut recent spans into a Parquet block once they take this much memory.
     #[arg(long, env = "CHAINTRACE_BLOCK_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
@@ -130,6 +136,7 @@ fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     config.retention = (!retention.is_zero()).then_some(retention);
     config.max_disk = args.max_disk.map(|b| b as u64);
     config.max_memory = args.max_memory as u64;
+    config.overload_wait = duration_flag("--overload-wait", &args.overload_wait)?;
     config.block_max_bytes = args.block_max_bytes as u64;
     config.block_max_age = duration_flag("--block-max-age", &args.block_max_age)?;
     if config.block_max_age.is_zero() {

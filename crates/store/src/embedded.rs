@@ -49,8 +49,15 @@ pub struct EmbeddedConfig {
     /// Cut the head into a block once its oldest span arrived this long ago.
     pub block_max_age: Duration,
     /// Memory budget for the head (active and frozen) plus the WAL queue;
-    /// over it, appends are refused with [`StoreError::Overloaded`].
+    /// over it, appends wait up to `overload_wait` for a block cut to free
+    /// memory, then are refused with [`StoreError::Overloaded`].
     pub max_memory: u64,
+    /// How long an append over `max_memory` waits for room before it is
+    /// refused. Under sustained load the budget fills while a block is being
+    /// cut; answering "try later" at once made exporters back off (100 ms
+    /// and more) while the cut freed memory a moment later, and the server
+    /// sat a third idle. Zero refuses at once.
+    pub overload_wait: Duration,
     /// Delete blocks whose newest span ended longer ago than this.
     pub retention: Option<Duration>,
     /// Delete the oldest blocks while all blocks take more than this many bytes.
@@ -77,6 +84,7 @@ impl EmbeddedConfig {
             block_max_bytes: 64 * 1024 * 1024,
             block_max_age: Duration::from_secs(5 * 60),
             max_memory: 384 * 1024 * 1024,
+            overload_wait: Duration::from_secs(2),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             max_disk: None,
             compaction_window: Duration::from_secs(3600),
@@ -161,6 +169,47 @@ impl Signal {
     }
 }
 
+/// The share of `max_memory` that batches waiting for room may hold.
+const WAITING_SHARE: u64 = 4;
+
+/// One append's place among those waiting for room; leaves on drop, so a
+/// request that is cancelled while waiting frees its share too.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    bytes: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl<'a> Waiting<'a> {
+    /// Joins the waiters, or `None` when their share of the budget is full.
+    fn enter(inner: &'a Inner, bytes: u64) -> Option<Self> {
+        let cap = inner.config.max_memory / WAITING_SHARE;
+        inner
+            .waiting_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w.saturating_add(bytes) <= cap).then_some(w + bytes)
+            })
+            .ok()?;
+        Some(Waiting {
+            inner,
+            bytes,
+            deadline: tokio::time::Instant::now() + inner.config.overload_wait,
+        })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .waiting_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// How often an append waiting for room looks at the budget again when no
+/// cut has finished (the WAL queue drains without notifying).
+const ROOM_RECHECK: Duration = Duration::from_millis(20);
+
 /// chaintrace's single-node store. See the [module docs](self) and the
 /// [crate docs](crate).
 pub struct EmbeddedStore {
@@ -177,6 +226,12 @@ pub(crate) struct Inner {
     pub(crate) heads: Arc<RwLock<Heads>>,
     pub(crate) catalog: Catalog,
     pub(crate) signal: Arc<Signal>,
+    /// Notified whenever a cut frees memory: appends waiting for room.
+    pub(crate) freed: tokio::sync::Notify,
+    /// Estimated bytes of the batches waiting for room, kept under
+    /// [`WAITING_SHARE`] of the budget so that waiting cannot grow memory
+    /// without bound.
+    waiting_bytes: AtomicU64,
     /// Estimated bytes of all heads, readable without the lock.
     pub(crate) head_bytes: Arc<AtomicU64>,
     /// Counters of maintenance work, for stats.
@@ -197,10 +252,61 @@ impl Inner {
         self.heads.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Recomputes the lock-free memory estimate.
+    /// Recomputes the lock-free memory estimate and wakes appends waiting
+    /// for room.
     pub(crate) fn refresh_head_bytes(&self) {
         let bytes = self.heads().bytes();
         self.head_bytes.store(bytes, Ordering::Relaxed);
+        self.freed.notify_waiters();
+    }
+
+    /// Bytes held by the heads and the WAL queue, against `max_memory`.
+    fn memory_used(&self) -> u64 {
+        self.head_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(self.wal.stats().queued_bytes)
+    }
+
+    /// Returns once the memory budget has room, waiting up to
+    /// `overload_wait` for a cut to free some; then refuses. Refuses at once
+    /// when the batches already waiting hold their share of the budget.
+    async fn wait_for_room(&self, spans: &[Span]) -> Result<(), StoreError> {
+        let mut waiting: Option<Waiting<'_>> = None;
+        loop {
+            // Registered before the check, so a cut finishing in between
+            // still wakes this wait.
+            let freed = self.freed.notified();
+            let used = self.memory_used();
+            if used <= self.config.max_memory {
+                return Ok(());
+            }
+            self.signal.wake();
+            let refuse = || {
+                StoreError::Overloaded(format!(
+                    "{} MiB of spans wait in memory to be written to blocks (budget {} MiB)",
+                    used >> 20,
+                    self.config.max_memory >> 20
+                ))
+            };
+            let deadline = match &waiting {
+                Some(w) => w.deadline,
+                None => {
+                    let bytes = spans.iter().map(crate::head::estimate_span_bytes).sum();
+                    waiting
+                        .insert(Waiting::enter(self, bytes).ok_or_else(refuse)?)
+                        .deadline
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(refuse());
+            }
+            // The WAL queue drains without a notification: look again soon.
+            let recheck = (tokio::time::Instant::now() + ROOM_RECHECK).min(deadline);
+            tokio::select! {
+                () = freed => {}
+                () = tokio::time::sleep_until(recheck) => {}
+            }
+        }
     }
 
     /// Every stored span of trace `id`, from all generations, duplicates dropped.
@@ -479,6 +585,8 @@ impl EmbeddedStore {
             wal,
             catalog,
             signal: Arc::new(Signal::default()),
+            freed: tokio::sync::Notify::new(),
+            waiting_bytes: AtomicU64::new(0),
             blocks_cut: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             blocks_deleted: AtomicU64::new(0),
@@ -563,18 +671,7 @@ impl Store for EmbeddedStore {
             return Ok(());
         }
         let inner = &self.inner;
-        let used = inner
-            .head_bytes
-            .load(Ordering::Relaxed)
-            .saturating_add(inner.wal.stats().queued_bytes);
-        if used > inner.config.max_memory {
-            inner.signal.wake();
-            return Err(StoreError::Overloaded(format!(
-                "{} MiB of spans wait in memory to be written to blocks (budget {} MiB)",
-                used >> 20,
-                inner.config.max_memory >> 20
-            )));
-        }
+        inner.wait_for_room(&spans).await?;
         let record = wal::encode_batch(&spans)?;
         let heads = Arc::clone(&inner.heads);
         let head_bytes = Arc::clone(&inner.head_bytes);
@@ -731,6 +828,77 @@ mod tests {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// A budget that one batch of `big` spans fills, with room for a
+    /// one-span batch to wait; blocks are cut by size only when `cuts`.
+    fn tight_budget(dir: &Path, overload_wait: Duration, cuts: bool) -> EmbeddedConfig {
+        let one = crate::head::estimate_span_bytes(&span(9, 1, None, "rag", "chain", 10, 90));
+        EmbeddedConfig {
+            max_memory: one * WAITING_SHARE,
+            block_max_bytes: if cuts { 1 } else { u64::MAX },
+            block_max_age: Duration::from_secs(3600),
+            overload_wait,
+            retention: None,
+            ..EmbeddedConfig::new(dir)
+        }
+    }
+
+    /// Trace `t` with `n` spans: a root and its children.
+    fn batch(t: u8, n: u8) -> Vec<Span> {
+        (1..=n)
+            .map(|s| span(t, s, (s > 1).then_some(1), "rag", "chain", 10, 90))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_over_budget_waits_for_the_cut_that_frees_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        // The wait is long enough that only a hang would reach it: the
+        // append must be admitted by the cut it wakes, not by the clock.
+        let config = tight_budget(dir.path(), Duration::from_secs(600), true);
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        store.append(batch(1, 8)).await.unwrap();
+        // Over budget now: this append waits, wakes maintenance, and goes in
+        // once the first batch is cut into a block.
+        store.append(batch(2, 1)).await.unwrap();
+        assert_eq!(trace_ids(&store).await, [1, 2]);
+        assert!(store.stats().await.unwrap().blocks >= 1);
+    }
+
+    #[tokio::test]
+    async fn an_append_over_budget_is_refused_when_nothing_frees_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = tight_budget(dir.path(), Duration::from_millis(50), false);
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        store.append(batch(1, 8)).await.unwrap();
+        match store.append(batch(2, 1)).await {
+            Err(StoreError::Overloaded(m)) => assert!(m.contains("budget"), "{m}"),
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+        assert_eq!(
+            trace_ids(&store).await,
+            [1],
+            "the refused batch is not stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_too_big_to_wait_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing would ever free memory: a wait would outlast the timeout.
+        let config = tight_budget(dir.path(), Duration::from_secs(600), false);
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        store.append(batch(1, 8)).await.unwrap();
+        // Five spans are more than the waiting share (a quarter of the budget).
+        let answer = tokio::time::timeout(Duration::from_secs(60), store.append(batch(2, 5)))
+            .await
+            .expect("refused at once, not after waiting");
+        assert!(
+            matches!(answer, Err(StoreError::Overloaded(_))),
+            "{answer:?}"
+        );
+        assert_eq!(store.inner.waiting_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

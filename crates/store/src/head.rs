@@ -327,7 +327,7 @@ fn heap(len: usize) -> usize {
 /// An estimate of the heap and inline bytes a span holds, allocator
 /// overhead included. A resource shared by several spans is charged to
 /// each in proportion.
-fn estimate_span_bytes(span: &Span) -> u64 {
+pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
     let events: usize = heap(size_of::<Event>() * span.events.capacity())
         + span
             .events

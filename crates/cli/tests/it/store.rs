@@ -175,6 +175,9 @@ async fn back_pressure_when_blocks_cannot_be_written_then_recovery() {
         &[
             "--max-memory",
             "2MiB",
+            // Nothing frees memory here: refuse after a short wait.
+            "--overload-wait",
+            "10ms",
             "--block-max-bytes",
             "512KiB",
             "--retention",

@@ -234,6 +234,8 @@ pub(crate) struct Inner {
     waiting_bytes: AtomicU64,
     /// Estimated bytes of all heads, readable without the lock.
     pub(crate) head_bytes: Arc<AtomicU64>,
+    /// The thread freeing the last head written to a block, if any.
+    pub(crate) freeing: Mutex<Option<JoinHandle<()>>>,
     /// Counters of maintenance work, for stats.
     pub(crate) blocks_cut: AtomicU64,
     pub(crate) compactions: AtomicU64,
@@ -587,6 +589,7 @@ impl EmbeddedStore {
             signal: Arc::new(Signal::default()),
             freed: tokio::sync::Notify::new(),
             waiting_bytes: AtomicU64::new(0),
+            freeing: Mutex::new(None),
             blocks_cut: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             blocks_deleted: AtomicU64::new(0),

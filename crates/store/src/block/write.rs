@@ -159,13 +159,15 @@ fn write_files(
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
     let most_traces = plan.iter().map(|g| g.traces).max().unwrap_or(1);
     let props = data_properties(most_traces);
-    // Two stages on two threads: this one builds Arrow batches while the
-    // other encodes the previous ones to Parquet. Each is about half of a
-    // cut, which is what bounds sustained ingest.
-    let data_bytes = std::thread::scope(|scope| {
+    // Three threads: this one builds Arrow batches while another encodes
+    // the previous ones to Parquet, and a third counts the meta file's
+    // values. Cuts are what bound sustained ingest (the cut thread is busy
+    // nearly all the time under load), so their stages run side by side.
+    let (data_bytes, counted) = std::thread::scope(|scope| {
         let (pieces, received) = mpsc::sync_channel(PIPELINE_DEPTH);
         let path = &data_path;
         let encoder = scope.spawn(move || encode_data(path, props, received));
+        let counter = scope.spawn(|| Counted::of(&spans, &hot));
         let rows = Rows {
             spans: &spans,
             hot: &hot,
@@ -179,8 +181,14 @@ fn write_files(
                 ParquetError::General("the Parquet encoder thread panicked".into()),
             ))
         });
+        let counted = counter.join().map_err(|_| {
+            BlockError::parquet(
+                path,
+                ParquetError::General("the thread counting meta values panicked".into()),
+            )
+        });
         // An encoder error stops the builder quietly: report that one.
-        built.and(encoded)
+        Ok::<_, BlockError>((built.and(encoded)?, counted?))
     })?;
 
     // Newest-first listing reads this file only: sort by start time.
@@ -198,8 +206,8 @@ fn write_files(
 
     let meta = block_meta(
         id,
-        &spans,
-        &hot,
+        counted,
+        spans.len(),
         summaries.len(),
         data_bytes + traces_bytes + resources_bytes,
         opts,
@@ -391,27 +399,50 @@ fn batches(sizes: &[usize], rows: Range<usize>) -> impl Iterator<Item = Range<us
     })
 }
 
+/// What the meta file says of a block's spans, derived from all of them.
+struct Counted {
+    counts: BlockCounts,
+    min_start: UnixNanos,
+    max_end: UnixNanos,
+}
+
+impl Counted {
+    /// `hot[i]` must be `HotFields::of(spans[i])`.
+    fn of(spans: &[&Span], hot: &[HotFields<'_>]) -> Counted {
+        Counted {
+            counts: BlockCounts::of(spans, hot),
+            min_start: spans.iter().map(|s| s.start).min().unwrap_or_default(),
+            max_end: spans.iter().map(|s| s.end).max().unwrap_or_default(),
+        }
+    }
+}
+
 fn block_meta(
     id: &str,
-    spans: &[&Span],
-    hot: &[HotFields<'_>],
+    counted: Counted,
+    span_count: usize,
     trace_count: usize,
     data_bytes: u64,
     opts: &BlockWriteOptions,
 ) -> BlockMeta {
-    let BlockCounts {
-        counts,
-        services,
-        mut names,
-    } = BlockCounts::of(spans, hot);
+    let Counted {
+        counts:
+            BlockCounts {
+                counts,
+                services,
+                mut names,
+            },
+        min_start,
+        max_end,
+    } = counted;
     let names_truncated = names.len() > MAX_META_NAMES;
     names.truncate(MAX_META_NAMES);
     BlockMeta {
         version: FORMAT_VERSION.to_string(),
         id: id.to_string(),
-        min_start: spans.iter().map(|s| s.start).min().unwrap_or_default(),
-        max_end: spans.iter().map(|s| s.end).max().unwrap_or_default(),
-        span_count: spans.len() as u64,
+        min_start,
+        max_end,
+        span_count: span_count as u64,
         trace_count: trace_count as u64,
         services,
         names,

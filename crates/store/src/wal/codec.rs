@@ -283,7 +283,14 @@ impl<'a> ResourceTable<'a> {
 }
 
 /// Encodes a batch into a WAL payload (layout 2).
+#[cfg(test)]
 pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
+    encode_spans_after(spans, 0)
+}
+
+/// [`encode_spans`] after `headroom` zero bytes, which the caller fills in
+/// (a record's frame header), so the payload is never copied.
+pub(crate) fn encode_spans_after(spans: &[Span], headroom: usize) -> Result<Vec<u8>, StoreError> {
     if u32::try_from(spans.len()).is_err() {
         return Err(StoreError::Encode {
             spans: spans.len(),
@@ -304,14 +311,15 @@ pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
     // instead copied each payload about twice over.
     let per_span = BYTES_PER_SPAN.load(Ordering::Relaxed);
     let mut buffer = Vec::with_capacity(
-        LAYOUT_2_PREFIX.len() + spans.len().saturating_mul(per_span + per_span / 8),
+        headroom + LAYOUT_2_PREFIX.len() + spans.len().saturating_mul(per_span + per_span / 8),
     );
+    buffer.resize(headroom, 0);
     buffer.extend_from_slice(&LAYOUT_2_PREFIX);
     let payload = postcard::to_extend(&batch, buffer).map_err(|e| StoreError::Encode {
         spans: spans.len(),
         reason: e.to_string(),
     })?;
-    if let Some(now) = payload.len().checked_div(spans.len()) {
+    if let Some(now) = (payload.len() - headroom).checked_div(spans.len()) {
         // A moving average; races between batches only blur it.
         BYTES_PER_SPAN.store((per_span * 3 + now) / 4, Ordering::Relaxed);
     }

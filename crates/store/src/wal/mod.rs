@@ -42,8 +42,8 @@ use writer::{Command, SealRequest, SegmentWriter, WalCounters, WriteRequest};
 /// Encodes and frames a batch, ready for [`Wal::submit`]. Plain CPU work:
 /// call it on the appender's side, not on the writer thread.
 pub(crate) fn encode_batch(spans: &[Span]) -> Result<Record, StoreError> {
-    let payload = codec::encode_spans(spans)?;
-    Record::frame(&payload, spans.len())
+    let framed = codec::encode_spans_after(spans, record::FRAME_LEN as usize)?;
+    Record::frame_in_place(framed, spans.len())
 }
 
 /// Counters describing the WAL on disk.

@@ -124,8 +124,20 @@ pub(crate) struct Record {
 
 impl Record {
     /// Frames `payload` for `spans` spans (the count is for error messages).
+    #[cfg(test)]
     pub(crate) fn frame(payload: &[u8], spans: usize) -> Result<Record, StoreError> {
-        let len = payload.len() as u64;
+        let mut bytes = Vec::with_capacity(FRAME_LEN as usize + payload.len());
+        bytes.resize(FRAME_LEN as usize, 0);
+        bytes.extend_from_slice(payload);
+        Record::frame_in_place(bytes, spans)
+    }
+
+    /// Frames the payload that follows [`FRAME_LEN`] bytes of room at the
+    /// start of `bytes`, writing the header into that room.
+    pub(crate) fn frame_in_place(mut bytes: Vec<u8>, spans: usize) -> Result<Record, StoreError> {
+        let header = FRAME_LEN as usize;
+        assert!(bytes.len() >= header, "no room for the frame header");
+        let len = (bytes.len() - header) as u64;
         if len > MAX_PAYLOAD {
             return Err(StoreError::BatchTooLarge {
                 spans,
@@ -133,11 +145,10 @@ impl Record {
                 limit: MAX_PAYLOAD,
             });
         }
-        let mut bytes = Vec::with_capacity(FRAME_LEN as usize + payload.len());
+        let crc = crc32fast::hash(&bytes[header..]);
         // Cannot truncate: len <= MAX_PAYLOAD < u32::MAX.
-        bytes.extend_from_slice(&(len as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        bytes.extend_from_slice(payload);
+        bytes[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        bytes[4..header].copy_from_slice(&crc.to_le_bytes());
         Ok(Record { bytes })
     }
 

@@ -21,6 +21,7 @@ mod ids;
 mod span;
 mod trace;
 
+pub use compact_str::CompactString;
 pub use ids::{IdError, SpanId, TraceId};
 pub use span::{
     error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SpanId, TraceId};
@@ -152,8 +153,9 @@ pub struct Status {
 pub enum AnyValue {
     /// The sender sent a key with no value.
     Empty,
-    /// UTF-8 text.
-    String(String),
+    /// UTF-8 text; up to 24 bytes held inline, without an allocation
+    /// (most attribute values: model names, ids, short labels).
+    String(CompactString),
     /// A boolean.
     Bool(bool),
     /// A signed 64-bit integer.
@@ -190,7 +192,7 @@ impl AnyValue {
     pub fn to_display_string(&self) -> String {
         match self {
             AnyValue::Empty => String::new(),
-            AnyValue::String(s) => s.clone(),
+            AnyValue::String(s) => s.to_string(),
             AnyValue::Bool(b) => b.to_string(),
             AnyValue::Int(i) => i.to_string(),
             AnyValue::Double(d) => d.to_string(),
@@ -212,11 +214,16 @@ impl AnyValue {
 
 impl From<&str> for AnyValue {
     fn from(s: &str) -> Self {
-        AnyValue::String(s.to_string())
+        AnyValue::String(s.into())
     }
 }
 impl From<String> for AnyValue {
     fn from(s: String) -> Self {
+        AnyValue::String(s.into())
+    }
+}
+impl From<CompactString> for AnyValue {
+    fn from(s: CompactString) -> Self {
         AnyValue::String(s)
     }
 }
@@ -239,15 +246,17 @@ impl From<bool> for AnyValue {
 /// One attribute: a key and its typed value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
-    /// Attribute name, e.g. `gen_ai.request.model`.
-    pub key: String,
+    /// Attribute name, e.g. `gen_ai.request.model`; up to 24 bytes held
+    /// inline. Spans carry many attributes, and allocating and freeing each
+    /// key and value was a large share of ingest CPU.
+    pub key: CompactString,
     /// Attribute value.
     pub value: AnyValue,
 }
 
 impl KeyValue {
     /// Builds an attribute.
-    pub fn new(key: impl Into<String>, value: impl Into<AnyValue>) -> KeyValue {
+    pub fn new(key: impl Into<CompactString>, value: impl Into<AnyValue>) -> KeyValue {
         KeyValue {
             key: key.into(),
             value: value.into(),

@@ -529,7 +529,7 @@ fn has_ancestor_in(parents: &[Option<usize>], set: &[bool]) -> Vec<bool> {
 fn to_any_value(value: Value<'_>) -> AnyValue {
     match value {
         Value::Attr(v) => v.clone(),
-        Value::Text(t) => AnyValue::String(t.to_string()),
+        Value::Text(t) => AnyValue::String(t.into()),
         Value::Duration(d) => AnyValue::Int(i64::try_from(d).unwrap_or(i64::MAX)),
         Value::Status(s) => AnyValue::String(
             match s {
@@ -537,9 +537,9 @@ fn to_any_value(value: Value<'_>) -> AnyValue {
                 StatusCode::Error => "error",
                 StatusCode::Unset => "unset",
             }
-            .to_string(),
+            .into(),
         ),
-        Value::Kind(k) => AnyValue::String(k.as_str().to_string()),
+        Value::Kind(k) => AnyValue::String(k.as_str().into()),
     }
 }
 

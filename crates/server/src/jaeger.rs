@@ -162,7 +162,7 @@ fn json_text(value: &AnyValue) -> String {
             AnyValue::Array(items) => items.iter().map(to_json).collect(),
             AnyValue::KvList(kvs) => kvs
                 .iter()
-                .map(|kv| (kv.key.clone(), to_json(&kv.value)))
+                .map(|kv| (kv.key.to_string(), to_json(&kv.value)))
                 .collect::<serde_json::Map<_, _>>()
                 .into(),
         }

@@ -31,7 +31,7 @@ const SERVICES: [&str; 5] = [
 
 fn kv(key: &str, value: impl Into<AnyValue>) -> KeyValue {
     KeyValue {
-        key: key.to_string(),
+        key: key.into(),
         value: value.into(),
     }
 }

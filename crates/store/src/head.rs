@@ -16,7 +16,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, Event, KeyValue, Link, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
+    AnyValue, CompactString, Event, KeyValue, Link, Span, SpanId, Trace, TraceId, TraceSummary,
+    UnixNanos,
 };
 
 use crate::search::SpanClause;
@@ -360,14 +361,23 @@ fn attributes_bytes(attributes: &[KeyValue]) -> usize {
     heap(size_of_val(attributes))
         + attributes
             .iter()
-            .map(|kv| heap(kv.key.len()) + value_bytes(&kv.value))
+            .map(|kv| text_bytes(&kv.key) + value_bytes(&kv.value))
             .sum::<usize>()
 }
 
 /// Heap bytes of a value (its inline size is counted by its container).
+/// Heap bytes of a compact string: none when it is held inline.
+fn text_bytes(text: &CompactString) -> usize {
+    if text.is_heap_allocated() {
+        heap(text.len())
+    } else {
+        0
+    }
+}
+
 fn value_bytes(value: &AnyValue) -> usize {
     match value {
-        AnyValue::String(s) => heap(s.len()),
+        AnyValue::String(s) => text_bytes(s),
         AnyValue::Bytes(b) => heap(b.len()),
         AnyValue::Array(items) => {
             heap(size_of_val(items.as_slice())) + items.iter().map(value_bytes).sum::<usize>()

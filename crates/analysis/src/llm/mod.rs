@@ -266,7 +266,7 @@ fn tokens(span: &Span) -> TokenUsage {
 
 fn as_text(v: &AnyValue) -> Option<String> {
     match v {
-        AnyValue::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        AnyValue::String(s) if !s.trim().is_empty() => Some(s.to_string()),
         _ => None,
     }
 }

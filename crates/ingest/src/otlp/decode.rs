@@ -304,7 +304,7 @@ fn convert_attributes(attributes: Vec<otlp_common::KeyValue>) -> Vec<KeyValue> {
 
 fn convert_key_value(kv: otlp_common::KeyValue) -> KeyValue {
     KeyValue {
-        key: kv.key,
+        key: kv.key.into(),
         value: kv.value.map(convert_any_value).unwrap_or(AnyValue::Empty),
     }
 }
@@ -315,7 +315,7 @@ fn convert_any_value(value: otlp_common::AnyValue) -> AnyValue {
     use otlp_common::any_value::Value;
     match value.value {
         None => AnyValue::Empty,
-        Some(Value::StringValue(s)) => AnyValue::String(s),
+        Some(Value::StringValue(s)) => AnyValue::String(s.into()),
         Some(Value::BoolValue(b)) => AnyValue::Bool(b),
         Some(Value::IntValue(i)) => AnyValue::Int(i),
         Some(Value::DoubleValue(d)) => AnyValue::Double(d),

@@ -167,7 +167,7 @@ fn without_run_details(span: &Span) -> Span {
             if let ("exception.stacktrace", AnyValue::String(text)) =
                 (kv.key.as_str(), &mut kv.value)
             {
-                *text = text.lines().last().unwrap_or("").to_string();
+                *text = text.lines().last().unwrap_or("").into();
             }
         }
     }

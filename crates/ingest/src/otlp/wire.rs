@@ -418,7 +418,7 @@ fn key_value(r: Reader<'_>, budget: u32) -> Result<KeyValue, WireError> {
         Ok(())
     })?;
     Ok(KeyValue {
-        key: key.to_owned(),
+        key: key.into(),
         value,
     })
 }
@@ -432,7 +432,7 @@ fn key_value(r: Reader<'_>, budget: u32) -> Result<KeyValue, WireError> {
 fn any_value(r: Reader<'_>, budget: u32, value: &mut AnyValue) -> Result<(), WireError> {
     each_field(r, Message::AnyValue, |tag, wire, r| {
         match tag {
-            1 => *value = AnyValue::String(r.string(wire)?.to_owned()),
+            1 => *value = AnyValue::String(r.string(wire)?.into()),
             2 => *value = AnyValue::Bool(r.varint(wire)? != 0),
             3 => *value = AnyValue::Int(r.varint(wire)? as i64),
             4 => *value = AnyValue::Double(f64::from_bits(r.fixed64(wire)?)),

@@ -29,7 +29,7 @@ fn nanos(v: &Value) -> u64 {
 
 fn any_value(v: &Value) -> AnyValue {
     if let Some(s) = v.get("stringValue").and_then(Value::as_str) {
-        return AnyValue::String(s.to_string());
+        return AnyValue::String(s.into());
     }
     if let Some(i) = v.get("intValue") {
         // Python sends 64-bit ints as strings, Node.js as numbers.
@@ -53,7 +53,7 @@ fn attributes(v: &Value) -> Vec<KeyValue> {
         .map(|list| {
             list.iter()
                 .map(|kv| KeyValue {
-                    key: kv["key"].as_str().expect("key").to_string(),
+                    key: kv["key"].as_str().expect("key").into(),
                     value: any_value(&kv["value"]),
                 })
                 .collect()

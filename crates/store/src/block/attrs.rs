@@ -189,9 +189,7 @@ impl<'a> AttrListReader<'a> {
         let missing = |col: &str| format!("{what}: attribute {j} of type {ty:?} has no {col}");
         let value = match ty {
             ValueType::Empty => AnyValue::Empty,
-            ValueType::String if self.str.is_valid(j) => {
-                AnyValue::String(self.str.value(j).to_string())
-            }
+            ValueType::String if self.str.is_valid(j) => AnyValue::String(self.str.value(j).into()),
             ValueType::Int if self.int.is_valid(j) => AnyValue::Int(self.int.value(j)),
             ValueType::Double if self.double.is_valid(j) => AnyValue::Double(self.double.value(j)),
             ValueType::Bool if self.boolean.is_valid(j) => AnyValue::Bool(self.boolean.value(j)),
@@ -211,7 +209,7 @@ impl<'a> AttrListReader<'a> {
             }
         };
         Ok(KeyValue {
-            key: self.key.value(j).to_string(),
+            key: self.key.value(j).into(),
             value,
         })
     }

@@ -18,7 +18,7 @@ fn text() -> impl Strategy<Value = String> {
 pub(crate) fn any_value() -> impl Strategy<Value = AnyValue> {
     let leaf = prop_oneof![
         Just(AnyValue::Empty),
-        text().prop_map(AnyValue::String),
+        text().prop_map(AnyValue::from),
         any::<bool>().prop_map(AnyValue::Bool),
         any::<i64>().prop_map(AnyValue::Int),
         any::<f64>()
@@ -32,7 +32,7 @@ pub(crate) fn any_value() -> impl Strategy<Value = AnyValue> {
             prop::collection::vec((text(), inner), 0..4).prop_map(|kvs| {
                 AnyValue::KvList(
                     kvs.into_iter()
-                        .map(|(key, value)| KeyValue { key, value })
+                        .map(|(key, value)| KeyValue::new(key, value))
                         .collect(),
                 )
             }),
@@ -42,7 +42,7 @@ pub(crate) fn any_value() -> impl Strategy<Value = AnyValue> {
 
 pub(crate) fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
     prop::collection::vec(
-        (text(), any_value()).prop_map(|(key, value)| KeyValue { key, value }),
+        (text(), any_value()).prop_map(|(key, value)| KeyValue::new(key, value)),
         0..5,
     )
 }

@@ -165,7 +165,7 @@ impl<'a> Input<'a> {
         }
         Ok(match ty {
             ValueType::Empty => AnyValue::Empty,
-            ValueType::String => AnyValue::String(self.string()?),
+            ValueType::String => AnyValue::String(self.string()?.into()),
             ValueType::Bool => match self.byte()? {
                 0 => AnyValue::Bool(false),
                 1 => AnyValue::Bool(true),
@@ -197,7 +197,7 @@ impl<'a> Input<'a> {
                 let n = self.len()?;
                 let mut kvs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let key = self.string()?;
+                    let key = self.string()?.into();
                     let value = self.value(depth + 1)?;
                     kvs.push(KeyValue { key, value });
                 }

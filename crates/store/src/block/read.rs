@@ -449,11 +449,23 @@ impl Block {
         Some(ranges)
     }
 
-    /// Every span of the block, in block order (trace id, start, span id),
-    /// for compaction.
+    /// Every span of the block, in block order (trace id, start, span id).
+    /// Holds the whole block in memory: compaction uses
+    /// [`Block::span_stream`].
     pub fn read_all(&self) -> Result<Vec<Span>, BlockError> {
         let count = usize::try_from(self.meta.span_count).unwrap_or(0);
         let mut spans = Vec::with_capacity(count.min(1 << 20));
+        for span in self.span_stream()? {
+            spans.push(span?);
+        }
+        Ok(spans)
+    }
+
+    /// Every span of the block, in block order (trace id, start, span id),
+    /// decoded one batch of rows at a time as the iterator is pulled, so
+    /// that compaction can merge many blocks holding one batch of each.
+    /// A read or decode error is the last item.
+    pub fn span_stream(&self) -> Result<SpanStream<'_>, BlockError> {
         let all = (0..self.row_group_count()).collect();
         let reader = self.data.reader(
             all,
@@ -462,14 +474,27 @@ impl Block {
             None,
             SCAN_BATCH_ROWS,
         )?;
-        self.data.each_batch(reader, |batch| {
-            let mut columns = self.span_columns(batch)?;
-            for row in 0..columns.len() {
-                spans.push(columns.span(row)?);
-            }
-            Ok(())
-        })?;
-        Ok(spans)
+        Ok(SpanStream {
+            block: self,
+            batches: Some(reader),
+            decoded: Vec::new().into_iter(),
+        })
+    }
+
+    /// The trace ids of every row, in block order, as runs of (trace id,
+    /// rows): only the `trace_id` column is decoded, one batch at a time.
+    /// A trace whose rows straddle two batches comes as two runs.
+    pub fn trace_id_runs(&self) -> Result<TraceIdRuns<'_>, BlockError> {
+        let all = (0..self.row_group_count()).collect();
+        let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
+        let reader = self
+            .data
+            .reader(all, Some(&leaf), None, None, 8 * SCAN_BATCH_ROWS)?;
+        Ok(TraceIdRuns {
+            path: &self.data.path,
+            batches: Some(reader),
+            decoded: Vec::new().into_iter(),
+        })
     }
 
     /// Summaries of the traces in this block that start in `[start, end]`
@@ -515,6 +540,124 @@ impl Block {
             Ok(())
         })?;
         Ok(out)
+    }
+}
+
+/// The spans of a block in block order, one decoded batch at a time; see
+/// [`Block::span_stream`].
+pub struct SpanStream<'b> {
+    block: &'b Block,
+    /// `None` once the file is read or an error was returned.
+    batches: Option<ParquetRecordBatchReader>,
+    decoded: std::vec::IntoIter<Span>,
+}
+
+impl Iterator for SpanStream<'_> {
+    type Item = Result<Span, BlockError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(span) = self.decoded.next() {
+                return Some(Ok(span));
+            }
+            let block = self.block;
+            let path = &block.data.path;
+            let batch = next_batch(path, &mut self.batches)?;
+            let decoded = batch.and_then(|batch| {
+                guard(path, || {
+                    let mut columns = block
+                        .span_columns(&batch)
+                        .map_err(|detail| BlockError::corrupt(path, detail))?;
+                    (0..columns.len())
+                        .map(|row| {
+                            columns
+                                .span(row)
+                                .map_err(|detail| BlockError::corrupt(path, detail))
+                        })
+                        .collect::<Result<Vec<Span>, BlockError>>()
+                })
+            });
+            match decoded {
+                Ok(spans) => self.decoded = spans.into_iter(),
+                Err(e) => {
+                    self.batches = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The trace ids of a block's rows as runs; see [`Block::trace_id_runs`].
+pub struct TraceIdRuns<'b> {
+    path: &'b Path,
+    batches: Option<ParquetRecordBatchReader>,
+    decoded: std::vec::IntoIter<(TraceId, u64)>,
+}
+
+impl Iterator for TraceIdRuns<'_> {
+    type Item = Result<(TraceId, u64), BlockError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(run) = self.decoded.next() {
+                return Some(Ok(run));
+            }
+            let path = self.path;
+            let runs = next_batch(path, &mut self.batches)?.and_then(|batch| {
+                let ids = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<FixedSizeBinaryArray>()
+                    .filter(|ids| ids.value_length() == TraceId::LEN as i32)
+                    .ok_or_else(|| BlockError::corrupt(path, "trace_id is not 16-byte binary"))?;
+                let mut runs: Vec<(TraceId, u64)> = Vec::new();
+                for row in 0..ids.len() {
+                    if ids.is_null(row) {
+                        return Err(BlockError::corrupt(path, "trace_id holds a null"));
+                    }
+                    let mut id = TraceId::default();
+                    id.0.copy_from_slice(ids.value(row));
+                    match runs.last_mut() {
+                        Some((last, n)) if *last == id => *n += 1,
+                        _ => runs.push((id, 1)),
+                    }
+                }
+                Ok(runs)
+            });
+            match runs {
+                Ok(runs) => self.decoded = runs.into_iter(),
+                Err(e) => {
+                    self.batches = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The next batch of `reader` (`None` at its end, after which the reader
+/// is dropped), with a Parquet panic turned into an error.
+fn next_batch(
+    path: &Path,
+    reader: &mut Option<ParquetRecordBatchReader>,
+) -> Option<Result<RecordBatch, BlockError>> {
+    let batches = reader.as_mut()?;
+    let next = guard(path, || {
+        Ok(batches
+            .next()
+            .map(|b| b.map_err(|e| BlockError::arrow(path, e))))
+    });
+    match next {
+        Ok(Some(batch)) => Some(batch),
+        Ok(None) => {
+            *reader = None;
+            None
+        }
+        Err(e) => {
+            *reader = None;
+            Some(Err(e))
+        }
     }
 }
 

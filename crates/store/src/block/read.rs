@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
-use chaintrace_model::{Resource, Span, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{Resource, Span, SpanId, TraceId, TraceSummary, UnixNanos};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelectionPolicy,
@@ -481,16 +481,22 @@ impl Block {
         })
     }
 
-    /// The trace ids of every row, in block order, as runs of (trace id,
-    /// rows): only the `trace_id` column is decoded, one batch at a time.
-    /// A trace whose rows straddle two batches comes as two runs.
-    pub fn trace_id_runs(&self) -> Result<TraceIdRuns<'_>, BlockError> {
+    /// The (trace id, span id) of every row, in block order: only those two
+    /// columns are decoded, one batch at a time (compaction plans its
+    /// outputs from them).
+    pub fn span_ids(&self) -> Result<SpanIds<'_>, BlockError> {
         let all = (0..self.row_group_count()).collect();
-        let leaf = ProjectionMask::leaves(self.data.meta.parquet_schema(), [self.trace_id_leaf]);
+        let schema = self.data.meta.parquet_schema();
+        let span_id_leaf = schema
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [col::SPAN_ID])
+            .ok_or_else(|| BlockError::corrupt(&self.data.path, "no span_id leaf column"))?;
+        let leaves = ProjectionMask::leaves(schema, [self.trace_id_leaf, span_id_leaf]);
         let reader = self
             .data
-            .reader(all, Some(&leaf), None, None, 8 * SCAN_BATCH_ROWS)?;
-        Ok(TraceIdRuns {
+            .reader(all, Some(&leaves), None, None, 8 * SCAN_BATCH_ROWS)?;
+        Ok(SpanIds {
             path: &self.data.path,
             batches: Some(reader),
             decoded: Vec::new().into_iter(),
@@ -588,45 +594,48 @@ impl Iterator for SpanStream<'_> {
     }
 }
 
-/// The trace ids of a block's rows as runs; see [`Block::trace_id_runs`].
-pub struct TraceIdRuns<'b> {
+/// The (trace id, span id) of a block's rows; see [`Block::span_ids`].
+pub struct SpanIds<'b> {
     path: &'b Path,
     batches: Option<ParquetRecordBatchReader>,
-    decoded: std::vec::IntoIter<(TraceId, u64)>,
+    decoded: std::vec::IntoIter<(TraceId, SpanId)>,
 }
 
-impl Iterator for TraceIdRuns<'_> {
-    type Item = Result<(TraceId, u64), BlockError>;
+impl Iterator for SpanIds<'_> {
+    type Item = Result<(TraceId, SpanId), BlockError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(run) = self.decoded.next() {
-                return Some(Ok(run));
+            if let Some(ids) = self.decoded.next() {
+                return Some(Ok(ids));
             }
             let path = self.path;
-            let runs = next_batch(path, &mut self.batches)?.and_then(|batch| {
-                let ids = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<FixedSizeBinaryArray>()
-                    .filter(|ids| ids.value_length() == TraceId::LEN as i32)
-                    .ok_or_else(|| BlockError::corrupt(path, "trace_id is not 16-byte binary"))?;
-                let mut runs: Vec<(TraceId, u64)> = Vec::new();
-                for row in 0..ids.len() {
-                    if ids.is_null(row) {
-                        return Err(BlockError::corrupt(path, "trace_id holds a null"));
-                    }
-                    let mut id = TraceId::default();
-                    id.0.copy_from_slice(ids.value(row));
-                    match runs.last_mut() {
-                        Some((last, n)) if *last == id => *n += 1,
-                        _ => runs.push((id, 1)),
-                    }
-                }
-                Ok(runs)
+            let ids = next_batch(path, &mut self.batches)?.and_then(|batch| {
+                let column = |name: &str, len: usize| {
+                    batch
+                        .column_by_name(name)
+                        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                        .filter(|c| c.value_length() == len as i32 && c.null_count() == 0)
+                        .ok_or_else(|| {
+                            BlockError::corrupt(
+                                path,
+                                format!("{name} is not {len}-byte binary without nulls"),
+                            )
+                        })
+                };
+                let traces = column(col::TRACE_ID, TraceId::LEN)?;
+                let spans = column(col::SPAN_ID, SpanId::LEN)?;
+                Ok((0..traces.len())
+                    .map(|row| {
+                        let mut ids = (TraceId::default(), SpanId::default());
+                        ids.0 .0.copy_from_slice(traces.value(row));
+                        ids.1 .0.copy_from_slice(spans.value(row));
+                        ids
+                    })
+                    .collect::<Vec<_>>())
             });
-            match runs {
-                Ok(runs) => self.decoded = runs.into_iter(),
+            match ids {
+                Ok(ids) => self.decoded = ids.into_iter(),
                 Err(e) => {
                     self.batches = None;
                     return Some(Err(e));

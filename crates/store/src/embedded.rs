@@ -236,7 +236,10 @@ impl Inner {
             }
         }
         for block in self.catalog.blocks() {
-            spans.extend(block.trace_spans(id)?);
+            // Cheaper than the bloom filter: no Parquet touched at all.
+            if block.meta().may_hold_trace(id) {
+                spans.extend(block.trace_spans(id)?);
+            }
         }
         if spans.is_empty() {
             return Ok(None);

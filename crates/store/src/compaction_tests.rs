@@ -289,3 +289,33 @@ async fn blocks_without_a_trace_id_range_still_answer() {
     assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
     assert_eq!(answers(&store).await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_takes_at_most_compaction_max_inputs_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.compaction_min_blocks = 2;
+    config.compaction_max_inputs = 2;
+    config.compaction_block_spans = 1_000;
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    let mut inputs = blocks_on_disk(&config.blocks_dir());
+    inputs.sort_by_key(|b| (b.meta().min_start, b.meta().id.clone()));
+    let mut oldest: Vec<String> = inputs[..2].iter().map(|b| b.meta().id.clone()).collect();
+    oldest.sort();
+    drop(inputs);
+    // The two with the oldest data merge; the third alone is too few.
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let blocks = blocks_on_disk(&config.blocks_dir());
+    assert_eq!(blocks.len(), 2);
+    let merged: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.meta().compaction_level == 1)
+        .collect();
+    assert_eq!(merged.len(), 1);
+    let mut replaced = merged[0].meta().replaces.clone();
+    replaced.sort();
+    assert_eq!(replaced, oldest);
+    assert_eq!(answers(&store).await, before);
+}

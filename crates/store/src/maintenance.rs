@@ -52,8 +52,13 @@ pub(crate) fn run_compactions(inner: &Arc<Inner>) {
     lower_priority();
     let signal = &inner.compaction_signal;
     while signal.wait(inner.config.maintenance_interval) {
-        if let Err(e) = compact(inner, &|| signal.is_stopped()) {
-            tracing::error!(error = %e, "compaction failed; will retry");
+        match compact(inner, &|| signal.is_stopped()) {
+            Err(_) if signal.is_stopped() => {
+                tracing::info!("compaction stopped: the store is closing");
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+            Ok(_) => {}
         }
         if let Err(e) = retention(inner) {
             tracing::error!(error = %e, "retention failed; will retry");
@@ -209,4 +214,22 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
         .blocks_deleted
         .fetch_add(doomed.len() as u64, Ordering::Relaxed);
     Ok(doomed.len() as u64)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn the_compaction_thread_runs_at_the_lowest_priority() {
+        let nice = std::thread::spawn(|| {
+            super::lower_priority();
+            // SAFETY: plain syscalls on the calling thread.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nice, 19);
+    }
 }

@@ -2,10 +2,11 @@
 //! shared by queries, the cutter, compaction and retention.
 //!
 //! Opening the catalog is also where crashes are cleaned up: half-written
-//! blocks (`.tmp-*` directories) are removed, and blocks that a compacted
-//! block lists in its `replaces` are deleted, since the compacted block was
-//! complete before it was renamed into place. A block that cannot be opened
-//! is set aside as `<id>.corrupt`, never fatal. This module does not decide
+//! blocks (`.tmp-*` directories) are removed; the blocks of a compaction
+//! that did not write all its outputs (some of its `siblings` missing
+//! while inputs remain) are deleted, keeping the inputs; and the inputs
+//! (`replaces`) of a compaction whose outputs all exist are deleted. A
+//! block that cannot be opened is set aside as `<id>.corrupt`, never fatal. This module does not decide
 //! what to cut, merge or delete; it only keeps the list and the directories.
 
 use std::collections::HashSet;
@@ -16,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use chaintrace_model::UnixNanos;
 
-use crate::block::Block;
+use crate::block::{Block, BlockMeta};
 use crate::store::StoreError;
 use crate::wal::SegmentSeq;
 
@@ -58,13 +59,27 @@ impl Catalog {
                 }
             }
         }
-        // A compacted block supersedes its inputs; a crash may have left them.
-        let superseded: HashSet<String> = blocks
+        let present: HashSet<String> = blocks.iter().map(|b| b.meta().id.clone()).collect();
+        let mut kept = Vec::with_capacity(blocks.len());
+        let mut partial = Vec::new();
+        for block in blocks {
+            if unfinished_compaction(block.meta(), &present) {
+                partial.push(block);
+            } else {
+                kept.push(block);
+            }
+        }
+        for block in partial {
+            tracing::warn!(block = %block.meta().id, "removing a block of a compaction that did not finish; its inputs stay");
+            remove_dir(block.dir())?;
+        }
+        // A finished compaction supersedes its inputs; a crash may have left them.
+        let superseded: HashSet<String> = kept
             .iter()
             .flat_map(|b| b.meta().replaces.iter().cloned())
             .collect();
-        let mut kept = Vec::with_capacity(blocks.len());
-        for block in blocks {
+        let mut blocks = std::mem::take(&mut kept);
+        for block in blocks.drain(..) {
             if superseded.contains(&block.meta().id) {
                 tracing::info!(block = %block.meta().id, "removing a block already merged by compaction");
                 remove_dir(block.dir())?;
@@ -112,18 +127,30 @@ impl Catalog {
     /// deletes their directories. Queries holding an older snapshot keep
     /// their `Arc`s; files already open stay readable on Unix.
     pub(crate) fn install(&self, block: Block) -> Result<(), StoreError> {
-        let replaced: HashSet<&str> = block.meta().replaces.iter().map(String::as_str).collect();
+        self.install_all(vec![block])
+    }
+
+    /// Adds every block of `new` and drops all the blocks they replace, in
+    /// one step under the lock (a reader sees either the inputs or all the
+    /// outputs of a compaction, never a mix), then deletes the replaced
+    /// directories. The blocks must all be on disk already: if the process
+    /// stops before the deletes finish, [`Catalog::open`] finishes them.
+    pub(crate) fn install_all(&self, new: Vec<Block>) -> Result<(), StoreError> {
+        let replaced: HashSet<String> = new
+            .iter()
+            .flat_map(|b| b.meta().replaces.iter().cloned())
+            .collect();
         let mut gone = Vec::new();
         {
             let mut blocks = self.blocks.write().unwrap_or_else(PoisonError::into_inner);
             blocks.retain(|b| {
-                let drop = replaced.contains(b.meta().id.as_str());
+                let drop = replaced.contains(&b.meta().id);
                 if drop {
                     gone.push(Arc::clone(b));
                 }
                 !drop
             });
-            blocks.push(Arc::new(block));
+            blocks.extend(new.into_iter().map(Arc::new));
             blocks.sort_by_key(|b| (b.meta().min_start, b.meta().id.clone()));
         }
         for b in gone {
@@ -151,6 +178,15 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// Whether `meta` is an output of a compaction that stopped before writing
+/// all its outputs: a sibling is missing while an input is still there.
+/// (Once the inputs are gone the compaction had finished, and a missing
+/// sibling was deleted later, by retention.)
+fn unfinished_compaction(meta: &BlockMeta, present: &HashSet<String>) -> bool {
+    meta.siblings.iter().any(|s| !present.contains(s))
+        && meta.replaces.iter().any(|r| present.contains(r))
 }
 
 /// Bytes a block takes on disk (all its files).

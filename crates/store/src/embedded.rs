@@ -66,8 +66,12 @@ pub struct EmbeddedConfig {
     pub compaction_window: Duration,
     /// Merge this many blocks of one level and window at least.
     pub compaction_min_blocks: usize,
-    /// A compaction's inputs hold at most this many spans (it merges in memory).
-    pub compaction_max_spans: u64,
+    /// A compaction starts a new output block, at a trace boundary, once
+    /// the current one holds this many spans.
+    pub compaction_block_spans: u64,
+    /// Merge at most this many blocks at once (each open input holds one
+    /// decoded batch in memory).
+    pub compaction_max_inputs: usize,
     /// How often the maintenance thread looks for work when not woken.
     pub maintenance_interval: Duration,
 }
@@ -89,8 +93,10 @@ impl EmbeddedConfig {
             max_disk: None,
             compaction_window: Duration::from_secs(3600),
             compaction_min_blocks: 4,
-            // Merged in memory: about 200 MiB of decoded spans at most.
-            compaction_max_spans: 250_000,
+            // About nine cut blocks of a loaded server: fewer blocks to
+            // probe by id, each still quick to retain or rewrite.
+            compaction_block_spans: 2_000_000,
+            compaction_max_inputs: 32,
             maintenance_interval: Duration::from_secs(1),
         }
     }
@@ -146,6 +152,11 @@ pub(crate) struct Signal {
 }
 
 impl Signal {
+    /// Whether [`Signal::stop`] was called.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1
+    }
+
     /// Asks for a maintenance pass soon.
     pub(crate) fn wake(&self) {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0 = true;
@@ -214,8 +225,12 @@ const ROOM_RECHECK: Duration = Duration::from_millis(20);
 /// [crate docs](crate).
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
-    maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// The cut and compaction threads; emptied by `close`.
+    maintenance: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// The body of one maintenance thread.
+type MaintenanceLoop = fn(&Arc<Inner>);
 
 /// What the store's threads share.
 pub(crate) struct Inner {
@@ -232,6 +247,11 @@ pub(crate) struct Inner {
     /// [`WAITING_SHARE`] of the budget so that waiting cannot grow memory
     /// without bound.
     waiting_bytes: AtomicU64,
+    /// Wakes and stops the compaction thread.
+    pub(crate) compaction_signal: Signal,
+    /// Held by a compaction pass and by retention: they never overlap (nor
+    /// do the thread's and one asked for through [`EmbeddedStore::compact`]).
+    pub(crate) compaction_lock: Mutex<()>,
     /// Estimated bytes of all heads, readable without the lock.
     pub(crate) head_bytes: Arc<AtomicU64>,
     /// The thread freeing the last head written to a block, if any.
@@ -324,7 +344,10 @@ impl Inner {
             }
         }
         for block in self.catalog.blocks() {
-            spans.extend(block.trace_spans(id)?);
+            // Cheaper than the bloom filter: no Parquet touched at all.
+            if block.meta().may_hold_trace(id) {
+                spans.extend(block.trace_spans(id)?);
+            }
         }
         if spans.is_empty() {
             return Ok(None);
@@ -590,24 +613,39 @@ impl EmbeddedStore {
             freed: tokio::sync::Notify::new(),
             waiting_bytes: AtomicU64::new(0),
             freeing: Mutex::new(None),
+            compaction_signal: Signal::default(),
+            compaction_lock: Mutex::new(()),
             blocks_cut: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             blocks_deleted: AtomicU64::new(0),
         });
-        let worker = Arc::clone(&inner);
-        let handle = std::thread::Builder::new()
-            .name("chaintrace-maintenance".into())
-            .spawn(move || maintenance::run(&worker))
-            .map_err(|e| {
-                StoreError::io("start the maintenance thread for", &inner.config.dir, e)
-            })?;
-        Ok((
-            EmbeddedStore {
-                inner,
-                maintenance: Mutex::new(Some(handle)),
-            },
-            report,
-        ))
+        let store = EmbeddedStore {
+            inner,
+            maintenance: Mutex::new(Vec::new()),
+        };
+        let threads: [(&str, MaintenanceLoop); 2] = [
+            ("chaintrace-cut", maintenance::run_cuts),
+            ("chaintrace-compact", maintenance::run_compactions),
+        ];
+        for (name, run) in threads {
+            let worker = Arc::clone(&store.inner);
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run(&worker))
+                .map_err(|e| {
+                    StoreError::io(
+                        "start the maintenance threads for",
+                        &store.inner.config.dir,
+                        e,
+                    )
+                })?;
+            store
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle);
+        }
+        Ok((store, report))
     }
 
     /// Stops taking appends (they fail with [`StoreError::Closed`]), commits
@@ -616,14 +654,18 @@ impl EmbeddedStore {
     /// Idempotent.
     pub fn close(&self) {
         self.inner.signal.stop();
-        let handle = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
+        // A merge in progress notices within a few traces and leaves no output.
+        self.inner.compaction_signal.stop();
+        let handles = std::mem::take(
+            &mut *self
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for handle in handles {
+            let name = handle.thread().name().unwrap_or("maintenance").to_string();
             if handle.join().is_err() {
-                tracing::error!("the maintenance thread panicked");
+                tracing::error!(thread = %name, "a maintenance thread panicked");
             }
         }
         self.inner.wal.close();
@@ -642,7 +684,7 @@ impl EmbeddedStore {
 
     /// Runs one compaction pass now and returns how many merges it made. Blocking.
     pub fn compact(&self) -> Result<u64, StoreError> {
-        maintenance::compact(&self.inner)
+        maintenance::compact(&self.inner, &|| false)
     }
 
     /// Applies retention now and returns how many blocks it deleted. Blocking.

@@ -28,6 +28,9 @@
 
 pub mod block;
 mod catalog;
+mod compaction;
+#[cfg(test)]
+mod compaction_tests;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;

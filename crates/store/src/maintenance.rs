@@ -1,17 +1,20 @@
-//! Background upkeep of the embedded store: cutting frozen heads into
-//! blocks, compacting blocks, and retention. One thread runs it, woken when
-//! the head grows past its cut size or every `maintenance_interval`.
+//! Background upkeep of the embedded store, on two threads:
+//! - the *cut* thread, woken when the head grows past its cut size or every
+//!   `maintenance_interval`, writes frozen heads as blocks;
+//! - the *compaction* thread runs compaction ([`crate::compaction`]) then
+//!   retention, one after the other (retention must not delete a block a
+//!   merge is reading), at the lowest CPU priority, so that a long merge
+//!   never delays a cut (which would push back on ingest) and only uses
+//!   CPU that ingest leaves.
 //!
 //! Every step is ordered so that a crash at any point loses nothing
 //! acknowledged and makes nothing visible twice:
 //! - cut: write the block (atomically, tmp dir + rename), install it, then
 //!   drop the frozen head and delete the WAL segments it covered;
-//! - compaction: write the merged block listing its inputs in `replaces`,
-//!   install it (which deletes the inputs); an interrupted delete is finished
-//!   at the next open;
+//! - compaction: write every output durably, install them all at once,
+//!   then delete the inputs (see [`crate::compaction`]);
 //! - retention: only ever deletes whole blocks, never the WAL.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
@@ -20,26 +23,75 @@ use chaintrace_model::UnixNanos;
 
 use crate::block::{self, Block, BlockWriteOptions};
 use crate::catalog::disk_bytes;
+use crate::compaction;
 use crate::embedded::{FrozenHead, Inner};
 use crate::store::StoreError;
 
 /// Least time between two attempts after a failed cut.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The maintenance thread's loop.
-pub(crate) fn run(inner: &Arc<Inner>) {
+/// The cut thread's loop.
+pub(crate) fn run_cuts(inner: &Arc<Inner>) {
     while inner.signal.wait(inner.config.maintenance_interval) {
+        let cut_before = inner.blocks_cut.load(Ordering::Relaxed);
         if let Err(e) = cut(inner, false) {
             tracing::error!(error = %e, "cannot cut the head into a block; will retry");
             // Appends over budget wake this thread on every request: without a
             // pause, a full disk would turn into a tight loop of failing writes.
             std::thread::sleep(inner.config.maintenance_interval.min(RETRY_PAUSE));
         }
-        if let Err(e) = compact(inner) {
-            tracing::error!(error = %e, "compaction failed; will retry");
+        if inner.blocks_cut.load(Ordering::Relaxed) != cut_before {
+            // A new block may complete a compaction group.
+            inner.compaction_signal.wake();
+        }
+    }
+}
+
+/// The compaction thread's loop: compaction, then retention.
+pub(crate) fn run_compactions(inner: &Arc<Inner>) {
+    lower_priority();
+    let signal = &inner.compaction_signal;
+    while signal.wait(inner.config.maintenance_interval) {
+        match compact(inner, &|| signal.is_stopped()) {
+            Err(_) if signal.is_stopped() => {
+                tracing::info!("compaction stopped: the store is closing");
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
+            Ok(_) => {}
         }
         if let Err(e) = retention(inner) {
             tracing::error!(error = %e, "retention failed; will retry");
+        }
+    }
+}
+
+/// One compaction pass (see [`compaction::compact`]), never at the same
+/// time as another pass or retention.
+pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, StoreError> {
+    let _alone = inner
+        .compaction_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    compaction::compact(inner, stopped)
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19), so that
+/// under full ingest load compaction only takes CPU nobody else wants.
+/// Linux only (where a thread has its own nice value); elsewhere a no-op.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread; no memory is shared.
+        let failed = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0
+        };
+        if failed {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower the compaction thread's priority"
+            );
         }
     }
 }
@@ -142,77 +194,13 @@ fn free_in_background(inner: &Inner, frozen: Arc<FrozenHead>) {
         .ok();
 }
 
-/// Merges blocks of one level whose data starts in the same time window,
-/// dropping duplicate spans. Returns how many merges it made.
-pub(crate) fn compact(inner: &Inner) -> Result<u64, StoreError> {
-    let config = &inner.config;
-    let window = config.compaction_window.as_nanos().max(1) as u64;
-    let mut groups: BTreeMap<(u32, u64), Vec<Arc<Block>>> = BTreeMap::new();
-    for block in inner.catalog.blocks() {
-        let meta = block.meta();
-        groups
-            .entry((meta.compaction_level, meta.min_start.0 / window))
-            .or_default()
-            .push(block);
-    }
-    let mut merges = 0;
-    for ((level, _), mut blocks) in groups {
-        blocks.sort_by_key(|b| b.meta().min_start);
-        let mut chosen = Vec::new();
-        let mut spans = 0u64;
-        for block in blocks {
-            let n = block.meta().span_count;
-            if spans + n > config.compaction_max_spans && !chosen.is_empty() {
-                break;
-            }
-            spans += n;
-            chosen.push(block);
-        }
-        if chosen.len() < config.compaction_min_blocks.max(2) {
-            continue;
-        }
-        merge(inner, level, &chosen)?;
-        merges += 1;
-    }
-    inner.compactions.fetch_add(merges, Ordering::Relaxed);
-    Ok(merges)
-}
-
-fn merge(inner: &Inner, level: u32, inputs: &[Arc<Block>]) -> Result<(), StoreError> {
-    let started = Instant::now();
-    let mut spans = Vec::new();
-    let mut first_seg: Option<u64> = None;
-    let mut last_seg: Option<u64> = None;
-    for block in inputs {
-        spans.extend(block.read_all()?);
-        if let Some((from, through)) = block.meta().wal_segments {
-            first_seg = Some(first_seg.map_or(from, |f| f.min(from)));
-            last_seg = Some(last_seg.map_or(through, |l| l.max(through)));
-        }
-    }
-    let options = BlockWriteOptions {
-        wal_segments: first_seg.zip(last_seg),
-        replaces: inputs.iter().map(|b| b.meta().id.clone()).collect(),
-        compaction_level: level + 1,
-        ..BlockWriteOptions::default()
-    };
-    let id = inner.catalog.new_block_id();
-    let meta = block::write_block(inner.catalog.dir(), &id, spans, &options)?;
-    let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
-    inner.catalog.install(block)?;
-    tracing::debug!(
-        block = %meta.id,
-        inputs = inputs.len(),
-        spans = meta.span_count,
-        ms = started.elapsed().as_millis() as u64,
-        "compacted blocks"
-    );
-    Ok(())
-}
-
 /// Deletes blocks past the retention age, then the oldest blocks while all
 /// blocks take more than the disk budget. Never touches the WAL or the head.
 pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
+    let _alone = inner
+        .compaction_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let mut blocks = inner.catalog.blocks();
     blocks.sort_by_key(|b| b.meta().max_end);
     let mut doomed = Vec::new();
@@ -246,4 +234,22 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
         .blocks_deleted
         .fetch_add(doomed.len() as u64, Ordering::Relaxed);
     Ok(doomed.len() as u64)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn the_compaction_thread_runs_at_the_lowest_priority() {
+        let nice = std::thread::spawn(|| {
+            super::lower_priority();
+            // SAFETY: plain syscalls on the calling thread.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nice, 19);
+    }
 }

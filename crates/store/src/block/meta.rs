@@ -10,8 +10,8 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use chaintrace_model::UnixNanos;
-use serde::{Deserialize, Serialize};
+use chaintrace_model::{TraceId, UnixNanos};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::BlockError;
 use super::schema::Format;
@@ -59,6 +59,69 @@ pub struct BlockMeta {
     /// planning; `None` in blocks written before they were counted.
     #[serde(default)]
     pub span_counts: Option<SpanCounts>,
+    /// The smallest and largest trace id in the block (rows are sorted by
+    /// trace id, so the first and last row's); a lookup of an id outside
+    /// it skips the block. `None` in blocks written before it was kept.
+    #[serde(default, with = "trace_id_range")]
+    pub trace_ids: Option<(TraceId, TraceId)>,
+    /// Ids of every block written by the same compaction as this one
+    /// (this one included). The compaction is complete only when all of
+    /// them exist: until then its inputs, listed in `replaces`, stay. Empty
+    /// for cut blocks and for compactions that wrote one block before this
+    /// was kept.
+    #[serde(default)]
+    pub siblings: Vec<String>,
+}
+
+impl BlockMeta {
+    /// Whether the block may hold spans of trace `id`: false only when its
+    /// [`trace_ids`](BlockMeta::trace_ids) range is known and excludes `id`.
+    pub fn may_hold_trace(&self, id: TraceId) -> bool {
+        self.trace_ids
+            .is_none_or(|(min, max)| min <= id && id <= max)
+    }
+}
+
+/// `trace_ids` as a pair of hex strings. Not `TraceId`'s own serde: that
+/// refuses the all-zero id, and a meta that does not load makes the whole
+/// block unreadable.
+mod trace_id_range {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        range: &Option<(TraceId, TraceId)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        range
+            .map(|(min, max)| [min.to_hex(), max.to_hex()])
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(TraceId, TraceId)>, D::Error> {
+        let Some([min, max]) = Option::<[String; 2]>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let parse = |text: &str| {
+            let mut id = [0u8; TraceId::LEN];
+            let ok = text.len() == 2 * TraceId::LEN
+                && text.is_ascii()
+                && (0..TraceId::LEN).all(|i| {
+                    u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                        .map(|b| id[i] = b)
+                        .is_ok()
+                });
+            if ok {
+                Ok(TraceId(id))
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "trace id {text:?} is not 32 hex digits"
+                )))
+            }
+        };
+        Ok(Some((parse(&min)?, parse(&max)?)))
+    }
 }
 
 /// Checks that `id` can name a block directory: 1–128 characters of
@@ -145,6 +208,30 @@ mod tests {
         let meta: BlockMeta = serde_json::from_str(json).unwrap();
         assert_eq!(meta.span_counts, None);
         assert_eq!(meta.names, ["a"]);
+        assert_eq!(meta.trace_ids, None);
+        assert!(meta.siblings.is_empty());
+        // Without a range, every id may be there.
+        assert!(meta.may_hold_trace(TraceId([7; 16])));
+    }
+
+    #[test]
+    fn the_trace_id_range_round_trips_and_rules_out_ids_outside_it() {
+        let json = r#"{"version":"vparquet2","id":"b1","min_start":1,"max_end":2,
+            "span_count":1,"trace_count":1,"services":[],"names":[],
+            "names_truncated":false,"data_bytes":10,"wal_segments":null,
+            "replaces":[],"compaction_level":0,"created":3}"#;
+        let mut meta: BlockMeta = serde_json::from_str(json).unwrap();
+        meta.trace_ids = Some((TraceId([0; 16]), TraceId([5; 16])));
+        meta.siblings = vec!["b1".into(), "b2".into()];
+        let back: BlockMeta = serde_json::from_slice(&meta_json(&meta)).unwrap();
+        assert_eq!(back, meta);
+        assert!(meta.may_hold_trace(TraceId([0; 16])));
+        assert!(meta.may_hold_trace(TraceId([5; 16])));
+        assert!(!meta.may_hold_trace(TraceId([6; 16])));
+        let bad = String::from_utf8(meta_json(&meta))
+            .unwrap()
+            .replace(&"05".repeat(16), "zz");
+        assert!(serde_json::from_str::<BlockMeta>(&bad).is_err());
     }
 
     #[test]

@@ -27,9 +27,12 @@
 //! are still read: by id, by search, in listings and as compaction input.
 //! Every block written, by a cut or a compaction, is `vparquet2`.
 //!
-//! [`write_block`] writes a block atomically; [`Block`] opens one and
-//! answers trace-by-id ([`Block::trace_spans`]), full scans for compaction
-//! ([`Block::read_all`]) and summary listings ([`Block::trace_summaries`]).
+//! [`write_block`] writes a block atomically from spans in memory (the
+//! cut); [`BlockWriter`] writes one from traces pushed in trace-id order,
+//! holding about one record batch (compaction). [`Block`] opens one and
+//! answers trace-by-id ([`Block::trace_spans`]), pull-based full scans for
+//! compaction ([`Block::span_stream`]) and summary listings
+//! ([`Block::trace_summaries`]).
 //! This module owns the files of one block only: choosing when to cut,
 //! compacting, retention and the catalog of blocks belong to the store.
 //!
@@ -62,15 +65,17 @@ mod search;
 mod stats;
 mod value_codec;
 mod write;
+mod write_stream;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
-pub use read::{Block, LookupStats};
+pub use read::{Block, LookupStats, SpanIds, SpanStream};
 pub use stats::SpanCounts;
 pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
+pub use write_stream::BlockWriter;
 
 /// The block format this build writes.
 pub const FORMAT_VERSION: &str = schema::Format::CURRENT.name();

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, BooleanArray, FixedSizeBinaryArray, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
-use chaintrace_model::{Resource, Span, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{Resource, Span, SpanId, TraceId, TraceSummary, UnixNanos};
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelectionPolicy,
@@ -449,11 +449,23 @@ impl Block {
         Some(ranges)
     }
 
-    /// Every span of the block, in block order (trace id, start, span id),
-    /// for compaction.
+    /// Every span of the block, in block order (trace id, start, span id).
+    /// Holds the whole block in memory: compaction uses
+    /// [`Block::span_stream`].
     pub fn read_all(&self) -> Result<Vec<Span>, BlockError> {
         let count = usize::try_from(self.meta.span_count).unwrap_or(0);
         let mut spans = Vec::with_capacity(count.min(1 << 20));
+        for span in self.span_stream()? {
+            spans.push(span?);
+        }
+        Ok(spans)
+    }
+
+    /// Every span of the block, in block order (trace id, start, span id),
+    /// decoded one batch of rows at a time as the iterator is pulled, so
+    /// that compaction can merge many blocks holding one batch of each.
+    /// A read or decode error is the last item.
+    pub fn span_stream(&self) -> Result<SpanStream<'_>, BlockError> {
         let all = (0..self.row_group_count()).collect();
         let reader = self.data.reader(
             all,
@@ -462,14 +474,33 @@ impl Block {
             None,
             SCAN_BATCH_ROWS,
         )?;
-        self.data.each_batch(reader, |batch| {
-            let mut columns = self.span_columns(batch)?;
-            for row in 0..columns.len() {
-                spans.push(columns.span(row)?);
-            }
-            Ok(())
-        })?;
-        Ok(spans)
+        Ok(SpanStream {
+            block: self,
+            batches: Some(reader),
+            decoded: Vec::new().into_iter(),
+        })
+    }
+
+    /// The (trace id, span id) of every row, in block order: only those two
+    /// columns are decoded, one batch at a time (compaction plans its
+    /// outputs from them).
+    pub fn span_ids(&self) -> Result<SpanIds<'_>, BlockError> {
+        let all = (0..self.row_group_count()).collect();
+        let schema = self.data.meta.parquet_schema();
+        let span_id_leaf = schema
+            .columns()
+            .iter()
+            .position(|c| c.path().parts() == [col::SPAN_ID])
+            .ok_or_else(|| BlockError::corrupt(&self.data.path, "no span_id leaf column"))?;
+        let leaves = ProjectionMask::leaves(schema, [self.trace_id_leaf, span_id_leaf]);
+        let reader = self
+            .data
+            .reader(all, Some(&leaves), None, None, 8 * SCAN_BATCH_ROWS)?;
+        Ok(SpanIds {
+            path: &self.data.path,
+            batches: Some(reader),
+            decoded: Vec::new().into_iter(),
+        })
     }
 
     /// Summaries of the traces in this block that start in `[start, end]`
@@ -515,6 +546,127 @@ impl Block {
             Ok(())
         })?;
         Ok(out)
+    }
+}
+
+/// The spans of a block in block order, one decoded batch at a time; see
+/// [`Block::span_stream`].
+pub struct SpanStream<'b> {
+    block: &'b Block,
+    /// `None` once the file is read or an error was returned.
+    batches: Option<ParquetRecordBatchReader>,
+    decoded: std::vec::IntoIter<Span>,
+}
+
+impl Iterator for SpanStream<'_> {
+    type Item = Result<Span, BlockError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(span) = self.decoded.next() {
+                return Some(Ok(span));
+            }
+            let block = self.block;
+            let path = &block.data.path;
+            let batch = next_batch(path, &mut self.batches)?;
+            let decoded = batch.and_then(|batch| {
+                guard(path, || {
+                    let mut columns = block
+                        .span_columns(&batch)
+                        .map_err(|detail| BlockError::corrupt(path, detail))?;
+                    (0..columns.len())
+                        .map(|row| {
+                            columns
+                                .span(row)
+                                .map_err(|detail| BlockError::corrupt(path, detail))
+                        })
+                        .collect::<Result<Vec<Span>, BlockError>>()
+                })
+            });
+            match decoded {
+                Ok(spans) => self.decoded = spans.into_iter(),
+                Err(e) => {
+                    self.batches = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The (trace id, span id) of a block's rows; see [`Block::span_ids`].
+pub struct SpanIds<'b> {
+    path: &'b Path,
+    batches: Option<ParquetRecordBatchReader>,
+    decoded: std::vec::IntoIter<(TraceId, SpanId)>,
+}
+
+impl Iterator for SpanIds<'_> {
+    type Item = Result<(TraceId, SpanId), BlockError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(ids) = self.decoded.next() {
+                return Some(Ok(ids));
+            }
+            let path = self.path;
+            let ids = next_batch(path, &mut self.batches)?.and_then(|batch| {
+                let column = |name: &str, len: usize| {
+                    batch
+                        .column_by_name(name)
+                        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                        .filter(|c| c.value_length() == len as i32 && c.null_count() == 0)
+                        .ok_or_else(|| {
+                            BlockError::corrupt(
+                                path,
+                                format!("{name} is not {len}-byte binary without nulls"),
+                            )
+                        })
+                };
+                let traces = column(col::TRACE_ID, TraceId::LEN)?;
+                let spans = column(col::SPAN_ID, SpanId::LEN)?;
+                Ok((0..traces.len())
+                    .map(|row| {
+                        let mut ids = (TraceId::default(), SpanId::default());
+                        ids.0 .0.copy_from_slice(traces.value(row));
+                        ids.1 .0.copy_from_slice(spans.value(row));
+                        ids
+                    })
+                    .collect::<Vec<_>>())
+            });
+            match ids {
+                Ok(ids) => self.decoded = ids.into_iter(),
+                Err(e) => {
+                    self.batches = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The next batch of `reader` (`None` at its end, after which the reader
+/// is dropped), with a Parquet panic turned into an error.
+fn next_batch(
+    path: &Path,
+    reader: &mut Option<ParquetRecordBatchReader>,
+) -> Option<Result<RecordBatch, BlockError>> {
+    let batches = reader.as_mut()?;
+    let next = guard(path, || {
+        Ok(batches
+            .next()
+            .map(|b| b.map_err(|e| BlockError::arrow(path, e))))
+    });
+    match next {
+        Ok(Some(batch)) => Some(batch),
+        Ok(None) => {
+            *reader = None;
+            None
+        }
+        Err(e) => {
+            *reader = None;
+            Some(Err(e))
+        }
     }
 }
 

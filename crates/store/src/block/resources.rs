@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch};
 use arrow_schema::ArrowError;
-use chaintrace_model::{Resource, Span};
+use chaintrace_model::{Resource, Span, SpanId, TraceId};
 
 use super::attrs::{downcast, AttrListBuilder, AttrListReader};
 use super::error::BlockError;
@@ -102,6 +102,72 @@ impl<'a> ResourceTable<'a> {
     }
 }
 
+/// A resource table built one span at a time by a writer that does not
+/// hold the block's spans (compaction): the same dedupe as
+/// [`ResourceTable::of`] (previous span's `Arc`, then a window of recent
+/// ones by pointer and by value), with owned entries.
+#[derive(Default)]
+pub(crate) struct ResourceTableBuilder {
+    /// One entry per distinct resource, with the ids of the first span
+    /// carrying it (so an error can name a span).
+    entries: Vec<(Arc<Resource>, TraceId, SpanId)>,
+    /// (entry's resource `Arc` as seen, entry); most recently used last.
+    window: Vec<(Arc<Resource>, u32)>,
+}
+
+impl ResourceTableBuilder {
+    /// The entry of `span`'s resource, new or found.
+    pub(crate) fn push(&mut self, span: &Span) -> u32 {
+        let r = &span.resource;
+        if let Some((last, e)) = self.window.last() {
+            if Arc::ptr_eq(last, r) {
+                return *e;
+            }
+        }
+        let e = match self.window.iter().rposition(|(w, _)| Arc::ptr_eq(w, r)) {
+            Some(at) => self.window.remove(at).1,
+            None => {
+                let entries = &self.entries;
+                let equal = self
+                    .window
+                    .iter()
+                    .rev()
+                    .map(|&(_, e)| e)
+                    .find(|&e| entries[e as usize].0.attributes == r.attributes);
+                equal.unwrap_or_else(|| {
+                    self.entries
+                        .push((Arc::clone(r), span.trace_id, span.span_id));
+                    // Distinct resources of one block stay far below 2^32.
+                    (self.entries.len() - 1) as u32
+                })
+            }
+        };
+        if self.window.len() == WINDOW {
+            self.window.remove(0);
+        }
+        self.window.push((Arc::clone(r), e));
+        e
+    }
+
+    /// The `resources.parquet` batch: one row per entry.
+    pub(crate) fn batch(&self, path: &Path) -> Result<RecordBatch, BlockError> {
+        let mut attributes = AttrListBuilder::new();
+        for (r, trace, span) in &self.entries {
+            attributes
+                .push_list(&r.attributes)
+                .map_err(|key| BlockError::ValueTooDeep {
+                    trace: trace.to_hex(),
+                    span: span.to_hex(),
+                    key: format!("resource {key}"),
+                    max: MAX_DEPTH,
+                })?;
+        }
+        let arrow = |e: ArrowError| BlockError::arrow(path, e);
+        let columns: Vec<ArrayRef> = vec![Arc::new(attributes.finish().map_err(arrow)?)];
+        RecordBatch::try_new(RESOURCES_SCHEMA.clone(), columns).map_err(arrow)
+    }
+}
+
 /// The resources in one `resources.parquet` batch, appended to `out`.
 pub(crate) fn read_resources(
     batch: &RecordBatch,
@@ -158,5 +224,19 @@ mod tests {
                 s.resource.attributes
             );
         }
+    }
+
+    #[test]
+    fn the_incremental_builder_indexes_like_the_table() {
+        let mut spans: Vec<Span> = (0..3 * WINDOW)
+            .map(|i| span(1, 1, None, &format!("svc{}", i % (WINDOW + 5)), "x", 1, 2))
+            .collect();
+        spans[4].resource = spans[1].resource.clone();
+        let refs: Vec<&Span> = spans.iter().collect();
+        let table = ResourceTable::of(&refs);
+        let mut builder = ResourceTableBuilder::default();
+        let index: Vec<u32> = spans.iter().map(|s| builder.push(s)).collect();
+        assert_eq!(index, table.index);
+        assert_eq!(builder.entries.len(), table.entries.len());
     }
 }

@@ -152,6 +152,13 @@ impl Block {
     /// by trace-id statistics and the (cached) bloom filters, rows by the
     /// page index, and only rows of the wanted traces are decoded in full.
     pub(crate) fn spans_of_traces(&self, ids: &[TraceId]) -> Result<Vec<Span>, BlockError> {
+        // The block's trace-id range rules ids out without touching Parquet.
+        let ids: Vec<TraceId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| self.meta().may_hold_trace(id))
+            .collect();
+        let ids = &ids[..];
         let metadata = self.data.meta.metadata().clone();
         let mut groups = Vec::new();
         let mut ranges: Vec<Range<usize>> = Vec::new();

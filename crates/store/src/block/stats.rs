@@ -154,6 +154,94 @@ fn capped(counts: FoldMap<&str, u64>) -> (BTreeMap<String, u64>, bool) {
     (map, truncated)
 }
 
+/// [`BlockCounts`] built span by span, for a writer that never holds all
+/// of a block's spans at once (compaction). Counts the same things by the
+/// same rules as [`BlockCounts::of`], which stays the borrow-only path of
+/// the cut; the writer tests check that both agree.
+pub(crate) struct CountsBuilder {
+    names: FoldMap<String, u64>,
+    services: FoldMap<String, u64>,
+    error_types: FoldMap<String, u64>,
+    counts: SpanCounts,
+    /// The last resource seen, its service name and whether it names no
+    /// error class (spans of one export share their resource).
+    last: Option<(Arc<Resource>, String, bool)>,
+}
+
+impl Default for CountsBuilder {
+    fn default() -> Self {
+        CountsBuilder {
+            names: FoldMap::default(),
+            services: FoldMap::default(),
+            error_types: FoldMap::default(),
+            counts: SpanCounts {
+                error_types_exact: true,
+                ..SpanCounts::default()
+            },
+            last: None,
+        }
+    }
+}
+
+impl CountsBuilder {
+    /// Counts one span; `hot` must be `HotFields::of(span)`.
+    pub(crate) fn add(&mut self, span: &Span, hot: &HotFields<'_>) {
+        fn bump(map: &mut FoldMap<String, u64>, key: &str) {
+            match map.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(key.to_string(), 1);
+                }
+            }
+        }
+        let same = matches!(&self.last, Some((r, _, _)) if Arc::ptr_eq(r, &span.resource));
+        if !same {
+            let clean = ERROR_TYPE_KEYS
+                .iter()
+                .all(|k| find_attr(&span.resource.attributes, k).is_none());
+            let service = span.service_name().to_string();
+            self.last = Some((Arc::clone(&span.resource), service, clean));
+        }
+        let Some((_, service, resource_clean)) = &self.last else {
+            return;
+        };
+        bump(&mut self.names, &span.name);
+        bump(&mut self.services, service);
+        let counts = &mut self.counts;
+        counts.status_error += u64::from(span.is_error());
+        if let Some(value) = hot.error_type {
+            bump(&mut self.error_types, value);
+            counts.error_type_spans += 1;
+        }
+        if counts.error_types_exact
+            && !(*resource_clean && span_agrees_with_column(span, hot.error_type))
+        {
+            counts.error_types_exact = false;
+        }
+    }
+
+    /// The counts of every span added.
+    pub(crate) fn finish(self) -> BlockCounts {
+        fn borrowed(map: &FoldMap<String, u64>) -> FoldMap<&str, u64> {
+            map.iter().map(|(k, &n)| (k.as_str(), n)).collect()
+        }
+        let sorted = |map: &FoldMap<String, u64>| {
+            let mut v: Vec<String> = map.keys().cloned().collect();
+            v.sort_unstable();
+            v
+        };
+        let mut counts = self.counts;
+        (counts.names, counts.names_truncated) = capped(borrowed(&self.names));
+        (counts.services, counts.services_truncated) = capped(borrowed(&self.services));
+        (counts.error_types, counts.error_types_truncated) = capped(borrowed(&self.error_types));
+        BlockCounts {
+            counts,
+            services: sorted(&self.services),
+            names: sorted(&self.names),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -131,6 +131,7 @@ fn meta_holds_services_names_counts_and_time_range() {
         wal_segments: Some((3, 7)),
         replaces: vec!["old1".into(), "old2".into()],
         compaction_level: 2,
+        siblings: vec!["m0".into(), "m1".into()],
     };
     let input = vec![
         span(1, 1, None, "rag", "root", 1_000, 9_000),
@@ -152,6 +153,8 @@ fn meta_holds_services_names_counts_and_time_range() {
     assert_eq!(meta.wal_segments, Some((3, 7)));
     assert_eq!(meta.replaces, ["old1", "old2"]);
     assert_eq!(meta.compaction_level, 2);
+    assert_eq!(meta.siblings, ["m0", "m1"]);
+    assert_eq!(meta.trace_ids, Some((trace_id(1), trace_id(2))));
     let on_disk = ["data.parquet", "traces.parquet", "resources.parquet"]
         .map(|f| fs::metadata(tmp.path().join("m1").join(f)).unwrap().len());
     assert_eq!(meta.data_bytes, on_disk.iter().sum::<u64>());

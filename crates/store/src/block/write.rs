@@ -10,7 +10,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use arrow_array::RecordBatch;
@@ -36,13 +36,13 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// A row group also ends once its spans hold about this many bytes in
 /// memory (long prompts), so that writing a block stays bounded.
-const MAX_ROW_GROUP_BYTES: usize = 256 << 20;
+pub(super) const MAX_ROW_GROUP_BYTES: usize = 256 << 20;
 
 /// Rows per record batch handed to the Parquet writer; with
 /// [`MAX_BATCH_BYTES`] this keeps each batch far below Arrow's 2 GiB
 /// string-offset limit.
-const BATCH_ROWS: usize = 4096;
-const MAX_BATCH_BYTES: usize = 64 << 20;
+pub(super) const BATCH_ROWS: usize = 4096;
+pub(super) const MAX_BATCH_BYTES: usize = 64 << 20;
 
 /// How to write a block; the store fills in what only it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub struct BlockWriteOptions {
     pub replaces: Vec<String>,
     /// Carried into [`BlockMeta::compaction_level`].
     pub compaction_level: u32,
+    /// Carried into [`BlockMeta::siblings`].
+    pub siblings: Vec<String>,
 }
 
 impl Default for BlockWriteOptions {
@@ -65,6 +67,7 @@ impl Default for BlockWriteOptions {
             wal_segments: None,
             replaces: Vec::new(),
             compaction_level: 0,
+            siblings: Vec::new(),
         }
     }
 }
@@ -111,6 +114,22 @@ pub fn write_block_refs(
     if spans.is_empty() {
         return Err(BlockError::Empty { id: id.to_string() });
     }
+    let tmp = begin(blocks_dir, id)?;
+    let meta = match write_files(&tmp, id, spans, opts) {
+        Ok(meta) => meta,
+        Err(e) => {
+            // Best effort: a failed write leaves no temporary files behind.
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    publish(&tmp, blocks_dir, id)?;
+    Ok(meta)
+}
+
+/// Creates the empty temporary directory block `id` is written in, after
+/// checking that no block `id` exists; returns its path.
+pub(super) fn begin(blocks_dir: &Path, id: &str) -> Result<PathBuf, BlockError> {
     let final_dir = blocks_dir.join(id);
     if final_dir.symlink_metadata().is_ok() {
         return Err(BlockError::Exists { path: final_dir });
@@ -122,18 +141,16 @@ pub fn write_block_refs(
         fs::remove_dir_all(&tmp).map_err(|e| BlockError::io(&tmp, e))?;
     }
     fs::create_dir(&tmp).map_err(|e| BlockError::io(&tmp, e))?;
-    let meta = match write_files(&tmp, id, spans, opts) {
-        Ok(meta) => meta,
-        Err(e) => {
-            // Best effort: a failed write leaves no temporary files behind.
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
-    sync_dir(&tmp)?;
-    fs::rename(&tmp, &final_dir).map_err(|e| BlockError::io(&final_dir, e))?;
-    sync_dir(blocks_dir)?;
-    Ok(meta)
+    Ok(tmp)
+}
+
+/// Makes the complete block in `tmp` durable and visible as
+/// `<blocks_dir>/<id>/` with one rename.
+pub(super) fn publish(tmp: &Path, blocks_dir: &Path, id: &str) -> Result<(), BlockError> {
+    let final_dir = blocks_dir.join(id);
+    sync_dir(tmp)?;
+    fs::rename(tmp, &final_dir).map_err(|e| BlockError::io(&final_dir, e))?;
+    sync_dir(blocks_dir)
 }
 
 fn write_files(
@@ -146,14 +163,7 @@ fn write_files(
     // Derived once: the data columns and the meta counts both need them.
     let hot: Vec<HotFields<'_>> = spans.iter().map(|s| HotFields::of(s)).collect();
     let resources = ResourceTable::of(&spans);
-    let resources_path = dir.join(RESOURCES_FILE);
-    let mut writer = parquet_writer(&resources_path, &RESOURCES_SCHEMA, resources_properties())?;
-    write_batch(
-        &mut writer,
-        &resources.batch(&resources_path)?,
-        &resources_path,
-    )?;
-    let resources_bytes = close(writer, &resources_path)?;
+    let resources_bytes = write_resources(dir, |path| resources.batch(path))?;
     let data_path = dir.join(DATA_FILE);
     let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
@@ -191,33 +201,50 @@ fn write_files(
         Ok::<_, BlockError>((built.and(encoded)?, counted?))
     })?;
 
-    // Newest-first listing reads this file only: sort by start time.
-    summaries.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
-    let traces_path = dir.join(TRACES_FILE);
-    let mut writer = parquet_writer(&traces_path, &TRACES_SCHEMA, traces_properties())?;
-    for chunk in summaries.chunks(64 * 1024) {
-        write_batch(
-            &mut writer,
-            &traces_batch(chunk, &traces_path)?,
-            &traces_path,
-        )?;
-    }
-    let traces_bytes = close(writer, &traces_path)?;
-
+    let traces_bytes = write_traces(dir, &mut summaries)?;
     let meta = block_meta(
         id,
         counted,
-        spans.len(),
+        &spans,
         summaries.len(),
         data_bytes + traces_bytes + resources_bytes,
         opts,
     );
-    let meta_path = dir.join(META_FILE);
-    let mut file = create(&meta_path)?;
-    file.write_all(&meta_json(&meta))
-        .and_then(|()| file.sync_all())
-        .map_err(|e| BlockError::io(&meta_path, e))?;
+    write_meta(dir, &meta)?;
     Ok(meta)
+}
+
+/// Writes `resources.parquet` in `dir` from the batch `batch` builds;
+/// returns its size.
+pub(super) fn write_resources(
+    dir: &Path,
+    batch: impl FnOnce(&Path) -> Result<RecordBatch, BlockError>,
+) -> Result<u64, BlockError> {
+    let path = dir.join(RESOURCES_FILE);
+    let mut writer = parquet_writer(&path, &RESOURCES_SCHEMA, resources_properties())?;
+    write_batch(&mut writer, &batch(&path)?, &path)?;
+    close(writer, &path)
+}
+
+/// Sorts `summaries` by start time (newest-first listing reads this file
+/// only) and writes them as `traces.parquet` in `dir`; returns its size.
+pub(super) fn write_traces(dir: &Path, summaries: &mut [TraceSummary]) -> Result<u64, BlockError> {
+    summaries.sort_by_key(|t| (t.start_unix_nano, t.trace_id));
+    let path = dir.join(TRACES_FILE);
+    let mut writer = parquet_writer(&path, &TRACES_SCHEMA, traces_properties())?;
+    for chunk in summaries.chunks(64 * 1024) {
+        write_batch(&mut writer, &traces_batch(chunk, &path)?, &path)?;
+    }
+    close(writer, &path)
+}
+
+/// Writes and fsyncs `meta.json` in `dir`: the last file of a block.
+pub(super) fn write_meta(dir: &Path, meta: &BlockMeta) -> Result<(), BlockError> {
+    let path = dir.join(META_FILE);
+    let mut file = create(&path)?;
+    file.write_all(&meta_json(meta))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| BlockError::io(&path, e))
 }
 
 /// Batches in flight between the Arrow and Parquet stages of a cut.
@@ -378,7 +405,10 @@ fn plan_row_groups(sizes: &[usize], traces: &[Range<usize>], max_rows: usize) ->
 
 /// Splits a row group's rows into record batches of bounded rows and
 /// bytes (`sizes` holds each span's [`approx_bytes`]).
-fn batches(sizes: &[usize], rows: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
+pub(super) fn batches(
+    sizes: &[usize],
+    rows: Range<usize>,
+) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut start = rows.start;
     std::iter::from_fn(move || {
         if start >= rows.end {
@@ -420,43 +450,70 @@ impl Counted {
 fn block_meta(
     id: &str,
     counted: Counted,
-    span_count: usize,
+    spans: &[&Span],
     trace_count: usize,
     data_bytes: u64,
     opts: &BlockWriteOptions,
 ) -> BlockMeta {
-    let Counted {
-        counts:
-            BlockCounts {
-                counts,
-                services,
-                mut names,
-            },
-        min_start,
-        max_end,
-    } = counted;
-    let names_truncated = names.len() > MAX_META_NAMES;
-    names.truncate(MAX_META_NAMES);
-    BlockMeta {
-        version: FORMAT_VERSION.to_string(),
-        id: id.to_string(),
-        min_start,
-        max_end,
-        span_count: span_count as u64,
+    MetaParts {
+        counts: counted.counts,
+        min_start: counted.min_start,
+        max_end: counted.max_end,
+        span_count: spans.len() as u64,
         trace_count: trace_count as u64,
-        services,
-        names,
-        names_truncated,
+        // Sorted by trace id: the first and last rows bound it.
+        trace_ids: spans
+            .first()
+            .zip(spans.last())
+            .map(|(a, b)| (a.trace_id, b.trace_id)),
         data_bytes,
-        wal_segments: opts.wal_segments,
-        replaces: opts.replaces.clone(),
-        compaction_level: opts.compaction_level,
-        created: UnixNanos::now(),
-        span_counts: Some(counts),
+    }
+    .into_meta(id, opts)
+}
+
+/// What a writer learned about the spans it wrote, for [`BlockMeta`].
+pub(super) struct MetaParts {
+    pub(super) counts: BlockCounts,
+    pub(super) min_start: UnixNanos,
+    pub(super) max_end: UnixNanos,
+    pub(super) span_count: u64,
+    pub(super) trace_count: u64,
+    pub(super) trace_ids: Option<(TraceId, TraceId)>,
+    pub(super) data_bytes: u64,
+}
+
+impl MetaParts {
+    pub(super) fn into_meta(self, id: &str, opts: &BlockWriteOptions) -> BlockMeta {
+        let BlockCounts {
+            counts,
+            services,
+            mut names,
+        } = self.counts;
+        let names_truncated = names.len() > MAX_META_NAMES;
+        names.truncate(MAX_META_NAMES);
+        BlockMeta {
+            version: FORMAT_VERSION.to_string(),
+            id: id.to_string(),
+            min_start: self.min_start,
+            max_end: self.max_end,
+            span_count: self.span_count,
+            trace_count: self.trace_count,
+            services,
+            names,
+            names_truncated,
+            data_bytes: self.data_bytes,
+            wal_segments: opts.wal_segments,
+            replaces: opts.replaces.clone(),
+            compaction_level: opts.compaction_level,
+            created: UnixNanos::now(),
+            span_counts: Some(counts),
+            trace_ids: self.trace_ids,
+            siblings: opts.siblings.clone(),
+        }
     }
 }
 
-fn create(path: &Path) -> Result<File, BlockError> {
+pub(super) fn create(path: &Path) -> Result<File, BlockError> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -464,7 +521,7 @@ fn create(path: &Path) -> Result<File, BlockError> {
         .map_err(|e| BlockError::io(path, e))
 }
 
-fn parquet_writer(
+pub(super) fn parquet_writer(
     path: &Path,
     schema: &arrow_schema::SchemaRef,
     props: WriterProperties,
@@ -474,7 +531,7 @@ fn parquet_writer(
         .map_err(|e| BlockError::parquet(path, e))
 }
 
-fn write_batch(
+pub(super) fn write_batch(
     writer: &mut ArrowWriter<BufWriter<File>>,
     batch: &RecordBatch,
     path: &Path,
@@ -485,7 +542,10 @@ fn write_batch(
 }
 
 /// Finishes the footer, fsyncs, and returns the file's size.
-fn close(mut writer: ArrowWriter<BufWriter<File>>, path: &Path) -> Result<u64, BlockError> {
+pub(super) fn close(
+    mut writer: ArrowWriter<BufWriter<File>>,
+    path: &Path,
+) -> Result<u64, BlockError> {
     writer.finish().map_err(|e| BlockError::parquet(path, e))?;
     let buffered = writer.inner_mut();
     buffered.flush().map_err(|e| BlockError::io(path, e))?;

@@ -1,0 +1,321 @@
+//! Compaction through the embedded store: several outputs with disjoint
+//! trace-id ranges, every span once, answers unchanged; and the catalog's
+//! recovery from a crash in the middle of a multi-output compaction.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
+
+use crate::block::{Block, BlockWriteOptions, BlockWriter};
+use crate::search::{SearchRequest, SpanClause, TraceFilter};
+use crate::store::{Store, TraceListQuery};
+use crate::test_support::{span, trace_id};
+use crate::{EmbeddedConfig, EmbeddedStore};
+
+const TRACES: u8 = 40;
+
+fn config(dir: &Path) -> EmbeddedConfig {
+    let mut config = EmbeddedConfig::new(dir);
+    config.compaction_min_blocks = 3;
+    config.compaction_block_spans = 50;
+    // Only the test compacts, cuts and applies retention.
+    config.maintenance_interval = Duration::from_secs(3600);
+    config
+}
+
+/// Three blocks: every trace has one span in each (so each trace is spread
+/// over all three), and every fifth trace's root was retried into the next
+/// block as well. 120 distinct spans, 8 duplicates.
+async fn three_blocks(store: &EmbeddedStore) {
+    let base = UnixNanos::now().0 - 3_600_000_000_000;
+    let at = |t: u8, s: u8| base + u64::from(t) * 1_000 + u64::from(s);
+    for part in 0..3u8 {
+        let mut batch = Vec::new();
+        for t in 1..=TRACES {
+            let s = (t + part) % 3 + 1;
+            let parent = (s > 1).then_some(1);
+            let name = if s == 2 { "llm_call" } else { "step" };
+            batch.push(span(t, s, parent, "rag", name, at(t, s), at(t, s) + 500));
+            if t % 5 == 0 && s == 2 {
+                batch.push(span(t, 1, None, "rag", "step", at(t, 1), at(t, 1) + 500));
+            }
+        }
+        store.append(batch).await.unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+    }
+}
+
+/// Everything a reader can ask, to compare before and after.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    traces: Vec<Trace>,
+    listing: Vec<TraceSummary>,
+    searched: BTreeSet<TraceId>,
+}
+
+async fn answers(store: &EmbeddedStore) -> Answers {
+    let mut traces = Vec::new();
+    for t in 1..=TRACES {
+        traces.push(store.trace(trace_id(t)).await.unwrap().unwrap());
+    }
+    let listing = store
+        .recent_traces(&TraceListQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let sink = Arc::clone(&seen);
+    let request = SearchRequest {
+        filter: TraceFilter {
+            clauses: vec![SpanClause::SpanName(["llm_call".to_string()].into())],
+        },
+        start: None,
+        end: None,
+        max_inspected: 0,
+    };
+    store
+        .search(
+            request,
+            Box::new(move |t| {
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(t.trace_id);
+                true
+            }),
+        )
+        .await
+        .unwrap();
+    let searched = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+    Answers {
+        traces,
+        listing,
+        searched,
+    }
+}
+
+/// The blocks on disk, by id.
+fn blocks_on_disk(dir: &Path) -> Vec<Block> {
+    let mut blocks: Vec<Block> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| Block::open(&p).unwrap())
+        .collect();
+    blocks.sort_by(|a, b| a.meta().id.cmp(&b.meta().id));
+    blocks
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_writes_several_blocks_of_disjoint_trace_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    assert_eq!(before.searched.len(), usize::from(TRACES));
+    assert!(before.traces.iter().all(|t| t.spans.len() == 3));
+    let inputs: BTreeSet<String> = blocks_on_disk(&config.blocks_dir())
+        .iter()
+        .map(|b| b.meta().id.clone())
+        .collect();
+    assert_eq!(inputs.len(), 3);
+
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let outputs = blocks_on_disk(&config.blocks_dir());
+    assert!(outputs.len() >= 2, "{} outputs", outputs.len());
+    let mut ranges: Vec<(TraceId, TraceId)> = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
+    let ids: Vec<String> = outputs.iter().map(|b| b.meta().id.clone()).collect();
+    for block in &outputs {
+        let meta = block.meta();
+        assert_eq!(meta.siblings, ids);
+        assert_eq!(
+            meta.replaces.iter().cloned().collect::<BTreeSet<_>>(),
+            inputs
+        );
+        assert_eq!(meta.compaction_level, 1);
+        ranges.push(meta.trace_ids.unwrap());
+        spans.extend(block.read_all().unwrap());
+    }
+    ranges.sort();
+    for pair in ranges.windows(2) {
+        assert!(pair[0].1 < pair[1].0, "ranges overlap: {ranges:?}");
+    }
+    // Every span exactly once, duplicates gone.
+    assert_eq!(spans.len(), 3 * usize::from(TRACES));
+    let distinct: BTreeSet<_> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+    assert_eq!(distinct.len(), spans.len());
+    // Outputs end at trace boundaries once they hold 50 spans.
+    for block in &outputs[..outputs.len() - 1] {
+        assert!(block.meta().span_count >= 50, "{:?}", block.meta());
+    }
+    // An id outside a block's range rules the block out without Parquet.
+    let (first, last) = (&outputs[0], &outputs[outputs.len() - 1]);
+    let (lo, hi) = (
+        first.meta().trace_ids.unwrap().0,
+        last.meta().trace_ids.unwrap().1,
+    );
+    assert!(!last.meta().may_hold_trace(lo));
+    assert!(!first.meta().may_hold_trace(hi));
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.block_spans, 3 * u64::from(TRACES));
+    assert_eq!(answers(&store).await, before);
+    drop(store);
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    assert_eq!(store.stats().await.unwrap().blocks, outputs.len() as u64);
+    assert_eq!(answers(&store).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_cut_short_leaves_its_inputs_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    drop(store);
+    let blocks_dir = config.blocks_dir();
+    let inputs = blocks_on_disk(&blocks_dir);
+    // As if the process died after writing the first of two outputs (the
+    // first ten traces), while writing the second.
+    let mut writer = BlockWriter::create(
+        &blocks_dir,
+        "out-1",
+        &BlockWriteOptions {
+            replaces: inputs.iter().map(|b| b.meta().id.clone()).collect(),
+            siblings: vec!["out-1".into(), "out-2".into()],
+            compaction_level: 1,
+            ..BlockWriteOptions::default()
+        },
+        16,
+    )
+    .unwrap();
+    for trace in &before.traces[..10] {
+        writer.push_trace(trace.spans.clone()).unwrap();
+    }
+    writer.finish().unwrap();
+    fs::create_dir(blocks_dir.join(".tmp-out-2")).unwrap();
+    drop(inputs);
+
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    assert!(!blocks_dir.join("out-1").exists());
+    assert!(!blocks_dir.join(".tmp-out-2").exists());
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.blocks, 3, "the inputs stay");
+    assert_eq!(answers(&store).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_compaction_deletes_inputs_left_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    let blocks_dir = config.blocks_dir();
+    let saved = dir.path().join("saved");
+    let inputs: Vec<PathBuf> = blocks_on_disk(&blocks_dir)
+        .iter()
+        .map(|b| b.dir().to_path_buf())
+        .collect();
+    for input in &inputs {
+        copy_dir(input, &saved.join(input.file_name().unwrap()));
+    }
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let outputs = blocks_on_disk(&blocks_dir).len();
+    drop(store);
+    // As if the process died after installing the outputs, before the
+    // inputs were deleted.
+    for input in &inputs {
+        copy_dir(&saved.join(input.file_name().unwrap()), input);
+    }
+
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    assert!(inputs.iter().all(|p| !p.exists()), "inputs deleted at open");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.blocks, outputs as u64);
+    assert_eq!(stats.block_spans, 3 * u64::from(TRACES));
+    assert_eq!(answers(&store).await, before);
+    drop(store);
+
+    // Later, retention deleted one output: the others are not a compaction
+    // cut short (their inputs are gone) and stay.
+    let first = blocks_on_disk(&blocks_dir).remove(0);
+    fs::remove_dir_all(first.dir()).unwrap();
+    let lost = first.meta().span_count;
+    let (store, _) = EmbeddedStore::open(config).unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.blocks, outputs as u64 - 1);
+    assert_eq!(stats.block_spans, 3 * u64::from(TRACES) - lost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_without_a_trace_id_range_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    drop(store);
+    // Written before the range was kept: no `trace_ids` in meta.json.
+    for block in blocks_on_disk(&config.blocks_dir()) {
+        let path = block.dir().join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        meta.as_object_mut().unwrap().remove("trace_ids");
+        meta.as_object_mut().unwrap().remove("siblings");
+        fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    }
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    for block in blocks_on_disk(&config.blocks_dir()) {
+        assert_eq!(block.meta().trace_ids, None);
+    }
+    assert_eq!(answers(&store).await, before);
+    // And they still compact.
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    assert_eq!(answers(&store).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_takes_at_most_compaction_max_inputs_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.compaction_min_blocks = 2;
+    config.compaction_max_inputs = 2;
+    config.compaction_block_spans = 1_000;
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    let mut inputs = blocks_on_disk(&config.blocks_dir());
+    inputs.sort_by_key(|b| (b.meta().min_start, b.meta().id.clone()));
+    let mut oldest: Vec<String> = inputs[..2].iter().map(|b| b.meta().id.clone()).collect();
+    oldest.sort();
+    drop(inputs);
+    // The two with the oldest data merge; the third alone is too few.
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let blocks = blocks_on_disk(&config.blocks_dir());
+    assert_eq!(blocks.len(), 2);
+    let merged: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.meta().compaction_level == 1)
+        .collect();
+    assert_eq!(merged.len(), 1);
+    let mut replaced = merged[0].meta().replaces.clone();
+    replaced.sort();
+    assert_eq!(replaced, oldest);
+    assert_eq!(answers(&store).await, before);
+}

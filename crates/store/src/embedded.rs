@@ -796,6 +796,7 @@ impl Store for EmbeddedStore {
                 .sum(),
             blocks_cut: inner.blocks_cut.load(Ordering::Relaxed),
             compactions: inner.compactions.load(Ordering::Relaxed),
+            compacting: inner.compaction_lock.try_lock().is_err(),
             blocks_deleted: inner.blocks_deleted.load(Ordering::Relaxed),
         })
     }

@@ -120,6 +120,9 @@ pub struct StoreStats {
     pub blocks_cut: u64,
     /// Compaction merges since open.
     pub compactions: u64,
+    /// Whether a compaction pass is running now (merges run in the
+    /// background; a benchmark waits for them to settle before measuring disk).
+    pub compacting: bool,
     /// Blocks deleted by retention since open.
     pub blocks_deleted: u64,
 }

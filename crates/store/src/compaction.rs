@@ -8,6 +8,12 @@
 //! whatever the size of the inputs. Outputs cover disjoint, increasing
 //! trace-id ranges of about `compaction_block_spans` spans each.
 //!
+//! Which blocks: those of one level and window that are not yet full
+//! (fewer than `compaction_block_spans` spans), at least
+//! `compaction_min_blocks` and at most `compaction_max_inputs` at a time,
+//! and only when the merge leaves fewer blocks than it reads. Full blocks
+//! are never merged again, so at any scale compaction ends.
+//!
 //! Crash safety with several outputs: every output is written durably
 //! first, each naming all of them in `siblings` and the inputs in
 //! `replaces` (so the outputs are planned before writing, from the inputs'
@@ -45,11 +51,20 @@ pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, 
             .or_default()
             .push(block);
     }
+    let limit = config.compaction_block_spans.max(1);
     let mut merges = 0;
     for ((level, _), mut blocks) in groups {
+        // A full block is done: merging full blocks gives as many full
+        // blocks again, and at scale passes would rewrite them forever.
+        blocks.retain(|b| b.meta().span_count < limit);
         blocks.sort_by_key(|b| (b.meta().min_start, b.meta().id.clone()));
         for chosen in blocks.chunks(config.compaction_max_inputs.max(2)) {
             if chosen.len() < config.compaction_min_blocks.max(2) || stopped() {
+                continue;
+            }
+            let spans: u64 = chosen.iter().map(|b| b.meta().span_count).sum();
+            if spans.div_ceil(limit) >= chosen.len() as u64 {
+                // Would not leave fewer blocks than it reads.
                 continue;
             }
             merge(inner, level, chosen, stopped)?;

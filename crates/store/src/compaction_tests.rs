@@ -18,10 +18,15 @@ use crate::{EmbeddedConfig, EmbeddedStore};
 
 const TRACES: u8 = 40;
 
+/// Output size: above each input of [`three_blocks`] (at most 48 spans, so
+/// none is full), and their 128 spans (duplicates included) fit in two, so
+/// merging them leaves fewer blocks; the 120 distinct spans need two.
+const BLOCK_SPANS: u64 = 64;
+
 fn config(dir: &Path) -> EmbeddedConfig {
     let mut config = EmbeddedConfig::new(dir);
     config.compaction_min_blocks = 3;
-    config.compaction_block_spans = 50;
+    config.compaction_block_spans = BLOCK_SPANS;
     // Only the test compacts, cuts and applies retention.
     config.maintenance_interval = Duration::from_secs(3600);
     config
@@ -119,6 +124,42 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_blocks_are_never_merged_again_so_compaction_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    // Two outputs: a full one and the rest. Below the minimum of three
+    // blocks, and the full one is done: nothing more to merge, ever.
+    let outputs = blocks_on_disk(&config.blocks_dir());
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 0);
+    // Three more inputs beside them: the full block stays out of the merge.
+    let full: Vec<String> = outputs
+        .iter()
+        .filter(|b| b.meta().span_count >= BLOCK_SPANS)
+        .map(|b| b.meta().id.clone())
+        .collect();
+    assert_eq!(full.len(), 1);
+    drop(store);
+    let (store, _) = EmbeddedStore::open(EmbeddedConfig {
+        // Every block is full now: the inputs alone would not shrink.
+        compaction_block_spans: 40,
+        ..config.clone()
+    })
+    .unwrap();
+    three_blocks(&store).await;
+    assert_eq!(
+        tokio::task::block_in_place(|| store.compact()).unwrap(),
+        0,
+        "merging full blocks would write as many full blocks again"
+    );
+    assert_eq!(blocks_on_disk(&config.blocks_dir()).len(), 5);
+    assert!(full.iter().all(|id| config.blocks_dir().join(id).exists()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_writes_several_blocks_of_disjoint_trace_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
@@ -158,9 +199,9 @@ async fn compaction_writes_several_blocks_of_disjoint_trace_ranges() {
     assert_eq!(spans.len(), 3 * usize::from(TRACES));
     let distinct: BTreeSet<_> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
     assert_eq!(distinct.len(), spans.len());
-    // Outputs end at trace boundaries once they hold 50 spans.
+    // Outputs end at trace boundaries once they are full.
     for block in &outputs[..outputs.len() - 1] {
-        assert!(block.meta().span_count >= 50, "{:?}", block.meta());
+        assert!(block.meta().span_count >= BLOCK_SPANS, "{:?}", block.meta());
     }
     // An id outside a block's range rules the block out without Parquet.
     let (first, last) = (&outputs[0], &outputs[outputs.len() - 1]);

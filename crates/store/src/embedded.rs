@@ -407,10 +407,10 @@ impl Inner {
             {
                 continue;
             }
-            let mut list = block.trace_summaries(query.start, query.end)?;
-            if let Some(service) = &query.service {
-                list.retain(|s| s.root_service.as_deref() == Some(service.as_str()));
-            }
+            let service = query.service.as_deref();
+            let mut list = block.newest_trace_summaries(query.start, query.end, limit, &|s| {
+                service.is_none_or(|want| s.root_service.as_deref() == Some(want))
+            })?;
             list.sort_by_key(|s| std::cmp::Reverse(s.start_unix_nano));
             list.truncate(limit);
             add(&mut found, list);

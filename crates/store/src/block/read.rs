@@ -270,6 +270,12 @@ impl Block {
         &self.dir
     }
 
+    /// Row groups in `traces.parquet`.
+    #[cfg(test)]
+    pub(crate) fn traces_row_groups(&self) -> usize {
+        self.traces.meta.metadata().num_row_groups()
+    }
+
     /// Row groups in `data.parquet`.
     pub fn row_group_count(&self) -> usize {
         self.blooms.len()
@@ -511,27 +517,8 @@ impl Block {
         start: Option<UnixNanos>,
         end: Option<UnixNanos>,
     ) -> Result<Vec<TraceSummary>, BlockError> {
-        let lo = start.map_or(0, |t| t.0);
-        let hi = end.map_or(u64::MAX, |t| t.0);
-        if lo > hi || self.meta.trace_count == 0 {
-            return Ok(Vec::new());
-        }
-        let metadata = self.traces.meta.metadata();
-        let start_leaf = TRACES_SCHEMA.index_of(trace_col::START).unwrap_or(0);
-        let groups: Vec<usize> = metadata
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| match rg.column(start_leaf).statistics() {
-                // u64 is stored as INT64; the bits are the u64's.
-                Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(&min), Some(&max)) => (min as u64) <= hi && (max as u64) >= lo,
-                    _ => true,
-                },
-                _ => true,
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let (lo, hi) = bounds(start, end);
+        let groups = self.summary_groups(lo, hi);
         let mut out = Vec::new();
         if groups.is_empty() {
             return Ok(out);
@@ -547,6 +534,69 @@ impl Block {
         })?;
         Ok(out)
     }
+
+    /// At least the `limit` newest summaries that start in `[start, end]`
+    /// and that `keep` accepts, if the block has them (more may come back:
+    /// whole row groups are read). Reads `traces.parquet` newest row group
+    /// first and stops once `limit` are found, so listing the newest traces
+    /// reads a small part of a large block.
+    pub fn newest_trace_summaries(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        limit: usize,
+        keep: &dyn Fn(&TraceSummary) -> bool,
+    ) -> Result<Vec<TraceSummary>, BlockError> {
+        let (lo, hi) = bounds(start, end);
+        let mut out = Vec::new();
+        // The file is sorted by start: later row groups hold newer traces.
+        for group in self.summary_groups(lo, hi).into_iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let reader = self
+                .traces
+                .reader(vec![group], None, None, None, 64 * 1024)?;
+            self.traces.each_batch(reader, |batch| {
+                out.extend(
+                    summaries(batch)?
+                        .into_iter()
+                        .filter(|t| (lo..=hi).contains(&t.start_unix_nano.0) && keep(t)),
+                );
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The `traces.parquet` row groups whose start-time statistics overlap
+    /// `[lo, hi]`, in file order.
+    fn summary_groups(&self, lo: u64, hi: u64) -> Vec<usize> {
+        if lo > hi || self.meta.trace_count == 0 {
+            return Vec::new();
+        }
+        let metadata = self.traces.meta.metadata();
+        let start_leaf = TRACES_SCHEMA.index_of(trace_col::START).unwrap_or(0);
+        metadata
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| match rg.column(start_leaf).statistics() {
+                // u64 is stored as INT64; the bits are the u64's.
+                Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(&min), Some(&max)) => (min as u64) <= hi && (max as u64) >= lo,
+                    _ => true,
+                },
+                _ => true,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Inclusive nanosecond bounds; `None` leaves that side open.
+fn bounds(start: Option<UnixNanos>, end: Option<UnixNanos>) -> (u64, u64) {
+    (start.map_or(0, |t| t.0), end.map_or(u64::MAX, |t| t.0))
 }
 
 /// The spans of a block in block order, one decoded batch at a time; see

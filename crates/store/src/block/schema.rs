@@ -451,10 +451,16 @@ fn format_key_value() -> KeyValue {
 }
 
 /// Settings of `traces.parquet`: small, read whole or pruned by start time.
+/// Rows per row group of `traces.parquet`.
+const TRACES_ROW_GROUP_ROWS: usize = 8 * 1024;
+
 pub(crate) fn traces_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(64 * 1024))
+        // Small row groups: listing the newest traces reads a block's
+        // newest row group first and stops there. Compacted blocks each
+        // span the whole window, so every one of them is read that way.
+        .set_max_row_group_row_count(Some(TRACES_ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(ColumnPath::from(trace_col::TRACE_ID), false)
         .set_column_dictionary_enabled(ColumnPath::from(trace_col::START), false)
         .set_column_encoding(

@@ -211,6 +211,62 @@ fn trace_summaries_filter_by_start_inclusive() {
 }
 
 #[test]
+fn newest_summaries_read_from_the_newest_row_group_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    // More traces than one traces.parquet row group holds, two services;
+    // trace ids run against start times, so file order is not id order.
+    let n: u32 = 20_000;
+    let spans: Vec<Span> = (0..n)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&(n - i).to_be_bytes());
+            let mut s = span(
+                1,
+                1,
+                None,
+                if i % 2 == 0 { "even" } else { "odd" },
+                "q",
+                0,
+                0,
+            );
+            s.trace_id = TraceId(id);
+            s.start = UnixNanos(1_000 + u64::from(i));
+            s.end = UnixNanos(2_000 + u64::from(i));
+            s
+        })
+        .collect();
+    let block = write_and_open(tmp.path(), "n1", spans, 64 * 1024);
+    assert!(
+        block.traces_row_groups() > 1,
+        "several traces.parquet row groups"
+    );
+    let newest = |limit, start: Option<u64>, service: Option<&str>| -> Vec<u64> {
+        let mut got = block
+            .newest_trace_summaries(start.map(UnixNanos), None, limit, &|t| {
+                service.is_none_or(|want| t.root_service.as_deref() == Some(want))
+            })
+            .unwrap();
+        got.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nano));
+        got.iter()
+            .take(limit)
+            .map(|t| t.start_unix_nano.0)
+            .collect()
+    };
+    let all_starts: Vec<u64> = (0..u64::from(n)).rev().map(|i| 1_000 + i).collect();
+    assert_eq!(newest(5, None, None), all_starts[..5]);
+    // The filter applies before the limit: the newest five "even" traces.
+    let even: Vec<u64> = all_starts
+        .iter()
+        .copied()
+        .filter(|s| (s - 1_000) % 2 == 0)
+        .collect();
+    assert_eq!(newest(5, None, Some("even")), even[..5]);
+    // Fewer matches than the limit: all of them, from every row group.
+    let late = 1_000 + u64::from(n) - 3;
+    assert_eq!(newest(20, Some(late), None), all_starts[..3]);
+}
+
+#[test]
 fn lookup_in_a_fifty_row_group_block_reads_one_row_group() {
     let tmp = tempfile::tempdir().unwrap();
     let input = demo_spans(3_000, 1_700_000_000_000_000_000);

@@ -91,7 +91,10 @@ impl EmbeddedConfig {
             overload_wait: Duration::from_secs(2),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             max_disk: None,
-            compaction_window: Duration::from_secs(3600),
+            // Outputs are split by trace id, so each spans its whole window:
+            // a short window keeps searches for the newest traces reading
+            // little. With 1 h, TraceQL at 10 M spans took 70-110 ms p50.
+            compaction_window: Duration::from_secs(600),
             compaction_min_blocks: 4,
             // About nine cut blocks of a loaded server: fewer blocks to
             // probe by id, each still quick to retain or rewrite.

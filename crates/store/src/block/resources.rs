@@ -85,20 +85,11 @@ impl<'a> ResourceTable<'a> {
 
     /// The `resources.parquet` batch: one row per entry.
     pub(crate) fn batch(&self, path: &Path) -> Result<RecordBatch, BlockError> {
-        let mut attributes = AttrListBuilder::new();
-        for s in &self.entries {
-            attributes
-                .push_list(&s.resource.attributes)
-                .map_err(|key| BlockError::ValueTooDeep {
-                    trace: s.trace_id.to_hex(),
-                    span: s.span_id.to_hex(),
-                    key: format!("resource {key}"),
-                    max: MAX_DEPTH,
-                })?;
-        }
-        let arrow = |e: ArrowError| BlockError::arrow(path, e);
-        let columns: Vec<ArrayRef> = vec![Arc::new(attributes.finish().map_err(arrow)?)];
-        RecordBatch::try_new(RESOURCES_SCHEMA.clone(), columns).map_err(arrow)
+        let rows = self
+            .entries
+            .iter()
+            .map(|s| (&*s.resource, s.trace_id, s.span_id));
+        resources_batch(rows, path)
     }
 }
 
@@ -151,21 +142,31 @@ impl ResourceTableBuilder {
 
     /// The `resources.parquet` batch: one row per entry.
     pub(crate) fn batch(&self, path: &Path) -> Result<RecordBatch, BlockError> {
-        let mut attributes = AttrListBuilder::new();
-        for (r, trace, span) in &self.entries {
-            attributes
-                .push_list(&r.attributes)
-                .map_err(|key| BlockError::ValueTooDeep {
-                    trace: trace.to_hex(),
-                    span: span.to_hex(),
-                    key: format!("resource {key}"),
-                    max: MAX_DEPTH,
-                })?;
-        }
-        let arrow = |e: ArrowError| BlockError::arrow(path, e);
-        let columns: Vec<ArrayRef> = vec![Arc::new(attributes.finish().map_err(arrow)?)];
-        RecordBatch::try_new(RESOURCES_SCHEMA.clone(), columns).map_err(arrow)
+        let rows = self.entries.iter().map(|(r, t, s)| (&**r, *t, *s));
+        resources_batch(rows, path)
     }
+}
+
+/// The `resources.parquet` batch of `rows`: each resource with the ids of
+/// a span carrying it, to name in an error.
+fn resources_batch<'r>(
+    rows: impl Iterator<Item = (&'r Resource, TraceId, SpanId)>,
+    path: &Path,
+) -> Result<RecordBatch, BlockError> {
+    let mut attributes = AttrListBuilder::new();
+    for (resource, trace, span) in rows {
+        attributes
+            .push_list(&resource.attributes)
+            .map_err(|key| BlockError::ValueTooDeep {
+                trace: trace.to_hex(),
+                span: span.to_hex(),
+                key: format!("resource {key}"),
+                max: MAX_DEPTH,
+            })?;
+    }
+    let arrow = |e: ArrowError| BlockError::arrow(path, e);
+    let columns: Vec<ArrayRef> = vec![Arc::new(attributes.finish().map_err(arrow)?)];
+    RecordBatch::try_new(RESOURCES_SCHEMA.clone(), columns).map_err(arrow)
 }
 
 /// The resources in one `resources.parquet` batch, appended to `out`.

@@ -120,8 +120,11 @@ fn merge(
         let mut traces_seen = 0u64;
         while let Some(trace) = merged.next_trace()? {
             traces_seen += 1;
-            if traces_seen.is_multiple_of(1024) && stopped() {
-                return Err(StoreError::Closed("the store closed during a compaction"));
+            if traces_seen.is_multiple_of(1024) {
+                inner.yield_to_ingest(stopped);
+                if stopped() {
+                    return Err(StoreError::Closed("the store closed during a compaction"));
+                }
             }
             let id = trace[0].trace_id;
             let w = match writer.as_mut() {

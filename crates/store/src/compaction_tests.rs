@@ -54,6 +54,16 @@ async fn three_blocks(store: &EmbeddedStore) {
     }
 }
 
+/// A store in a fresh directory (the directory lives as long as the
+/// returned guard) holding [`three_blocks`].
+async fn store_with_three_blocks() -> (tempfile::TempDir, EmbeddedConfig, EmbeddedStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    (dir, config, store)
+}
+
 /// Everything a reader can ask, to compare before and after.
 #[derive(Debug, PartialEq)]
 struct Answers {
@@ -125,10 +135,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_blocks_are_never_merged_again_so_compaction_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = store_with_three_blocks().await;
     assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
     // Two outputs: a full one and the rest. Below the minimum of three
     // blocks, and the full one is done: nothing more to merge, ever.
@@ -161,10 +168,7 @@ async fn full_blocks_are_never_merged_again_so_compaction_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_writes_several_blocks_of_disjoint_trace_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = store_with_three_blocks().await;
     let before = answers(&store).await;
     assert_eq!(before.searched.len(), usize::from(TRACES));
     assert!(before.traces.iter().all(|t| t.spans.len() == 3));
@@ -223,10 +227,7 @@ async fn compaction_writes_several_blocks_of_disjoint_trace_ranges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_cut_short_leaves_its_inputs_and_no_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = store_with_three_blocks().await;
     let before = answers(&store).await;
     drop(store);
     let blocks_dir = config.blocks_dir();
@@ -262,10 +263,7 @@ async fn a_compaction_cut_short_leaves_its_inputs_and_no_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_compaction_deletes_inputs_left_by_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (dir, config, store) = store_with_three_blocks().await;
     let before = answers(&store).await;
     let blocks_dir = config.blocks_dir();
     let saved = dir.path().join("saved");
@@ -306,10 +304,7 @@ async fn a_finished_compaction_deletes_inputs_left_by_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_without_a_trace_id_range_still_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = store_with_three_blocks().await;
     let before = answers(&store).await;
     drop(store);
     // Written before the range was kept: no `trace_ids` in meta.json.

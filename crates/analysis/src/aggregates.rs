@@ -208,7 +208,7 @@ impl Accumulator {
         self.total_critical += critical.iter().sum::<u64>();
         let mut keys = Vec::with_capacity(trace.spans.len());
         for (i, span) in trace.spans.iter().enumerate() {
-            let key = (span.service_name().to_string(), span.name.clone());
+            let key = (span.service_name().to_string(), span.name.to_string());
             let op = self.ops.entry(key.clone()).or_default();
             op.durations.push(span.duration().0);
             op.errors += u64::from(span.is_error());

@@ -144,7 +144,7 @@ pub(crate) fn critical_path_with(
             PathSpan {
                 span_index: i,
                 span_id: s.span_id,
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 service: s.service_name().to_string(),
                 offset_nano: intervals[i].start.saturating_sub(tree.origin),
                 duration_nano: intervals[i].len(),
@@ -159,7 +159,7 @@ pub(crate) fn critical_path_with(
             PathSegment {
                 span_index: i,
                 span_id: s.span_id,
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 service: s.service_name().to_string(),
                 offset_nano: iv.start.saturating_sub(tree.origin),
                 duration_nano: iv.len(),

@@ -153,7 +153,7 @@ pub fn error_groups(traces: &[Trace]) -> Vec<ErrorGroup> {
             let Some(ty) = error_type(span) else { continue };
             let key = (
                 span.service_name().to_string(),
-                span.name.clone(),
+                span.name.to_string(),
                 ty.short.clone(),
             );
             let acc = groups.entry(key).or_insert_with(|| Acc {

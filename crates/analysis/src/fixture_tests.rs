@@ -77,7 +77,7 @@ fn fixture_traces() -> Vec<Trace> {
                         .and_then(Value::as_str)
                         .filter(|p| !p.is_empty())
                         .map(|p| p.parse::<SpanId>().unwrap()),
-                    name: s["name"].as_str().unwrap().to_string(),
+                    name: s["name"].as_str().unwrap().into(),
                     kind: SpanKind::from_otlp(s["kind"].as_i64().unwrap_or(0) as i32),
                     start: UnixNanos(nanos(&s["startTimeUnixNano"])),
                     end: UnixNanos(nanos(&s["endTimeUnixNano"])),

@@ -27,7 +27,7 @@ pub fn span_ns(id: u8, parent: Option<u8>, name: &str, start: u64, end: u64) -> 
         trace_id: TraceId([1; 16]),
         span_id: SpanId([id; 8]),
         parent_span_id: parent.map(|p| SpanId([p; 8])),
-        name: name.to_string(),
+        name: name.into(),
         kind: SpanKind::Internal,
         start: UnixNanos(start),
         end: UnixNanos(end),

@@ -164,7 +164,7 @@ pub(crate) fn what_if_with(
     }
     if let Some(name) = parallel
         .iter()
-        .find(|name| !trace.spans.iter().any(|s| &s.name == *name))
+        .find(|name| !trace.spans.iter().any(|s| s.name == **name))
     {
         return Err(WhatIfError::UnknownSpan { name: name.clone() });
     }
@@ -179,7 +179,7 @@ pub(crate) fn what_if_with(
         if parallel.iter().all(|n| present.contains(n.as_str())) {
             parents.push(trace.spans[p].span_id);
             for &c in kids {
-                if parallel.contains(&trace.spans[c].name) {
+                if parallel.iter().any(|n| *n == trace.spans[c].name) {
                     in_group[c] = true;
                 }
             }

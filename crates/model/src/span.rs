@@ -332,11 +332,11 @@ impl Resource {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Scope {
     /// Library name, e.g. `opentelemetry.instrumentation.openai`; may be empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
+    #[serde(default, skip_serializing_if = "CompactString::is_empty")]
+    pub name: CompactString,
     /// Library version; may be empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub version: String,
+    #[serde(default, skip_serializing_if = "CompactString::is_empty")]
+    pub version: CompactString,
 }
 
 /// One timed operation.
@@ -349,7 +349,7 @@ pub struct Span {
     /// The parent span, `None` for a root.
     pub parent_span_id: Option<SpanId>,
     /// Operation name, e.g. `llm_call`.
-    pub name: String,
+    pub name: CompactString,
     /// Span kind.
     pub kind: SpanKind,
     /// Start time.

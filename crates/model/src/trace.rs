@@ -73,7 +73,7 @@ impl TraceSummary {
         TraceSummary {
             trace_id,
             root_service: root.map(|r| r.service_name().to_string()),
-            root_name: root.map(|r| r.name.clone()),
+            root_name: root.map(|r| r.name.to_string()),
             start_unix_nano: start,
             duration_nano: end.since(start),
             span_count: count,

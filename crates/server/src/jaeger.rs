@@ -262,7 +262,7 @@ pub fn to_jaeger(trace: &Trace) -> JaegerTrace {
         spans.push(JaegerSpan {
             trace_id: span.trace_id.to_hex(),
             span_id: span.span_id.to_hex(),
-            operation_name: span.name.clone(),
+            operation_name: span.name.to_string(),
             references,
             flags: 1,
             start_time: span.start.as_micros(),

@@ -299,7 +299,7 @@ async fn catalog(store: &Arc<dyn Store>) -> Result<Catalog, StoreError> {
                     catalog
                         .entry(span.service_name().to_string())
                         .or_default()
-                        .insert((span.name.clone(), jaeger_kind(span.kind)));
+                        .insert((span.name.to_string(), jaeger_kind(span.kind)));
                 }
                 return Ok(catalog);
             }
@@ -566,7 +566,7 @@ mod tests {
             trace_id: TraceId([s.trace; 16]),
             span_id: SpanId([s.id; 8]),
             parent_span_id: s.parent.map(|p| SpanId([p; 8])),
-            name: s.name.to_string(),
+            name: s.name.into(),
             kind: s.kind,
             start: UnixNanos(s.start),
             end: UnixNanos(s.start + s.duration),

@@ -113,7 +113,7 @@ fn json_value(value: &AnyValue) -> serde_json::Value {
 fn matched_out(span: &Span, selected: &[(String, AnyValue)]) -> MatchedSpanOut {
     MatchedSpanOut {
         span_id: span.span_id.to_hex(),
-        name: span.name.clone(),
+        name: span.name.to_string(),
         service: span.service_name().to_string(),
         start_unix_nano: span.start.0,
         duration_nano: span.duration().0,

@@ -473,7 +473,7 @@ fn many_spans(n: u32) -> Vec<Span> {
             let mut s = span(1, 1, None, "bulk", 0, u64::from(i % 1000), vec![], &rag);
             s.trace_id = TraceId([1, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
             s.span_id = SpanId([1, b[0], b[1], b[2], b[3], 0, 0, 1]);
-            s.name = format!("op-{}", i % 5000);
+            s.name = format!("op-{}", i % 5000).into();
             s
         })
         .collect()

@@ -133,7 +133,7 @@ fn chain(n: u64, resources: &[Arc<Resource>]) -> Vec<Span> {
                 trace_id,
                 span_id: span_id(i),
                 parent_span_id: parent.map(span_id),
-                name: name.to_string(),
+                name: name.into(),
                 kind: SpanKind::Internal,
                 start: UnixNanos(base + start * 1_000_000),
                 end: UnixNanos(base + end * 1_000_000),
@@ -228,6 +228,18 @@ async fn append_all(store: Arc<EmbeddedStore>, total: u64, tasks: u64, batch: u6
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// User plus system CPU time of the whole process (all threads), in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let total: u64 = args
@@ -249,9 +261,15 @@ fn main() {
         "block" => {
             let input = spans(total, 0);
             let started = Instant::now();
+            let cpu = cpu_seconds();
             let meta = write_block(dir.path(), "b1", input, &BlockWriteOptions::default())
                 .expect("write block");
             emit("block", meta.span_count, started.elapsed().as_secs_f64());
+            let cpu = cpu_seconds() - cpu;
+            println!(
+                "{{\"phase\":\"block_cpu\",\"cpu_seconds\":{cpu:.3},\"cpu_us_per_span\":{:.3}}}",
+                cpu * 1e6 / meta.span_count.max(1) as f64
+            );
         }
         "append" | "all" => {
             let mut config = EmbeddedConfig::new(dir.path());

@@ -75,7 +75,7 @@ pub fn span(t: u64, n: u64, service: &str, name: &str, start: u64, dur: u64) -> 
         trace_id: TraceId(trace),
         span_id: id(n),
         parent_span_id: (n > 0).then(|| id(0)),
-        name: name.to_string(),
+        name: name.into(),
         kind: SpanKind::Internal,
         start: UnixNanos(start),
         end: UnixNanos(start + dur),

@@ -70,7 +70,8 @@ impl Head {
     /// Adds a batch, dropping spans already held.
     pub(crate) fn insert(&mut self, spans: Vec<Span>) -> InsertOutcome {
         let mut outcome = InsertOutcome::default();
-        for span in spans {
+        let mut spans = spans.into_iter();
+        while let Some(span) = spans.next() {
             let trace_id = span.trace_id;
             let bytes = estimate_span_bytes(&span) + SPAN_OVERHEAD;
             match self.traces.entry(trace_id) {
@@ -87,7 +88,15 @@ impl Head {
                     }
                 }
                 Entry::Vacant(entry) => {
-                    let trace = HeadTrace::new(span);
+                    // Exporters send a trace's spans together: room for
+                    // the run at once, instead of growing (and copying)
+                    // the list span by span.
+                    let run = spans
+                        .as_slice()
+                        .iter()
+                        .take_while(|s| s.trace_id == trace_id)
+                        .count();
+                    let trace = HeadTrace::new(span, run);
                     self.by_start.insert((trace.start, trace_id));
                     entry.insert(trace);
                     self.bytes += TRACE_OVERHEAD;
@@ -209,9 +218,10 @@ fn order_key(span: &Span) -> (UnixNanos, SpanId) {
 }
 
 impl HeadTrace {
-    fn new(span: Span) -> HeadTrace {
+    /// A trace of `span`, with room for `more` spans after it.
+    fn new(span: Span, more: usize) -> HeadTrace {
         let mut trace = HeadTrace {
-            spans: Vec::new(),
+            spans: Vec::with_capacity(1 + more),
             span_ids: None,
             start: span.start,
             end: span.end,
@@ -304,7 +314,7 @@ impl HeadTrace {
         TraceSummary {
             trace_id,
             root_service: root.map(|r| r.service_name().to_string()),
-            root_name: root.map(|r| r.name.clone()),
+            root_name: root.map(|r| r.name.to_string()),
             start_unix_nano: self.start,
             duration_nano: self.end.since(self.start),
             span_count: self.spans.len() as u64,
@@ -345,10 +355,10 @@ pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
         + attributes_bytes(&span.resource.attributes))
         / Arc::strong_count(&span.resource).max(1);
     let total = size_of::<Span>()
-        + heap(span.name.len())
+        + text_bytes(&span.name)
         + heap(span.status.message.len())
-        + heap(span.scope.name.len())
-        + heap(span.scope.version.len())
+        + text_bytes(&span.scope.name)
+        + text_bytes(&span.scope.version)
         + attributes_bytes(&span.attributes)
         + events
         + links

@@ -26,7 +26,7 @@ pub(crate) fn span(
         trace_id: trace_id(trace),
         span_id: SpanId([span; SpanId::LEN]),
         parent_span_id: parent.map(|p| SpanId([p; SpanId::LEN])),
-        name: name.to_string(),
+        name: name.into(),
         kind: SpanKind::Internal,
         start: UnixNanos(start),
         end: UnixNanos(end),

@@ -158,7 +158,7 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
         out.push(LlmSpan {
             span_index: i,
             span_id: span.span_id,
-            name: span.name.clone(),
+            name: span.name.to_string(),
             service: span.service_name().to_string(),
             model: full.model,
             model_inherited: inherited.is_some(),

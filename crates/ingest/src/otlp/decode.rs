@@ -165,8 +165,8 @@ pub(crate) fn decode_with(
             let scope = scope_spans
                 .scope
                 .map(|s| Scope {
-                    name: s.name,
-                    version: s.version,
+                    name: s.name.into(),
+                    version: s.version.into(),
                 })
                 .unwrap_or_default();
             for (pi, span) in scope_spans.spans.into_iter().enumerate() {
@@ -233,7 +233,7 @@ fn convert_span(
         trace_id: ids.trace_id,
         span_id: ids.span_id,
         parent_span_id: ids.parent_span_id,
-        name: span.name,
+        name: span.name.into(),
         kind: SpanKind::from_otlp(span.kind),
         start,
         end,

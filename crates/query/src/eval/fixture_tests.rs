@@ -73,8 +73,8 @@ fn fixture_traces() -> Vec<Trace> {
         });
         for ss in rs["scopeSpans"].as_array().expect("scopeSpans") {
             let scope = Scope {
-                name: ss["scope"]["name"].as_str().unwrap_or_default().to_string(),
-                version: String::new(),
+                name: ss["scope"]["name"].as_str().unwrap_or_default().into(),
+                version: Default::default(),
             };
             for s in ss["spans"].as_array().expect("spans") {
                 let trace_id: TraceId = s["traceId"].as_str().unwrap().parse().unwrap();
@@ -87,7 +87,7 @@ fn fixture_traces() -> Vec<Trace> {
                         .and_then(Value::as_str)
                         .filter(|p| !p.is_empty())
                         .map(|p| p.parse::<SpanId>().unwrap()),
-                    name: s["name"].as_str().unwrap().to_string(),
+                    name: s["name"].as_str().unwrap().into(),
                     kind: SpanKind::from_otlp(s["kind"].as_i64().unwrap_or(0) as i32),
                     start: UnixNanos(nanos(&s["startTimeUnixNano"])),
                     end: UnixNanos(nanos(&s["endTimeUnixNano"])),
@@ -145,7 +145,7 @@ fn run(query: &str, traces: &[Trace]) -> Vec<Vec<String>> {
                 .map(|m| {
                     m.matched
                         .iter()
-                        .map(|s| t.spans[s.span_index].name.clone())
+                        .map(|s| t.spans[s.span_index].name.to_string())
                         .collect()
                 })
                 .unwrap_or_default()

@@ -17,7 +17,7 @@ fn span(id: u8, parent: Option<u8>, name: &str, start_ms: u64, end_ms: u64) -> S
         trace_id: TraceId([1; 16]),
         span_id: SpanId([id; 8]),
         parent_span_id: parent.map(|p| SpanId([p; 8])),
-        name: name.to_string(),
+        name: name.into(),
         kind: SpanKind::Internal,
         start: UnixNanos(1_000 * MS + start_ms * MS),
         end: UnixNanos(1_000 * MS + end_ms * MS),
@@ -134,7 +134,7 @@ fn run(query: &str, trace: &Trace) -> Vec<String> {
             assert!(!m.matched.is_empty(), "a match is never empty");
             m.matched
                 .iter()
-                .map(|s| trace.spans[s.span_index].name.clone())
+                .map(|s| trace.spans[s.span_index].name.to_string())
                 .collect()
         }
     }

@@ -24,6 +24,11 @@ use chaintrace_model::{AnyValue, KeyValue};
 use super::schema::{attr_fields, item_field, ValueType};
 use super::value_codec::{self, TooDeep};
 
+/// Text bytes reserved per attribute key and string value: a guess (keys
+/// like `gen_ai.usage.input_tokens`); longer text just grows the buffer.
+const TYPICAL_KEY_BYTES: usize = 24;
+const TYPICAL_VALUE_BYTES: usize = 24;
+
 /// Builds one `List<attribute struct>` column, one list per row.
 pub(crate) struct AttrListBuilder {
     offsets: Vec<i32>,
@@ -39,15 +44,23 @@ pub(crate) struct AttrListBuilder {
 
 impl AttrListBuilder {
     pub(crate) fn new() -> AttrListBuilder {
+        AttrListBuilder::with_capacity(0, 0)
+    }
+
+    /// A builder with room for `rows` lists holding `items` attributes in
+    /// all, so that a block cut does not grow (and copy) its buffers.
+    pub(crate) fn with_capacity(rows: usize, items: usize) -> AttrListBuilder {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         AttrListBuilder {
-            offsets: vec![0],
-            key: StringBuilder::new(),
-            ty: UInt8Builder::new(),
-            str: StringBuilder::new(),
-            int: Int64Builder::new(),
-            double: Float64Builder::new(),
-            boolean: BooleanBuilder::new(),
-            bytes: BinaryBuilder::new(),
+            offsets,
+            key: StringBuilder::with_capacity(items, items * TYPICAL_KEY_BYTES),
+            ty: UInt8Builder::with_capacity(items),
+            str: StringBuilder::with_capacity(items, items * TYPICAL_VALUE_BYTES),
+            int: Int64Builder::with_capacity(items),
+            double: Float64Builder::with_capacity(items),
+            boolean: BooleanBuilder::with_capacity(items),
+            bytes: BinaryBuilder::with_capacity(items, 0),
             scratch: Vec::new(),
         }
     }

@@ -200,7 +200,7 @@ impl<'a> SpanColumns<'a> {
                 .parent
                 .is_valid(row)
                 .then(|| SpanId(to_array(self.parent.value(row)))),
-            name: self.name.value(row).to_string(),
+            name: self.name.value(row).into(),
             kind: kind_from_u8(kind).ok_or_else(|| format!("row {row}: span kind {kind}"))?,
             start: UnixNanos(start),
             end: UnixNanos(start.wrapping_add(self.duration.value(row))),
@@ -214,8 +214,8 @@ impl<'a> SpanColumns<'a> {
             links: self.links(row)?,
             resource,
             scope: Scope {
-                name: self.scope_name.value(row).to_string(),
-                version: self.scope_version.value(row).to_string(),
+                name: self.scope_name.value(row).into(),
+                version: self.scope_version.value(row).into(),
             },
         })
     }

@@ -12,7 +12,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
-use chaintrace_model::{KeyValue, Resource, Span, TraceSummary};
+use chaintrace_model::{AnyValue, KeyValue, Resource, Span, TraceSummary};
 
 use super::attrs::AttrListBuilder;
 use super::error::BlockError;
@@ -34,25 +34,29 @@ pub(crate) fn data_batch(
 ) -> Result<RecordBatch, BlockError> {
     let arrow = |e: ArrowError| BlockError::arrow(path, e);
     let n = spans.len();
+    // Sized once (text by a typical length): growing Arrow buffers copies
+    // them, and the cut is what bounds sustained ingest.
+    let text = |bytes_per_row: usize| StringBuilder::with_capacity(n, n * bytes_per_row);
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut service = StringBuilder::new();
-    let mut name = StringBuilder::new();
+    let mut service = text(16);
+    let mut name = text(16);
     let mut kind = UInt8Builder::with_capacity(n);
     let mut status_code = UInt8Builder::with_capacity(n);
-    let mut status_message = StringBuilder::new();
+    let mut status_message = text(0);
     let mut start = UInt64Builder::with_capacity(n);
     let mut duration = UInt64Builder::with_capacity(n);
-    let mut llm_model = StringBuilder::new();
+    let mut llm_model = text(8);
     let mut input_tokens = Int64Builder::with_capacity(n);
     let mut output_tokens = Int64Builder::with_capacity(n);
-    let mut error_type = StringBuilder::new();
-    let mut attributes = AttrListBuilder::new();
+    let mut error_type = text(0);
+    let attribute_count = spans.iter().map(|s| s.attributes.len()).sum();
+    let mut attributes = AttrListBuilder::with_capacity(n, attribute_count);
     let mut events = EventsBuilder::new();
     let mut links = LinksBuilder::new();
-    let mut scope_name = StringBuilder::new();
-    let mut scope_version = StringBuilder::new();
+    let mut scope_name = text(16);
+    let mut scope_version = text(8);
 
     let mut last_service: Option<(*const Resource, &str)> = None;
     for (s, hot) in spans.iter().zip(hot) {
@@ -283,33 +287,44 @@ pub(crate) fn traces_batch(
 /// stored once per block, not per row), to keep one record
 /// batch well below the 2 GiB that 32-bit string offsets allow.
 pub(crate) fn approx_bytes(s: &Span) -> usize {
-    fn attrs(kvs: &[KeyValue]) -> usize {
-        kvs.iter()
-            .map(|kv| 32 + kv.key.len() + value_bytes(&kv.value))
-            .sum()
-    }
-    fn value_bytes(v: &chaintrace_model::AnyValue) -> usize {
-        use chaintrace_model::AnyValue;
-        match v {
-            AnyValue::String(s) => s.len(),
-            AnyValue::Bytes(b) => b.len(),
-            AnyValue::Array(items) => items.iter().map(|i| 2 + value_bytes(i)).sum(),
-            AnyValue::KvList(kvs) => kvs
-                .iter()
-                .map(|kv| 4 + kv.key.len() + value_bytes(&kv.value))
-                .sum(),
-            _ => 8,
-        }
-    }
+    approx_bytes_given(s, s.attributes.iter().map(approx_attr_bytes).sum())
+}
+
+/// [`approx_bytes`] of `s` when its attributes come to `attributes`
+/// (the sum of their [`approx_attr_bytes`]), for a caller already walking
+/// them.
+pub(crate) fn approx_bytes_given(s: &Span, attributes: usize) -> usize {
     128 + s.name.len()
         + s.status.message.len()
-        + attrs(&s.attributes)
+        + attributes
         + s.events
             .iter()
-            .map(|e| 16 + e.name.len() + attrs(&e.attributes))
+            .map(|e| 16 + e.name.len() + attrs_bytes(&e.attributes))
             .sum::<usize>()
         + s.links
             .iter()
-            .map(|l| 32 + attrs(&l.attributes))
+            .map(|l| 32 + attrs_bytes(&l.attributes))
             .sum::<usize>()
+}
+
+/// What one attribute adds to [`approx_bytes`].
+pub(crate) fn approx_attr_bytes(kv: &KeyValue) -> usize {
+    32 + kv.key.len() + approx_value_bytes(&kv.value)
+}
+
+fn attrs_bytes(kvs: &[KeyValue]) -> usize {
+    kvs.iter().map(approx_attr_bytes).sum()
+}
+
+fn approx_value_bytes(v: &AnyValue) -> usize {
+    match v {
+        AnyValue::String(s) => s.len(),
+        AnyValue::Bytes(b) => b.len(),
+        AnyValue::Array(items) => items.iter().map(|i| 2 + approx_value_bytes(i)).sum(),
+        AnyValue::KvList(kvs) => kvs
+            .iter()
+            .map(|kv| 4 + kv.key.len() + approx_value_bytes(&kv.value))
+            .sum(),
+        _ => 8,
+    }
 }

@@ -1,12 +1,20 @@
-//! The hot LLM columns derived from a span's attributes and events: model,
-//! input and output tokens, error type.
+//! What a block write derives from each span in one pass over its
+//! attributes: the hot LLM columns (model, input and output tokens, error
+//! type), whether that error type is the only error class the span names,
+//! and the span's approximate Arrow size.
 //!
-//! These columns exist for queries and are never read back into a span:
+//! The hot columns exist for queries and are never read back into a span:
 //! the attributes list keeps every attribute. Each field takes the first of
 //! several spellings (OpenTelemetry GenAI, its deprecated names,
 //! OpenInference, the seed document's plain names) that holds a usable value.
+//!
+//! The cut walks every span of a block cold from memory; one walk instead
+//! of three (columns, meta counts, batch sizing) is what this file is for.
 
 use chaintrace_model::{find_attr, AnyValue, Span};
+
+use super::encode::{approx_attr_bytes, approx_bytes_given};
+use crate::search::ERROR_TYPE_KEYS as ERROR_CLASS_KEYS;
 
 /// Model name keys, most specific first.
 const MODEL_KEYS: [&str; 4] = [
@@ -32,13 +40,24 @@ const OUTPUT_TOKEN_KEYS: [&str; 4] = [
 
 const ERROR_TYPE_KEYS: [&str; 2] = ["error.type", "error_type"];
 
-/// The derived hot fields of one span.
+/// The one error-class key search reads that the `error_type` column never
+/// takes from attributes.
+const EXCEPTION_TYPE_KEY: &str = "exception.type";
+
+/// What a block write derives from one span.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct HotFields<'a> {
     pub llm_model: Option<&'a str>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
     pub error_type: Option<&'a str>,
+    /// Whether every error class name search reads on the span itself
+    /// (each key of [`ERROR_CLASS_KEYS`] as first found, and the
+    /// `exception.type` of its first `exception` event) is a string equal
+    /// to `error_type`. Its resource is not looked at.
+    pub error_class_agrees: bool,
+    /// [`super::encode::approx_bytes`] of the span.
+    pub bytes: usize,
 }
 
 impl<'a> HotFields<'a> {
@@ -47,7 +66,9 @@ impl<'a> HotFields<'a> {
     /// tried in order. Block writes call this for every span.
     pub(crate) fn of(span: &'a Span) -> HotFields<'a> {
         let mut first: [Option<&'a AnyValue>; SLOTS] = [None; SLOTS];
+        let mut attribute_bytes = 0;
         for kv in &span.attributes {
+            attribute_bytes += approx_attr_bytes(kv);
             if let Some(i) = slot(&kv.key) {
                 first[i].get_or_insert(&kv.value);
             }
@@ -62,18 +83,29 @@ impl<'a> HotFields<'a> {
                 .iter()
                 .find_map(|v| v.and_then(AnyValue::as_i64))
         };
-        let exception_type = || {
-            span.events
-                .iter()
-                .find(|e| e.name == "exception")
-                .and_then(|e| find_attr(&e.attributes, "exception.type"))
-                .and_then(AnyValue::as_str)
-        };
+        let exception_event = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .and_then(|e| find_attr(&e.attributes, EXCEPTION_TYPE_KEY));
+        let error_type = first_str(ERROR_AT, ERROR_TYPE_KEYS.len())
+            .or_else(|| exception_event.and_then(AnyValue::as_str));
+        // ERROR_CLASS_KEYS is the two ERROR_TYPE_KEYS spellings plus
+        // EXCEPTION_AT's: all three have a slot.
+        let error_class_agrees = first[ERROR_AT..ERROR_AT + ERROR_TYPE_KEYS.len()]
+            .iter()
+            .chain([&first[EXCEPTION_AT]])
+            .flatten()
+            .copied()
+            .chain(exception_event)
+            .all(|v| v.as_str().is_some() && v.as_str() == error_type);
         HotFields {
             llm_model: first_str(MODEL_AT, MODEL_KEYS.len()),
             input_tokens: first_int(INPUT_AT, INPUT_TOKEN_KEYS.len()),
             output_tokens: first_int(OUTPUT_AT, OUTPUT_TOKEN_KEYS.len()),
-            error_type: first_str(ERROR_AT, ERROR_TYPE_KEYS.len()).or_else(exception_type),
+            error_type,
+            error_class_agrees,
+            bytes: approx_bytes_given(span, attribute_bytes),
         }
     }
 }
@@ -82,15 +114,48 @@ const MODEL_AT: usize = 0;
 const INPUT_AT: usize = MODEL_AT + MODEL_KEYS.len();
 const OUTPUT_AT: usize = INPUT_AT + INPUT_TOKEN_KEYS.len();
 const ERROR_AT: usize = OUTPUT_AT + OUTPUT_TOKEN_KEYS.len();
-const SLOTS: usize = ERROR_AT + ERROR_TYPE_KEYS.len();
+const EXCEPTION_AT: usize = ERROR_AT + ERROR_TYPE_KEYS.len();
+const SLOTS: usize = EXCEPTION_AT + 1;
+
+// Every error class key search reads has a slot, so `error_class_agrees`
+// sees each one's first occurrence.
+const _: () = {
+    assert!(ERROR_CLASS_KEYS.len() == ERROR_TYPE_KEYS.len() + 1);
+    let mut i = 0;
+    while i < ERROR_CLASS_KEYS.len() {
+        let k = ERROR_CLASS_KEYS[i];
+        assert!(
+            same(k, ERROR_TYPE_KEYS[0])
+                || same(k, ERROR_TYPE_KEYS[1])
+                || same(k, EXCEPTION_TYPE_KEY)
+        );
+        i += 1;
+    }
+};
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut j = 0;
+    while j < a.len() {
+        if a[j] != b[j] {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
 
 /// Bit `n` is set when some spelling is `n` bytes long (all are < 64).
 const SPELLING_LENGTHS: u64 = {
-    let groups: [&[&str]; 4] = [
+    let groups: [&[&str]; 5] = [
         &MODEL_KEYS,
         &INPUT_TOKEN_KEYS,
         &OUTPUT_TOKEN_KEYS,
         &ERROR_TYPE_KEYS,
+        &[EXCEPTION_TYPE_KEY],
     ];
     let mut mask = 0u64;
     let mut g = 0;
@@ -118,12 +183,14 @@ fn slot(key: &str) -> Option<usize> {
         .or_else(|| rank(&INPUT_TOKEN_KEYS).map(|i| INPUT_AT + i))
         .or_else(|| rank(&OUTPUT_TOKEN_KEYS).map(|i| OUTPUT_AT + i))
         .or_else(|| rank(&ERROR_TYPE_KEYS).map(|i| ERROR_AT + i))
+        .or_else(|| (key == EXCEPTION_TYPE_KEY).then_some(EXCEPTION_AT))
 }
 
 #[cfg(test)]
 mod tests {
     use chaintrace_model::{Event, KeyValue, UnixNanos};
 
+    use super::super::encode::approx_bytes;
     use super::*;
     use crate::test_support::span;
 
@@ -142,25 +209,41 @@ mod tests {
             name: "exception".into(),
             attributes: vec![KeyValue::new("exception.type", "mod.RateLimitError")],
         }];
+        let hot = HotFields::of(&s);
         assert_eq!(
-            HotFields::of(&s),
-            HotFields {
-                llm_model: Some("openinference"),
-                input_tokens: Some(120),
-                output_tokens: Some(7),
-                error_type: Some("mod.RateLimitError"),
-            }
+            (
+                hot.llm_model,
+                hot.input_tokens,
+                hot.output_tokens,
+                hot.error_type
+            ),
+            (
+                Some("openinference"),
+                Some(120),
+                Some(7),
+                Some("mod.RateLimitError")
+            )
         );
+        assert!(hot.error_class_agrees);
         s.attributes.push(KeyValue::new("error_type", "Timeout"));
-        assert_eq!(HotFields::of(&s).error_type, Some("Timeout"));
+        let hot = HotFields::of(&s);
+        assert_eq!(hot.error_type, Some("Timeout"));
+        // The exception event still names another class.
+        assert!(!hot.error_class_agrees);
+        let plain = span(1, 2, None, "svc", "x", 0, 1);
+        let hot = HotFields::of(&plain);
         assert_eq!(
-            HotFields::of(&span(1, 2, None, "svc", "x", 0, 1)),
-            HotFields::default()
+            (hot.llm_model, hot.input_tokens, hot.error_type),
+            (None, None, None)
         );
+        assert!(hot.error_class_agrees);
+        assert_eq!(hot.bytes, approx_bytes(&plain));
     }
 
     /// The definition the one-pass lookup must keep: for each field, the
-    /// first spelling whose first occurrence holds a usable value.
+    /// first spelling whose first occurrence holds a usable value; every
+    /// error class name on the span agreeing with the error type; the
+    /// span's `approx_bytes`.
     fn by_lookup(span: &Span) -> HotFields<'_> {
         let first_str = |keys: &[&str]| {
             keys.iter()
@@ -170,18 +253,33 @@ mod tests {
             keys.iter()
                 .find_map(|k| find_attr(&span.attributes, k).and_then(AnyValue::as_i64))
         };
+        let exception = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .and_then(|e| find_attr(&e.attributes, "exception.type"));
+        let error_type =
+            first_str(&ERROR_TYPE_KEYS).or_else(|| exception.and_then(AnyValue::as_str));
+        let same = |v: &AnyValue| v.as_str().is_some() && v.as_str() == error_type;
         HotFields {
             llm_model: first_str(&MODEL_KEYS),
             input_tokens: first_int(&INPUT_TOKEN_KEYS),
             output_tokens: first_int(&OUTPUT_TOKEN_KEYS),
-            error_type: first_str(&ERROR_TYPE_KEYS),
+            error_type,
+            error_class_agrees: ERROR_CLASS_KEYS
+                .iter()
+                .filter_map(|k| find_attr(&span.attributes, k))
+                .chain(exception)
+                .all(same),
+            bytes: approx_bytes(span),
         }
     }
 
     proptest::proptest! {
         #[test]
         fn one_pass_agrees_with_lookup_by_key(
-            attrs in proptest::collection::vec((0usize..20, 0u8..3, "[a-z0-9]{0,3}"), 0..12)
+            attrs in proptest::collection::vec((0usize..21, 0u8..3, "[a-z0-9]{0,3}"), 0..12),
+            exception in proptest::option::of((0u8..3, "[a-z]{0,2}")),
         ) {
             let keys: Vec<&str> = MODEL_KEYS
                 .iter()
@@ -189,7 +287,7 @@ mod tests {
                 .chain(&OUTPUT_TOKEN_KEYS)
                 .chain(&ERROR_TYPE_KEYS)
                 .copied()
-                .chain(["user_id", "gen_ai.system", "models", "error"])
+                .chain(["exception.type", "user_id", "gen_ai.system", "models", "error"])
                 .collect();
             let mut s = span(1, 1, None, "svc", "x", 0, 1);
             s.attributes = attrs
@@ -203,6 +301,18 @@ mod tests {
                     }
                 })
                 .collect();
+            if let Some((kind, text)) = exception {
+                let value = match kind {
+                    0 => AnyValue::from(text.as_str()),
+                    1 => AnyValue::Int(text.len() as i64),
+                    _ => AnyValue::Bool(true),
+                };
+                s.events.push(Event {
+                    time: UnixNanos(1),
+                    name: "exception".into(),
+                    attributes: vec![KeyValue::new("exception.type", value)],
+                });
+            }
             proptest::prop_assert_eq!(HotFields::of(&s), by_lookup(&s));
         }
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Arc;
 
-use chaintrace_model::{find_attr, AnyValue, Resource, Span};
+use chaintrace_model::{find_attr, Resource, Span};
 use serde::{Deserialize, Serialize};
 
 use super::hot::HotFields;
@@ -98,9 +98,7 @@ impl BlockCounts {
                 *error_types.entry(value).or_default() += 1;
                 counts.error_type_spans += 1;
             }
-            if counts.error_types_exact
-                && !(resource_clean && span_agrees_with_column(span, hot.error_type))
-            {
+            if counts.error_types_exact && !(resource_clean && hot.error_class_agrees) {
                 counts.error_types_exact = false;
             }
         }
@@ -123,23 +121,6 @@ impl BlockCounts {
 
 /// A hash map with a fast hasher, for counting the strings of a block.
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// Whether every error class name search could read on `span` itself (not
-/// its resource) is a string equal to `hot`, the value the block's
-/// `error_type` column holds.
-fn span_agrees_with_column(span: &Span, hot: Option<&str>) -> bool {
-    let same = |v: &AnyValue| v.as_str().is_some() && v.as_str() == hot;
-    let event = span
-        .events
-        .iter()
-        .find(|e| e.name == "exception")
-        .and_then(|e| find_attr(&e.attributes, "exception.type"));
-    ERROR_TYPE_KEYS
-        .iter()
-        .filter_map(|k| find_attr(&span.attributes, k))
-        .chain(event)
-        .all(same)
-}
 
 /// The counts sorted by value, at most [`MAX_META_NAMES`] of them (the
 /// largest counts kept), and whether any was cut.
@@ -213,9 +194,7 @@ impl CountsBuilder {
             bump(&mut self.error_types, value);
             counts.error_type_spans += 1;
         }
-        if counts.error_types_exact
-            && !(*resource_clean && span_agrees_with_column(span, hot.error_type))
-        {
+        if counts.error_types_exact && !(*resource_clean && hot.error_class_agrees) {
             counts.error_types_exact = false;
         }
     }

@@ -101,7 +101,7 @@ fn span() -> impl Strategy<Value = Span> {
             trace_id: TraceId([trace.wrapping_mul(61); 16]),
             span_id: SpanId(span),
             parent_span_id: parent.map(SpanId),
-            name,
+            name: name.into(),
             kind,
             start: UnixNanos(start),
             end: UnixNanos(end),
@@ -113,8 +113,8 @@ fn span() -> impl Strategy<Value = Span> {
                 attributes: resource,
             }),
             scope: Scope {
-                name: scope_name,
-                version: scope_version,
+                name: scope_name.into(),
+                version: scope_version.into(),
             },
         },
     )
@@ -207,7 +207,7 @@ impl DemoTrace {
             trace_id: self.trace_id,
             span_id: id,
             parent_span_id: parent,
-            name: name.to_string(),
+            name: name.into(),
             kind,
             start: UnixNanos(start),
             end: UnixNanos(end),

@@ -109,7 +109,7 @@ fn duplicates_are_written_once_in_trace_then_start_order() {
         .read_all()
         .unwrap()
         .into_iter()
-        .map(|s| (s.trace_id, s.name))
+        .map(|s| (s.trace_id, s.name.to_string()))
         .collect();
     let want = [
         (trace_id(1), "trace one"),

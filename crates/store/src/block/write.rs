@@ -19,7 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-use super::encode::{approx_bytes, data_batch, traces_batch};
+use super::encode::{data_batch, traces_batch};
 use super::error::BlockError;
 use super::hot::HotFields;
 use super::meta::{check_id, meta_json, BlockMeta, MAX_META_NAMES};
@@ -165,7 +165,7 @@ fn write_files(
     let resources = ResourceTable::of(&spans);
     let resources_bytes = write_resources(dir, |path| resources.batch(path))?;
     let data_path = dir.join(DATA_FILE);
-    let sizes: Vec<usize> = spans.iter().map(|s| approx_bytes(s)).collect();
+    let sizes: Vec<usize> = hot.iter().map(|h| h.bytes).collect();
     let plan = plan_row_groups(&sizes, &traces, opts.row_group_rows.max(1));
     let most_traces = plan.iter().map(|g| g.traces).max().unwrap_or(1);
     let props = data_properties(most_traces);
@@ -404,7 +404,7 @@ fn plan_row_groups(sizes: &[usize], traces: &[Range<usize>], max_rows: usize) ->
 }
 
 /// Splits a row group's rows into record batches of bounded rows and
-/// bytes (`sizes` holds each span's [`approx_bytes`]).
+/// bytes (`sizes` holds each span's [`super::encode::approx_bytes`]).
 pub(super) fn batches(
     sizes: &[usize],
     rows: Range<usize>,

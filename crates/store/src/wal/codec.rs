@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chaintrace_model::{
-    Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
-    UnixNanos,
+    CompactString, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status,
+    StatusCode, TraceId, UnixNanos,
 };
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +130,7 @@ struct SpanIn<R> {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
-    name: String,
+    name: CompactString,
     kind: SpanKind,
     start: UnixNanos,
     end: UnixNanos,
@@ -140,8 +140,8 @@ struct SpanIn<R> {
     events: Vec<Event>,
     links: Vec<Link>,
     resource: R,
-    scope_name: String,
-    scope_version: String,
+    scope_name: CompactString,
+    scope_version: CompactString,
 }
 
 impl<'a, R> SpanOut<'a, R> {

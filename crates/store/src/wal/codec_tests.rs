@@ -58,7 +58,7 @@ fn full_span() -> Span {
     }];
     full.scope = Scope {
         name: "openai".into(),
-        version: String::new(),
+        version: Default::default(),
     };
     full
 }

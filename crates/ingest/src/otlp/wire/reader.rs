@@ -12,25 +12,48 @@ use super::RECURSION_LIMIT;
 /// `Vec`s once. Only a hint: it stops quietly at anything malformed (the
 /// real pass reports it) and at groups. Each counted field takes at least
 /// two bytes of the body, so the count is bounded by what was sent.
-pub(super) fn count_fields<const N: usize>(mut r: Reader<'_>, tags: [u32; N]) -> [usize; N] {
+pub(super) fn count_fields<const N: usize>(r: Reader<'_>, tags: [u32; N]) -> [usize; N] {
     let mut counts = [0; N];
-    while !r.is_empty() {
-        let Ok((tag, wire)) = r.key() else { break };
-        let skipped = match wire {
-            WireType::Varint => r.take_varint().map(drop),
-            WireType::SixtyFourBit => r.take(8).map(drop),
-            WireType::LengthDelimited => r.take_len_delimited().map(drop),
-            WireType::ThirtyTwoBit => r.take(4).map(drop),
-            WireType::StartGroup | WireType::EndGroup => break,
-        };
-        if skipped.is_err() {
-            break;
-        }
+    for (tag, _) in hint_fields(r) {
         if let Some(i) = tags.iter().position(|t| *t == tag) {
             counts[i] += 1;
         }
     }
     counts
+}
+
+/// How many fields the path of tags `path` reaches: `[1, 2, 2]` counts
+/// field 2 of each field 2 of each field 1 (of a request: its spans). A
+/// hint like [`count_fields`], with the same bounds.
+pub(super) fn count_nested(r: Reader<'_>, path: &[u32]) -> usize {
+    match path {
+        [] => 0,
+        [tag] => count_fields(r, [*tag])[0],
+        [tag, rest @ ..] => hint_fields(r)
+            .filter(|(t, _)| t == tag)
+            .filter_map(|(_, body)| body)
+            .map(|body| count_nested(Reader::new(body), rest))
+            .sum(),
+    }
+}
+
+/// A message's fields as tags, with the body of each length-delimited one;
+/// ends quietly at anything malformed and at groups.
+fn hint_fields(mut r: Reader<'_>) -> impl Iterator<Item = (u32, Option<&[u8]>)> {
+    std::iter::from_fn(move || {
+        if r.is_empty() {
+            return None;
+        }
+        let (tag, wire) = r.key().ok()?;
+        let body = match wire {
+            WireType::Varint => r.take_varint().ok().map(|_| None),
+            WireType::SixtyFourBit => r.take(8).ok().map(|_| None),
+            WireType::LengthDelimited => r.take_len_delimited().ok().map(Some),
+            WireType::ThirtyTwoBit => r.take(4).ok().map(|_| None),
+            WireType::StartGroup | WireType::EndGroup => None,
+        }?;
+        Some((tag, body))
+    })
 }
 
 /// The protobuf wire types, numbered as on the wire.

@@ -76,21 +76,30 @@ pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, 
     compaction::compact(inner, stopped)
 }
 
-/// Gives the calling thread the lowest CPU priority (nice 19), so that
-/// under full ingest load compaction only takes CPU nobody else wants.
-/// Linux only (where a thread has its own nice value); elsewhere a no-op.
+/// Gives the calling thread the lowest CPU priority, so that under full
+/// ingest load compaction only takes CPU nobody else wants: the `SCHED_IDLE`
+/// policy (it runs only when no other thread of the machine wants the core,
+/// and yields to one at once when it wakes), and nice 19 for where that
+/// policy is refused. Linux only (where a thread has its own policy and
+/// nice value); elsewhere a no-op.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain syscalls on the calling thread; no memory is shared.
-        let failed = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0
+        // SAFETY: plain syscalls on the calling thread; the parameter
+        // struct lives across the call and nothing else is shared.
+        let (niced, idle) = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            let niced = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) == 0;
+            let param = libc::sched_param { sched_priority: 0 };
+            let idle = libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0;
+            (niced, idle)
         };
-        if failed {
+        if !(niced && idle) {
             tracing::warn!(
                 error = %std::io::Error::last_os_error(),
-                "cannot lower the compaction thread's priority"
+                niced,
+                idle,
+                "cannot fully lower the compaction thread's priority"
             );
         }
     }
@@ -240,16 +249,24 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
 mod tests {
     #[test]
     fn the_compaction_thread_runs_at_the_lowest_priority() {
-        let nice = std::thread::spawn(|| {
+        let (nice, policy) = std::thread::spawn(|| {
             super::lower_priority();
             // SAFETY: plain syscalls on the calling thread.
             unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::getpriority(libc::PRIO_PROCESS, tid)
+                let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+                (
+                    libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t),
+                    libc::sched_getscheduler(tid),
+                )
             }
         })
         .join()
         .unwrap();
         assert_eq!(nice, 19);
+        assert_eq!(policy, libc::SCHED_IDLE);
+        // Only that thread: the caller keeps the normal policy.
+        // SAFETY: as above.
+        let ours = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(ours, libc::SCHED_OTHER);
     }
 }

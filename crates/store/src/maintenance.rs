@@ -17,7 +17,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chaintrace_model::UnixNanos;
 
@@ -28,7 +28,7 @@ use crate::embedded::{FrozenHead, Inner};
 use crate::store::StoreError;
 
 /// Least time between two attempts after a failed cut.
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// The cut thread's loop.
 pub(crate) fn run_cuts(inner: &Arc<Inner>) {
@@ -51,18 +51,64 @@ pub(crate) fn run_cuts(inner: &Arc<Inner>) {
 pub(crate) fn run_compactions(inner: &Arc<Inner>) {
     lower_priority();
     let signal = &inner.compaction_signal;
+    let mut backoff = Backoff::default();
     while signal.wait(inner.config.maintenance_interval) {
-        match compact(inner, &|| signal.is_stopped()) {
-            Err(_) if signal.is_stopped() => {
-                tracing::info!("compaction stopped: the store is closing");
-                return;
+        // Retention runs either way: on a full disk it is what frees room.
+        if backoff.ready(Instant::now()) {
+            match compact(inner, &|| signal.is_stopped()) {
+                Err(_) if signal.is_stopped() => {
+                    tracing::info!("compaction stopped: the store is closing");
+                    return;
+                }
+                Err(e) => {
+                    let pause = backoff.failed(Instant::now());
+                    tracing::error!(
+                        error = %e,
+                        retry_in_secs = pause.as_secs(),
+                        "compaction failed; will retry"
+                    );
+                }
+                Ok(_) => backoff.succeeded(),
             }
-            Err(e) => tracing::error!(error = %e, "compaction failed; will retry"),
-            Ok(_) => {}
         }
         if let Err(e) = retention(inner) {
             tracing::error!(error = %e, "retention failed; will retry");
         }
+    }
+}
+
+/// When a failed compaction may be tried again. A merge that fails (a full
+/// disk, most often) has usually rewritten a lot before it failed; trying
+/// again on every cut would spend that CPU again and again. Pauses double
+/// from [`Backoff::FIRST`] up to [`Backoff::MAX`]; a success resets them.
+#[derive(Debug, Default)]
+struct Backoff {
+    /// The pause after the last failure and when it ends; `None` after a
+    /// success.
+    waiting: Option<(Duration, Instant)>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// Whether an attempt may start at `now`.
+    fn ready(&self, now: Instant) -> bool {
+        self.waiting.is_none_or(|(_, until)| now >= until)
+    }
+
+    /// Notes a failure at `now`; returns the pause before the next attempt.
+    fn failed(&mut self, now: Instant) -> Duration {
+        let pause = match self.waiting {
+            None => Self::FIRST,
+            Some((last, _)) => (last * 2).min(Self::MAX),
+        };
+        self.waiting = Some((pause, now + pause));
+        pause
+    }
+
+    fn succeeded(&mut self) {
+        self.waiting = None;
     }
 }
 
@@ -243,6 +289,28 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
         .blocks_deleted
         .fetch_add(doomed.len() as u64, Ordering::Relaxed);
     Ok(doomed.len() as u64)
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn failed_compactions_back_off_doubling_up_to_the_cap_and_success_resets() {
+        let start = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.ready(start));
+        assert_eq!(b.failed(start), Duration::from_secs(1));
+        assert!(!b.ready(start));
+        assert!(!b.ready(start + Duration::from_millis(999)));
+        assert!(b.ready(start + Duration::from_secs(1)));
+        let pauses: Vec<u64> = (0..10).map(|_| b.failed(start).as_secs()).collect();
+        assert_eq!(pauses, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert!(!b.ready(start + Duration::from_secs(299)));
+        b.succeeded();
+        assert!(b.ready(start));
+        assert_eq!(b.failed(start), Duration::from_secs(1));
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

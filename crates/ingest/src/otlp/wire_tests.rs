@@ -69,6 +69,26 @@ proptest! {
         check_same(&bytes)?;
     }
 
+    /// The pre-count that sizes the span list is exact on what exporters
+    /// send, so the list never grows while decoding. Re-encoded requests
+    /// may hold unknown groups, where the hint stops counting: never more
+    /// than was sent, and decoding is the same.
+    #[test]
+    fn span_count_hint_is_exact(request in arb_request(), seed in 1..u64::MAX) {
+        let sent: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        let bytes = request.encode_to_vec();
+        prop_assert_eq!(count_nested(Reader::new(&bytes), &[1, 2, 2]), sent);
+        prop_assert_eq!(decode_wire(&bytes).unwrap().spans.capacity(), sent);
+        let mangled = mangle(&bytes, Msg::Request, &mut Rng(seed));
+        prop_assert!(count_nested(Reader::new(&mangled), &[1, 2, 2]) <= sent);
+        check_same(&mangled)?;
+    }
+
     #[test]
     fn mutated_requests_fail_exactly_when_prost_fails(
         request in arb_request(),
@@ -97,6 +117,8 @@ proptest! {
     #[test]
     fn arbitrary_bytes_fail_exactly_when_prost_fails(bytes in vec(any::<u8>(), 0..64)) {
         check_same(&bytes)?;
+        // Each counted span takes at least two bytes of what was sent.
+        prop_assert!(count_nested(Reader::new(&bytes), &[1, 2, 2]) <= bytes.len() / 2);
     }
 
     #[test]

@@ -12,9 +12,14 @@ use super::RECURSION_LIMIT;
 /// `Vec`s once. Only a hint: it stops quietly at anything malformed (the
 /// real pass reports it) and at groups. Each counted field takes at least
 /// two bytes of the body, so the count is bounded by what was sent.
-pub(super) fn count_fields<const N: usize>(r: Reader<'_>, tags: [u32; N]) -> [usize; N] {
+pub(super) fn count_fields<const N: usize>(mut r: Reader<'_>, tags: [u32; N]) -> [usize; N] {
+    // A plain loop, not `hint_fields`: this runs for every span decoded.
     let mut counts = [0; N];
-    for (tag, _) in hint_fields(r) {
+    while !r.is_empty() {
+        let Ok((tag, wire)) = r.key() else { break };
+        if r.skip_for_hint(wire).is_none() {
+            break;
+        }
         if let Some(i) = tags.iter().position(|t| *t == tag) {
             counts[i] += 1;
         }
@@ -45,14 +50,7 @@ fn hint_fields(mut r: Reader<'_>) -> impl Iterator<Item = (u32, Option<&[u8]>)> 
             return None;
         }
         let (tag, wire) = r.key().ok()?;
-        let body = match wire {
-            WireType::Varint => r.take_varint().ok().map(|_| None),
-            WireType::SixtyFourBit => r.take(8).ok().map(|_| None),
-            WireType::LengthDelimited => r.take_len_delimited().ok().map(Some),
-            WireType::ThirtyTwoBit => r.take(4).ok().map(|_| None),
-            WireType::StartGroup | WireType::EndGroup => None,
-        }?;
-        Some((tag, body))
+        Some((tag, r.skip_for_hint(wire)?))
     })
 }
 
@@ -154,6 +152,19 @@ impl<'a> Reader<'a> {
         let (taken, rest) = self.rest.split_at(len);
         self.rest = rest;
         Ok(taken)
+    }
+
+    /// Skips a value of type `wire` for a counting hint: the body of a
+    /// length-delimited one, `Some(None)` for others, `None` at anything
+    /// malformed and at groups.
+    fn skip_for_hint(&mut self, wire: WireType) -> Option<Option<&'a [u8]>> {
+        match wire {
+            WireType::Varint => self.take_varint().ok().map(|_| None),
+            WireType::SixtyFourBit => self.take(8).ok().map(|_| None),
+            WireType::LengthDelimited => self.take_len_delimited().ok().map(Some),
+            WireType::ThirtyTwoBit => self.take(4).ok().map(|_| None),
+            WireType::StartGroup | WireType::EndGroup => None,
+        }
     }
 
     fn take_len_delimited(&mut self) -> Result<&'a [u8], WireError> {

@@ -9,7 +9,8 @@
 //! trace-id ranges of about `compaction_block_spans` spans each.
 //!
 //! Which blocks: those of one level and window that are not yet full
-//! (fewer than `compaction_block_spans` spans), at least
+//! (fewer than `compaction_block_spans` spans) and not among the
+//! `compaction_fresh_blocks` newest cut blocks, at least
 //! `compaction_min_blocks` and at most `compaction_max_inputs` at a time,
 //! and only when the merge leaves fewer blocks than it reads. Full blocks
 //! are never merged again, so at any scale compaction ends.
@@ -43,9 +44,14 @@ use crate::store::StoreError;
 pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, StoreError> {
     let config = &inner.config;
     let window = config.compaction_window.as_nanos().max(1) as u64;
+    let blocks = inner.catalog.blocks();
+    let fresh = freshest_cut_blocks(&blocks, config.compaction_fresh_blocks);
     let mut groups: BTreeMap<(u32, u64), Vec<Arc<Block>>> = BTreeMap::new();
-    for block in inner.catalog.blocks() {
+    for block in blocks {
         let meta = block.meta();
+        if fresh.contains(&meta.id) {
+            continue;
+        }
         groups
             .entry((meta.compaction_level, meta.min_start.0 / window))
             .or_default()
@@ -73,6 +79,17 @@ pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, 
         }
     }
     Ok(merges)
+}
+
+/// The ids of the `n` cut blocks (level 0) with the newest data.
+fn freshest_cut_blocks(blocks: &[Arc<Block>], n: usize) -> Vec<String> {
+    let mut cut: Vec<&BlockMeta> = blocks
+        .iter()
+        .map(|b| b.meta())
+        .filter(|m| m.compaction_level == 0)
+        .collect();
+    cut.sort_by(|a, b| (b.max_end, &b.id).cmp(&(a.max_end, &a.id)));
+    cut.iter().take(n).map(|m| m.id.clone()).collect()
 }
 
 /// Merges `inputs` into new blocks of level `level + 1` and installs them

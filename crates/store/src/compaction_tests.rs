@@ -27,6 +27,8 @@ fn config(dir: &Path) -> EmbeddedConfig {
     let mut config = EmbeddedConfig::new(dir);
     config.compaction_min_blocks = 3;
     config.compaction_block_spans = BLOCK_SPANS;
+    // Every block of these tests is a merge input, the newest too.
+    config.compaction_fresh_blocks = 0;
     // Only the test compacts, cuts and applies retention.
     config.maintenance_interval = Duration::from_secs(3600);
     config
@@ -354,4 +356,65 @@ async fn a_merge_takes_at_most_compaction_max_inputs_blocks() {
     replaced.sort();
     assert_eq!(replaced, oldest);
     assert_eq!(answers(&store).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_cut_blocks_wait_until_newer_ones_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.compaction_min_blocks = 2;
+    config.compaction_block_spans = 1_000;
+    config.compaction_fresh_blocks = 1;
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    three_blocks(&store).await;
+    let before = answers(&store).await;
+    let mut cut = blocks_on_disk(&config.blocks_dir());
+    cut.sort_by_key(|b| (b.meta().max_end, b.meta().id.clone()));
+    let newest = cut[2].meta().id.clone();
+    let later = cut[2].meta().max_end.0 + 1_000;
+    let mut older: Vec<String> = cut[..2].iter().map(|b| b.meta().id.clone()).collect();
+    older.sort();
+    drop(cut);
+
+    // The newest stays as cut; the two older ones merge.
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let blocks = blocks_on_disk(&config.blocks_dir());
+    let ids: BTreeSet<String> = blocks.iter().map(|b| b.meta().id.clone()).collect();
+    assert_eq!(blocks.len(), 2);
+    assert!(ids.contains(&newest), "the newest cut block was merged");
+    let merged = blocks
+        .iter()
+        .find(|b| b.meta().compaction_level == 1)
+        .expect("a merged block");
+    let mut replaced = merged.meta().replaces.clone();
+    replaced.sort();
+    assert_eq!(replaced, older);
+    assert_eq!(answers(&store).await, before);
+    drop(blocks);
+
+    // Once newer blocks are cut (same window), the newest of them waits
+    // and the one that waited merges.
+    for t in [TRACES + 1, TRACES + 2] {
+        let at = later + u64::from(t) * 1_000;
+        store
+            .append(vec![span(t, 1, None, "rag", "step", at, at + 500)])
+            .await
+            .unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+    }
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    let blocks = blocks_on_disk(&config.blocks_dir());
+    let cut: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.meta().compaction_level == 0)
+        .collect();
+    assert_eq!(cut.len(), 1);
+    assert_ne!(cut[0].meta().id, newest);
+    assert!(store.trace(trace_id(TRACES + 2)).await.unwrap().is_some());
+    let newest_trace = cut[0].spans_of_traces(&[trace_id(TRACES + 2)]).unwrap();
+    assert_eq!(
+        newest_trace.len(),
+        1,
+        "the newest block holds the newest trace"
+    );
 }

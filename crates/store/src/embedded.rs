@@ -72,6 +72,11 @@ pub struct EmbeddedConfig {
     /// Merge at most this many blocks at once (each open input holds one
     /// decoded batch in memory).
     pub compaction_max_inputs: usize,
+    /// The newest this many cut blocks are left out of compaction until
+    /// newer blocks take their place. Newest-first searches and listings
+    /// read them first; while small they stop early, where a compacted
+    /// block (spread over its whole window) must be read through.
+    pub compaction_fresh_blocks: usize,
     /// How often the maintenance thread looks for work when not woken.
     pub maintenance_interval: Duration,
 }
@@ -100,6 +105,10 @@ impl EmbeddedConfig {
             // probe by id, each still quick to retain or rewrite.
             compaction_block_spans: 2_000_000,
             compaction_max_inputs: 32,
+            // At 10 M spans, with every cut block merged TraceQL for the
+            // newest 20 traces took 57-126 ms p50 (it read through 2 M-span
+            // blocks); with the newest cut blocks left, 16-34 ms.
+            compaction_fresh_blocks: 3,
             maintenance_interval: Duration::from_secs(1),
         }
     }
@@ -1348,6 +1357,7 @@ mod conformance_tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EmbeddedConfig::new(dir.path());
         config.compaction_min_blocks = 3;
+        config.compaction_fresh_blocks = 0;
         let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
         let base = UnixNanos::now().0 - 3_600_000_000_000;
         let span = |t: u8, s: u8, parent: Option<u8>| {
@@ -1404,6 +1414,7 @@ mod conformance_tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EmbeddedConfig::new(dir.path());
         config.compaction_min_blocks = 2;
+        config.compaction_fresh_blocks = 0;
         config.retention = None; // the fixture's spans are from 2023
         config.maintenance_interval = Duration::from_secs(3600);
         let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -16,6 +16,14 @@ use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_model::{DurationNanos, Span};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
+
+/// Largest HTTP/2 frame the OTLP/gRPC listener accepts (the protocol's
+/// default is 16 KiB).
+const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
+/// Flow-control windows of the OTLP/gRPC listener: room for a few whole
+/// export batches in flight per stream and per connection.
+const GRPC_STREAM_WINDOW_BYTES: u32 = 4 << 20;
+const GRPC_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 use clap::Args;
 use tokio::net::TcpListener;
 
@@ -258,6 +266,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
 
     let grpc = tonic::transport::Server::builder()
+        // Exporters send batches of hundreds of KiB: with HTTP/2's 16 KiB
+        // frames and default windows each one arrived as dozens of frames
+        // and window updates.
+        .max_frame_size(GRPC_MAX_FRAME_BYTES)
+        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
         .add_service(chaintrace_ingest::otlp::trace_service(sink.clone(), limits))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),

@@ -267,8 +267,9 @@ fn main() {
             emit("block", meta.span_count, started.elapsed().as_secs_f64());
             let cpu = cpu_seconds() - cpu;
             println!(
-                "{{\"phase\":\"block_cpu\",\"cpu_seconds\":{cpu:.3},\"cpu_us_per_span\":{:.3}}}",
-                cpu * 1e6 / meta.span_count.max(1) as f64
+                "{{\"phase\":\"block_cpu\",\"cpu_seconds\":{cpu:.3},\"cpu_us_per_span\":{:.3},\"bytes_per_span\":{:.1}}}",
+                cpu * 1e6 / meta.span_count.max(1) as f64,
+                meta.data_bytes as f64 / meta.span_count.max(1) as f64
             );
         }
         "append" | "all" => {

@@ -70,7 +70,8 @@ proptest! {
     }
 
     /// The pre-count that sizes the span list is exact on what exporters
-    /// send, so the list never grows while decoding. Re-encoded requests
+    /// send, so the list never grows while decoding; attribute lists come
+    /// out exactly sized too. Re-encoded requests
     /// may hold unknown groups, where the hint stops counting: never more
     /// than was sent, and decoding is the same.
     #[test]
@@ -83,7 +84,12 @@ proptest! {
             .sum();
         let bytes = request.encode_to_vec();
         prop_assert_eq!(count_nested(Reader::new(&bytes), &[1, 2, 2]), sent);
-        prop_assert_eq!(decode_wire(&bytes).unwrap().spans.capacity(), sent);
+        let decoded = decode_wire(&bytes).unwrap();
+        prop_assert_eq!(decoded.spans.capacity(), sent);
+        // Each span's attribute list is exactly as long as it needs to be.
+        for s in &decoded.spans {
+            prop_assert_eq!(s.attributes.capacity(), s.attributes.len());
+        }
         let mangled = mangle(&bytes, Msg::Request, &mut Rng(seed));
         prop_assert!(count_nested(Reader::new(&mangled), &[1, 2, 2]) <= sent);
         check_same(&mangled)?;

@@ -59,11 +59,38 @@ async fn three_blocks(store: &EmbeddedStore) {
 /// A store in a fresh directory (the directory lives as long as the
 /// returned guard) holding [`three_blocks`].
 async fn store_with_three_blocks() -> (tempfile::TempDir, EmbeddedConfig, EmbeddedStore) {
+    three_blocks_with(|_| {}).await
+}
+
+/// [`store_with_three_blocks`] under [`config`] changed by `tweak`.
+async fn three_blocks_with(
+    tweak: impl FnOnce(&mut EmbeddedConfig),
+) -> (tempfile::TempDir, EmbeddedConfig, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let mut config = config(dir.path());
+    tweak(&mut config);
     let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
     three_blocks(&store).await;
     (dir, config, store)
+}
+
+/// The ids of `blocks`, sorted.
+fn sorted_ids<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<String> {
+    let mut ids: Vec<String> = blocks.into_iter().map(|b| b.meta().id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+/// The inputs (sorted ids) of the one merged block among `blocks`.
+fn inputs_of_the_merge(blocks: &[Block]) -> Vec<String> {
+    let merged: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.meta().compaction_level == 1)
+        .collect();
+    assert_eq!(merged.len(), 1);
+    let mut replaced = merged[0].meta().replaces.clone();
+    replaced.sort();
+    replaced
 }
 
 /// Everything a reader can ask, to compare before and after.
@@ -330,65 +357,50 @@ async fn blocks_without_a_trace_id_range_still_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_takes_at_most_compaction_max_inputs_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
-    config.compaction_min_blocks = 2;
-    config.compaction_max_inputs = 2;
-    config.compaction_block_spans = 1_000;
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = three_blocks_with(|config| {
+        config.compaction_min_blocks = 2;
+        config.compaction_max_inputs = 2;
+        config.compaction_block_spans = 1_000;
+    })
+    .await;
     let before = answers(&store).await;
     let mut inputs = blocks_on_disk(&config.blocks_dir());
     inputs.sort_by_key(|b| (b.meta().min_start, b.meta().id.clone()));
-    let mut oldest: Vec<String> = inputs[..2].iter().map(|b| b.meta().id.clone()).collect();
-    oldest.sort();
+    let oldest = sorted_ids(&inputs[..2]);
     drop(inputs);
     // The two with the oldest data merge; the third alone is too few.
     assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
     let blocks = blocks_on_disk(&config.blocks_dir());
     assert_eq!(blocks.len(), 2);
-    let merged: Vec<&Block> = blocks
-        .iter()
-        .filter(|b| b.meta().compaction_level == 1)
-        .collect();
-    assert_eq!(merged.len(), 1);
-    let mut replaced = merged[0].meta().replaces.clone();
-    replaced.sort();
-    assert_eq!(replaced, oldest);
+    assert_eq!(inputs_of_the_merge(&blocks), oldest);
     assert_eq!(answers(&store).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_cut_blocks_wait_until_newer_ones_arrive() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
-    config.compaction_min_blocks = 2;
-    config.compaction_block_spans = 1_000;
-    config.compaction_fresh_blocks = 1;
-    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
-    three_blocks(&store).await;
+    let (_dir, config, store) = three_blocks_with(|config| {
+        config.compaction_min_blocks = 2;
+        config.compaction_block_spans = 1_000;
+        config.compaction_fresh_blocks = 1;
+    })
+    .await;
     let before = answers(&store).await;
     let mut cut = blocks_on_disk(&config.blocks_dir());
     cut.sort_by_key(|b| (b.meta().max_end, b.meta().id.clone()));
     let newest = cut[2].meta().id.clone();
     let later = cut[2].meta().max_end.0 + 1_000;
-    let mut older: Vec<String> = cut[..2].iter().map(|b| b.meta().id.clone()).collect();
-    older.sort();
+    let older = sorted_ids(&cut[..2]);
     drop(cut);
 
     // The newest stays as cut; the two older ones merge.
     assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
     let blocks = blocks_on_disk(&config.blocks_dir());
-    let ids: BTreeSet<String> = blocks.iter().map(|b| b.meta().id.clone()).collect();
     assert_eq!(blocks.len(), 2);
-    assert!(ids.contains(&newest), "the newest cut block was merged");
-    let merged = blocks
-        .iter()
-        .find(|b| b.meta().compaction_level == 1)
-        .expect("a merged block");
-    let mut replaced = merged.meta().replaces.clone();
-    replaced.sort();
-    assert_eq!(replaced, older);
+    assert!(
+        sorted_ids(&blocks).contains(&newest),
+        "the newest cut block was merged"
+    );
+    assert_eq!(inputs_of_the_merge(&blocks), older);
     assert_eq!(answers(&store).await, before);
     drop(blocks);
 

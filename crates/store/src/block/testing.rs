@@ -428,3 +428,69 @@ pub(crate) fn fixture_spans() -> Vec<Span> {
     }
     out
 }
+
+/// The spans of the committed `vparquet2` fixture block
+/// (`fixtures/v2/b-v2-fixture`): [`fixture_spans`] plus one trace whose
+/// span, event, link and resource carry every attribute value type, so
+/// that each typed column of the older attribute layout is read back.
+pub(crate) fn fixture_spans_v2() -> Vec<Span> {
+    let mut out = fixture_spans();
+    let every_type = || {
+        vec![
+            KeyValue::new("empty", AnyValue::Empty),
+            KeyValue::new("str", "text é ✓"),
+            KeyValue::new("bool", true),
+            KeyValue::new("int", -42i64),
+            KeyValue::new("double", 0.25f64),
+            KeyValue::new("bytes", AnyValue::Bytes(vec![0, 1, 254, 255])),
+            KeyValue::new(
+                "array",
+                AnyValue::Array(vec!["a".into(), 7i64.into(), AnyValue::Double(-1.5)]),
+            ),
+            KeyValue::new(
+                "kvlist",
+                AnyValue::KvList(vec![
+                    KeyValue::new("inner", false),
+                    KeyValue::new("nested", AnyValue::Array(vec![AnyValue::Empty])),
+                ]),
+            ),
+        ]
+    };
+    let first = &out[0];
+    let link = Link {
+        trace_id: first.trace_id,
+        span_id: first.span_id,
+        attributes: every_type(),
+    };
+    let mut resource_attributes = vec![KeyValue::new("service.name", "every-type")];
+    resource_attributes.extend(every_type());
+    let start = 1_700_000_000_500_000_000;
+    out.push(Span {
+        trace_id: TraceId([0xee; 16]),
+        span_id: SpanId([0xee; 8]),
+        parent_span_id: None,
+        name: "every_value_type".into(),
+        kind: SpanKind::Client,
+        start: UnixNanos(start),
+        end: UnixNanos(start + 1_000),
+        status: Status {
+            code: StatusCode::Error,
+            message: "all of them".to_string(),
+        },
+        attributes: every_type(),
+        events: vec![Event {
+            time: UnixNanos(start + 10),
+            name: "typed".to_string(),
+            attributes: every_type(),
+        }],
+        links: vec![link],
+        resource: Arc::new(Resource {
+            attributes: resource_attributes,
+        }),
+        scope: Scope {
+            name: "fixture".into(),
+            version: "2".into(),
+        },
+    });
+    out
+}

@@ -568,12 +568,39 @@ fn v1_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v1/b-v1-fixture")
 }
 
+/// The committed `vparquet2` block, written from
+/// [`super::testing::fixture_spans_v2`] by the last build that wrote
+/// `vparquet2` (commit "Blocks: commit a vparquet2 fixture block").
+fn v2_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v2/b-v2-fixture")
+}
+
 #[test]
 fn a_v1_block_reads_back_its_spans() {
-    let block = Block::open(&v1_fixture()).unwrap();
-    assert_eq!(block.meta().version, "vparquet1");
+    fixture_reads_back(
+        &v1_fixture(),
+        "vparquet1",
+        super::testing::fixture_spans(),
+        9,
+    );
+}
+
+#[test]
+fn a_v2_block_reads_back_its_spans() {
+    fixture_reads_back(
+        &v2_fixture(),
+        "vparquet2",
+        super::testing::fixture_spans_v2(),
+        10,
+    );
+}
+
+/// The committed block in `dir` names `version` and reads back exactly
+/// `expected`, whole and trace by trace, and lists `traces` traces.
+fn fixture_reads_back(dir: &Path, version: &str, mut expected: Vec<Span>, traces: usize) {
+    let block = Block::open(dir).unwrap();
+    assert_eq!(block.meta().version, version);
     assert!(block.row_group_count() > 1);
-    let mut expected = super::testing::fixture_spans();
     block_order(&mut expected);
     assert_eq!(block.read_all().unwrap(), expected);
     let ids: BTreeSet<TraceId> = expected.iter().map(|s| s.trace_id).collect();
@@ -583,7 +610,7 @@ fn a_v1_block_reads_back_its_spans() {
         assert_eq!(got.iter().collect::<Vec<_>>(), want);
     }
     let listed = block.trace_summaries(None, None).unwrap();
-    assert_eq!(listed.len(), 9);
+    assert_eq!(listed.len(), traces);
 }
 
 #[test]

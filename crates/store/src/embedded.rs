@@ -1410,30 +1410,51 @@ mod conformance_tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn compaction_merges_a_vparquet1_block_into_a_vparquet2_one() {
+    async fn compaction_merges_blocks_of_older_formats_into_a_current_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EmbeddedConfig::new(dir.path());
         config.compaction_min_blocks = 2;
         config.compaction_fresh_blocks = 0;
         config.retention = None; // the fixture's spans are from 2023
         config.maintenance_interval = Duration::from_secs(3600);
-        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/block/fixtures/v1/b-v1-fixture");
-        let v1 = config.blocks_dir().join("b-v1-fixture");
-        std::fs::create_dir_all(&v1).unwrap();
-        for f in ["data.parquet", "traces.parquet", "meta.json"] {
-            std::fs::copy(fixture.join(f), v1.join(f)).unwrap();
+        // The vparquet2 fixture holds the vparquet1 fixture's spans and one
+        // more trace: compaction must show each span once.
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures");
+        let mut copied = Vec::new();
+        for (version, files) in [
+            ("v1", &["data.parquet", "traces.parquet", "meta.json"][..]),
+            (
+                "v2",
+                &[
+                    "data.parquet",
+                    "resources.parquet",
+                    "traces.parquet",
+                    "meta.json",
+                ][..],
+            ),
+        ] {
+            let name = format!("b-{version}-fixture");
+            let to = config.blocks_dir().join(&name);
+            std::fs::create_dir_all(&to).unwrap();
+            for f in files {
+                std::fs::copy(fixtures.join(version).join(&name).join(f), to.join(f)).unwrap();
+            }
+            copied.push(to);
         }
         let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
         let t = 1_700_000_000_000_000_000;
         let late = crate::test_support::span(0xab, 1, None, "rag", "late", t, t + 10);
         store.append(vec![late.clone()]).await.unwrap();
         tokio::task::block_in_place(|| store.flush()).unwrap();
-        assert_eq!(store.stats().await.unwrap().blocks, 2);
+        assert_eq!(store.stats().await.unwrap().blocks, 3);
         assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
-        assert_eq!(store.stats().await.unwrap().blocks, 1);
-        assert!(!v1.exists(), "the vparquet1 input was replaced");
-        let mut expected = crate::block::testing::fixture_spans();
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.blocks, 1);
+        assert!(
+            copied.iter().all(|b| !b.exists()),
+            "the old inputs were replaced"
+        );
+        let mut expected = crate::block::testing::fixture_spans_v2();
         expected.push(late);
         for id in expected
             .iter()
@@ -1451,7 +1472,10 @@ mod conformance_tests {
             .collect();
         assert_eq!(merged.len(), 1, "{merged:?}");
         let meta = std::fs::read_to_string(merged[0].join("meta.json")).unwrap();
-        assert!(meta.contains("\"vparquet2\""), "{meta}");
+        assert!(
+            meta.contains(&format!("\"{}\"", crate::block::FORMAT_VERSION)),
+            "{meta}"
+        );
         assert!(merged[0].join("resources.parquet").exists());
     }
 

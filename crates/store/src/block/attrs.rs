@@ -1,17 +1,18 @@
 //! Attribute lists as Arrow columns: `List<Struct<key, type, str, int,
-//! double, bool, bytes>>`, built from and read back into `Vec<KeyValue>`.
+//! bytes>>`, built from and read back into `Vec<KeyValue>`.
 //!
-//! Span attributes, resource attributes and the attributes of events and
-//! links all use this one shape. Scalars go to their own typed column (so
-//! Parquet can dictionary-encode keys and repeated values); arrays and
-//! kvlists go to `bytes` via [`super::value_codec`]. This file knows nothing
-//! of spans or files.
+//! Span attributes and resource attributes use this one shape. Strings and
+//! ints go to their own typed column (so Parquet can dictionary-encode keys
+//! and repeated values); raw bytes go to `bytes`, and doubles, bools,
+//! arrays and kvlists to `bytes` via [`super::value_codec`]. The reader
+//! also takes the seven-field struct of `vparquet1` and `vparquet2`, whose
+//! doubles and bools have typed columns. This file knows nothing of spans
+//! or files.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    UInt8Builder,
+    ArrayBuilder, BinaryBuilder, Int64Builder, StringBuilder, UInt8Builder,
 };
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
@@ -36,8 +37,6 @@ pub(crate) struct AttrListBuilder {
     ty: UInt8Builder,
     str: StringBuilder,
     int: Int64Builder,
-    double: Float64Builder,
-    boolean: BooleanBuilder,
     bytes: BinaryBuilder,
     scratch: Vec<u8>,
 }
@@ -58,8 +57,6 @@ impl AttrListBuilder {
             ty: UInt8Builder::with_capacity(items),
             str: StringBuilder::with_capacity(items, items * TYPICAL_VALUE_BYTES),
             int: Int64Builder::with_capacity(items),
-            double: Float64Builder::with_capacity(items),
-            boolean: BooleanBuilder::with_capacity(items),
             bytes: BinaryBuilder::with_capacity(items, 0),
             scratch: Vec::new(),
         }
@@ -89,21 +86,13 @@ impl AttrListBuilder {
             _ => self.int.append_null(),
         }
         match v {
-            AnyValue::Double(d) => self.double.append_value(*d),
-            _ => self.double.append_null(),
-        }
-        match v {
-            AnyValue::Bool(b) => self.boolean.append_value(*b),
-            _ => self.boolean.append_null(),
-        }
-        match v {
             AnyValue::Bytes(b) => self.bytes.append_value(b),
-            AnyValue::Array(_) | AnyValue::KvList(_) => {
+            AnyValue::Double(_) | AnyValue::Bool(_) | AnyValue::Array(_) | AnyValue::KvList(_) => {
                 self.scratch.clear();
                 value_codec::encode_body(v, &mut self.scratch)?;
                 self.bytes.append_value(&self.scratch);
             }
-            _ => self.bytes.append_null(),
+            AnyValue::Empty | AnyValue::String(_) | AnyValue::Int(_) => self.bytes.append_null(),
         }
         Ok(())
     }
@@ -114,8 +103,6 @@ impl AttrListBuilder {
             Arc::new(self.ty.finish()),
             Arc::new(self.str.finish()),
             Arc::new(self.int.finish()),
-            Arc::new(self.double.finish()),
-            Arc::new(self.boolean.finish()),
             Arc::new(self.bytes.finish()),
         ];
         let values = StructArray::try_new(attr_fields(), columns, None)?;
@@ -160,8 +147,10 @@ pub(crate) struct AttrListReader<'a> {
     ty: &'a UInt8Array,
     str: &'a StringArray,
     int: &'a Int64Array,
-    double: &'a Float64Array,
-    boolean: &'a BooleanArray,
+    /// `vparquet1` and `vparquet2` only: later formats keep doubles and
+    /// bools in `bytes`.
+    double: Option<&'a Float64Array>,
+    boolean: Option<&'a BooleanArray>,
     bytes: &'a BinaryArray,
 }
 
@@ -169,19 +158,25 @@ impl<'a> AttrListReader<'a> {
     pub(crate) fn new(array: &'a dyn Array, what: &'a str) -> Result<Self, String> {
         let list: &ListArray = downcast(array, what)?;
         let s: &StructArray = downcast(list.values().as_ref(), what)?;
-        if s.num_columns() != 7 || s.columns().iter().any(|c| c.len() != s.len()) {
+        let typed = match s.num_columns() {
+            5 => false,
+            7 => true,
+            _ => return Err(format!("{what}: attribute struct has the wrong shape")),
+        };
+        if s.columns().iter().any(|c| c.len() != s.len()) {
             return Err(format!("{what}: attribute struct has the wrong shape"));
         }
+        let at = |i: usize| s.column(i).as_ref();
         Ok(AttrListReader {
             list,
             what,
-            key: downcast(s.column(0).as_ref(), what)?,
-            ty: downcast(s.column(1).as_ref(), what)?,
-            str: downcast(s.column(2).as_ref(), what)?,
-            int: downcast(s.column(3).as_ref(), what)?,
-            double: downcast(s.column(4).as_ref(), what)?,
-            boolean: downcast(s.column(5).as_ref(), what)?,
-            bytes: downcast(s.column(6).as_ref(), what)?,
+            key: downcast(at(0), what)?,
+            ty: downcast(at(1), what)?,
+            str: downcast(at(2), what)?,
+            int: downcast(at(3), what)?,
+            double: typed.then(|| downcast(at(4), what)).transpose()?,
+            boolean: typed.then(|| downcast(at(5), what)).transpose()?,
+            bytes: downcast(at(if typed { 6 } else { 4 }), what)?,
         })
     }
 
@@ -204,22 +199,31 @@ impl<'a> AttrListReader<'a> {
             ValueType::Empty => AnyValue::Empty,
             ValueType::String if self.str.is_valid(j) => AnyValue::String(self.str.value(j).into()),
             ValueType::Int if self.int.is_valid(j) => AnyValue::Int(self.int.value(j)),
-            ValueType::Double if self.double.is_valid(j) => AnyValue::Double(self.double.value(j)),
-            ValueType::Bool if self.boolean.is_valid(j) => AnyValue::Bool(self.boolean.value(j)),
+            // The older layouts: typed columns.
+            ValueType::Double if self.double.is_some() => {
+                let d = self.double.filter(|d| d.is_valid(j));
+                AnyValue::Double(d.ok_or_else(|| missing("double"))?.value(j))
+            }
+            ValueType::Bool if self.boolean.is_some() => {
+                let b = self.boolean.filter(|b| b.is_valid(j));
+                AnyValue::Bool(b.ok_or_else(|| missing("bool"))?.value(j))
+            }
             ValueType::Bytes if self.bytes.is_valid(j) => {
                 AnyValue::Bytes(self.bytes.value(j).to_vec())
             }
-            ValueType::Array | ValueType::KvList if self.bytes.is_valid(j) => {
+            ValueType::Double | ValueType::Bool | ValueType::Array | ValueType::KvList
+                if self.bytes.is_valid(j) =>
+            {
                 value_codec::decode_body(ty, self.bytes.value(j))
                     .map_err(|e| format!("{what}: attribute {j}: {e}"))?
             }
             ValueType::String => return Err(missing("str")),
             ValueType::Int => return Err(missing("int")),
-            ValueType::Double => return Err(missing("double")),
-            ValueType::Bool => return Err(missing("bool")),
-            ValueType::Bytes | ValueType::Array | ValueType::KvList => {
-                return Err(missing("bytes"))
-            }
+            ValueType::Double
+            | ValueType::Bool
+            | ValueType::Bytes
+            | ValueType::Array
+            | ValueType::KvList => return Err(missing("bytes")),
         };
         Ok(KeyValue {
             key: self.key.value(j).into(),

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray, UInt32Array,
-    UInt64Array, UInt8Array,
+    Array, BinaryArray, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray,
+    UInt32Array, UInt64Array, UInt8Array,
 };
 use chaintrace_model::{
     DurationNanos, Event, Link, Resource, Scope, Span, SpanId, Status, TraceId, TraceSummary,
@@ -19,6 +19,7 @@ use chaintrace_model::{
 
 use super::attrs::{downcast, list_range, AttrListReader};
 use super::schema::{col, kind_from_u8, status_from_u8, trace_col};
+use super::span_lists;
 use super::RESOURCES_FILE;
 
 /// The top-level `data.parquet` columns a span is rebuilt from, besides
@@ -169,8 +170,8 @@ impl<'a> SpanColumns<'a> {
                 column::<ListArray>(batch, col::ATTRIBUTES, true)?,
                 col::ATTRIBUTES,
             )?,
-            events: EventColumns::new(column(batch, col::EVENTS, true)?)?,
-            links: LinkColumns::new(column(batch, col::LINKS, true)?)?,
+            events: EventColumns::new(batch)?,
+            links: LinkColumns::new(batch)?,
             resource,
             scope_name: column(batch, col::SCOPE_NAME, true)?,
             scope_version: column(batch, col::SCOPE_VERSION, true)?,
@@ -221,7 +222,12 @@ impl<'a> SpanColumns<'a> {
     }
 
     fn events(&self, row: usize) -> Result<Vec<Event>, String> {
-        let e = &self.events;
+        let e = match &self.events {
+            EventColumns::Bytes(b) => {
+                return list_bytes(b, row, col::EVENTS, span_lists::decode_events)
+            }
+            EventColumns::Nested(e) => e,
+        };
         list_range(e.list, row, col::EVENTS)?
             .map(|j| {
                 Ok(Event {
@@ -234,7 +240,12 @@ impl<'a> SpanColumns<'a> {
     }
 
     fn links(&self, row: usize) -> Result<Vec<Link>, String> {
-        let l = &self.links;
+        let l = match &self.links {
+            LinkColumns::Bytes(b) => {
+                return list_bytes(b, row, col::LINKS, span_lists::decode_links)
+            }
+            LinkColumns::Nested(l) => l,
+        };
         list_range(l.list, row, col::LINKS)?
             .map(|j| {
                 Ok(Link {
@@ -245,6 +256,20 @@ impl<'a> SpanColumns<'a> {
             })
             .collect()
     }
+}
+
+/// The events or links of `row` from a `vparquet3` binary column: none
+/// when null, else what `decode` reads from the value.
+fn list_bytes<T>(
+    column: &BinaryArray,
+    row: usize,
+    what: &str,
+    decode: fn(&[u8]) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, String> {
+    if column.is_null(row) {
+        return Ok(Vec::new());
+    }
+    decode(column.value(row)).map_err(|e| format!("row {row}: {what}: {e}"))
 }
 
 /// Copies a slice whose length the column width already guarantees.
@@ -273,18 +298,48 @@ fn struct_fields<'a>(
     })
 }
 
-/// The `events` column: `List<Struct<time_unix_nano, name, attributes>>`.
-struct EventColumns<'a> {
+/// The `events` column.
+enum EventColumns<'a> {
+    /// `vparquet3`: one nullable binary value per row.
+    Bytes(&'a BinaryArray),
+    /// `vparquet1` and `vparquet2`: a list of structs.
+    Nested(NestedEvents<'a>),
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self, String> {
+        Ok(match binary_column(batch, col::EVENTS)? {
+            Some(b) => EventColumns::Bytes(b),
+            None => EventColumns::Nested(NestedEvents::new(column(batch, col::EVENTS, true)?)?),
+        })
+    }
+}
+
+/// The `vparquet3` binary column `name` of `batch`, `None` when the column
+/// is the older nested list.
+fn binary_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a BinaryArray>, String> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("column {name} is missing"))?;
+    Ok(array.as_any().downcast_ref::<BinaryArray>())
+}
+
+/// The `vparquet2` `events` column: `List<Struct<time_unix_nano, name,
+/// attributes>>`.
+struct NestedEvents<'a> {
     list: &'a ListArray,
     time: &'a UInt64Array,
     name: &'a StringArray,
     attributes: AttrListReader<'a>,
 }
 
-impl<'a> EventColumns<'a> {
+impl<'a> NestedEvents<'a> {
     fn new(list: &'a ListArray) -> Result<Self, String> {
         let field = struct_fields(list, col::EVENTS)?;
-        Ok(EventColumns {
+        Ok(NestedEvents {
             list,
             time: downcast(field("time_unix_nano")?, "events.time_unix_nano")?,
             name: downcast(field("name")?, "events.name")?,
@@ -293,18 +348,36 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// The `links` column: `List<Struct<trace_id, span_id, attributes>>`.
-struct LinkColumns<'a> {
+/// The `links` column.
+enum LinkColumns<'a> {
+    /// `vparquet3`: one nullable binary value per row.
+    Bytes(&'a BinaryArray),
+    /// `vparquet1` and `vparquet2`: a list of structs.
+    Nested(NestedLinks<'a>),
+}
+
+impl<'a> LinkColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self, String> {
+        Ok(match binary_column(batch, col::LINKS)? {
+            Some(b) => LinkColumns::Bytes(b),
+            None => LinkColumns::Nested(NestedLinks::new(column(batch, col::LINKS, true)?)?),
+        })
+    }
+}
+
+/// The `vparquet2` `links` column: `List<Struct<trace_id, span_id,
+/// attributes>>`.
+struct NestedLinks<'a> {
     list: &'a ListArray,
     trace_id: &'a FixedSizeBinaryArray,
     span_id: &'a FixedSizeBinaryArray,
     attributes: AttrListReader<'a>,
 }
 
-impl<'a> LinkColumns<'a> {
+impl<'a> NestedLinks<'a> {
     fn new(list: &'a ListArray) -> Result<Self, String> {
         let field = struct_fields(list, col::LINKS)?;
-        Ok(LinkColumns {
+        Ok(NestedLinks {
             list,
             trace_id: fixed(
                 downcast(field("trace_id")?, "links.trace_id")?,

@@ -7,19 +7,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
+    BinaryBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
 };
-use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray, UInt32Array};
-use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
 use chaintrace_model::{AnyValue, KeyValue, Resource, Span, TraceSummary};
 
 use super::attrs::AttrListBuilder;
 use super::error::BlockError;
 use super::hot::HotFields;
-use super::schema::{
-    event_fields, item_field, kind_to_u8, link_fields, status_to_u8, DATA_SCHEMA, TRACES_SCHEMA,
-};
+use super::schema::{kind_to_u8, status_to_u8, DATA_SCHEMA, TRACES_SCHEMA};
+use super::span_lists;
 use super::value_codec::MAX_DEPTH;
 
 /// One record batch of `data.parquet` rows, in the order given.
@@ -53,8 +51,8 @@ pub(crate) fn data_batch(
     let mut error_type = text(0);
     let attribute_count = spans.iter().map(|s| s.attributes.len()).sum();
     let mut attributes = AttrListBuilder::with_capacity(n, attribute_count);
-    let mut events = EventsBuilder::new();
-    let mut links = LinksBuilder::new();
+    let mut events = ListBytesBuilder::with_capacity(n);
+    let mut links = ListBytesBuilder::with_capacity(n);
     let mut scope_name = text(16);
     let mut scope_version = text(8);
 
@@ -97,11 +95,11 @@ pub(crate) fn data_batch(
         error_type.append_option(hot.error_type);
         attributes.push_list(&s.attributes).map_err(too_deep)?;
         events
-            .push(s)
-            .map_err(|e| e.into_block_error(too_deep, path))?;
+            .push(&s.events, span_lists::encode_events)
+            .map_err(too_deep)?;
         links
-            .push(s)
-            .map_err(|e| e.into_block_error(too_deep, path))?;
+            .push(&s.links, span_lists::encode_links)
+            .map_err(too_deep)?;
         scope_name.append_value(&s.scope.name);
         scope_version.append_value(&s.scope.version);
     }
@@ -122,8 +120,8 @@ pub(crate) fn data_batch(
         Arc::new(output_tokens.finish()),
         Arc::new(error_type.finish()),
         Arc::new(attributes.finish().map_err(arrow)?),
-        Arc::new(events.finish().map_err(arrow)?),
-        Arc::new(links.finish().map_err(arrow)?),
+        Arc::new(events.values.finish()),
+        Arc::new(links.values.finish()),
         Arc::new(UInt32Array::from(resource_index.to_vec())),
         Arc::new(scope_name.finish()),
         Arc::new(scope_version.finish()),
@@ -131,121 +129,37 @@ pub(crate) fn data_batch(
     RecordBatch::try_new(DATA_SCHEMA.clone(), columns).map_err(arrow)
 }
 
-/// Why a nested column could not take a span.
-enum NestedError {
-    TooDeep(String),
-    Arrow(ArrowError),
+/// One nullable binary value per row: a span's events (or links) in the
+/// [`span_lists`] encoding, null when it has none.
+struct ListBytesBuilder {
+    values: BinaryBuilder,
+    scratch: Vec<u8>,
 }
 
-impl NestedError {
-    fn into_block_error(
-        self,
-        too_deep: impl FnOnce(String) -> BlockError,
-        path: &Path,
-    ) -> BlockError {
-        match self {
-            NestedError::TooDeep(key) => too_deep(key),
-            NestedError::Arrow(e) => BlockError::arrow(path, e),
-        }
-    }
-}
-
-/// `List<Struct<time_unix_nano, name, attributes>>`.
-struct EventsBuilder {
-    offsets: Vec<i32>,
-    time: UInt64Builder,
-    name: StringBuilder,
-    attributes: AttrListBuilder,
-}
-
-impl EventsBuilder {
-    fn new() -> Self {
-        EventsBuilder {
-            offsets: vec![0],
-            time: UInt64Builder::new(),
-            name: StringBuilder::new(),
-            attributes: AttrListBuilder::new(),
+impl ListBytesBuilder {
+    fn with_capacity(rows: usize) -> Self {
+        ListBytesBuilder {
+            values: BinaryBuilder::with_capacity(rows, 0),
+            scratch: Vec::new(),
         }
     }
 
-    fn push(&mut self, s: &Span) -> Result<(), NestedError> {
-        for e in &s.events {
-            self.time.append_value(e.time.0);
-            self.name.append_value(&e.name);
-            self.attributes
-                .push_list(&e.attributes)
-                .map_err(|key| NestedError::TooDeep(format!("event {:?} {key}", e.name)))?;
+    /// Appends `items` encoded by `encode`; on a too-deep attribute value,
+    /// returns what `encode` names.
+    fn push<T>(
+        &mut self,
+        items: &[T],
+        encode: fn(&[T], &mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if items.is_empty() {
+            self.values.append_null();
+            return Ok(());
         }
-        self.offsets.push(self.time.len() as i32);
+        self.scratch.clear();
+        encode(items, &mut self.scratch)?;
+        self.values.append_value(&self.scratch);
         Ok(())
     }
-
-    fn finish(mut self) -> Result<ListArray, ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish()),
-            Arc::new(self.name.finish()),
-            Arc::new(self.attributes.finish()?),
-        ];
-        list_of(event_fields(), columns, self.offsets)
-    }
-}
-
-/// `List<Struct<trace_id, span_id, attributes>>`.
-struct LinksBuilder {
-    offsets: Vec<i32>,
-    trace_id: FixedSizeBinaryBuilder,
-    span_id: FixedSizeBinaryBuilder,
-    attributes: AttrListBuilder,
-}
-
-impl LinksBuilder {
-    fn new() -> Self {
-        LinksBuilder {
-            offsets: vec![0],
-            trace_id: FixedSizeBinaryBuilder::new(16),
-            span_id: FixedSizeBinaryBuilder::new(8),
-            attributes: AttrListBuilder::new(),
-        }
-    }
-
-    fn push(&mut self, s: &Span) -> Result<(), NestedError> {
-        for l in &s.links {
-            self.trace_id
-                .append_value(l.trace_id.0)
-                .map_err(NestedError::Arrow)?;
-            self.span_id
-                .append_value(l.span_id.0)
-                .map_err(NestedError::Arrow)?;
-            self.attributes
-                .push_list(&l.attributes)
-                .map_err(|key| NestedError::TooDeep(format!("link {key}")))?;
-        }
-        self.offsets.push(self.trace_id.len() as i32);
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<ListArray, ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.attributes.finish()?),
-        ];
-        list_of(link_fields(), columns, self.offsets)
-    }
-}
-
-fn list_of(
-    fields: arrow_schema::Fields,
-    columns: Vec<ArrayRef>,
-    offsets: Vec<i32>,
-) -> Result<ListArray, ArrowError> {
-    let values = StructArray::try_new(fields.clone(), columns, None)?;
-    ListArray::try_new(
-        item_field(fields),
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Arc::new(values),
-        None,
-    )
 }
 
 /// One record batch of `traces.parquet` rows, in the order given.

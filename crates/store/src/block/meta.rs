@@ -43,7 +43,7 @@ pub struct BlockMeta {
     pub names: Vec<String>,
     /// Whether `names` was cut at [`MAX_META_NAMES`].
     pub names_truncated: bool,
-    /// Bytes of `data.parquet`, `traces.parquet` and (`vparquet2`)
+    /// Bytes of `data.parquet`, `traces.parquet` and (`vparquet2` on)
     /// `resources.parquet`; meta.json excluded.
     pub data_bytes: u64,
     /// Inclusive range of WAL segment numbers whose spans this block holds;

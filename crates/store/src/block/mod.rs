@@ -1,4 +1,4 @@
-//! The immutable block format of the embedded store, `vparquet2` — shaped
+//! The immutable block format of the embedded store, `vparquet3` — shaped
 //! like Grafana Tempo's vParquet blocks.
 //!
 //! A block is a directory `<blocks_dir>/<block_id>/` holding:
@@ -6,9 +6,10 @@
 //! - `data.parquet`: one row per span, sorted by trace id, then start time,
 //!   then span id. Hot columns (ids, service, name, kind, status, start,
 //!   duration, and the LLM fields model, input/output tokens and error
-//!   type derived from attributes) serve queries; nested generic columns
-//!   (attributes, events, links, scope) and `resource_index` together with
-//!   the span's own fields rebuild every span exactly. LZ4, dictionaries
+//!   type derived from attributes) serve queries; generic columns (nested
+//!   attributes; events and links as one encoded binary value each, null
+//!   when the span has none; scope) and `resource_index` together with the
+//!   span's own fields rebuild every span exactly. LZ4, dictionaries
 //!   for repeated strings, a bloom filter and page statistics on
 //!   `trace_id`, row groups that end at trace boundaries.
 //! - `resources.parquet`: each distinct resource of the block once (its
@@ -22,10 +23,12 @@
 //!   names, and per-value span counts ([`SpanCounts`]) for search
 //!   planning. Written last: its presence makes the directory a block.
 //!
-//! Blocks of the previous format, `vparquet1` (no `resources.parquet`; a
-//! nested `resource_attributes` column on every row of `data.parquet`),
-//! are still read: by id, by search, in listings and as compaction input.
-//! Every block written, by a cut or a compaction, is `vparquet2`.
+//! Blocks of the previous formats are still read: by id, by search, in
+//! listings and as compaction input. `vparquet2` has seven-field attribute
+//! structs and events and links as nested lists; `vparquet1` also has no
+//! `resources.parquet` (a nested `resource_attributes` column on every row
+//! of `data.parquet`). Every block written, by a cut or a compaction, is
+//! `vparquet3`.
 //!
 //! [`write_block`] writes a block atomically from spans in memory (the
 //! cut); [`BlockWriter`] writes one from traces pushed in trace-id order,
@@ -62,6 +65,7 @@ mod read;
 mod resources;
 mod schema;
 mod search;
+mod span_lists;
 mod stats;
 mod value_codec;
 mod write;
@@ -81,11 +85,11 @@ pub use write_stream::BlockWriter;
 pub const FORMAT_VERSION: &str = schema::Format::CURRENT.name();
 
 /// The block formats this build reads, for messages.
-pub const READABLE_VERSIONS: &str = "vparquet1, vparquet2";
+pub const READABLE_VERSIONS: &str = "vparquet1, vparquet2, vparquet3";
 
 /// The spans file of a block.
 pub const DATA_FILE: &str = "data.parquet";
-/// The distinct resources of a (`vparquet2`) block.
+/// The distinct resources of a (`vparquet2` or later) block.
 pub const RESOURCES_FILE: &str = "resources.parquet";
 /// The per-trace summaries file of a block.
 pub const TRACES_FILE: &str = "traces.parquet";

@@ -3,9 +3,10 @@
 //! every span (for compaction), and trace summaries by start time.
 //!
 //! Opening reads `meta.json`, the Parquet footers (with the page index)
-//! and, for a `vparquet2` block, its whole (small) resource table once;
-//! bloom filters are loaded on first use and kept. `vparquet1` blocks are
-//! read too: they differ only in where a span's resource comes from. Everything read
+//! and, for a `vparquet2` or later block, its whole (small) resource table
+//! once; bloom filters are loaded on first use and kept. Older formats
+//! are read too: they differ only in how rows rebuild a span (see
+//! [`super::schema`]), never in what queries read. Everything read
 //! from disk is checked: a damaged block gives a [`BlockError`], never a
 //! panic.
 
@@ -32,7 +33,7 @@ use super::error::BlockError;
 use super::file::BlockFile;
 use super::meta::{read_meta, BlockMeta};
 use super::resources::read_resources;
-use super::schema::{col, trace_col, Format, FORMAT_KEY, RESOURCES_SCHEMA, TRACES_SCHEMA};
+use super::schema::{col, trace_col, Format, FORMAT_KEY, TRACES_SCHEMA};
 use super::{DATA_FILE, RESOURCES_FILE, TMP_PREFIX, TRACES_FILE};
 
 /// Rows per decoded batch when scanning a whole file: bounds memory with
@@ -221,9 +222,9 @@ impl Block {
             &TRACES_SCHEMA,
             Some(meta.trace_count),
         )?;
-        let resources = match format {
-            Format::V1 => None,
-            Format::V2 => Some(load_resources(dir)?),
+        let resources = match format.resources_schema() {
+            None => None,
+            Some(schema) => Some(load_resources(dir, format, schema)?),
         };
         let parquet_schema = data.meta.parquet_schema();
         let trace_id_leaf = parquet_schema
@@ -720,14 +721,14 @@ fn next_batch(
     }
 }
 
-/// Reads the whole resource table of a `vparquet2` block.
-fn load_resources(dir: &Path) -> Result<Vec<Arc<Resource>>, BlockError> {
-    let file = OpenFile::open(
-        dir.join(RESOURCES_FILE),
-        Format::V2,
-        &RESOURCES_SCHEMA,
-        None,
-    )?;
+/// Reads the whole resource table of a `format` block (`vparquet2` or
+/// later), whose `resources.parquet` has `schema`.
+fn load_resources(
+    dir: &Path,
+    format: Format,
+    schema: &SchemaRef,
+) -> Result<Vec<Arc<Resource>>, BlockError> {
+    let file = OpenFile::open(dir.join(RESOURCES_FILE), format, schema, None)?;
     let all = (0..file.meta.metadata().num_row_groups()).collect();
     let reader = file.reader(all, None, None, None, 64 * 1024)?;
     let mut out = Vec::new();

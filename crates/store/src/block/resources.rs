@@ -1,4 +1,4 @@
-//! The resource table of a `vparquet2` block: each distinct resource once,
+//! The resource table of a `vparquet2` (or later) block: each distinct resource once,
 //! in `resources.parquet`, and one `resource_index` per span row in
 //! `data.parquet` pointing into it.
 //!

@@ -10,6 +10,19 @@
 //! `resource_index` (an index into `resources.parquet`, which stores each
 //! distinct resource of the block once) where `vparquet1` repeated the
 //! nested `resource_attributes` list on every row.
+//!
+//! `vparquet3` differs from `vparquet2` in two ways, both to cut the leaf
+//! columns every span row fills (each leaf costs level encoding and page
+//! bookkeeping per row, and the block cut is what bounds sustained ingest):
+//! - An attribute struct has five fields, `key`, `type`, `str`, `int` and
+//!   `bytes`, where `vparquet2` had seven: doubles and bools go into
+//!   `bytes` in the [`super::value_codec`] body encoding, like arrays and
+//!   kvlists. Strings and ints, what queries over attributes compare, keep
+//!   typed columns.
+//! - `events` and `links` are one nullable binary column each (null when
+//!   the span has none, nearly always) in the [`super::span_lists`]
+//!   encoding, where `vparquet2` had a nested list of structs with nine
+//!   leaves each. No query reads them; they only rebuild spans.
 
 use std::sync::{Arc, LazyLock};
 
@@ -72,17 +85,21 @@ pub(crate) enum Format {
     V1,
     /// Resources once per block in `resources.parquet`; rows hold an index.
     V2,
+    /// As `V2`, with five-field attribute structs and events and links as
+    /// encoded bytes.
+    V3,
 }
 
 impl Format {
     /// The format this build writes.
-    pub(crate) const CURRENT: Format = Format::V2;
+    pub(crate) const CURRENT: Format = Format::V3;
 
     /// The format named `name` in `meta.json` or a Parquet footer.
     pub(crate) fn from_name(name: &str) -> Option<Format> {
         match name {
             "vparquet1" => Some(Format::V1),
             "vparquet2" => Some(Format::V2),
+            "vparquet3" => Some(Format::V3),
             _ => None,
         }
     }
@@ -92,6 +109,7 @@ impl Format {
         match self {
             Format::V1 => "vparquet1",
             Format::V2 => "vparquet2",
+            Format::V3 => "vparquet3",
         }
     }
 
@@ -99,7 +117,8 @@ impl Format {
     pub(crate) fn data_schema(self) -> &'static SchemaRef {
         match self {
             Format::V1 => &DATA_SCHEMA_V1,
-            Format::V2 => &DATA_SCHEMA,
+            Format::V2 => &DATA_SCHEMA_V2,
+            Format::V3 => &DATA_SCHEMA,
         }
     }
 
@@ -107,13 +126,26 @@ impl Format {
     pub(crate) fn resource_column(self) -> &'static str {
         match self {
             Format::V1 => col::RESOURCE_V1,
-            Format::V2 => col::RESOURCE_INDEX,
+            Format::V2 | Format::V3 => col::RESOURCE_INDEX,
+        }
+    }
+
+    /// The Arrow schema of its `resources.parquet`; `None` for `V1`, which
+    /// has no such file.
+    pub(crate) fn resources_schema(self) -> Option<&'static SchemaRef> {
+        match self {
+            Format::V1 => None,
+            Format::V2 => Some(&RESOURCES_SCHEMA_V2),
+            Format::V3 => Some(&RESOURCES_SCHEMA),
         }
     }
 }
 
 /// The `type` tag of an attribute: which value column holds its value.
-/// Arrays and kvlists live in `bytes`, encoded by [`super::value_codec`].
+/// Strings live in `str` and ints in `int`; raw bytes in `bytes`; doubles,
+/// bools, arrays and kvlists in `bytes` as a [`super::value_codec`] body
+/// (`vparquet3`; `vparquet1` and `vparquet2` had `double` and `bool`
+/// columns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum ValueType {
@@ -197,9 +229,22 @@ pub(crate) fn status_from_u8(n: u8) -> Option<StatusCode> {
     })
 }
 
-/// The struct of one attribute: key, type tag, and one nullable column per
-/// value kind (only the one named by `type` is set).
+/// The struct of one attribute as this build writes it: key, type tag, and
+/// nullable value columns of which only the one the type names is set
+/// (see [`ValueType`]).
 pub(crate) fn attr_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("type", DataType::UInt8, false),
+        Field::new("str", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("bytes", DataType::Binary, true),
+    ])
+}
+
+/// The attribute struct of `vparquet1` and `vparquet2`: typed `double` and
+/// `bool` columns as well.
+fn attr_fields_v2() -> Fields {
     Fields::from(vec![
         Field::new("key", DataType::Utf8, false),
         Field::new("type", DataType::UInt8, false),
@@ -220,36 +265,82 @@ fn attr_list() -> DataType {
     DataType::List(item_field(attr_fields()))
 }
 
-pub(crate) fn event_fields() -> Fields {
+fn attr_list_v2() -> DataType {
+    DataType::List(item_field(attr_fields_v2()))
+}
+
+/// The struct of one event in `vparquet1` and `vparquet2`.
+fn event_fields_v2() -> Fields {
     Fields::from(vec![
         Field::new("time_unix_nano", DataType::UInt64, false),
         Field::new("name", DataType::Utf8, false),
-        Field::new("attributes", attr_list(), false),
+        Field::new("attributes", attr_list_v2(), false),
     ])
 }
 
-pub(crate) fn link_fields() -> Fields {
+/// The struct of one link in `vparquet1` and `vparquet2`.
+fn link_fields_v2() -> Fields {
     Fields::from(vec![
         Field::new("trace_id", DataType::FixedSizeBinary(16), false),
         Field::new("span_id", DataType::FixedSizeBinary(8), false),
-        Field::new("attributes", attr_list(), false),
+        Field::new("attributes", attr_list_v2(), false),
     ])
 }
 
 /// The Arrow schema of `data.parquet` as this build writes it: hot columns
-/// first, then the nested generic ones and `resource_index` that (with
+/// first, then the generic ones and `resource_index` that (with
 /// `resources.parquet`) rebuild every span field.
-pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> =
-    LazyLock::new(|| data_schema(Field::new(col::RESOURCE_INDEX, DataType::UInt32, false)));
+pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    data_schema(
+        Field::new(col::RESOURCE_INDEX, DataType::UInt32, false),
+        attr_list(),
+        Field::new(col::EVENTS, DataType::Binary, true),
+        Field::new(col::LINKS, DataType::Binary, true),
+    )
+});
+
+/// The Arrow schema of a `vparquet2` `data.parquet`, read but no longer
+/// written.
+pub(crate) static DATA_SCHEMA_V2: LazyLock<SchemaRef> = LazyLock::new(|| {
+    data_schema(
+        Field::new(col::RESOURCE_INDEX, DataType::UInt32, false),
+        attr_list_v2(),
+        events_v2(),
+        links_v2(),
+    )
+});
 
 /// The Arrow schema of a `vparquet1` `data.parquet`, read but no longer
 /// written.
-pub(crate) static DATA_SCHEMA_V1: LazyLock<SchemaRef> =
-    LazyLock::new(|| data_schema(Field::new(col::RESOURCE_V1, attr_list(), false)));
+pub(crate) static DATA_SCHEMA_V1: LazyLock<SchemaRef> = LazyLock::new(|| {
+    data_schema(
+        Field::new(col::RESOURCE_V1, attr_list_v2(), false),
+        attr_list_v2(),
+        events_v2(),
+        links_v2(),
+    )
+});
 
-/// The data schema with `resource` as its resource column; the formats
-/// differ in nothing else.
-fn data_schema(resource: Field) -> SchemaRef {
+fn events_v2() -> Field {
+    Field::new(
+        col::EVENTS,
+        DataType::List(item_field(event_fields_v2())),
+        false,
+    )
+}
+
+fn links_v2() -> Field {
+    Field::new(
+        col::LINKS,
+        DataType::List(item_field(link_fields_v2())),
+        false,
+    )
+}
+
+/// The data schema with `resource` as its resource column, `attributes`
+/// as the type of the span attribute list, and the given events and links
+/// columns; the formats differ in nothing else.
+fn data_schema(resource: Field, attributes: DataType, events: Field, links: Field) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
         Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
@@ -265,13 +356,9 @@ fn data_schema(resource: Field) -> SchemaRef {
         Field::new(col::INPUT_TOKENS, DataType::Int64, true),
         Field::new(col::OUTPUT_TOKENS, DataType::Int64, true),
         Field::new(col::ERROR_TYPE, DataType::Utf8, true),
-        Field::new(col::ATTRIBUTES, attr_list(), false),
-        Field::new(
-            col::EVENTS,
-            DataType::List(item_field(event_fields())),
-            false,
-        ),
-        Field::new(col::LINKS, DataType::List(item_field(link_fields())), false),
+        Field::new(col::ATTRIBUTES, attributes, false),
+        events,
+        links,
         resource,
         Field::new(col::SCOPE_NAME, DataType::Utf8, false),
         Field::new(col::SCOPE_VERSION, DataType::Utf8, false),
@@ -280,13 +367,20 @@ fn data_schema(resource: Field) -> SchemaRef {
 
 /// The Arrow schema of `resources.parquet`: one row per distinct resource
 /// of the block, in the order `resource_index` counts them.
-pub(crate) static RESOURCES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+pub(crate) static RESOURCES_SCHEMA: LazyLock<SchemaRef> =
+    LazyLock::new(|| resources_schema(attr_list()));
+
+/// The Arrow schema of a `vparquet2` `resources.parquet`.
+static RESOURCES_SCHEMA_V2: LazyLock<SchemaRef> =
+    LazyLock::new(|| resources_schema(attr_list_v2()));
+
+fn resources_schema(attributes: DataType) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         resource_col::ATTRIBUTES,
-        attr_list(),
+        attributes,
         false,
     )]))
-});
+}
 
 /// The Arrow schema of `traces.parquet`: one row per trace, sorted by start.
 pub(crate) static TRACES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -309,21 +403,11 @@ pub(crate) const FORMAT_KEY: &str = "chaintrace.block.format";
 /// hundred rows of each column instead of a whole row group.
 const DATA_PAGE_ROWS: usize = 256;
 
-/// The path of a leaf column inside a list of structs, e.g.
-/// `events.list.item.time_unix_nano`.
-fn leaf(parts: &[&str]) -> ColumnPath {
-    let mut path = vec![parts[0].to_string()];
-    for p in &parts[1..] {
-        path.extend(["list".to_string(), "item".to_string(), p.to_string()]);
-    }
-    ColumnPath::new(path)
-}
-
 /// Leaf columns a trace lookup reads that compression barely shrinks
-/// (random ids, dictionary indices, delta-packed numbers, nearly always
-/// empty lists). They stay uncompressed: decompressing them is pure cost.
+/// (random ids, dictionary indices, delta-packed numbers). They stay
+/// uncompressed: decompressing them is pure cost.
 fn uncompressed_leaves() -> Vec<ColumnPath> {
-    let mut leaves: Vec<ColumnPath> = [
+    [
         col::SPAN_ID,
         col::NAME,
         col::KIND,
@@ -336,15 +420,7 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
     ]
     .iter()
     .map(|c| ColumnPath::from(*c))
-    .collect();
-    leaves.push(leaf(&[col::EVENTS, "time_unix_nano"]));
-    leaves.push(leaf(&[col::EVENTS, "name"]));
-    leaves.push(leaf(&[col::LINKS, "trace_id"]));
-    leaves.push(leaf(&[col::LINKS, "span_id"]));
-    for f in attr_fields().iter() {
-        leaves.push(leaf(&[col::LINKS, "attributes", f.name()]));
-    }
-    leaves
+    .collect()
 }
 
 /// Settings of `data.parquet`.
@@ -362,7 +438,7 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
 /// - Ids are random: no dictionary for `span_id` (it would only add
 ///   indices); `trace_id` runs of equal values cost almost nothing with
 ///   `DELTA_BYTE_ARRAY`, and a lookup has no large dictionary to decode.
-/// - Start and event times are nearly unique: delta-packed, no dictionary.
+/// - Start times are nearly unique: delta-packed, no dictionary.
 ///   Durations try a dictionary first (millisecond clocks repeat values)
 ///   and fall back to delta packing.
 /// - Page statistics (the column index) only where pruning uses them:
@@ -372,7 +448,6 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
 pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
     let start = ColumnPath::from(col::START);
-    let event_time = leaf(&[col::EVENTS, "time_unix_nano"]);
     let schema = &*DATA_SCHEMA;
     let index = |name: &str| schema.index_of(name).unwrap_or(0) as i32;
     let mut b = WriterProperties::builder()
@@ -391,8 +466,6 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
         .set_column_dictionary_enabled(start.clone(), false)
         .set_column_encoding(start, Encoding::DELTA_BINARY_PACKED)
-        .set_column_dictionary_enabled(event_time.clone(), false)
-        .set_column_encoding(event_time, Encoding::DELTA_BINARY_PACKED)
         .set_column_encoding(
             ColumnPath::from(col::DURATION),
             Encoding::DELTA_BINARY_PACKED,

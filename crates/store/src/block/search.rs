@@ -376,7 +376,7 @@ fn counted(
 
 #[cfg(test)]
 mod tests {
-    use super::super::schema::{DATA_SCHEMA, DATA_SCHEMA_V1};
+    use super::super::schema::{DATA_SCHEMA, DATA_SCHEMA_V1, DATA_SCHEMA_V2};
     use super::*;
 
     #[test]
@@ -397,6 +397,7 @@ mod tests {
         ] {
             assert!(DATA_SCHEMA.index_of(clause_column(&c)).is_ok());
             assert!(DATA_SCHEMA_V1.index_of(clause_column(&c)).is_ok());
+            assert!(DATA_SCHEMA_V2.index_of(clause_column(&c)).is_ok());
         }
     }
 }

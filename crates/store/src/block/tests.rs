@@ -614,36 +614,41 @@ fn fixture_reads_back(dir: &Path, version: &str, mut expected: Vec<Span>, traces
 }
 
 #[test]
-fn a_v1_and_a_v2_block_merge_into_a_v2_block() {
+fn blocks_of_every_format_merge_into_a_current_block() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = Block::open(&v1_fixture()).unwrap();
+    let v2 = Block::open(&v2_fixture()).unwrap();
     let mut newer = demo_spans(20, 1_700_000_000_000_000_000);
     // Equal in value to a fixture resource, in a separate Arc.
-    let fixture = super::testing::fixture_spans();
+    let fixture = super::testing::fixture_spans_v2();
     newer[0].resource = Arc::new((*fixture[0].resource).clone());
-    let v2 = write_and_open(tmp.path(), "v2", newer.clone(), 50);
-    assert_eq!(v2.meta().version, FORMAT_VERSION);
+    let v3 = write_and_open(tmp.path(), "v3", newer.clone(), 50);
+    assert_eq!(v3.meta().version, FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, "vparquet3");
+    // The vparquet2 fixture repeats the vparquet1 one's spans: duplicates.
     let mut spans = v1.read_all().unwrap();
     spans.extend(v2.read_all().unwrap());
+    spans.extend(v3.read_all().unwrap());
     let opts = BlockWriteOptions {
-        replaces: vec![v1.meta().id.clone(), "v2".into()],
+        replaces: vec![v1.meta().id.clone(), v2.meta().id.clone(), "v3".into()],
         compaction_level: 1,
         ..opts(40)
     };
     let meta = write_block_refs(tmp.path(), "merged", spans.iter().collect(), &opts).unwrap();
-    assert_eq!(meta.version, "vparquet2");
+    assert_eq!(meta.version, FORMAT_VERSION);
     let merged = Block::open(&tmp.path().join("merged")).unwrap();
     let mut expected = fixture;
     expected.extend(newer);
     block_order(&mut expected);
     assert_eq!(merged.read_all().unwrap(), expected);
-    // Three fixture resources plus the demo one, each stored once.
+    // Three fixture resources, the every-type one and the demo one, each
+    // stored once.
     let resources = parquet::file::reader::SerializedFileReader::new(
         fs::File::open(tmp.path().join("merged").join(RESOURCES_FILE)).unwrap(),
     )
     .unwrap();
     use parquet::file::reader::FileReader;
-    assert_eq!(resources.metadata().file_metadata().num_rows(), 4);
+    assert_eq!(resources.metadata().file_metadata().num_rows(), 5);
 }
 
 #[test]

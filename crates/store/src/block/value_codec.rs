@@ -1,8 +1,11 @@
-//! The byte encoding of nested attribute values (arrays and key-value lists).
+//! The byte encoding of attribute values that have no typed column:
+//! doubles, bools, arrays and key-value lists (`vparquet3`; older formats
+//! used it for arrays and kvlists only).
 //!
-//! Scalars have columns of their own in the attribute struct; an
-//! [`AnyValue::Array`] or [`AnyValue::KvList`] is stored in the `bytes`
-//! column in this encoding, tagged by the attribute's `type` column.
+//! Strings and ints have columns of their own in the attribute struct; the
+//! other values are stored in its `bytes` column in this encoding, tagged
+//! by the attribute's `type` column. [`super::span_lists`] builds the
+//! events and links encoding on it.
 //!
 //! Why not postcard or JSON: JSON cannot carry NaN or infinities and
 //! spells bytes as number lists; postcard does not bound nesting depth while
@@ -69,20 +72,27 @@ fn encode_body_at(value: &AnyValue, out: &mut Vec<u8>, depth: usize) -> Result<(
     Ok(())
 }
 
+/// Encodes an attribute list as a kvlist body (count, then key, tag byte
+/// and body of each), its values as deep as top-level attribute values may
+/// be. On a value nested too deep, returns that attribute's key.
+pub(crate) fn encode_attributes(kvs: &[KeyValue], out: &mut Vec<u8>) -> Result<(), String> {
+    put_varint(out, kvs.len() as u64);
+    for kv in kvs {
+        put_bytes(out, kv.key.as_bytes());
+        encode_at(&kv.value, out, 1).map_err(|TooDeep| kv.key.to_string())?;
+    }
+    Ok(())
+}
+
 /// Decodes the body of one value of type `ty` that must span all of `bytes`.
 pub(crate) fn decode_body(ty: ValueType, bytes: &[u8]) -> Result<AnyValue, String> {
-    let mut input = Input { bytes, pos: 0 };
+    let mut input = Input::new(bytes);
     let value = input.body(ty, 1)?;
-    if input.pos != bytes.len() {
-        return Err(format!(
-            "nested value has {} trailing bytes",
-            bytes.len() - input.pos
-        ));
-    }
+    input.finish()?;
     Ok(value)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -90,19 +100,56 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-struct Input<'a> {
+/// A checked reader over encoded bytes: every read names what was wrong
+/// and no count can allocate more than the input could hold.
+pub(crate) struct Input<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Input<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Input<'a> {
+        Input { bytes, pos: 0 }
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn finish(&self) -> Result<(), String> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(format!("nested value has {n} trailing bytes")),
+        }
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
+    }
+
+    /// `N` bytes as an array.
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// An attribute list written by [`encode_attributes`].
+    pub(crate) fn attributes(&mut self) -> Result<Vec<KeyValue>, String> {
+        self.kvs(1)
+    }
+
+    fn kvs(&mut self, depth: usize) -> Result<Vec<KeyValue>, String> {
+        let n = self.len()?;
+        let mut kvs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = self.string()?.into();
+            let value = self.value(depth)?;
+            kvs.push(KeyValue { key, value });
+        }
+        Ok(kvs)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -136,7 +183,7 @@ impl<'a> Input<'a> {
 
     /// A length or count that cannot exceed the bytes left (each element
     /// takes at least one byte), so no allocation outgrows the input.
-    fn len(&mut self) -> Result<usize, String> {
+    pub(crate) fn len(&mut self) -> Result<usize, String> {
         let n = self.varint()?;
         match usize::try_from(n) {
             Ok(n) if n <= self.remaining() => Ok(n),
@@ -147,7 +194,7 @@ impl<'a> Input<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    pub(crate) fn string(&mut self) -> Result<String, String> {
         let n = self.len()?;
         let raw = self.take(n)?;
         String::from_utf8(raw.to_vec()).map_err(|_| "nested string is not UTF-8".to_string())
@@ -193,16 +240,7 @@ impl<'a> Input<'a> {
                 }
                 AnyValue::Array(items)
             }
-            ValueType::KvList => {
-                let n = self.len()?;
-                let mut kvs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let key = self.string()?.into();
-                    let value = self.value(depth + 1)?;
-                    kvs.push(KeyValue { key, value });
-                }
-                AnyValue::KvList(kvs)
-            }
+            ValueType::KvList => AnyValue::KvList(self.kvs(depth + 1)?),
         })
     }
 }

@@ -16,8 +16,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, CompactString, Event, KeyValue, Link, Span, SpanId, Trace, TraceId, TraceSummary,
-    UnixNanos,
+    AnyValue, CompactString, Event, KeyValue, Link, Resource, Span, SpanId, Trace, TraceId,
+    TraceSummary, UnixNanos,
 };
 
 use crate::search::SpanClause;
@@ -70,10 +70,21 @@ impl Head {
     /// Adds a batch, dropping spans already held.
     pub(crate) fn insert(&mut self, spans: Vec<Span>) -> InsertOutcome {
         let mut outcome = InsertOutcome::default();
+        // Spans of one export share their resource: its share of the
+        // estimate is worked out once per run of equal resources.
+        let mut resource: Option<(*const Resource, u64)> = None;
         let mut spans = spans.into_iter();
         while let Some(span) = spans.next() {
             let trace_id = span.trace_id;
-            let bytes = estimate_span_bytes(&span) + SPAN_OVERHEAD;
+            let share = match resource {
+                Some((r, share)) if r == Arc::as_ptr(&span.resource) => share,
+                _ => {
+                    let share = resource_share(&span.resource);
+                    resource = Some((Arc::as_ptr(&span.resource), share));
+                    share
+                }
+            };
+            let bytes = own_bytes(&span) + share + SPAN_OVERHEAD;
             match self.traces.entry(trace_id) {
                 Entry::Occupied(entry) => {
                     let trace = entry.into_mut();
@@ -339,6 +350,18 @@ fn heap(len: usize) -> usize {
 /// overhead included. A resource shared by several spans is charged to
 /// each in proportion.
 pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
+    own_bytes(span) + resource_share(&span.resource)
+}
+
+/// The share of [`estimate_span_bytes`] charged to a span holding
+/// `resource`: its bytes over the number of holders.
+fn resource_share(resource: &Arc<Resource>) -> u64 {
+    let bytes = heap(size_of_val(&**resource) + 16) + attributes_bytes(&resource.attributes);
+    (bytes / Arc::strong_count(resource).max(1)) as u64
+}
+
+/// [`estimate_span_bytes`] without the span's resource.
+fn own_bytes(span: &Span) -> u64 {
     let events: usize = heap(size_of::<Event>() * span.events.capacity())
         + span
             .events
@@ -351,9 +374,6 @@ pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
             .iter()
             .map(|l| attributes_bytes(&l.attributes))
             .sum::<usize>();
-    let resource = (heap(size_of_val(&*span.resource) + 16)
-        + attributes_bytes(&span.resource.attributes))
-        / Arc::strong_count(&span.resource).max(1);
     let total = size_of::<Span>()
         + text_bytes(&span.name)
         + heap(span.status.message.len())
@@ -361,8 +381,7 @@ pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
         + text_bytes(&span.scope.version)
         + attributes_bytes(&span.attributes)
         + events
-        + links
-        + resource;
+        + links;
     total as u64
 }
 

@@ -84,8 +84,8 @@ pub(crate) struct SpanColumns<'a> {
     start: &'a UInt64Array,
     duration: &'a UInt64Array,
     attributes: AttrListReader<'a>,
-    events: EventColumns<'a>,
-    links: LinkColumns<'a>,
+    events: ListColumn<'a, NestedEvents<'a>>,
+    links: ListColumn<'a, NestedLinks<'a>>,
     resource: ResourceColumn<'a>,
     scope_name: &'a StringArray,
     scope_version: &'a StringArray,
@@ -170,8 +170,8 @@ impl<'a> SpanColumns<'a> {
                 column::<ListArray>(batch, col::ATTRIBUTES, true)?,
                 col::ATTRIBUTES,
             )?,
-            events: EventColumns::new(batch)?,
-            links: LinkColumns::new(batch)?,
+            events: ListColumn::new(batch, col::EVENTS, NestedEvents::new)?,
+            links: ListColumn::new(batch, col::LINKS, NestedLinks::new)?,
             resource,
             scope_name: column(batch, col::SCOPE_NAME, true)?,
             scope_version: column(batch, col::SCOPE_VERSION, true)?,
@@ -223,10 +223,10 @@ impl<'a> SpanColumns<'a> {
 
     fn events(&self, row: usize) -> Result<Vec<Event>, String> {
         let e = match &self.events {
-            EventColumns::Bytes(b) => {
+            ListColumn::Bytes(b) => {
                 return list_bytes(b, row, col::EVENTS, span_lists::decode_events)
             }
-            EventColumns::Nested(e) => e,
+            ListColumn::Nested(e) => e,
         };
         list_range(e.list, row, col::EVENTS)?
             .map(|j| {
@@ -241,10 +241,10 @@ impl<'a> SpanColumns<'a> {
 
     fn links(&self, row: usize) -> Result<Vec<Link>, String> {
         let l = match &self.links {
-            LinkColumns::Bytes(b) => {
+            ListColumn::Bytes(b) => {
                 return list_bytes(b, row, col::LINKS, span_lists::decode_links)
             }
-            LinkColumns::Nested(l) => l,
+            ListColumn::Nested(l) => l,
         };
         list_range(l.list, row, col::LINKS)?
             .map(|j| {
@@ -298,33 +298,29 @@ fn struct_fields<'a>(
     })
 }
 
-/// The `events` column.
-enum EventColumns<'a> {
+/// The `events` or `links` column.
+enum ListColumn<'a, N> {
     /// `vparquet3`: one nullable binary value per row.
     Bytes(&'a BinaryArray),
-    /// `vparquet1` and `vparquet2`: a list of structs.
-    Nested(NestedEvents<'a>),
+    /// `vparquet1` and `vparquet2`: a list of structs, viewed as `N`.
+    Nested(N),
 }
 
-impl<'a> EventColumns<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<Self, String> {
-        Ok(match binary_column(batch, col::EVENTS)? {
-            Some(b) => EventColumns::Bytes(b),
-            None => EventColumns::Nested(NestedEvents::new(column(batch, col::EVENTS, true)?)?),
+impl<'a, N> ListColumn<'a, N> {
+    /// The column `name` of `batch`: binary, or a list that `nested` views.
+    fn new(
+        batch: &'a RecordBatch,
+        name: &str,
+        nested: fn(&'a ListArray) -> Result<N, String>,
+    ) -> Result<Self, String> {
+        let array = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("column {name} is missing"))?;
+        Ok(match array.as_any().downcast_ref::<BinaryArray>() {
+            Some(b) => ListColumn::Bytes(b),
+            None => ListColumn::Nested(nested(column(batch, name, true)?)?),
         })
     }
-}
-
-/// The `vparquet3` binary column `name` of `batch`, `None` when the column
-/// is the older nested list.
-fn binary_column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<Option<&'a BinaryArray>, String> {
-    let array = batch
-        .column_by_name(name)
-        .ok_or_else(|| format!("column {name} is missing"))?;
-    Ok(array.as_any().downcast_ref::<BinaryArray>())
 }
 
 /// The `vparquet2` `events` column: `List<Struct<time_unix_nano, name,
@@ -344,23 +340,6 @@ impl<'a> NestedEvents<'a> {
             time: downcast(field("time_unix_nano")?, "events.time_unix_nano")?,
             name: downcast(field("name")?, "events.name")?,
             attributes: AttrListReader::new(field("attributes")?, "events.attributes")?,
-        })
-    }
-}
-
-/// The `links` column.
-enum LinkColumns<'a> {
-    /// `vparquet3`: one nullable binary value per row.
-    Bytes(&'a BinaryArray),
-    /// `vparquet1` and `vparquet2`: a list of structs.
-    Nested(NestedLinks<'a>),
-}
-
-impl<'a> LinkColumns<'a> {
-    fn new(batch: &'a RecordBatch) -> Result<Self, String> {
-        Ok(match binary_column(batch, col::LINKS)? {
-            Some(b) => LinkColumns::Bytes(b),
-            None => LinkColumns::Nested(NestedLinks::new(column(batch, col::LINKS, true)?)?),
         })
     }
 }

@@ -17,7 +17,7 @@ use crate::{analyze, error_groups, gantt, ErrorTypeSource, PriceTable};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/otlp-traces-python-rag-chain.json"
+    "/../../testdata/otlp-traces-python-rag-chain.json"
 );
 
 fn nanos(v: &Value) -> u64 {

@@ -13,10 +13,7 @@ pub const JSON_FIXTURE: &str = "otlp-traces-python-rag-chain.json";
 
 /// Reads a file of the shared, read-only test data.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../../shared/testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../testdata/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {path}: {e}"))
 }
 

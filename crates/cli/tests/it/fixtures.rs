@@ -1,4 +1,4 @@
-//! The captured Python payloads from ../shared/testdata, posted over OTLP/HTTP,
+//! The captured Python payloads in the repository's testdata/, posted over OTLP/HTTP,
 //! come back through the Jaeger API as the exact trees the SDK recorded.
 
 use serde_json::Value;

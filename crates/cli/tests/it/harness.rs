@@ -28,10 +28,10 @@ pub fn chaintrace(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A fixture from ../shared/testdata.
+/// A fixture from the repository's `testdata/` (real client payloads, never edited).
 pub fn testdata(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/testdata")
+        .join("../../testdata")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }

@@ -73,7 +73,11 @@ pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, 
                 // Would not leave fewer blocks than it reads.
                 continue;
             }
-            merge(inner, level, chosen, stopped)?;
+            // Merged in arrival order, so the copy of a duplicate span that
+            // survives is the one reads showed (the first to arrive).
+            let mut chosen = chosen.to_vec();
+            crate::generations::arrival_order(&mut chosen);
+            merge(inner, level, &chosen, stopped)?;
             merges += 1;
             inner.compactions.fetch_add(1, Ordering::Relaxed);
         }
@@ -295,8 +299,9 @@ impl<'b> Merge<'b> {
     }
 }
 
-/// Keeps the first of each span id (inputs are gathered oldest block
-/// first), then sorts by (start, span id): block order within a trace.
+/// Keeps the first of each span id (inputs are gathered in arrival order,
+/// see [`crate::generations`]), then sorts by (start, span id): block
+/// order within a trace.
 fn dedupe(mut spans: Vec<Span>) -> Vec<Span> {
     // Stable: among equal span ids the first gathered stays first.
     spans.sort_by_key(|s| s.span_id);

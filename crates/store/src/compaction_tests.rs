@@ -430,3 +430,41 @@ async fn the_newest_cut_blocks_wait_until_newer_ones_arrive() {
         "the newest block holds the newest trace"
     );
 }
+
+/// A retried span with other content lands in a block whose data starts
+/// earlier than the first copy's block. Reads and compaction both keep the
+/// copy that arrived first: arrival order, not data time, decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_copy_to_arrive_wins_before_and_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+    let base = UnixNanos::now().0 - 3_600_000_000_000;
+    let first = span(1, 2, Some(1), "rag", "first", base + 10, base + 20);
+    let mut retry = first.clone();
+    retry.name = "retry".into();
+    retry.end = UnixNanos(base + 900);
+    let batches = [
+        vec![first.clone()],
+        // Starts before the first block's data: sorts first by data time.
+        vec![retry, span(1, 1, None, "rag", "root", base, base + 1_000)],
+        vec![span(1, 3, Some(1), "rag", "last", base + 30, base + 40)],
+    ];
+    for batch in batches {
+        store.append(batch).await.unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+    }
+    let names =
+        |trace: Trace| -> Vec<String> { trace.spans.iter().map(|s| s.name.to_string()).collect() };
+    let want = vec!["root", "first", "last"];
+    let before = store.trace(trace_id(1)).await.unwrap().unwrap();
+    assert_eq!(names(before.clone()), want, "read before compaction");
+    assert_eq!(before.spans[1], first);
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    assert_eq!(blocks_on_disk(&config.blocks_dir()).len(), 1);
+    let after = store.trace(trace_id(1)).await.unwrap().unwrap();
+    assert_eq!(after, before, "compaction kept the copy reads showed");
+    drop(store);
+    let (store, _) = EmbeddedStore::open(config).unwrap();
+    assert_eq!(store.trace(trace_id(1)).await.unwrap().unwrap(), before);
+}

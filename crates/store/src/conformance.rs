@@ -48,6 +48,7 @@ pub async fn run_all<H: Harness>(harness: &H) {
     trace_across_persist_and_reopen(harness, store).await;
     let store = harness.open().await;
     duplicates_are_never_visible(harness, &store).await;
+    first_copy_wins_everywhere(harness, &store).await;
     listing_ranges_limits_services(harness, &store).await;
     search_reads_whole_traces_across_storage(harness, &store).await;
     scan_spans_by_trace_start(harness, &store).await;
@@ -239,6 +240,66 @@ async fn duplicates_are_never_visible<H: Harness>(harness: &H, store: &H::S) {
         Some(2),
         "counted once"
     );
+}
+
+/// A later copy of a stored span, whatever it says, never replaces the
+/// first one: not in trace by id, search or scans, whether the copies sit in
+/// recent data, in persisted data, or one in each.
+async fn first_copy_wins_everywhere<H: Harness>(harness: &H, store: &H::S) {
+    let base = now() - HOUR / 3;
+    let first = vec![
+        span(8, 0, "rag", "root", base, 100),
+        span(8, 1, "rag", "first-child", base + 1, 10),
+    ];
+    let mut second = first.clone();
+    second[1].name = "second-child".into();
+    second[1].end = UnixNanos(base + 90);
+    second[1].status.code = StatusCode::Error;
+
+    let check = |when: &'static str| async move {
+        let trace = store.trace(tid(8)).await.expect("trace").expect("stored");
+        let names: Vec<&str> = trace.spans.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["root", "first-child"], "trace by id, {when}");
+        assert_eq!(
+            trace.spans[1].end,
+            UnixNanos(base + 11),
+            "trace by id, {when}"
+        );
+        let (found, _) = search(store, vec![], (Some(base), Some(base + 10)), 0, 100).await;
+        let found: Vec<&Trace> = found.iter().filter(|t| t.trace_id == tid(8)).collect();
+        assert_eq!(found.len(), 1, "search, {when}");
+        assert_eq!(&found[0].spans, &trace.spans, "search, {when}");
+        let errors = SpanClause::StatusError;
+        let (failed, _) = search(store, vec![errors], (Some(base), Some(base + 10)), 0, 100).await;
+        assert!(
+            failed.iter().all(|t| t.trace_id != tid(8)),
+            "search by the later copy's status, {when}"
+        );
+        let mut scanned: Vec<Span> = store
+            .scan_spans(Some(UnixNanos(base)), Some(UnixNanos(base + 10)), 100)
+            .await
+            .expect("scan")
+            .into_iter()
+            .filter(|s| s.trace_id == tid(8))
+            .collect();
+        scanned.sort_by_key(|s| s.span_id);
+        let mut want = trace.spans.clone();
+        want.sort_by_key(|s| s.span_id);
+        assert_eq!(scanned, want, "scan_spans, {when}");
+    };
+
+    store.append(first.clone()).await.expect("append");
+    store
+        .append(second.clone())
+        .await
+        .expect("append a changed retry");
+    check("both recent").await;
+    harness.persist(store).await;
+    check("both persisted together").await;
+    store.append(second.clone()).await.expect("append again");
+    check("first persisted, second recent").await;
+    harness.persist(store).await;
+    check("in two persisted parts").await;
 }
 
 async fn listing_ranges_limits_services<H: Harness>(harness: &H, store: &H::S) {

@@ -25,11 +25,11 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLoc
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chaintrace_model::{Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
 
-use crate::block::BlockMeta;
 use crate::catalog::Catalog;
 use crate::head::Head;
+use crate::lock::DirLock;
 use crate::maintenance;
 use crate::search::{SearchRequest, SearchStats};
 use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
@@ -272,6 +272,9 @@ pub(crate) struct Inner {
     pub(crate) blocks_cut: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) blocks_deleted: AtomicU64,
+    /// The data directory's lock, released when the last handle goes (or,
+    /// in tests, at a simulated crash).
+    _lock: Mutex<Option<DirLock>>,
 }
 
 impl Inner {
@@ -354,30 +357,11 @@ impl Inner {
         }
     }
 
-    /// Every stored span of trace `id`, from all generations, duplicates dropped.
-    fn trace_blocking(&self, id: TraceId) -> Result<Option<Trace>, StoreError> {
-        let (mut spans, frozen) = {
-            let heads = self.heads();
-            let spans = heads.active.trace(&id).map(|t| t.spans).unwrap_or_default();
-            (spans, heads.frozen.clone())
-        };
-        for f in &frozen {
-            if let Some(t) = f.head.trace(&id) {
-                spans.extend(t.spans);
-            }
-        }
-        for block in self.catalog.blocks() {
-            // Cheaper than the bloom filter: no Parquet touched at all.
-            if block.meta().may_hold_trace(id) {
-                spans.extend(block.trace_spans(id)?);
-            }
-        }
-        if spans.is_empty() {
-            return Ok(None);
-        }
-        let mut seen: HashSet<SpanId> = HashSet::with_capacity(spans.len());
-        spans.retain(|s| seen.insert(s.span_id));
-        Ok(Some(Trace::new(id, spans)))
+    /// Every stored span of trace `id`, from all generations, duplicates
+    /// dropped by the store's one rule (see [`crate::generations`]).
+    pub(crate) fn trace_blocking(&self, id: TraceId) -> Result<Option<Trace>, StoreError> {
+        let mut spans = self.gather_traces(&[id], None, usize::MAX)?;
+        Ok(spans.remove(&id).map(|list| Trace::new(id, list)))
     }
 
     /// Newest-first summaries from all generations. A trace found in more
@@ -463,8 +447,9 @@ impl Inner {
 
 impl Inner {
     /// See [`Store::scan_spans`]. Only traces that start in the range are
-    /// decoded: their ids come from the heads and from each block's trace
-    /// summaries.
+    /// decoded: their ids come from the heads' and each block's trace
+    /// summaries, whose span counts refuse an oversized range before
+    /// anything is decoded.
     fn scan_spans_blocking(
         &self,
         start: Option<UnixNanos>,
@@ -472,15 +457,10 @@ impl Inner {
         max_spans: usize,
     ) -> Result<Vec<Span>, StoreError> {
         let in_range = |t: UnixNanos| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
-        let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
-        let mut total = 0usize;
-        let take =
-            |spans: Vec<Span>, by_trace: &mut HashMap<TraceId, Vec<Span>>, total: &mut usize| {
-                for span in spans {
-                    *total += 1;
-                    by_trace.entry(span.trace_id).or_default().push(span);
-                }
-            };
+        let too_much = || StoreError::TooMuchData { limit: max_spans };
+        // Duplicates and spans of a trace outside the range that still
+        // start inside it are read before they can be told apart.
+        let slack = max_spans.saturating_add(max_spans / 2);
         let query = TraceListQuery {
             limit: usize::MAX,
             service: None,
@@ -489,9 +469,8 @@ impl Inner {
         };
         // Refuse before decoding anything when blocks lying wholly inside
         // the range already hold too much: decoded spans take ~1 KiB each.
-        let surely_inside: u64 = self
-            .catalog
-            .blocks()
+        let blocks = self.catalog.blocks();
+        let surely_inside: u64 = blocks
             .iter()
             .map(|b| b.meta())
             .filter(|m| {
@@ -500,83 +479,54 @@ impl Inner {
             .map(|m| m.span_count)
             .sum();
         if surely_inside > max_spans as u64 {
-            return Err(StoreError::TooMuchData { limit: max_spans });
-        }
-        let frozen = {
-            let heads = self.heads();
-            for summary in heads.active.recent_traces(&query) {
-                if let Some(t) = heads.active.trace(&summary.trace_id) {
-                    take(t.spans, &mut by_trace, &mut total);
-                }
-            }
-            heads.frozen.clone()
-        };
-        for f in &frozen {
-            for summary in f.head.recent_traces(&query) {
-                if let Some(t) = f.head.trace(&summary.trace_id) {
-                    take(t.spans, &mut by_trace, &mut total);
-                }
-            }
+            return Err(too_much());
         }
         // Candidates: traces that start in range somewhere (a trace starts
         // where its earliest span is, so it starts in range in that
-        // generation's summaries). Their spans are counted from the
-        // summaries before anything is decoded, then read whole from every
-        // block that may hold later spans of them.
-        let blocks = self.catalog.blocks();
-        let may_hold_later_spans = |meta: &BlockMeta| start.is_none_or(|s| meta.max_end >= s);
-        let mut candidates: HashSet<TraceId> = by_trace.keys().copied().collect();
-        let mut expected = total as u64;
-        for block in &blocks {
-            if !may_hold_later_spans(block.meta()) {
-                continue;
+        // generation's summaries).
+        let mut candidates: HashSet<TraceId> = HashSet::new();
+        let mut expected = 0u64;
+        {
+            let heads = self.heads();
+            let generations =
+                std::iter::once(&heads.active).chain(heads.frozen.iter().map(|f| &f.head));
+            for head in generations {
+                for summary in head.recent_traces(&query) {
+                    candidates.insert(summary.trace_id);
+                    expected += summary.span_count;
+                }
             }
+        }
+        // A block that ends before the range cannot hold a span of a trace
+        // starting in it.
+        for block in blocks
+            .iter()
+            .filter(|b| start.is_none_or(|s| b.meta().max_end >= s))
+        {
             for summary in block.trace_summaries(start, end)? {
                 candidates.insert(summary.trace_id);
                 expected += summary.span_count;
             }
-            if expected > max_spans.saturating_add(max_spans / 2) as u64 {
-                return Err(StoreError::TooMuchData { limit: max_spans });
+            if expected > slack as u64 {
+                return Err(too_much());
             }
         }
-        let mut ids: Vec<TraceId> = candidates.into_iter().collect();
-        ids.sort_unstable();
-        // Later spans of a trace that started in a block may sit in a head.
-        let late: Vec<Span> = {
-            let heads = self.heads();
-            let from_heads = |id: &TraceId| {
-                std::iter::once(&heads.active)
-                    .chain(frozen.iter().map(|f| &f.head))
-                    .filter_map(|h| h.trace(id))
-                    .flat_map(|t| t.spans)
-                    .collect::<Vec<Span>>()
-            };
-            ids.iter()
-                .filter(|id| !by_trace.contains_key(id))
-                .flat_map(from_heads)
-                .collect()
-        };
-        take(late, &mut by_trace, &mut total);
-        for block in &blocks {
-            if ids.is_empty() || !may_hold_later_spans(block.meta()) {
-                continue;
-            }
-            take(block.spans_of_traces(&ids)?, &mut by_trace, &mut total);
-            if total > max_spans.saturating_add(max_spans / 2) {
-                return Err(StoreError::TooMuchData { limit: max_spans });
-            }
-        }
+        let ids: Vec<TraceId> = candidates.into_iter().collect();
+        let gathered = self
+            .gather_traces(&ids, start, slack)
+            .map_err(|e| match e {
+                StoreError::TooMuchData { .. } => too_much(),
+                other => other,
+            })?;
         let mut out = Vec::new();
-        for (_, mut spans) in by_trace {
+        for (_, spans) in gathered {
             let trace_start = spans.iter().map(|s| s.start).min().unwrap_or_default();
             if !in_range(trace_start) {
                 continue;
             }
-            let mut seen: HashSet<SpanId> = HashSet::with_capacity(spans.len());
-            spans.retain(|s| seen.insert(s.span_id));
             out.extend(spans);
             if out.len() > max_spans {
-                return Err(StoreError::TooMuchData { limit: max_spans });
+                return Err(too_much());
             }
         }
         Ok(out)
@@ -594,6 +544,9 @@ impl EmbeddedStore {
     /// needs no async runtime: from async code, call it through
     /// `tokio::task::spawn_blocking`.
     pub fn open(config: EmbeddedConfig) -> Result<(EmbeddedStore, ReplayReport), StoreError> {
+        // Before anything below truncates or deletes what a running store
+        // is writing.
+        let lock = DirLock::acquire(&config.dir)?;
         let catalog = Catalog::open(&config.blocks_dir())?;
         let covered = catalog.covered_through();
         let mut head = Head::default();
@@ -641,6 +594,7 @@ impl EmbeddedStore {
             blocks_cut: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             blocks_deleted: AtomicU64::new(0),
+            _lock: Mutex::new(Some(lock)),
         });
         let store = EmbeddedStore {
             inner,
@@ -692,6 +646,21 @@ impl EmbeddedStore {
             }
         }
         self.inner.wal.close();
+    }
+
+    /// Like `kill -9` in a test, with `std::mem::forget` of the store
+    /// after it: releases the directory lock, as the kernel would, so the
+    /// test can open the directory again while nothing else is closed,
+    /// flushed or dropped.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        drop(
+            self.inner
+                ._lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// The configuration the store was opened with.
@@ -829,9 +798,24 @@ impl Store for EmbeddedStore {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| StoreError::Closed("a query task was cancelled by runtime shutdown"))?
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            tracing::error!(panic = %what, "a store query panicked");
+            Err(StoreError::Internal(format!(
+                "a store query panicked: {what}"
+            )))
+        }
+        Err(_) => Err(StoreError::Closed(
+            "a query task was cancelled by runtime shutdown",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -1030,6 +1014,7 @@ mod tests {
         let (store, _) = open(dir.path());
         append_three(&store).await;
         // Like kill -9: no close, no Drop, the writer thread is left parked.
+        store.crash();
         std::mem::forget(store);
 
         let (store, report) = open(dir.path());
@@ -1168,6 +1153,7 @@ mod tests {
         assert_eq!(stats.traces, u64::from(TASKS));
         assert!(stats.wal_syncs >= 1);
         // No close: durability must not depend on it.
+        store.crash();
         std::mem::forget(store);
 
         let (store, report) = open(dir.path());
@@ -1505,6 +1491,7 @@ mod conformance_tests {
             .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
             .collect();
         tokio::task::block_in_place(|| store.flush()).unwrap();
+        store.crash();
         std::mem::forget(store);
         // As if the process died after installing the block, before deleting segments.
         for (path, bytes) in saved {

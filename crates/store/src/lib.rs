@@ -34,7 +34,9 @@ mod compaction_tests;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;
+mod generations;
 mod head;
+mod lock;
 mod maintenance;
 mod search;
 mod search_exec;
@@ -45,6 +47,7 @@ mod wal;
 mod test_support;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use lock::LOCK_FILE;
 pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};
 pub use store::{Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT};
 pub use wal::ReplayReport;

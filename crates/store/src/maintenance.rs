@@ -260,7 +260,11 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
     blocks.sort_by_key(|b| b.meta().max_end);
     let mut doomed = Vec::new();
     if let Some(age) = inner.config.retention {
-        let cutoff = UnixNanos(UnixNanos::now().0.saturating_sub(age.as_nanos() as u64));
+        let cutoff = UnixNanos(
+            UnixNanos::now()
+                .0
+                .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
+        );
         doomed.extend(
             blocks
                 .iter()

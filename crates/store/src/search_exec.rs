@@ -14,10 +14,10 @@
 //! range ([`Block::clause_spans`]); each candidate is then read whole from
 //! every generation and tested against the full filter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use chaintrace_model::{Span, SpanId, Trace, TraceId, UnixNanos};
+use chaintrace_model::{Trace, TraceId, UnixNanos};
 
 use crate::block::Block;
 use crate::embedded::Inner;
@@ -107,55 +107,15 @@ impl Inner {
         Ok(walk.stats)
     }
 
-    /// The traces `ids` read whole from every generation, merged exactly as
-    /// [`Inner::trace_blocking`] merges one (heads, then blocks in catalog
-    /// order; the first copy of a span wins). Ids with no stored span are
-    /// left out.
+    /// The traces `ids` read whole from every generation, duplicates
+    /// dropped by the store's one rule (see [`crate::generations`]), in the
+    /// order of `ids` (repeats once). Ids with no stored span are left out.
     pub(crate) fn traces_blocking(&self, ids: &[TraceId]) -> Result<Vec<Trace>, StoreError> {
-        let mut spans: HashMap<TraceId, Vec<Span>> =
-            ids.iter().map(|id| (*id, Vec::new())).collect();
-        let frozen = {
-            let heads = self.heads();
-            for (id, list) in spans.iter_mut() {
-                if let Some(t) = heads.active.trace(id) {
-                    list.extend(t.spans);
-                }
-            }
-            heads.frozen.clone()
-        };
-        for f in &frozen {
-            for (id, list) in spans.iter_mut() {
-                if let Some(t) = f.head.trace(id) {
-                    list.extend(t.spans);
-                }
-            }
-        }
-        let mut sorted: Vec<TraceId> = spans.keys().copied().collect();
-        sorted.sort_unstable();
-        for block in self.catalog.blocks() {
-            for span in block.spans_of_traces(&sorted)? {
-                if let Some(list) = spans.get_mut(&span.trace_id) {
-                    list.push(span);
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        let mut seen: HashSet<TraceId> = HashSet::new();
-        for id in ids {
-            if !seen.insert(*id) {
-                continue;
-            }
-            let Some(mut list) = spans.remove(id) else {
-                continue;
-            };
-            if list.is_empty() {
-                continue;
-            }
-            let mut ids: HashSet<SpanId> = HashSet::with_capacity(list.len());
-            list.retain(|s| ids.insert(s.span_id));
-            out.push(Trace::new(*id, list));
-        }
-        Ok(out)
+        let mut spans = self.gather_traces(ids, None, usize::MAX)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| spans.remove(id).map(|list| Trace::new(*id, list)))
+            .collect())
     }
 }
 

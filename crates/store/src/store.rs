@@ -174,7 +174,6 @@ pub enum StoreError {
         /// The largest record the WAL accepts.
         limit: u64,
     },
-    /// The store is shutting down (or has shut down) and takes no more writes.
     /// A block could not be written or read.
     #[error(transparent)]
     Block(#[from] crate::block::BlockError),
@@ -184,8 +183,24 @@ pub enum StoreError {
         /// The cap.
         limit: usize,
     },
+    /// The store is shutting down (or has shut down) and takes no more writes.
     #[error("the store is closed: {0}")]
     Closed(&'static str),
+    /// Another store (another `chaintrace serve`, or one in this process)
+    /// has the data directory open.
+    #[error(
+        "data directory {} is already in use by another chaintrace process \
+         (it holds the lock on {}/LOCK); stop that one or pick another directory",
+        dir.display(),
+        dir.display()
+    )]
+    DirectoryInUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// A bug: work on a store thread panicked. Logged; not worth retrying.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store is over a budget (memory, disk); try again later.
     #[error("the store is over budget, try again later: {0}")]
     Overloaded(String),
@@ -207,7 +222,9 @@ impl StoreError {
             | StoreError::Block(_)
             | StoreError::TooMuchData { .. }
             | StoreError::Encode { .. }
-            | StoreError::BatchTooLarge { .. } => false,
+            | StoreError::BatchTooLarge { .. }
+            | StoreError::DirectoryInUse { .. }
+            | StoreError::Internal(_) => false,
         }
     }
 

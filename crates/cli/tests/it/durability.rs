@@ -75,3 +75,77 @@ async fn acknowledged_spans_survive_kill_9() {
     assert_eq!(span_ids(&server, 300).await.len(), 3);
     assert_eq!(span_ids(&server, 139).await.len(), 10);
 }
+
+/// A second server on a running server's data directory stops before it
+/// touches anything: it would otherwise truncate the WAL tail and delete the
+/// half-written blocks of the first.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_exits_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for n in 0..30u64 {
+        let (status, _) = server
+            .post_traces(
+                "application/x-protobuf",
+                request(400 + n, 20).encode_to_vec(),
+                false,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let wal_before = dir_listing(&server.data_dir.join("wal"));
+    let (ok, _, stderr) = crate::harness::chaintrace(&[
+        "serve",
+        "--otlp-grpc",
+        "127.0.0.1:0",
+        "--otlp-http",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(!ok, "the second server must fail");
+    assert!(
+        stderr.contains("already in use by another chaintrace process"),
+        "the message says why: {stderr}"
+    );
+    assert_eq!(
+        dir_listing(&server.data_dir.join("wal")),
+        wal_before,
+        "the WAL segments are untouched"
+    );
+    // The first server goes on, and its data survives it.
+    let (status, _) = server
+        .post_traces(
+            "application/x-protobuf",
+            request(430, 5).encode_to_vec(),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let data_dir = server.data_dir.clone();
+    server.kill9();
+    // kill -9 leaves no stale lock: the kernel dropped it with the process.
+    let server = Server::start(&data_dir, &[]);
+    for n in 400..430u64 {
+        assert_eq!(span_ids(&server, n).await.len(), 20, "trace {n}");
+    }
+    assert_eq!(span_ids(&server, 430).await.len(), 5);
+}
+
+/// Names and sizes of the files in `dir`, sorted.
+fn dir_listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,122 @@
+//! Reading whole traces across every generation of the embedded store, and
+//! the one rule for duplicate spans: **the first copy to arrive wins**.
+//!
+//! Exporters retry, so the same `(trace id, span id)` may arrive twice, and
+//! the second copy may differ (a buggy or hostile sender). The WAL, the head
+//! and the cut keep the first copy of a span within one generation; across
+//! generations this module is the only place copies meet on the read path,
+//! so trace by id, search, SQL scans and the Jaeger API (all built on it)
+//! agree, and compaction (which merges blocks in the same arrival order,
+//! see [`arrival_order`]) keeps the copy reads already showed.
+//!
+//! Arrival order: blocks by the first WAL segment they hold (then block
+//! id, which starts with the creation time), then frozen heads oldest
+//! first, then the active head. A compacted block counts from the earliest
+//! segment of its inputs, so a late duplicate that compaction merged into
+//! a block with much older spans is ordered with those; within one
+//! compaction the older input's copy still wins.
+//!
+//! It must not know about queries: it takes trace ids and returns spans.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chaintrace_model::{Span, SpanId, TraceId, UnixNanos};
+
+use crate::block::Block;
+use crate::embedded::Inner;
+use crate::store::StoreError;
+
+/// Sorts blocks oldest arrival first: by the first WAL segment they hold,
+/// then by id (creation time first). Blocks written before WAL ranges were
+/// recorded sort first.
+pub(crate) fn arrival_order(blocks: &mut [Arc<Block>]) {
+    blocks.sort_by(|a, b| {
+        let key = |x: &Arc<Block>| {
+            (
+                x.meta().wal_segments.map(|(from, _)| from),
+                x.meta().id.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+}
+
+/// Keeps the first copy of each span id in `spans` (which must be in
+/// arrival order), preserving the order of the rest.
+pub(crate) fn first_copy_wins(spans: &mut Vec<Span>) {
+    if spans.len() < 2 {
+        return;
+    }
+    let mut seen: HashSet<SpanId> = HashSet::with_capacity(spans.len());
+    spans.retain(|s| seen.insert(s.span_id));
+}
+
+impl Inner {
+    /// Every stored span of the traces `ids`, per trace, duplicates
+    /// dropped by [`first_copy_wins`]; ids with no stored span are absent.
+    /// Fails with [`StoreError::TooMuchData`] once more than `max_spans`
+    /// spans (duplicates included) have been gathered. With `ending_since`,
+    /// blocks whose spans all end before it are not read: a caller that
+    /// knows the traces start at or after it saves their bloom lookups.
+    pub(crate) fn gather_traces(
+        &self,
+        ids: &[TraceId],
+        ending_since: Option<UnixNanos>,
+        max_spans: usize,
+    ) -> Result<HashMap<TraceId, Vec<Span>>, StoreError> {
+        let mut wanted: Vec<TraceId> = ids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        // Heads before blocks: a cut installs a block before it drops the
+        // frozen head, so this order sees every span at least once while a
+        // cut runs (the other order could miss a head just written out).
+        let (active, frozen) = {
+            let heads = self.heads();
+            let active: Vec<Span> = wanted
+                .iter()
+                .filter_map(|id| heads.active.trace(id))
+                .flat_map(|t| t.spans)
+                .collect();
+            (active, heads.frozen.clone())
+        };
+        let mut blocks = self.catalog.blocks();
+        arrival_order(&mut blocks);
+
+        let mut gathered: HashMap<TraceId, Vec<Span>> = HashMap::new();
+        let mut total = 0usize;
+        let mut take = |spans: Vec<Span>| -> Result<(), StoreError> {
+            total += spans.len();
+            if total > max_spans {
+                return Err(StoreError::TooMuchData { limit: max_spans });
+            }
+            for span in spans {
+                gathered.entry(span.trace_id).or_default().push(span);
+            }
+            Ok(())
+        };
+        for block in &blocks {
+            let meta = block.meta();
+            if ending_since.is_some_and(|t| meta.max_end < t) {
+                continue;
+            }
+            if wanted.iter().any(|id| meta.may_hold_trace(*id)) {
+                take(block.spans_of_traces(&wanted)?)?;
+            }
+        }
+        for f in &frozen {
+            take(
+                wanted
+                    .iter()
+                    .filter_map(|id| f.head.trace(id))
+                    .flat_map(|t| t.spans)
+                    .collect(),
+            )?;
+        }
+        take(active)?;
+        for spans in gathered.values_mut() {
+            first_copy_wins(spans);
+        }
+        Ok(gathered)
+    }
+}

@@ -18,11 +18,13 @@
 //! ```
 
 mod ids;
+mod json_depth;
 mod span;
 mod trace;
 
 pub use compact_str::CompactString;
 pub use ids::{IdError, SpanId, TraceId};
+pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use span::{
     error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
     Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,

@@ -468,7 +468,7 @@ mod tests {
 
 /// Why a time text could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid time {text:?}: want Unix seconds (1767225600 or 1767225600.5) or RFC 3339 (2026-01-01T00:00:00Z, 2026-01-01T01:00:00.5+01:00)")]
+#[error("invalid time {text:?}: want Unix seconds (1767225600 or 1767225600.5) or RFC 3339 (2026-01-01T00:00:00Z, 2026-01-01T01:00:00.5+01:00), between 1970 and 2554 (Unix nanoseconds must fit 64 bits)")]
 pub struct TimeParseError {
     /// The offending text (cut to 64 characters).
     pub text: String,
@@ -484,7 +484,9 @@ impl std::str::FromStr for UnixNanos {
         };
         let t = text.trim();
         if let Ok(secs) = t.parse::<f64>() {
-            if secs.is_finite() && (0.0..1e11).contains(&secs) {
+            // Below u64::MAX nanoseconds (2554-07-21): beyond, `as` would
+            // saturate and a day more would wrap in integer arithmetic.
+            if secs.is_finite() && (0.0..=MAX_UNIX_SECS as f64).contains(&secs) {
                 return Ok(UnixNanos((secs * 1e9).round() as u64));
             }
             return Err(err());
@@ -551,8 +553,14 @@ fn parse_rfc3339(t: &str) -> Option<UnixNanos> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
-    (secs >= 0).then(|| UnixNanos(secs as u64 * 1_000_000_000 + nanos))
+    let secs = u64::try_from(secs).ok()?;
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(nanos)
+        .map(UnixNanos)
 }
+
+/// The last whole Unix second whose nanoseconds fit in a `u64`.
+const MAX_UNIX_SECS: u64 = u64::MAX / 1_000_000_000;
 
 #[cfg(test)]
 mod time_tests {
@@ -574,5 +582,20 @@ mod time_tests {
         assert!(p("2026-13-02T14:30:00Z").is_err());
         assert!(p("2026-06-02T14:30:00").is_err());
         assert!(p("-5").is_err());
+    }
+
+    #[test]
+    fn times_beyond_64_bit_nanoseconds_are_refused_not_wrapped() {
+        let p = |s: &str| s.parse::<UnixNanos>().map(|t| t.0);
+        assert!(p("9999-12-31T23:59:59Z")
+            .unwrap_err()
+            .to_string()
+            .contains("2554"));
+        assert!(p("2554-07-22T00:00:00Z").is_err());
+        assert!(p("99999999999").is_err());
+        assert!(p("1e11").is_err());
+        assert!(p("18446744074").is_err());
+        assert_eq!(p("18446744072"), Ok(18_446_744_072_000_000_000));
+        assert_eq!(p("2554-07-21T23:34:33Z"), Ok(18_446_744_073_000_000_000));
     }
 }

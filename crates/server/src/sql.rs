@@ -72,6 +72,12 @@ pub async fn sql(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
+    if let Err(e) = chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        );
+    }
     let request: SqlRequest = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -347,6 +353,7 @@ mod tests {
         let state = AppState {
             store: Arc::clone(&f.store) as Arc<dyn Store>,
             prices: Arc::new(PriceTable::empty()),
+            cpu: crate::cpu::CpuPool::default(),
         };
         let response = answer(&state, br#"{"query": "SELECT 1", "since": "4h"}"#, 2).await;
         assert_eq!(response.status(), axum::http::StatusCode::BAD_REQUEST);

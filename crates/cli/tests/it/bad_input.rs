@@ -154,6 +154,71 @@ async fn bad_query_requests_are_refused_with_reasons() {
     still_serving(&server, 9).await;
 }
 
+/// Deep nesting in a field nobody reads, times past what 64-bit nanoseconds
+/// hold, and SQL bodies nested deep: each a 400 naming the problem, and the
+/// good spans sent beside the deep body's neighbours are kept.
+#[tokio::test]
+async fn deep_json_and_out_of_range_times_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+
+    let deep = format!(
+        "{{\"resourceSpans\":[],\"unknownField\":{}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (status, body) = server
+        .post_traces("application/json", deep.into_bytes(), false)
+        .await;
+    assert_eq!(status, 400, "{}", text(&body));
+    assert!(
+        text(&body).contains("deeper than 64 levels"),
+        "{}",
+        text(&body)
+    );
+
+    // A good body still nests a kvlist in an array in an attribute.
+    let good = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
+        "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+        "name":"nested","kind":1,"startTimeUnixNano":"1","endTimeUnixNano":"2",
+        "attributes":[{"key":"k","value":{"arrayValue":{"values":[{"kvlistValue":
+        {"values":[{"key":"x","value":{"intValue":"1"}}]}}]}}}]}]}]}]}"#;
+    let (status, body) = server
+        .post_traces("application/json", good.as_bytes().to_vec(), false)
+        .await;
+    assert_eq!(status, 200, "{}", text(&body));
+
+    for (query, what) in [
+        (
+            "/api/v1/search?q=%7B%7D&start=9999-12-31T23:59:59Z",
+            "start",
+        ),
+        ("/api/v1/search?q=%7B%7D&start=1&end=100000000000", "end"),
+        ("/api/v1/analytics/operations?end=99999999999", "end"),
+    ] {
+        let (status, body) = server.get_json(query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(what) && msg.contains("2554"), "{query}: {msg}");
+    }
+
+    let deep_sql = format!(
+        "{{\"query\":\"SELECT 1\",\"x\":{}{}}}",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/sql", server.api))
+        .body(deep_sql)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("deeper than 64 levels"));
+
+    still_serving(&server, 10).await;
+}
+
 #[test]
 fn serve_refuses_public_addresses_without_insecure() {
     let dir = tempfile::tempdir().unwrap();

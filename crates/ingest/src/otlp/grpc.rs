@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -92,22 +93,50 @@ where
             ));
             return Box::pin(async move { Ok(status.into_http()) });
         }
+        let reached = Arc::new(AtomicBool::new(false));
         let export = Export {
             sink: Arc::clone(&self.sink),
+            reached: Arc::clone(&reached),
         };
         let limit = self.limits.max_request_bytes;
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(OtlpCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
-            Ok(grpc.unary(export, request).await)
+            let response = grpc.unary(export, request).await;
+            Ok(client_fault_is_invalid_argument(response, &reached))
         })
+    }
+}
+
+/// tonic answers `INTERNAL` when it cannot get one message out of the
+/// request: a body cut off mid-message, the compressed flag set without a
+/// `grpc-encoding`, or no message at all. Those are the caller's mistakes,
+/// and a client retries `INTERNAL` as if the server had failed: answer
+/// `INVALID_ARGUMENT` instead. `reached` tells them apart from an
+/// `INTERNAL` of [`Export`] itself (a failed store), which stays.
+fn client_fault_is_invalid_argument(
+    response: http::Response<tonic::body::Body>,
+    reached: &AtomicBool,
+) -> http::Response<tonic::body::Body> {
+    if reached.load(Ordering::Acquire) {
+        return response;
+    }
+    match Status::from_header_map(response.headers()) {
+        Some(status) if status.code() == tonic::Code::Internal => {
+            Status::invalid_argument(format!("malformed gRPC request: {}", status.message()))
+                .into_http()
+        }
+        _ => response,
     }
 }
 
 /// One `Export` call: decode, store, answer.
 struct Export {
     sink: Arc<dyn SpanSink>,
+    /// Set once the call gets its message (see
+    /// [`client_fault_is_invalid_argument`]).
+    reached: Arc<AtomicBool>,
 }
 
 /// The request is the message's raw bytes: decoding them into spans here,
@@ -119,6 +148,7 @@ impl UnaryService<Bytes> for Export {
         Pin<Box<dyn Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
         Box::pin(async move {
             let decoded = decode_protobuf(&request.into_inner())

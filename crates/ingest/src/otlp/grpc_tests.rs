@@ -225,3 +225,80 @@ fn service_is_named_for_otlp_exporters() {
         "opentelemetry.proto.collector.trace.v1.TraceService"
     );
 }
+
+/// Posts `body` as the raw HTTP/2 body of an Export call (gRPC framing
+/// included, so the test can break it) and returns the gRPC status.
+async fn export_frames(addr: SocketAddr, body: Vec<u8>) -> (Code, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(
+            http_body_util::Full::new(Bytes::from(body))
+                .map_err(|e| -> tonic::codegen::StdError { match e {} }),
+        ))
+        .unwrap();
+    let response = channel.oneshot(request).await.unwrap();
+    let status = match Status::from_header_map(response.headers()) {
+        Some(status) => status,
+        None => {
+            let collected = response.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            Status::from_header_map(&trailers).unwrap_or_else(|| Status::ok(""))
+        }
+    };
+    (status.code(), status.message().to_string())
+}
+
+/// A gRPC message frame: compressed flag, big-endian length, bytes.
+fn frame(compressed: bool, declared_len: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(compressed)];
+    out.extend_from_slice(&declared_len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[tokio::test]
+async fn broken_framing_is_invalid_argument_not_internal() {
+    let (addr, sink) = serve(SinkMode::Accept, 1 << 20).await;
+    let message = fixture_request().encode_to_vec();
+    let cases = [
+        (
+            "a message cut short",
+            frame(false, message.len() as u32, &message[..10]),
+        ),
+        (
+            "compressed flag without grpc-encoding",
+            frame(true, message.len() as u32, &message),
+        ),
+        ("no message at all", Vec::new()),
+    ];
+    for (what, body) in cases {
+        let (code, message) = export_frames(addr, body).await;
+        assert_eq!(code, Code::InvalidArgument, "{what}: {message}");
+        assert!(
+            message.starts_with("malformed gRPC request: "),
+            "{what}: {message}"
+        );
+    }
+    assert!(sink.spans().is_empty());
+    // Framed right, the same bytes are stored: the test's framing is sound.
+    let (code, message) = export_frames(addr, frame(false, message.len() as u32, &message)).await;
+    assert_eq!(code, Code::Ok, "{message}");
+    assert_eq!(sink.spans().len(), 14);
+}
+
+#[tokio::test]
+async fn a_failing_store_is_still_internal() {
+    let (addr, _) = serve(SinkMode::Failed, 1 << 20).await;
+    let message = fixture_request().encode_to_vec();
+    let (code, message) = export_frames(addr, frame(false, message.len() as u32, &message)).await;
+    assert_eq!(code, Code::Internal, "{message}");
+    assert!(message.contains("storing spans failed"), "{message}");
+}

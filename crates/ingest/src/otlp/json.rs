@@ -37,6 +37,9 @@ use super::decode::{
 /// assert!(decoded.spans[0].parent_span_id.is_none());
 /// ```
 pub fn decode_json(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
+    // serde_json skips unknown fields without a depth limit.
+    chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
     match serde_json::from_slice::<ExportTraceServiceRequest>(body) {
         Ok(request) => Ok(decode_request(request)),
         Err(_) => decode_with_repairs(body),

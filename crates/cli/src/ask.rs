@@ -1,6 +1,7 @@
 //! `chaintrace search`, `analyze`, `top` and `errors`: questions to a running
 //! server's API, answered as tables and charts (or `--json`).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::io::IsTerminal;
 
@@ -11,7 +12,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::client::{get_json, ServerArg};
-use crate::render::{fmt_ms, fmt_time};
+use crate::render::{fmt_ms, fmt_time, shown};
 
 /// Time-range flags.
 #[derive(Debug, Args)]
@@ -68,8 +69,10 @@ pub struct TopArgs {
     pub server: ServerArg,
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("")
+/// A text field of an answer, made safe for the terminal: names, services,
+/// error types and models come from whoever sent the spans.
+fn s<'a>(v: &'a Value, key: &str) -> Cow<'a, str> {
+    shown(v[key].as_str().unwrap_or(""))
 }
 
 fn n(v: &Value, key: &str) -> u64 {
@@ -98,7 +101,7 @@ pub async fn search(args: SearchArgs) -> Result<()> {
     for t in &traces {
         let matched: Vec<String> = t["matched"]
             .as_array()
-            .map(|m| m.iter().map(|x| s(x, "name").to_string()).collect())
+            .map(|m| m.iter().map(|x| s(x, "name").into_owned()).collect())
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -163,7 +166,7 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
 pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool) -> String {
     let layout = gantt::layout(trace);
     let mut out = crate::render::gantt_with(trace, &layout, color, true);
-    let chain: Vec<&str> = analysis["critical_path"]
+    let chain: Vec<Cow<str>> = analysis["critical_path"]
         .as_array()
         .map(|c| c.iter().map(|p| s(p, "name")).collect())
         .unwrap_or_default();
@@ -175,9 +178,9 @@ pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool) -> String {
         fmt_ms(n(analysis, "fully_parallel_bound_nano"))
     );
     if let Some(w) = analysis["what_if"].as_object() {
-        let names: Vec<&str> = w["parallel"]
+        let names: Vec<Cow<str>> = w["parallel"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .map(|a| a.iter().filter_map(Value::as_str).map(shown).collect())
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -199,7 +202,7 @@ pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool) -> String {
         {
             let view = &call["view"];
             let view = if view.is_null() { call } else { view };
-            let model = view["model"].as_str().unwrap_or("?");
+            let model = shown(view["model"].as_str().unwrap_or("?"));
             let tokens = &view["tokens"];
             let tokens = if tokens.is_null() { view } else { tokens };
             let cost = match view["cost"]["total_usd"].as_f64() {
@@ -343,7 +346,7 @@ pub async fn errors(args: TopArgs) -> Result<()> {
         "COUNT", "SERVICE", "OPERATION", "ERROR TYPE", "LAST SEEN (UTC)"
     );
     for g in answer["errors"].as_array().cloned().unwrap_or_default() {
-        let example = g["example_trace_ids"][0].as_str().unwrap_or("");
+        let example = shown(g["example_trace_ids"][0].as_str().unwrap_or(""));
         let _ = writeln!(
             out,
             "{:>6}  {:<14.14} {:<18.18} {:<24.24} {:<24} {}",

@@ -5,6 +5,7 @@
 //! into text. Colour is used only when asked (a tty), never needed: error
 //! spans are also marked with `✗`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use chaintrace_analysis::gantt;
@@ -59,6 +60,35 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `text` safe to print on a terminal: every control character (C0, DEL,
+/// C1 — ESC starts ANSI and OSC sequences that can recolour, retitle or
+/// rewrite the operator's terminal) and every bidirectional override (which
+/// can make text read other than it is) is shown as a visible escape such
+/// as `\x1b` or `\u{202e}`. Span names, services and attribute values come
+/// from any sender: everything printed for people goes through here. JSON
+/// output escapes them by itself; `--csv` keeps data as sent.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !needs_escape(c) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
@@ -88,8 +118,8 @@ pub fn gantt_with(
         out,
         "trace {} · {} · {} · {} · {} spans · {} errors",
         trace.trace_id,
-        summary.root_service.as_deref().unwrap_or("?"),
-        summary.root_name.as_deref().unwrap_or("(no root)"),
+        shown(summary.root_service.as_deref().unwrap_or("?")),
+        shown(summary.root_name.as_deref().unwrap_or("(no root)")),
         fmt_ms(summary.duration_nano.0),
         summary.span_count,
         summary.error_count,
@@ -97,7 +127,12 @@ pub fn gantt_with(
     let labels: Vec<String> = layout
         .rows
         .iter()
-        .map(|r| cut(&format!("{}{}", "  ".repeat(r.depth), r.name), MAX_NAME))
+        .map(|r| {
+            cut(
+                &format!("{}{}", "  ".repeat(r.depth), shown(&r.name)),
+                MAX_NAME,
+            )
+        })
         .collect();
     let name_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let axis_pad = if critical { name_width + 2 } else { name_width };
@@ -140,9 +175,9 @@ pub fn gantt_with(
         }
         let _ = write!(out, "{mark}{off}");
         if color && row.service != summary.root_service.as_deref().unwrap_or("") {
-            let _ = write!(out, " {DIM}[{}]{RESET}", row.service);
+            let _ = write!(out, " {DIM}[{}]{RESET}", shown(&row.service));
         } else if row.service != summary.root_service.as_deref().unwrap_or("") {
-            let _ = write!(out, " [{}]", row.service);
+            let _ = write!(out, " [{}]", shown(&row.service));
         }
         out.push('\n');
     }
@@ -167,8 +202,11 @@ pub fn trace_table(traces: &[TraceSummary], color: bool) -> String {
             out,
             "{on}{:<32}  {:<16}  {:<24}  {:<24}  {:>10}  {:>5}  {:>6}{off}",
             t.trace_id.to_string(),
-            cut(t.root_service.as_deref().unwrap_or("?"), 16),
-            cut(t.root_name.as_deref().unwrap_or("(no root yet)"), 24),
+            cut(&shown(t.root_service.as_deref().unwrap_or("?")), 16),
+            cut(
+                &shown(t.root_name.as_deref().unwrap_or("(no root yet)")),
+                24
+            ),
             fmt_time(t.start_unix_nano),
             fmt_ms(t.duration_nano.0),
             t.span_count,
@@ -186,6 +224,17 @@ pub fn trace_table(traces: &[TraceSummary], color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_shown_not_sent() {
+        assert_eq!(shown("llm_call"), "llm_call");
+        assert!(matches!(shown("llm_call"), Cow::Borrowed(_)));
+        assert_eq!(shown("a\x1b]0;pwned\x07b"), "a\\x1b]0;pwned\\x07b");
+        assert_eq!(shown("\x1b[2J\r\n\t\x7f"), "\\x1b[2J\\x0d\\x0a\\x09\\x7f");
+        assert_eq!(shown("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(shown("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(shown("日本語 ✓"), "日本語 ✓");
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

@@ -142,8 +142,10 @@ fn csv(answer: &Answer) -> String {
     out
 }
 
-/// Cuts `line` to [`MAX_CELL_CHARS`] characters, marking the cut.
+/// Cuts `line` to [`MAX_CELL_CHARS`] characters, marking the cut, with
+/// control characters shown as escapes (values come from any sender).
 fn clip(line: &str) -> String {
+    let line = &*crate::render::shown(line);
     if line.chars().count() <= MAX_CELL_CHARS {
         line.to_string()
     } else {
@@ -212,8 +214,8 @@ fn table(answer: &Answer) -> String {
         }
         let _ = writeln!(out, "{}", text.trim_end());
     };
-    let names: Vec<&str> = answer.columns.iter().map(|c| c.name.as_str()).collect();
-    line(&names);
+    let names: Vec<String> = answer.columns.iter().map(|c| clip(&c.name)).collect();
+    line(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     line(&rules.iter().map(String::as_str).collect::<Vec<_>>());
     for row in &cells {

@@ -246,7 +246,15 @@ impl PriceTable {
     /// (`-20240229`, `-2024-08-06`, `-002`, `@20240620`, `-latest`, `-v1:0`).
     /// A provider prefix (`openai/`, `models/`, Bedrock's `anthropic.` and
     /// `us.anthropic.`) is ignored.
+    ///
+    /// Names longer than [`MAX_MODEL_NAME_BYTES`] are never priced, and only
+    /// the last [`MAX_SUFFIX_PARTS`] `-`/`@` positions are tried as suffix
+    /// starts, so a lookup costs time linear in a bounded name, whatever a
+    /// sender puts in its model attribute.
     pub fn lookup(&self, model: &str) -> Option<(&str, &ModelPrice)> {
+        if model.len() > MAX_MODEL_NAME_BYTES {
+            return None;
+        }
         let name = normalize(model);
         let find = |key: &str| -> Option<(&str, &ModelPrice)> {
             let key = self.aliases.get(key).map(String::as_str).unwrap_or(key);
@@ -260,7 +268,8 @@ impl PriceTable {
             .char_indices()
             .filter(|&(_, c)| c == '-' || c == '@')
             .map(|(i, _)| i)
-            .rev();
+            .rev()
+            .take(MAX_SUFFIX_PARTS);
         for cut in cut_points {
             if is_version_suffix(&name[cut..]) {
                 if let Some(hit) = find(&name[..cut]) {
@@ -308,6 +317,14 @@ impl PriceTable {
         })
     }
 }
+
+/// Longest model name [`PriceTable::lookup`] prices. Real ones (Bedrock
+/// ARNs included) stay far below.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+
+/// Most `-`/`@`-separated parts a date or version suffix is tried with
+/// (`-2024-08-06-v1:0` has four).
+pub const MAX_SUFFIX_PARTS: usize = 6;
 
 /// Lowercases and drops provider prefixes: `openai/gpt-4o` → `gpt-4o`,
 /// `us.anthropic.claude-3-haiku-…` → `claude-3-haiku-…`.
@@ -441,6 +458,21 @@ mod tests {
         assert_eq!(key("claude-opus-4-9"), None);
         assert_eq!(key("llama-3-70b"), None);
         assert_eq!(key(""), None);
+    }
+
+    #[test]
+    fn huge_or_dash_laden_model_names_cost_bounded_work_and_no_price() {
+        let table = PriceTable::builtin();
+        let huge = "claude-3-opus-".repeat(80_000);
+        assert!(table.lookup(&huge).is_none());
+        let at_limit = format!("gpt-4o{}", "-2024".repeat((MAX_MODEL_NAME_BYTES - 6) / 5));
+        assert!(at_limit.len() <= MAX_MODEL_NAME_BYTES);
+        assert!(table.lookup(&at_limit).is_none());
+        // Real suffixes still resolve within the parts tried.
+        assert!(table.lookup("gpt-4o-2024-08-06").is_some());
+        assert!(table
+            .lookup("us.anthropic.claude-3-haiku-20240307-v1:0")
+            .is_some());
     }
 
     #[test]

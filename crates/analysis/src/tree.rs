@@ -45,6 +45,12 @@ pub(crate) struct SpanTree {
     pub adjusted: Vec<usize>,
     /// The earliest start of any span: the Gantt chart's zero.
     pub origin: u64,
+    /// Every span once, each after its parent: roots' trees depth first,
+    /// then each parent cycle from the first span it left unreached (whose
+    /// parent therefore comes after it). Walking it forwards or backwards
+    /// gives top-down and bottom-up passes in linear time, where walking
+    /// up from every span would be quadratic in a deep chain.
+    pub top_down: Vec<usize>,
 }
 
 impl SpanTree {
@@ -95,6 +101,7 @@ impl SpanTree {
         let mut interval = raw.clone();
         let mut adjusted = Vec::new();
         let mut visited = vec![false; n];
+        let mut top_down = Vec::with_capacity(n);
         let mut stack: Vec<usize> = (0..n).rev().filter(|&i| parent[i].is_none()).collect();
         let mut next_unvisited = 0;
         loop {
@@ -102,6 +109,7 @@ impl SpanTree {
                 if std::mem::replace(&mut visited[i], true) {
                     continue;
                 }
+                top_down.push(i);
                 let outer = interval[i];
                 for &c in &children[i] {
                     if visited[c] {
@@ -140,7 +148,23 @@ impl SpanTree {
             interval,
             adjusted,
             origin: spans.iter().map(|s| s.start.0).min().unwrap_or(0),
+            top_down,
         }
+    }
+
+    /// Each span's parent as [`SpanTree::top_down`] orders them: the parent,
+    /// unless it comes later in that order (the way into a parent cycle),
+    /// then `None`. Following these links never loops.
+    pub fn parent_before(&self) -> Vec<Option<usize>> {
+        let mut position = vec![0usize; self.parent.len()];
+        for (k, &i) in self.top_down.iter().enumerate() {
+            position[i] = k;
+        }
+        self.parent
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.filter(|&p| position[p] < position[i]))
+            .collect()
     }
 
     /// Self time of every span under `intervals` (indexed like the spans): its

@@ -68,12 +68,24 @@ impl LlmTotals {
     /// Adds one counted call.
     pub fn add(&mut self, tokens: &TokenUsage, cost: Option<&Cost>) {
         self.calls += 1;
-        self.input_tokens += tokens.input_tokens.unwrap_or(0);
-        self.output_tokens += tokens.output_tokens.unwrap_or(0);
-        self.cache_read_tokens += tokens.cache_read_tokens.unwrap_or(0);
-        self.cache_creation_tokens += tokens.cache_creation_tokens.unwrap_or(0);
-        self.reasoning_tokens += tokens.reasoning_tokens.unwrap_or(0);
-        self.total_tokens += tokens.total_tokens.unwrap_or(0);
+        self.input_tokens = self
+            .input_tokens
+            .saturating_add(tokens.input_tokens.unwrap_or(0));
+        self.output_tokens = self
+            .output_tokens
+            .saturating_add(tokens.output_tokens.unwrap_or(0));
+        self.cache_read_tokens = self
+            .cache_read_tokens
+            .saturating_add(tokens.cache_read_tokens.unwrap_or(0));
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(tokens.cache_creation_tokens.unwrap_or(0));
+        self.reasoning_tokens = self
+            .reasoning_tokens
+            .saturating_add(tokens.reasoning_tokens.unwrap_or(0));
+        self.total_tokens = self
+            .total_tokens
+            .saturating_add(tokens.total_tokens.unwrap_or(0));
         match cost {
             Some(c) => {
                 self.cost_usd += c.total_usd;
@@ -112,26 +124,30 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
     if own.iter().all(Option::is_none) {
         return Vec::new();
     }
-    // Walk up at most n steps: a parent cycle cannot loop.
-    let ancestors = |i: usize| {
-        let mut next = tree.parent[i];
-        let mut steps = 0;
-        std::iter::from_fn(move || {
-            let cur = next.filter(|_| steps < n)?;
-            steps += 1;
-            next = tree.parent[cur];
-            Some(cur)
-        })
-    };
+    // One pass down and one up the tree, never a walk up from each span:
+    // a 40 000-span chain would cost 40 000² steps.
+    let parent = tree.parent_before();
     let has_tokens = |i: usize| own[i].as_ref().is_some_and(|v| v.tokens.is_known());
+    // Top-down: the nearest enclosing span's model, and whether any
+    // enclosing span reports tokens.
+    let mut model_above: Vec<Option<&str>> = vec![None; n];
+    let mut tokens_above = vec![false; n];
+    for &i in &tree.top_down {
+        if let Some(p) = parent[i] {
+            model_above[i] = own[p]
+                .as_ref()
+                .and_then(|v| v.model.as_deref())
+                .or(model_above[p]);
+            tokens_above[i] = has_tokens(p) || tokens_above[p];
+        }
+    }
+    // Bottom-up: whether any LLM span, or any reporting tokens, lies below.
     let mut tokens_below = vec![false; n];
     let mut llm_below = vec![false; n];
-    for i in (0..n).filter(|&i| own[i].is_some()) {
-        for a in ancestors(i) {
-            llm_below[a] = true;
-            if has_tokens(i) {
-                tokens_below[a] = true;
-            }
+    for &i in tree.top_down.iter().rev() {
+        if let Some(p) = parent[i] {
+            llm_below[p] |= own[i].is_some() || llm_below[i];
+            tokens_below[p] |= has_tokens(i) || tokens_below[i];
         }
     }
 
@@ -140,7 +156,7 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
         let Some(view) = view else { continue };
         let span = &trace.spans[i];
         let inherited = if view.model.is_none() {
-            ancestors(i).find_map(|a| own[a].as_ref().and_then(|v| v.model.clone()))
+            model_above[i].map(str::to_string)
         } else {
             None
         };
@@ -153,7 +169,7 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
         let counted = if has_tokens(i) {
             !tokens_below[i]
         } else {
-            !llm_below[i] && !ancestors(i).any(has_tokens)
+            !llm_below[i] && !tokens_above[i]
         };
         out.push(LlmSpan {
             span_index: i,
@@ -175,6 +191,8 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
 
 #[cfg(test)]
 mod tests {
+    use chaintrace_model::Span;
+
     use super::*;
     use crate::test_support::*;
 
@@ -233,5 +251,139 @@ mod tests {
         );
         let totals = LlmTotals::of(&llm_spans(&t, &PriceTable::builtin()));
         assert_eq!((totals.calls, totals.input_tokens), (1, 10));
+    }
+
+    /// The definition the linear passes must agree with: walk up from
+    /// each span (at most n steps, so a parent cycle ends).
+    fn reference(trace: &Trace, prices: &PriceTable) -> Vec<(Option<String>, bool, bool)> {
+        let tree = SpanTree::build(trace);
+        let parent = tree.parent_before();
+        let n = trace.spans.len();
+        let own: Vec<Option<LlmView>> = trace.spans.iter().map(|s| llm_view(s, prices)).collect();
+        let ancestors = |i: usize| {
+            let mut out = Vec::new();
+            let mut next = parent[i];
+            while let Some(p) = next.filter(|_| out.len() < n) {
+                out.push(p);
+                next = parent[p];
+            }
+            out
+        };
+        let below = |a: usize, pred: &dyn Fn(usize) -> bool| {
+            (0..n).any(|i| pred(i) && ancestors(i).contains(&a))
+        };
+        let has_tokens = |i: usize| own[i].as_ref().is_some_and(|v| v.tokens.is_known());
+        (0..n)
+            .filter(|&i| own[i].is_some())
+            .map(|i| {
+                let view = own[i].as_ref().unwrap();
+                let inherited = if view.model.is_none() {
+                    ancestors(i)
+                        .into_iter()
+                        .find_map(|a| own[a].as_ref().and_then(|v| v.model.clone()))
+                } else {
+                    None
+                };
+                let counted = if has_tokens(i) {
+                    !below(i, &has_tokens)
+                } else {
+                    !below(i, &|j| own[j].is_some()) && !ancestors(i).into_iter().any(has_tokens)
+                };
+                (
+                    inherited.clone().or(view.model.clone()),
+                    inherited.is_some(),
+                    counted,
+                )
+            })
+            .collect()
+    }
+
+    fn chain_span(
+        i: u64,
+        parent: Option<u64>,
+        attrs: &[(&str, chaintrace_model::AnyValue)],
+    ) -> Span {
+        let id = |i: u64| chaintrace_model::SpanId((i + 1).to_be_bytes());
+        let mut s = span_ns(1, None, "step", T0 + i, T0 + 2 * 40_000 - i);
+        s.span_id = id(i);
+        s.parent_span_id = parent.map(id);
+        with(s, attrs)
+    }
+
+    proptest::proptest! {
+        /// Random forests with parent cycles, some spans naming a model,
+        /// some reporting tokens: the linear passes give the reference's
+        /// models, inheritance and counting.
+        #[test]
+        fn linear_passes_agree_with_walking_up_from_each_span(
+            shape in proptest::collection::vec((0u64..12, 0u8..4), 1..12)
+        ) {
+            let n = shape.len() as u64;
+            let spans: Vec<Span> = shape
+                .iter()
+                .enumerate()
+                .map(|(i, &(p, kind))| {
+                    let i = i as u64;
+                    // p == n or beyond: no parent; otherwise any span, cycles included.
+                    let parent = (p < n && p != i).then_some(p);
+                    let attrs: Vec<(&str, chaintrace_model::AnyValue)> = match kind {
+                        0 => vec![],
+                        1 => vec![("gen_ai.request.model", "gpt-4o".into())],
+                        2 => vec![("gen_ai.usage.input_tokens", 5i64.into())],
+                        _ => vec![
+                            ("gen_ai.request.model", "claude-3-haiku".into()),
+                            ("gen_ai.usage.output_tokens", 3i64.into()),
+                        ],
+                    };
+                    chain_span(i, parent, &attrs)
+                })
+                .collect();
+            let trace = Trace::new(chaintrace_model::TraceId([1; 16]), spans);
+            let prices = PriceTable::builtin();
+            let got: Vec<(Option<String>, bool, bool)> = llm_spans(&trace, &prices)
+                .into_iter()
+                .map(|s| (s.model, s.model_inherited, s.counted))
+                .collect();
+            proptest::prop_assert_eq!(got, reference(&trace, &prices));
+        }
+    }
+
+    /// The chain that took 11 s: 40 000 nested spans, the model named once
+    /// at the top and tokens reported by every span. Each inherits the
+    /// model, and only the innermost counts (every other has usage below).
+    #[test]
+    fn a_forty_thousand_span_chain_inherits_and_counts_in_linear_time() {
+        const N: u64 = 40_000;
+        let spans: Vec<Span> = (0..N)
+            .map(|i| {
+                let mut attrs = vec![("gen_ai.usage.input_tokens", 2i64.into())];
+                if i == 0 {
+                    attrs.push(("gen_ai.request.model", "gpt-4o".into()));
+                }
+                chain_span(i, i.checked_sub(1), &attrs)
+            })
+            .collect();
+        let trace = Trace::new(chaintrace_model::TraceId([1; 16]), spans);
+        let prices = PriceTable::builtin();
+        let calls = llm_spans(&trace, &prices);
+        assert_eq!(calls.len(), N as usize);
+        assert!(calls.iter().all(|c| c.model.as_deref() == Some("gpt-4o")));
+        assert_eq!(
+            calls.iter().filter(|c| c.model_inherited).count(),
+            N as usize - 1
+        );
+        let counted: Vec<usize> = calls
+            .iter()
+            .filter(|c| c.counted)
+            .map(|c| c.span_index)
+            .collect();
+        assert_eq!(counted.len(), 1);
+        assert_eq!(
+            trace.spans[counted[0]].span_id,
+            chaintrace_model::SpanId(N.to_be_bytes())
+        );
+        // The whole analysis of the same chain: no deep recursion either.
+        let analysis = crate::analyze(&trace, &prices, None).unwrap();
+        assert_eq!(analysis.critical_path.len(), N as usize);
     }
 }

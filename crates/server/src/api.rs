@@ -16,6 +16,7 @@ use chaintrace_model::{DurationNanos, TraceId, UnixNanos};
 use chaintrace_store::{Store, StoreError, TraceListQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::{json_response, CpuPool};
 use crate::jaeger::{to_jaeger, Envelope, EnvelopeError};
 
 /// Largest `limit` a trace list accepts.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Model prices for LLM cost.
     pub prices: Arc<PriceTable>,
+    /// Where CPU-heavy work of a request runs.
+    pub cpu: CpuPool,
 }
 
 /// Builds the query API router over `store`, pricing LLM calls with `prices`.
@@ -72,7 +75,11 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/traces", get(crate::jaeger_api::find_traces))
         .route("/api/dependencies", get(crate::jaeger_api::dependencies))
         .fallback(not_found)
-        .with_state(AppState { store, prices })
+        .with_state(AppState {
+            store,
+            prices,
+            cpu: CpuPool::default(),
+        })
 }
 
 async fn index() -> impl IntoResponse {
@@ -184,7 +191,7 @@ async fn list_traces(
 }
 
 async fn native_trace(
-    State(AppState { store, .. }): State<AppState>,
+    State(AppState { store, cpu, .. }): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Response {
     let id = match parse_trace_id(&trace_id) {
@@ -192,7 +199,7 @@ async fn native_trace(
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     match store.trace(id).await {
-        Ok(Some(trace)) => Json(trace).into_response(),
+        Ok(Some(trace)) => cpu.json(StatusCode::OK, trace).await,
         Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => store_error(e),
     }
@@ -214,7 +221,7 @@ pub(crate) fn jaeger_error(status: StatusCode, msg: String) -> Response {
 }
 
 async fn jaeger_trace(
-    State(AppState { store, .. }): State<AppState>,
+    State(AppState { store, cpu, .. }): State<AppState>,
     Path(trace_id): Path<String>,
 ) -> Response {
     let id = match parse_trace_id(&trace_id) {
@@ -222,14 +229,19 @@ async fn jaeger_trace(
         Err(msg) => return jaeger_error(StatusCode::BAD_REQUEST, msg),
     };
     match store.trace(id).await {
-        Ok(Some(trace)) => Json(Envelope {
-            data: Some(vec![to_jaeger(&trace)]),
-            total: 1,
-            limit: 0,
-            offset: 0,
-            errors: None,
-        })
-        .into_response(),
+        Ok(Some(trace)) => {
+            cpu.respond(move || {
+                let envelope = Envelope {
+                    data: Some(vec![to_jaeger(&trace)]),
+                    total: 1,
+                    limit: 0,
+                    offset: 0,
+                    errors: None,
+                };
+                json_response(StatusCode::OK, &envelope)
+            })
+            .await
+        }
         Ok(None) => jaeger_error(StatusCode::NOT_FOUND, "trace not found".to_string()),
         Err(e) => jaeger_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

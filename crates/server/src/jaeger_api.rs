@@ -16,8 +16,7 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use chaintrace_model::{DurationNanos, Span, SpanId, SpanKind, TraceId, UnixNanos};
 use chaintrace_store::{SpanClause, Store, StoreError, TraceFilter};
 use serde::Serialize;
@@ -26,6 +25,9 @@ use crate::api::{parse_trace_id, AppState};
 use crate::jaeger::{to_jaeger, Envelope, JaegerProcess, JaegerSpan, JaegerTrace};
 use crate::range::TimeRange;
 use crate::search::{scan, MAX_INSPECTED};
+
+/// Most distinct `traceID`s one `/api/traces` request may ask for.
+pub const MAX_TRACE_IDS: usize = 100;
 
 /// Window a `/api/traces` search covers without `start` or `lookback`: the
 /// Jaeger UI's default lookback.
@@ -128,12 +130,15 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
             let mut traces = Vec::new();
             for id in ids {
                 match state.store.trace(id).await {
-                    Ok(Some(trace)) => traces.push(to_jaeger(&trace)),
+                    Ok(Some(trace)) => traces.push(trace),
                     Ok(None) => {}
                     Err(e) => return store_failure(e),
                 }
             }
-            return ok(traces);
+            return state
+                .cpu
+                .respond(move || ok(traces.iter().map(to_jaeger).collect()))
+                .await;
         }
         TraceRequest::Search(search) => search,
     };
@@ -186,7 +191,7 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
                     "Jaeger trace search stopped at the inspection cap"
                 );
             }
-            ok(found)
+            state.cpu.respond(move || ok(found)).await
         }
         Err(e) => store_failure(e),
     }
@@ -358,6 +363,16 @@ fn parse_search(params: &[(String, String)], now: UnixNanos) -> Result<TraceRequ
         .map(|(_, v)| parse_trace_id(v).map_err(|e| format!("parameter 'traceID': {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     if !ids.is_empty() {
+        // The same id asked for again is answered once: repeating one big
+        // trace id must not multiply the answer.
+        let mut seen = std::collections::HashSet::new();
+        let ids: Vec<TraceId> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
+        if ids.len() > MAX_TRACE_IDS {
+            return Err(format!(
+                "parameter 'traceID': {} distinct trace ids, at most {MAX_TRACE_IDS} per request",
+                ids.len()
+            ));
+        }
         return Ok(TraceRequest::ByIds(ids));
     }
     let service = param(params, "service")
@@ -441,6 +456,8 @@ fn parse_json_tags(text: &str) -> Result<Vec<(String, String)>, String> {
     let malformed = |why: String| {
         format!("malformed parameter 'tags': want a JSON object of strings such as {{\"error\":\"true\"}}: {why}")
     };
+    chaintrace_model::check_json_depth(text.as_bytes(), chaintrace_model::MAX_JSON_DEPTH)
+        .map_err(|e| malformed(e.to_string()))?;
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
     object
@@ -488,14 +505,14 @@ fn params_of(params: RawParams) -> Result<Vec<(String, String)>, String> {
 }
 
 fn ok<T: Serialize>(data: Vec<T>) -> Response {
-    Json(Envelope {
+    let envelope = Envelope {
         total: data.len(),
         data: Some(data),
         limit: 0,
         offset: 0,
         errors: None,
-    })
-    .into_response()
+    };
+    crate::cpu::json_response(StatusCode::OK, &envelope)
 }
 
 /// Jaeger's error envelope (shared with `/api/traces/{id}`).

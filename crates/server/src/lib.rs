@@ -6,6 +6,7 @@
 //! `chaintrace-ingest`. The web UI will be served from here too.
 
 mod api;
+pub mod cpu;
 pub mod filter;
 pub mod jaeger;
 mod jaeger_api;

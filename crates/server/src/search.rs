@@ -22,6 +22,7 @@ use chaintrace_store::{SearchRequest, Store, StoreError, TraceFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{error, parse_trace_id, store_error, AppState};
+use crate::cpu::json_response;
 use crate::filter::query_filter;
 use crate::range::{RangeParams, TimeRange};
 
@@ -183,7 +184,7 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
                 let totals = LlmTotals::of(&llm_spans(&trace, &prices));
                 hits.push(SearchHit {
                     summary: trace.summary(),
-                    llm_tokens: totals.input_tokens + totals.output_tokens,
+                    llm_tokens: totals.input_tokens.saturating_add(totals.output_tokens),
                     matched,
                 });
             }
@@ -223,21 +224,27 @@ pub async fn trace_analysis(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => return store_error(e),
     };
-    let names: Vec<&str> = params
-        .parallel
-        .as_deref()
-        .map(|p| {
-            p.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
+    let prices = Arc::clone(&state.prices);
+    state
+        .cpu
+        .respond(move || {
+            let names: Vec<&str> = params
+                .parallel
+                .as_deref()
+                .map(|p| {
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let parallel = (!names.is_empty()).then_some(names.as_slice());
+            match analyze(&trace, &prices, parallel) {
+                Ok(analysis) => json_response(StatusCode::OK, &analysis),
+                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            }
         })
-        .unwrap_or_default();
-    let parallel = (!names.is_empty()).then_some(names.as_slice());
-    match analyze(&trace, &state.prices, parallel) {
-        Ok(analysis) => Json(analysis).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+        .await
 }
 
 /// Query parameters of the analytics endpoints.
@@ -298,15 +305,31 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         Ok(t) => t,
         Err(r) => return r,
     };
-    let prices = &state.prices;
+    let prices = Arc::clone(&state.prices);
+    state
+        .cpu
+        .respond(move || figures(&traces, &prices, &params, what, inspected, truncated))
+        .await
+}
+
+/// Computes one analytics figure over `traces` (in the CPU pool: up to
+/// [`MAX_INSPECTED`] whole traces).
+fn figures(
+    traces: &[Trace],
+    prices: &chaintrace_analysis::PriceTable,
+    params: &AnalyticsParams,
+    what: Analytics,
+    inspected: usize,
+    truncated: bool,
+) -> Response {
     let body = match what {
         Analytics::Operations => {
-            serde_json::json!({ "operations": operation_stats(&traces, prices) })
+            serde_json::json!({ "operations": operation_stats(traces, prices) })
         }
-        Analytics::Models => serde_json::json!({ "models": model_stats(&traces, prices) }),
-        Analytics::Errors => serde_json::json!({ "errors": error_groups(&traces) }),
+        Analytics::Models => serde_json::json!({ "models": model_stats(traces, prices) }),
+        Analytics::Errors => serde_json::json!({ "errors": error_groups(traces) }),
         Analytics::Bottlenecks => serde_json::json!({
-            "bottlenecks": top_bottlenecks(&traces, prices, params.limit.unwrap_or(10).min(1000))
+            "bottlenecks": top_bottlenecks(traces, prices, params.limit.unwrap_or(10).min(1000))
         }),
         Analytics::Series => {
             let bucket = match params
@@ -324,7 +347,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                 }
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("bucket: {e}")),
             };
-            serde_json::json!({ "series": operation_series(&traces, prices, bucket) })
+            serde_json::json!({ "series": operation_series(traces, prices, bucket) })
         }
     };
     let mut body = body;
@@ -333,7 +356,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         obj.insert("inspected".into(), inspected.into());
         obj.insert("truncated".into(), truncated.into());
     }
-    Json(body).into_response()
+    json_response(StatusCode::OK, &body)
 }
 
 /// Axum handler factory for one analytics figure.

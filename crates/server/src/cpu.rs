@@ -1,0 +1,186 @@
+//! CPU-heavy request work, off the async workers, on a bounded pool.
+//!
+//! The async workers must stay free to accept connections, answer
+//! `/api/v1/health` and take ingest: two 11-second analyses once starved
+//! them all. So everything whose cost grows with the data — analysis,
+//! analytics over thousands of traces, converting and serialising whole
+//! traces — runs here instead: on tokio's blocking threads, at most
+//! `slots` jobs at once (the machine's cores), each admitted within a
+//! queue wait or refused with 503 and `Retry-After`, never queued without
+//! bound. A job that panics is answered 500 and logged, not taken for a
+//! closed store.
+//!
+//! It must not know about HTTP routes: it runs closures and says why one
+//! did not run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+/// How long a job waits for a free slot before it is refused.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// A bounded pool for CPU-heavy request work.
+#[derive(Debug, Clone)]
+pub struct CpuPool {
+    slots: Arc<Semaphore>,
+    queue_wait: Duration,
+}
+
+/// Why a job did not produce its result.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuError {
+    /// Every slot stayed busy for the whole queue wait.
+    #[error("the server is busy with other heavy requests; retry in a few seconds")]
+    Busy,
+    /// The job panicked: a bug, logged where it happened.
+    #[error("internal error: {0}")]
+    Panicked(String),
+}
+
+impl IntoResponse for CpuError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        match self {
+            CpuError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "2")],
+                body,
+            )
+                .into_response(),
+            CpuError::Panicked(_) => (StatusCode::INTERNAL_SERVER_ERROR, body).into_response(),
+        }
+    }
+}
+
+impl Default for CpuPool {
+    /// One slot per core.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        CpuPool::new(cores, DEFAULT_QUEUE_WAIT)
+    }
+}
+
+impl CpuPool {
+    /// A pool running at most `slots` jobs at once (at least one), each
+    /// waiting at most `queue_wait` for its turn.
+    pub fn new(slots: usize, queue_wait: Duration) -> CpuPool {
+        CpuPool {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            queue_wait,
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CpuError> {
+        let slot = tokio::time::timeout(self.queue_wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| CpuError::Busy)?
+            .map_err(|_| CpuError::Busy)?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await;
+        joined.map_err(|e| {
+            let what = if e.is_panic() {
+                let panic = e.into_panic();
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_string())
+            } else {
+                "the job was cancelled at shutdown".to_string()
+            };
+            tracing::error!(error = %what, "a request job panicked");
+            CpuError::Panicked(what)
+        })
+    }
+
+    /// Serialises `value` as a JSON answer with `status`, in the pool: a
+    /// whole trace or a page of traces is megabytes of JSON.
+    pub async fn json<T: Serialize + Send + 'static>(
+        &self,
+        status: StatusCode,
+        value: T,
+    ) -> Response {
+        self.respond(move || json_response(status, &value)).await
+    }
+
+    /// Runs `work`, which builds the answer, in the pool; a job that did not
+    /// run answers as [`CpuError`] says.
+    pub async fn respond(&self, work: impl FnOnce() -> Response + Send + 'static) -> Response {
+        match self.run(work).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// `value` as a JSON answer with `status`, serialised here (call it inside
+/// the pool).
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise an answer");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(
+                    serde_json::json!({ "error": format!("cannot serialise the answer: {e}") }),
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_is_an_internal_error_and_the_pool_goes_on() {
+        let pool = CpuPool::new(1, Duration::from_secs(5));
+        let err = pool.run(|| -> u32 { panic!("boom") }).await.unwrap_err();
+        assert!(
+            matches!(&err, CpuError::Panicked(m) if m == "boom"),
+            "{err}"
+        );
+        assert_eq!(
+            err.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_job_finding_every_slot_busy_past_the_wait_is_refused_with_retry_after() {
+        let pool = CpuPool::new(1, Duration::from_millis(20));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
+        };
+        // Wait until the first job holds the only slot.
+        while pool.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = pool.run(|| 1).await.unwrap_err();
+        assert!(matches!(refused, CpuError::Busy));
+        let response = refused.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(pool.run(|| 2).await.unwrap(), 2);
+    }
+}

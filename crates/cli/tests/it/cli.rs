@@ -189,3 +189,50 @@ async fn trace_command_errors_are_clear() {
         "api_call, llm_call, process_query: {chart}"
     );
 }
+
+/// Span names and services are the sender's: an escape sequence in them
+/// reaches the operator's terminal only as visible text.
+#[tokio::test]
+async fn terminal_output_shows_escape_sequences_instead_of_sending_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let body = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+            "value": {"stringValue": "svc\u{1b}[31m"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": "5eed0000000000000000000000000001", "spanId": "0000000000000001",
+             "name": "root\u{1b}]0;pwned\u{7}\u{9b}2J\u{202e}", "kind": 1,
+             "startTimeUnixNano": now.to_string(), "endTimeUnixNano": (now + 1_000_000).to_string()}
+        ]}]
+    }]});
+    let (status, _) = server
+        .post_traces("application/json", body.to_string().into_bytes(), false)
+        .await;
+    assert_eq!(status, 200);
+    let id = "5eed0000000000000000000000000001";
+    for args in [
+        vec!["trace", id],
+        vec!["traces"],
+        vec!["analyze", id],
+        vec!["search", "{ kind = internal }", "--since", "1h"],
+        vec!["sql", "SELECT name, service FROM spans", "--since", "1h"],
+    ] {
+        let mut args = args;
+        args.extend(["--server", &server.api]);
+        let (ok, out, err) = chaintrace(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?} printed a raw control character: {out:?}"
+        );
+        assert!(
+            !out.contains('\u{202e}'),
+            "{args:?} printed a raw bidi override: {out:?}"
+        );
+        assert!(out.contains("root\\x1b]0;pwned\\x07"), "{args:?}: {out}");
+    }
+}

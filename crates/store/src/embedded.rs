@@ -4,6 +4,7 @@
 //! WAL; once its group is fsynced, the WAL writer thread inserts it into the
 //! active head and only then answers, so a query never shows a span a crash
 //! could take away, and head contents follow WAL order exactly.
+//! [`EmbeddedStore::open_on`] opens the store with the WAL on a given [`Disk`].
 //!
 //! Cutting: a seal (run on the same writer thread) closes the open WAL
 //! segment and freezes the active head in one step, so a frozen head holds
@@ -33,7 +34,7 @@ use crate::lock::DirLock;
 use crate::maintenance;
 use crate::search::{SearchRequest, SearchStats};
 use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
-use crate::wal::{self, ReplayReport, SegmentSeq, Wal};
+use crate::wal::{self, Disk, ReplayReport, SegmentSeq, Wal};
 
 /// Where and how the embedded store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -544,6 +545,15 @@ impl EmbeddedStore {
     /// needs no async runtime: from async code, call it through
     /// `tokio::task::spawn_blocking`.
     pub fn open(config: EmbeddedConfig) -> Result<(EmbeddedStore, ReplayReport), StoreError> {
+        Self::open_on(config, Disk::Std)
+    }
+
+    /// [`EmbeddedStore::open`] with the WAL's files changed through `disk`.
+    /// Blocks are written with `std::fs` either way.
+    pub(crate) fn open_on(
+        config: EmbeddedConfig,
+        disk: Disk,
+    ) -> Result<(EmbeddedStore, ReplayReport), StoreError> {
         // Before anything below truncates or deletes what a running store
         // is writing.
         let lock = DirLock::acquire(&config.dir)?;
@@ -553,6 +563,7 @@ impl EmbeddedStore {
         let mut replayed_through = covered;
         let (wal, report) = Wal::open(
             &config.wal_dir(),
+            disk,
             config.wal_segment_bytes,
             covered,
             &mut |seq, spans| {

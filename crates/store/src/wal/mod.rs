@@ -9,13 +9,14 @@
 //! so a build too old to read them refuses the segment instead of misreading
 //! it. One writer thread ([`writer`]) owns the open segment and commits
 //! queued records in groups with one fsync each; [`replay`] reads the segments
-//! back and repairs torn tails.
+//! back and repairs torn tails. Every change to a file goes through [`disk`].
 //!
 //! [`Wal`] is the whole interface: encode a batch with [`encode_batch`], hand
 //! it to [`Wal::submit`], await the answer. The WAL knows nothing of the head
 //! or of queries; it calls back with replayed batches and that is all.
 
 mod codec;
+mod disk;
 mod record;
 mod replay;
 mod segment;
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::store::StoreError;
 
+pub(crate) use disk::Disk;
 pub(crate) use record::Record;
 pub use replay::ReplayReport;
 pub(crate) use segment::SegmentSeq;
@@ -62,6 +64,8 @@ pub(crate) struct WalStats {
 /// An open write-ahead log: a handle to its writer thread.
 pub(crate) struct Wal {
     dir: PathBuf,
+    /// What segments are deleted through; the writer thread has its own copy.
+    disk: Disk,
     requests: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<WalCounters>,
@@ -71,9 +75,11 @@ impl Wal {
     /// Opens (creating if needed) the WAL in `dir`, deletes the segments up
     /// to `covered_through` (their spans are already in blocks), replays every
     /// other segment into `on_batch` in write order, repairs torn tails, and
-    /// starts the writer thread. Blocking; needs no async runtime.
+    /// starts the writer thread. Every file change goes through `disk`.
+    /// Blocking; needs no async runtime.
     pub(crate) fn open(
         dir: &Path,
+        disk: Disk,
         segment_bytes: u64,
         covered_through: SegmentSeq,
         on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
@@ -81,10 +87,10 @@ impl Wal {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create WAL directory", dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                segment::sync_dir(parent)?;
+                segment::sync_dir(&disk, parent)?;
             }
         }
-        let (report, segments) = replay::replay_dir(dir, covered_through, on_batch)?;
+        let (report, segments) = replay::replay_dir(&disk, dir, covered_through, on_batch)?;
         let counters = Arc::new(WalCounters::default());
         counters
             .bytes
@@ -94,6 +100,7 @@ impl Wal {
             .store(segments.len() as u64, Ordering::Relaxed);
         let writer = SegmentWriter::new(
             dir.to_path_buf(),
+            disk.clone(),
             segment_bytes,
             segments.last(),
             covered_through,
@@ -106,6 +113,7 @@ impl Wal {
             .map_err(|e| StoreError::io("start the WAL writer thread for", dir, e))?;
         let wal = Wal {
             dir: dir.to_path_buf(),
+            disk,
             requests: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             counters,
@@ -168,13 +176,15 @@ impl Wal {
                 continue;
             }
             let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).map_err(|e| StoreError::io("delete WAL segment", &path, e))?;
+            self.disk
+                .remove_file(&path)
+                .map_err(|e| StoreError::io("delete WAL segment", &path, e))?;
             self.counters.bytes.fetch_sub(len, Ordering::Relaxed);
             self.counters.segments.fetch_sub(1, Ordering::Relaxed);
             removed = true;
         }
         if removed {
-            segment::sync_dir(&self.dir)?;
+            segment::sync_dir(&self.disk, &self.dir)?;
         }
         Ok(())
     }
@@ -225,7 +235,8 @@ mod tests {
 
     fn replay_all(dir: &Path) -> (Vec<Vec<Span>>, ReplayReport) {
         let mut batches = Vec::new();
-        let (wal, report) = Wal::open(dir, 1 << 20, 0, &mut |_, b| batches.push(b)).unwrap();
+        let (wal, report) =
+            Wal::open(dir, Disk::Std, 1 << 20, 0, &mut |_, b| batches.push(b)).unwrap();
         wal.close();
         (batches, report)
     }
@@ -239,7 +250,8 @@ mod tests {
             span(2, 1, None, "db", "query", 40, 50),
         ];
         {
-            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {}).unwrap();
+            let (wal, report) =
+                Wal::open(dir.path(), Disk::Std, 1 << 20, 0, &mut |_, _| {}).unwrap();
             assert_eq!(report, ReplayReport::default());
             for batch in [&batch_a, &batch_b] {
                 let answer = wal.submit(encode_batch(batch).unwrap(), None).unwrap();
@@ -279,7 +291,10 @@ mod tests {
     /// Every batch replayed from `dir`, with its segment number.
     fn replay_with_segments(dir: &Path) -> Vec<(SegmentSeq, Vec<Span>)> {
         let mut batches = Vec::new();
-        let (wal, _) = Wal::open(dir, 1 << 20, 0, &mut |seq, b| batches.push((seq, b))).unwrap();
+        let (wal, _) = Wal::open(dir, Disk::Std, 1 << 20, 0, &mut |seq, b| {
+            batches.push((seq, b))
+        })
+        .unwrap();
         wal.close();
         batches
     }
@@ -319,7 +334,7 @@ mod tests {
         let new_batch = vec![span(2, 1, None, "db", "query", 40, 50)];
         {
             let mut replayed = Vec::new();
-            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |seq, b| {
+            let (wal, report) = Wal::open(dir.path(), Disk::Std, 1 << 20, 0, &mut |seq, b| {
                 replayed.push((seq, b))
             })
             .unwrap();
@@ -373,7 +388,7 @@ mod tests {
         );
         {
             let mut replayed = Vec::new();
-            let (wal, report) = Wal::open(dir.path(), 1 << 20, 0, &mut |seq, b| {
+            let (wal, report) = Wal::open(dir.path(), Disk::Std, 1 << 20, 0, &mut |seq, b| {
                 replayed.push((seq, b))
             })
             .unwrap();
@@ -426,7 +441,7 @@ mod tests {
     #[tokio::test]
     async fn submit_after_close_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path(), 1 << 20, 0, &mut |_, _| {}).unwrap();
+        let (wal, _) = Wal::open(dir.path(), Disk::Std, 1 << 20, 0, &mut |_, _| {}).unwrap();
         wal.close();
         let record = encode_batch(&[span(1, 1, None, "rag", "x", 0, 1)]).unwrap();
         assert!(matches!(
@@ -456,7 +471,7 @@ mod tests {
         fs::write(segment::segment_path(dir.path(), 4), &future).unwrap();
         let before = snapshot(dir.path());
 
-        let err = Wal::open(dir.path(), 1 << 20, 1, &mut |_, _| {})
+        let err = Wal::open(dir.path(), Disk::Std, 1 << 20, 1, &mut |_, _| {})
             .err()
             .expect("must refuse");
         assert!(matches!(

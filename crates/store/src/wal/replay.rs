@@ -8,7 +8,8 @@
 //! refusal is a segment of a format version this build does not read, which a
 //! newer build may still read: every header is checked before anything is
 //! deleted or repaired, so a refused directory is left as it was. This module
-//! writes nothing but those repairs.
+//! writes nothing but those repairs, and makes them through a [`Disk`]; it
+//! reads with `std::fs`.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -19,6 +20,7 @@ use chaintrace_model::Span;
 use crate::store::StoreError;
 
 use super::codec::{decode_spans, payload_layout};
+use super::disk::Disk;
 use super::record::{check_header, read_frame, HeaderCheck, SegmentVersion, HEADER_LEN};
 use super::segment::{self, SegmentSeq};
 
@@ -56,6 +58,7 @@ pub(crate) struct ReplayedSegment {
 /// between writing the block and deleting them): they are deleted, not
 /// replayed. Returns the report and the segments left.
 pub(crate) fn replay_dir(
+    disk: &Disk,
     dir: &Path,
     covered_through: SegmentSeq,
     on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
@@ -71,20 +74,20 @@ pub(crate) fn replay_dir(
         if *seq > covered_through {
             return true;
         }
-        match fs::remove_file(path) {
+        match disk.remove_file(path) {
             Ok(()) => removed = true,
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot delete a WAL segment already in a block"),
         }
         false
     });
     if removed {
-        segment::sync_dir(dir)?;
+        segment::sync_dir(disk, dir)?;
     }
     let count = listed.len();
     for (i, (seq, path)) in listed.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let mut on_record = |spans: Vec<Span>| on_batch(seq, spans);
-        let replayed = replay_segment(dir, &path, is_last, &mut on_record, &mut report)?;
+        let replayed = replay_segment(disk, dir, &path, is_last, &mut on_record, &mut report)?;
         if let Some((len, version)) = replayed {
             kept.push(ReplayedSegment {
                 seq,
@@ -122,6 +125,7 @@ fn unsupported_version(path: &Path, found: u16) -> StoreError {
 /// Replays one segment; returns its valid length and version, or `None` if
 /// it was deleted or set aside.
 fn replay_segment(
+    disk: &Disk,
     dir: &Path,
     path: &Path,
     is_last: bool,
@@ -141,7 +145,7 @@ fn replay_segment(
                 bytes = file_len,
                 "WAL segment has a torn header (the process died while creating it); deleting it"
             );
-            fs::remove_file(path)
+            disk.remove_file(path)
                 .map_err(|e| StoreError::io("delete torn WAL segment", path, e))?;
             report.truncated_bytes += file_len;
             return Ok(None);
@@ -149,7 +153,7 @@ fn replay_segment(
         // Refused before replay began; met here only if the file changed since.
         HeaderCheck::OtherVersion(found) => return Err(unsupported_version(path, found)),
         HeaderCheck::NotAWalSegment => {
-            let aside = segment::set_aside(dir, path)?;
+            let aside = segment::set_aside(disk, dir, path)?;
             tracing::warn!(
                 path = %path.display(),
                 moved_to = %aside.display(),
@@ -199,7 +203,7 @@ fn replay_segment(
             "WAL segment has a torn or corrupt record; truncating the segment at this offset \
              (records after it in this segment are lost, later segments are still replayed)"
         );
-        segment::truncate(path, offset)?;
+        segment::truncate(disk, path, offset)?;
         report.truncated_bytes += cut;
     }
     report.segments += 1;

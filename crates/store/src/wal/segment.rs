@@ -3,14 +3,15 @@
 //!
 //! Segments are named by a sequence number, `00000000000000000001.wal`, so
 //! that name order is write order. This module owns file-system calls on
-//! whole segments; it neither parses records nor decides policy.
+//! whole segments, made through a [`Disk`] so that a power-cut test can sit
+//! underneath; it neither parses records nor decides policy.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::store::StoreError;
 
+use super::disk::{Disk, SegmentFile};
 use super::record::{self, SegmentVersion};
 
 /// File extension of WAL segments.
@@ -51,13 +52,17 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(SegmentSeq, PathBuf)>, St
 
 /// Creates segment `seq` in `dir` with the header of the version this build
 /// writes, durably: the file and the directory entry are both synced before
-/// this returns. The file is opened for appending.
-pub(crate) fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<(File, PathBuf), StoreError> {
+/// this returns (without the directory sync a power cut can drop the new
+/// file, and the records acknowledged in it, whole). The file is opened for
+/// appending.
+pub(crate) fn create_segment(
+    disk: &Disk,
+    dir: &Path,
+    seq: SegmentSeq,
+) -> Result<(SegmentFile, PathBuf), StoreError> {
     let path = segment_path(dir, seq);
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)
+    let mut file = disk
+        .create_new(&path)
         .map_err(|e| StoreError::io("create WAL segment", &path, e))?;
     let written = file
         .write_all(&record::header(SegmentVersion::CURRENT))
@@ -69,26 +74,24 @@ pub(crate) fn create_segment(dir: &Path, seq: SegmentSeq) -> Result<(File, PathB
     if let Err(e) = written {
         // A full disk must not leave a trail of empty segments behind.
         drop(file);
-        let _ = std::fs::remove_file(&path);
+        let _ = disk.remove_file(&path);
         return Err(e);
     }
-    sync_dir(dir)?;
+    sync_dir(disk, dir)?;
     Ok((file, path))
 }
 
 /// Opens an existing segment for appending at its end.
-pub(crate) fn open_for_append(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
+pub(crate) fn open_for_append(disk: &Disk, path: &Path) -> Result<SegmentFile, StoreError> {
+    disk.open_append(path)
         .map_err(|e| StoreError::io("open WAL segment for appending", path, e))
 }
 
 /// Cuts the segment at `path` to `len` bytes and syncs it.
-pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+pub(crate) fn truncate(disk: &Disk, path: &Path, len: u64) -> Result<(), StoreError> {
+    // Opened for appending, which `ftruncate` accepts like any writable file.
+    let file = disk
+        .open_append(path)
         .map_err(|e| StoreError::io("open WAL segment to truncate it", path, e))?;
     file.set_len(len)
         .map_err(|e| StoreError::io("truncate WAL segment", path, e))?;
@@ -98,29 +101,20 @@ pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
 
 /// Moves a file that is not a readable segment out of the way (to
 /// `<name>.corrupt`), keeping its bytes for a human to look at.
-pub(crate) fn set_aside(dir: &Path, path: &Path) -> Result<PathBuf, StoreError> {
+pub(crate) fn set_aside(disk: &Disk, dir: &Path, path: &Path) -> Result<PathBuf, StoreError> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".corrupt");
     let aside = PathBuf::from(aside);
-    fs::rename(path, &aside)
+    disk.rename(path, &aside)
         .map_err(|e| StoreError::io("set aside unreadable WAL segment", path, e))?;
-    sync_dir(dir)?;
+    sync_dir(disk, dir)?;
     Ok(aside)
 }
 
 /// Makes creations, renames and deletions in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io("sync WAL directory", dir, e))?;
-    }
-    // Elsewhere directory entries cannot be synced through std; creation is
-    // then only as durable as the platform makes it.
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+pub(crate) fn sync_dir(disk: &Disk, dir: &Path) -> Result<(), StoreError> {
+    disk.sync_dir(dir)
+        .map_err(|e| StoreError::io("sync WAL directory", dir, e))
 }
 
 #[cfg(test)]
@@ -131,7 +125,7 @@ mod tests {
     fn segments_are_listed_in_sequence_order() {
         let dir = tempfile::tempdir().unwrap();
         for seq in [10, 2, 1] {
-            create_segment(dir.path(), seq).unwrap();
+            create_segment(&Disk::Std, dir.path(), seq).unwrap();
         }
         fs::write(dir.path().join("notes.txt"), b"hi").unwrap();
         fs::write(dir.path().join("x.wal"), b"hi").unwrap();
@@ -146,7 +140,7 @@ mod tests {
             "00000000000000000001.wal"
         );
         assert!(
-            create_segment(dir.path(), 2).is_err(),
+            create_segment(&Disk::Std, dir.path(), 2).is_err(),
             "never overwrite a segment"
         );
     }
@@ -154,7 +148,7 @@ mod tests {
     #[test]
     fn new_segments_get_a_version_2_header() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, path) = create_segment(dir.path(), 1).unwrap();
+        let (_, path) = create_segment(&Disk::Std, dir.path(), 1).unwrap();
         assert_eq!(fs::read(path).unwrap(), b"CTWAL\n\x02\x00");
     }
 }

@@ -5,10 +5,10 @@
 //! writes it all, calls `sync_data` once and only then answers every waiter,
 //! so concurrent exporters share one fsync. When the segment would grow past
 //! its size budget the writer rotates to a new one. This module must not know
-//! about spans or the head: it moves framed bytes to disk.
+//! about spans or the head: it moves framed bytes to disk, through a
+//! [`Disk`], never calling `std::fs` itself.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::store::StoreError;
 
+use super::disk::{Disk, SegmentFile};
 use super::record::{Record, SegmentVersion, HEADER_LEN};
 use super::replay::ReplayedSegment;
 use super::segment::{self, SegmentSeq};
@@ -93,7 +94,7 @@ pub(crate) struct WalCounters {
 struct OpenSegment {
     seq: SegmentSeq,
     path: PathBuf,
-    file: File,
+    file: SegmentFile,
     /// Bytes written, synced or not.
     len: u64,
     /// Bytes known to be on disk.
@@ -103,6 +104,7 @@ struct OpenSegment {
 /// The state the writer thread owns: the open segment and where the next one goes.
 pub(crate) struct SegmentWriter {
     dir: PathBuf,
+    disk: Disk,
     segment_bytes: u64,
     current: Option<OpenSegment>,
     next_seq: SegmentSeq,
@@ -121,6 +123,7 @@ impl SegmentWriter {
     /// the new segment for one already in a block and delete it.
     pub(crate) fn new(
         dir: PathBuf,
+        disk: Disk,
         segment_bytes: u64,
         last: Option<&ReplayedSegment>,
         used_through: SegmentSeq,
@@ -135,13 +138,14 @@ impl SegmentWriter {
             current = Some(OpenSegment {
                 seq: last.seq,
                 path: last.path.clone(),
-                file: segment::open_for_append(&last.path)?,
+                file: segment::open_for_append(&disk, &last.path)?,
                 len: last.len,
                 synced_len: last.len,
             });
         }
         Ok(SegmentWriter {
             dir,
+            disk,
             segment_bytes,
             current,
             next_seq: last.map_or(1, |l| l.seq + 1).max(used_through + 1),
@@ -208,7 +212,7 @@ impl SegmentWriter {
         // attempt collide with the half-made file.
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (file, path) = segment::create_segment(&self.dir, seq)?;
+        let (file, path) = segment::create_segment(&self.disk, &self.dir, seq)?;
         self.counters.segments.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(HEADER_LEN, Ordering::Relaxed);
         tracing::debug!(path = %path.display(), "started WAL segment");
@@ -383,8 +387,15 @@ mod tests {
     fn queued_requests_are_committed_with_one_sync() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
-        let writer =
-            SegmentWriter::new(dir.path().into(), 1 << 20, None, 0, Arc::clone(&counters)).unwrap();
+        let writer = SegmentWriter::new(
+            dir.path().into(),
+            Disk::Std,
+            1 << 20,
+            None,
+            0,
+            Arc::clone(&counters),
+        )
+        .unwrap();
         let (tx, rx) = mpsc::channel();
         let mut answers = Vec::new();
         // Queue everything before the writer runs: it must take all five in
@@ -421,6 +432,7 @@ mod tests {
         // Room for two 18-byte records per segment.
         let writer = SegmentWriter::new(
             dir.path().into(),
+            Disk::Std,
             HEADER_LEN + 36,
             None,
             0,
@@ -450,8 +462,15 @@ mod tests {
     fn continues_the_last_segment_when_it_has_room() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
-        let writer =
-            SegmentWriter::new(dir.path().into(), 1 << 20, None, 0, Arc::clone(&counters)).unwrap();
+        let writer = SegmentWriter::new(
+            dir.path().into(),
+            Disk::Std,
+            1 << 20,
+            None,
+            0,
+            Arc::clone(&counters),
+        )
+        .unwrap();
         let (tx, rx) = mpsc::channel();
         let (req, _answer) = request(b"first");
         tx.send(req).unwrap();
@@ -469,6 +488,7 @@ mod tests {
         };
         let writer = SegmentWriter::new(
             dir.path().into(),
+            Disk::Std,
             1 << 20,
             Some(&last),
             0,
@@ -487,6 +507,7 @@ mod tests {
         // A full last segment is not continued.
         let writer = SegmentWriter::new(
             dir.path().into(),
+            Disk::Std,
             last.len,
             Some(&last),
             0,
@@ -501,15 +522,22 @@ mod tests {
     fn never_continues_a_segment_of_an_older_version() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
-        let (_, path) = segment::create_segment(dir.path(), 7).unwrap();
+        let (_, path) = segment::create_segment(&Disk::Std, dir.path(), 7).unwrap();
         let old = ReplayedSegment {
             seq: 7,
             path,
             len: HEADER_LEN,
             version: SegmentVersion::V1,
         };
-        let writer =
-            SegmentWriter::new(dir.path().into(), 1 << 20, Some(&old), 0, counters).unwrap();
+        let writer = SegmentWriter::new(
+            dir.path().into(),
+            Disk::Std,
+            1 << 20,
+            Some(&old),
+            0,
+            counters,
+        )
+        .unwrap();
         assert!(writer.current.is_none());
         assert_eq!(writer.next_seq, 8);
     }

@@ -4,7 +4,8 @@
 //! WAL; once its group is fsynced, the WAL writer thread inserts it into the
 //! active head and only then answers, so a query never shows a span a crash
 //! could take away, and head contents follow WAL order exactly.
-//! [`EmbeddedStore::open_on`] opens the store with the WAL on a given [`Disk`].
+//! [`EmbeddedStore::open_on`] opens the store with the WAL on another
+//! [`Disk`]; `power_cut_tests` uses it to cut the power under live appends.
 //!
 //! Cutting: a seal (run on the same writer thread) closes the open WAL
 //! segment and freezes the active head in one step, so a frozen head holds
@@ -548,8 +549,9 @@ impl EmbeddedStore {
         Self::open_on(config, Disk::Std)
     }
 
-    /// [`EmbeddedStore::open`] with the WAL's files changed through `disk`.
-    /// Blocks are written with `std::fs` either way.
+    /// [`EmbeddedStore::open`] with the WAL's files changed through `disk`:
+    /// the power-cut tests pass a disk that loses unsynced bytes. Blocks are
+    /// written with `std::fs` either way.
     pub(crate) fn open_on(
         config: EmbeddedConfig,
         disk: Disk,

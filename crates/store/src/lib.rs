@@ -10,7 +10,10 @@
 //! segment files (a batch is acknowledged only once it is fsynced, with group
 //! commit sharing one fsync among concurrent appends; replayed at open, a torn
 //! tail truncated, never fatal) in front of an in-memory head indexed by trace
-//! id. Parquet blocks, compaction, retention and back-pressure come next.
+//! id, which is cut into Parquet blocks that are compacted and retained (see
+//! [`EmbeddedStore`]). That an acknowledged batch survives a power cut, not
+//! only a killed process, is tested on a simulated disk that forgets unsynced
+//! bytes (`power_cut_tests`).
 //!
 //! ```no_run
 //! use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, TraceListQuery};
@@ -38,6 +41,8 @@ mod generations;
 mod head;
 mod lock;
 mod maintenance;
+#[cfg(test)]
+mod power_cut_tests;
 mod search;
 mod search_exec;
 mod store;

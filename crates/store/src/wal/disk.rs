@@ -3,16 +3,16 @@
 //! directory — goes through [`Disk`] and the [`SegmentFile`] it opens.
 //!
 //! It exists so that a test can slide a disk that loses power under the real
-//! writer: `kill -9` keeps the page cache, so only a disk that forgets
-//! unsynced bytes can show an acknowledgement given before its sync. For now
-//! each enum has the single variant `Std`, which is plain `std::fs`: a
-//! one-variant enum is its payload (no tag; a const assertion below checks
-//! the size) and every `match` compiles away, so the write path pays nothing
-//! — no allocation, no dynamic dispatch.
+//! writer (`super::power_cut`): `kill -9` keeps the page cache, so only a
+//! disk that forgets unsynced bytes can show an acknowledgement given before
+//! its sync. In a build without tests each enum has the single variant
+//! `Std`, which is plain `std::fs`: a one-variant enum is its payload (no
+//! tag; a const assertion below checks the size) and every `match` compiles
+//! away, so the write path pays nothing — no allocation, no dynamic dispatch.
 //!
 //! Reads (listing the directory, replay reading a segment) stay on
-//! `std::fs`: they see what this process wrote. Creating the WAL directory
-//! itself also
+//! `std::fs`: they see what this process wrote, which the simulated disk
+//! writes through to the real files. Creating the WAL directory itself also
 //! stays here on `std::fs` (see [`super::Wal::open`]); this module decides
 //! nothing, it only carries the calls.
 
@@ -20,12 +20,21 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+#[cfg(test)]
+use std::sync::Arc;
+
+#[cfg(test)]
+use super::power_cut::{PowerCutDisk, PowerCutFile};
+
 /// The file system the WAL changes its files through.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Disk {
     /// The real file system.
     #[default]
     Std,
+    /// A simulated disk that keeps only synced bytes over a power cut.
+    #[cfg(test)]
+    PowerCut(Arc<PowerCutDisk>),
 }
 
 /// A WAL segment file opened through a [`Disk`], always for appending.
@@ -33,9 +42,14 @@ pub(crate) enum Disk {
 pub(crate) enum SegmentFile {
     /// A real file.
     Std(File),
+    /// A file on the simulated disk.
+    #[cfg(test)]
+    PowerCut(PowerCutFile),
 }
 
-// The zero-cost claim of the module doc: a segment file is exactly a `File`.
+// The zero-cost claim of the module doc, checked where it matters: outside
+// tests a segment file is exactly a `File`.
+#[cfg(not(test))]
 const _: () = assert!(std::mem::size_of::<SegmentFile>() == std::mem::size_of::<File>());
 
 impl Disk {
@@ -48,6 +62,8 @@ impl Disk {
                 .create_new(true)
                 .open(path)
                 .map(SegmentFile::Std),
+            #[cfg(test)]
+            Disk::PowerCut(disk) => disk.create_new(path).map(SegmentFile::PowerCut),
         }
     }
 
@@ -58,6 +74,8 @@ impl Disk {
                 .append(true)
                 .open(path)
                 .map(SegmentFile::Std),
+            #[cfg(test)]
+            Disk::PowerCut(disk) => disk.open_append(path).map(SegmentFile::PowerCut),
         }
     }
 
@@ -65,6 +83,8 @@ impl Disk {
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
         match self {
             Disk::Std => std::fs::remove_file(path),
+            #[cfg(test)]
+            Disk::PowerCut(disk) => disk.remove_file(path),
         }
     }
 
@@ -73,6 +93,8 @@ impl Disk {
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         match self {
             Disk::Std => std::fs::rename(from, to),
+            #[cfg(test)]
+            Disk::PowerCut(disk) => disk.rename(from, to),
         }
     }
 
@@ -80,6 +102,8 @@ impl Disk {
     pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         match self {
             Disk::Std => sync_std_dir(dir),
+            #[cfg(test)]
+            Disk::PowerCut(disk) => disk.sync_dir(dir),
         }
     }
 }
@@ -104,6 +128,8 @@ impl SegmentFile {
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             SegmentFile::Std(file) => file.write_all(bytes),
+            #[cfg(test)]
+            SegmentFile::PowerCut(file) => file.write_all(bytes),
         }
     }
 
@@ -111,6 +137,8 @@ impl SegmentFile {
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         match self {
             SegmentFile::Std(file) => file.sync_data(),
+            #[cfg(test)]
+            SegmentFile::PowerCut(file) => file.sync(),
         }
     }
 
@@ -119,6 +147,8 @@ impl SegmentFile {
     pub(crate) fn sync_all(&self) -> io::Result<()> {
         match self {
             SegmentFile::Std(file) => file.sync_all(),
+            #[cfg(test)]
+            SegmentFile::PowerCut(file) => file.sync(),
         }
     }
 
@@ -126,6 +156,8 @@ impl SegmentFile {
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
         match self {
             SegmentFile::Std(file) => file.set_len(len),
+            #[cfg(test)]
+            SegmentFile::PowerCut(file) => file.set_len(len),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! so a build too old to read them refuses the segment instead of misreading
 //! it. One writer thread ([`writer`]) owns the open segment and commits
 //! queued records in groups with one fsync each; [`replay`] reads the segments
-//! back and repairs torn tails. Every change to a file goes through [`disk`].
+//! back and repairs torn tails. Every change to a file goes through [`disk`],
+//! plain `std::fs` outside tests; under test, `power_cut` can stand in for
+//! it and lose whatever was not synced.
 //!
 //! [`Wal`] is the whole interface: encode a batch with [`encode_batch`], hand
 //! it to [`Wal::submit`], await the answer. The WAL knows nothing of the head
@@ -17,6 +19,8 @@
 
 mod codec;
 mod disk;
+#[cfg(test)]
+pub(crate) mod power_cut;
 mod record;
 mod replay;
 mod segment;

@@ -6,7 +6,10 @@
 //! so concurrent exporters share one fsync. When the segment would grow past
 //! its size budget the writer rotates to a new one. This module must not know
 //! about spans or the head: it moves framed bytes to disk, through a
-//! [`Disk`], never calling `std::fs` itself.
+//! [`Disk`] (`std::fs` outside tests), never calling `std::fs` itself.
+//!
+//! The order write → sync → answer is the WAL's promise; the power-cut test
+//! (`crate::power_cut_tests`) fails if an answer ever comes before its sync.
 
 use std::io;
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ mod ids;
 mod json_depth;
 mod span;
 mod trace;
+mod trace_json;
 
 pub use compact_str::CompactString;
 pub use ids::{IdError, SpanId, TraceId};

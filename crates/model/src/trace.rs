@@ -6,7 +6,9 @@ use crate::ids::TraceId;
 use crate::span::{DurationNanos, Span, UnixNanos};
 
 /// All known spans of one trace, sorted by start time (then span id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its JSON form writes each resource once (see `trace_json.rs`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
     /// The trace id.
     pub trace_id: TraceId,

@@ -75,6 +75,9 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/traces", get(crate::jaeger_api::find_traces))
         .route("/api/dependencies", get(crate::jaeger_api::dependencies))
         .fallback(not_found)
+        // gzip when the client asks for it (browsers, Grafana and curl
+        // --compressed do): trace JSON shrinks about tenfold.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(AppState {
             store,
             prices,

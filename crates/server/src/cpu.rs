@@ -125,11 +125,50 @@ impl CpuPool {
     }
 }
 
+/// Largest JSON answer built: past it the request is refused, with a
+/// message asking for less, instead of holding gigabytes while writing it.
+pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+
+/// Collects serialised bytes until a cap, then fails.
+struct CappedWriter(Vec<u8>, usize);
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > self.1 {
+            return Err(std::io::Error::other("answer over the cap"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `value` as a JSON answer with `status`, serialised here (call it inside
-/// the pool).
+/// the pool); over [`MAX_ANSWER_BYTES`] it is a 400 that says so.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+    capped_json_response(status, value, MAX_ANSWER_BYTES)
+}
+
+fn capped_json_response<T: Serialize + ?Sized>(
+    status: StatusCode,
+    value: &T,
+    cap: usize,
+) -> Response {
+    let mut out = CappedWriter(Vec::new(), cap);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response(),
+        Err(e) if e.is_io() => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": format!(
+                "the answer would be over {} MiB of JSON; ask for less (a narrower time range, \
+                 a lower limit, fewer trace ids)",
+                cap >> 20
+            ) })),
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialise an answer");
             (
@@ -146,6 +185,15 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_over_the_cap_is_refused_not_built() {
+        let big = vec!["x".repeat(1024); 3 << 10];
+        let ok = capped_json_response(StatusCode::OK, &big, 4 << 20);
+        assert_eq!(ok.status(), StatusCode::OK);
+        let refused = capped_json_response(StatusCode::OK, &big, 2 << 20);
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
 
     #[tokio::test]
     async fn a_panicking_job_is_an_internal_error_and_the_pool_goes_on() {

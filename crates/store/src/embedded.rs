@@ -777,7 +777,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let inner = &self.inner;
+        // Summing block sizes walks the blocks' directories: file I/O.
+        let inner = Arc::clone(&self.inner);
+        blocking(move || Ok(inner.stats_blocking())).await
+    }
+}
+
+impl Inner {
+    fn stats_blocking(&self) -> StoreStats {
+        let inner = self;
         let (active, frozen) = {
             let heads = inner.heads();
             let frozen: Vec<_> = heads.frozen.iter().map(|f| f.head.stats()).collect();
@@ -785,7 +793,7 @@ impl Store for EmbeddedStore {
         };
         let wal = inner.wal.stats();
         let blocks = inner.catalog.blocks();
-        Ok(StoreStats {
+        StoreStats {
             traces: active.traces + frozen.iter().map(|f| f.traces).sum::<u64>(),
             spans: active.spans + frozen.iter().map(|f| f.spans).sum::<u64>(),
             wal_bytes: wal.bytes,
@@ -803,7 +811,7 @@ impl Store for EmbeddedStore {
             compactions: inner.compactions.load(Ordering::Relaxed),
             compacting: inner.compaction_lock.try_lock().is_err(),
             blocks_deleted: inner.blocks_deleted.load(Ordering::Relaxed),
-        })
+        }
     }
 }
 

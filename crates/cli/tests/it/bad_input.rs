@@ -244,3 +244,111 @@ fn serve_refuses_public_addresses_without_insecure() {
     );
     assert!(err.contains("--insecure"), "{err}");
 }
+
+/// Answers do not amplify what was sent: a big resource shared by 3 000
+/// spans is written once per trace, a trace id repeated 300 times is
+/// answered once, and answers are gzipped for clients that ask.
+#[tokio::test]
+async fn answers_do_not_amplify_requests() {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--retention", "0"]);
+    let mut big = request(77, 3000);
+    big.resource_spans[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(KeyValue {
+            key: "host.description".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("r".repeat(100 << 10))),
+            }),
+            ..Default::default()
+        });
+    let sent = big.encode_to_vec();
+    let (status, body) = server
+        .post_traces("application/x-protobuf", sent.clone(), false)
+        .await;
+    assert_eq!(status, 200, "{}", text(&body));
+
+    let id = hex(&trace_id(77));
+    let client = reqwest::Client::new();
+    let native = client
+        .get(format!("{}/api/v1/traces/{id}", server.api))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&native).unwrap();
+    assert_eq!(
+        doc["spans"].as_array().map(Vec::len),
+        Some(3000),
+        "{}",
+        text(&native[..native.len().min(300)])
+    );
+    assert_eq!(doc["resources"].as_array().unwrap().len(), 1);
+    assert!(
+        native.len() < 4 * sent.len(),
+        "native answer {} bytes for {} sent",
+        native.len(),
+        sent.len()
+    );
+
+    let repeated: String = (0..300).map(|_| format!("traceID={id}&")).collect();
+    let jaeger = client
+        .get(format!("{}/api/traces?{repeated}", server.api))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&jaeger).unwrap();
+    assert_eq!(doc["data"].as_array().unwrap().len(), 1, "answered once");
+    assert!(
+        jaeger.len() < 4 * sent.len(),
+        "Jaeger answer {} bytes",
+        jaeger.len()
+    );
+
+    let gzipped = client
+        .get(format!("{}/api/v1/traces/{id}", server.api))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let compressed = gzipped.bytes().await.unwrap();
+    assert!(
+        compressed.len() * 5 < native.len(),
+        "{} gzipped",
+        compressed.len()
+    );
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(plain, native.to_vec());
+
+    let (status, body) = server
+        .get_json(&format!(
+            "/api/traces?{}",
+            (0..101u64)
+                .map(|n| format!("traceID={}&", hex(&trace_id(n))))
+                .collect::<String>()
+        ))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100"),
+        "{body}"
+    );
+}

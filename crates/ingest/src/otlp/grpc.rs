@@ -151,7 +151,15 @@ impl UnaryService<Bytes> for Export {
         self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
         Box::pin(async move {
-            let decoded = decode_protobuf(&request.into_inner())
+            // Decoding costs CPU in proportion to the message: off the
+            // async workers. (tonic gunzips before this, on the worker.)
+            let body = request.into_inner();
+            let decoded = tokio::task::spawn_blocking(move || decode_protobuf(&body))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
+                    Status::internal("decoding the request failed (a bug; it is logged)")
+                })?
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             decoded.log_partial("OTLP/gRPC");
             let response = export_response(&decoded);

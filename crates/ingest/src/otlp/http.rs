@@ -184,19 +184,31 @@ async fn export(
     let gzip = is_gzip(headers)?;
     let limit = receiver.limits.max_request_bytes;
     let raw = read_body(body, headers, limit).await?;
-    let decompressed;
-    let bytes: &[u8] = if gzip {
-        decompressed = gunzip(&raw, limit)?;
-        &decompressed
-    } else {
-        &raw
-    };
-
-    let decoded: DecodedSpans = match format {
-        Format::Protobuf => decode_protobuf(bytes),
-        Format::Json => decode_json(bytes),
-    }
-    .map_err(|e| Refusal::bad_request(e.to_string()))?;
+    // Gunzip and decoding cost CPU in proportion to the body: off the async
+    // workers, which must stay free to accept and answer.
+    let decoded = tokio::task::spawn_blocking(move || -> Result<DecodedSpans, Refusal> {
+        let decompressed;
+        let bytes: &[u8] = if gzip {
+            decompressed = gunzip(&raw, limit)?;
+            &decompressed
+        } else {
+            &raw
+        };
+        match format {
+            Format::Protobuf => decode_protobuf(bytes),
+            Format::Json => decode_json(bytes),
+        }
+        .map_err(|e| Refusal::bad_request(e.to_string()))
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "decoding an OTLP/HTTP export panicked");
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "decoding the request failed (a bug; it is logged)",
+        )
+    })??;
     decoded.log_partial("OTLP/HTTP");
 
     let response = export_response(&decoded);

@@ -9,7 +9,8 @@
 use std::fmt;
 
 use chaintrace_model::{DurationNanos, SpanKind, StatusCode};
-use regex::Regex;
+
+use crate::pattern::Pattern;
 
 /// A parsed query: a spanset expression, possibly ending in a pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,16 +114,6 @@ pub struct Comparison {
     pub value: Literal,
     /// For `=~` / `!~`: the literal compiled as an anchored (full-match) regex.
     pub(crate) pattern: Option<Pattern>,
-}
-
-/// A compiled, anchored regular expression; equal when the sources are equal.
-#[derive(Debug, Clone)]
-pub(crate) struct Pattern(pub(crate) Regex);
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
 }
 
 /// A comparison operator.

@@ -136,6 +136,7 @@ mod eval;
 mod hints;
 mod lexer;
 mod parser;
+mod pattern;
 
 use std::str::FromStr;
 

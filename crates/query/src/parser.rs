@@ -20,14 +20,14 @@
 //! with the position of the offending token.
 
 use chaintrace_model::{SpanKind, StatusCode};
-use regex::RegexBuilder;
 
 use crate::ast::{
-    Aggregate, Attribute, CompareOp, Comparison, Field, FieldExpr, Intrinsic, Literal, Pattern,
-    Query, SpansetExpr, SpansetFilter, SpansetOp, Stage,
+    Aggregate, Attribute, CompareOp, Comparison, Field, FieldExpr, Intrinsic, Literal, Query,
+    SpansetExpr, SpansetFilter, SpansetOp, Stage,
 };
 use crate::error::{quote_found, ParseError};
 use crate::lexer::{tokenize, Token, TokenKind};
+use crate::pattern::{compile_pattern, Pattern};
 
 /// Longest query text accepted, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -35,8 +35,6 @@ pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 pub const MAX_OPERATORS: usize = 256;
 /// Deepest nesting of parentheses and braces.
 const MAX_DEPTH: usize = 64;
-/// Compiled size limit of one regular expression, in bytes.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 const FIELD_HINT: &str = "a field such as name, status, duration, kind, statusMessage, rootName, \
                           rootServiceName, traceDuration, span.x, resource.x or .x";
@@ -553,28 +551,6 @@ fn check_comparison(
     compile_pattern(source)
         .map(Some)
         .map_err(|why| parser.error_at(value_token, &format!("a valid regular expression ({why})")))
-}
-
-/// Compiles `source` so that it must match the whole value, like Tempo (RE2).
-pub(crate) fn compile_pattern(source: &str) -> Result<Pattern, String> {
-    let build = |text: &str| {
-        RegexBuilder::new(text)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| {
-                let text = e.to_string();
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                last.trim().trim_start_matches("error: ").to_string()
-            })
-    };
-    // Validate the pattern alone first: `a)|(b` must not sneak past the anchors.
-    build(source)?;
-    build(&format!("^(?:{source})$")).map(Pattern)
 }
 
 #[cfg(test)]

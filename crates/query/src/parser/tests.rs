@@ -422,7 +422,7 @@ fn comparison() -> impl Strategy<Value = Comparison> {
         .prop_map(|(field, (op, value))| {
             let pattern = match (&value, op) {
                 (Literal::String(s), CompareOp::Match | CompareOp::NotMatch) => {
-                    Some(crate::parser::compile_pattern(s).expect("generated regexes compile"))
+                    Some(crate::pattern::compile_pattern(s).expect("generated regexes compile"))
                 }
                 _ => None,
             };

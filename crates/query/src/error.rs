@@ -1,4 +1,4 @@
-//! The one error of this crate: a query that does not parse or does not type-check.
+//! The error of parsing: a query that does not parse or does not type-check.
 
 /// Why a query was rejected, and where.
 ///

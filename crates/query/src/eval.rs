@@ -6,8 +6,10 @@
 //! resolved once per trace and only when the query has such an operator.
 //! Malformed traces (parent cycles, duplicate span ids, missing parents)
 //! never loop or panic: each structural walk is linear in the trace size.
+//! Regex matches are charged to the caller's [`RegexBudget`] before they
+//! run; an evaluation that cannot pay for one fails instead of answering.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,6 +22,7 @@ use crate::ast::{
     Aggregate, Attribute, AttributeScope, CompareOp, Comparison, Field, FieldExpr, Intrinsic,
     Literal, Query, SpansetExpr, SpansetFilter, SpansetOp, Stage,
 };
+use crate::budget::{RegexBudget, RegexBudgetExhausted};
 
 /// Attribute keys that name an error class; see the crate docs on matching them.
 pub const ERROR_TYPE_KEYS: [&str; 3] = ["error_type", "error.type", "exception.type"];
@@ -48,11 +51,36 @@ pub struct MatchedSpan {
 
 /// Runs `query` over `trace`: `None` when the trace does not satisfy it,
 /// otherwise the spans of the final spanset.
+///
+/// Regex matches are not held to any budget: use [`evaluate_within`] for
+/// queries or data from outside the process.
 pub fn evaluate(query: &Query, trace: &Trace) -> Option<TraceMatch> {
-    let ctx = Context::new(trace);
+    let mut budget = RegexBudget::unlimited();
+    // `None` on an error is unreachable in practice: an unlimited budget
+    // runs out only after 2⁶⁴ units, far beyond the bytes × states of any
+    // trace in memory.
+    evaluate_within(query, trace, &mut budget).unwrap_or_default()
+}
+
+/// Like [`evaluate`], charging every regex match to `budget` first. When a
+/// match does not fit, it is not run and the evaluation fails: the trace
+/// may or may not match, and the caller's scan should stop and say so.
+pub fn evaluate_within(
+    query: &Query,
+    trace: &Trace,
+    budget: &mut RegexBudget,
+) -> Result<Option<TraceMatch>, RegexBudgetExhausted> {
+    if let Some(e) = budget.exhausted() {
+        return Err(e.clone());
+    }
+    let ctx = Context::new(trace, budget);
     let result = ctx.spanset(&query.expr);
+    let budget = ctx.budget.into_inner();
+    if let Some(e) = budget.exhausted() {
+        return Err(e.clone());
+    }
     if result.is_empty() {
-        return None;
+        return Ok(None);
     }
     let Spanset {
         members,
@@ -67,7 +95,7 @@ pub fn evaluate(query: &Query, trace: &Trace) -> Option<TraceMatch> {
             selected: selected.remove(&span_index).unwrap_or_default(),
         })
         .collect();
-    Some(TraceMatch { matched })
+    Ok(Some(TraceMatch { matched }))
 }
 
 /// Per-trace facts shared by all spans.
@@ -77,6 +105,9 @@ struct Context<'a> {
     trace_duration: u64,
     /// Index of each span's parent within the trace; built on first use.
     parents: OnceCell<Vec<Option<usize>>>,
+    /// What regex matches may still cost; a cell because conditions are
+    /// tested through shared references.
+    budget: RefCell<&'a mut RegexBudget>,
 }
 
 /// A set of spans of the trace, plus what `select` attached to them.
@@ -215,7 +246,7 @@ fn error_type_equals(key: &str, value: &str, wanted: &str) -> bool {
 }
 
 impl<'a> Context<'a> {
-    fn new(trace: &'a Trace) -> Context<'a> {
+    fn new(trace: &'a Trace, budget: &'a mut RegexBudget) -> Context<'a> {
         let start = trace
             .spans
             .iter()
@@ -228,6 +259,7 @@ impl<'a> Context<'a> {
             root: trace.root(),
             trace_duration: end.since(start).0,
             parents: OnceCell::new(),
+            budget: RefCell::new(budget),
         }
     }
 
@@ -412,7 +444,7 @@ impl<'a> Context<'a> {
 
     // ---- conditions on one span ----
 
-    fn condition(&self, expr: &FieldExpr, span: &Span) -> bool {
+    fn condition(&self, expr: &FieldExpr, span: &'a Span) -> bool {
         match expr {
             FieldExpr::Bool(b) => *b,
             FieldExpr::Compare(c) => self.compare(c, span),
@@ -459,8 +491,15 @@ impl<'a> Context<'a> {
                 };
                 match c.op {
                     CompareOp::Match | CompareOp::NotMatch => {
-                        let is_match = c.pattern.as_ref().is_some_and(|p| p.0.is_match(text));
-                        is_match == (c.op == CompareOp::Match)
+                        let Some(pattern) = &c.pattern else {
+                            return false;
+                        };
+                        let mut budget = self.budget.borrow_mut();
+                        // Unpaid, the answer is unknown; `false` is as good
+                        // as any, since the caller gets an error instead.
+                        pattern
+                            .matches_within(text, &mut budget, || c.to_string())
+                            .is_some_and(|m| m == (c.op == CompareOp::Match))
                     }
                     CompareOp::Eq | CompareOp::Ne => {
                         let key = match &c.field {
@@ -548,3 +587,6 @@ mod tests;
 
 #[cfg(test)]
 mod fixture_tests;
+
+#[cfg(test)]
+mod budget_tests;

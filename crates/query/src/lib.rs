@@ -62,6 +62,17 @@
 //!   of other types never match.
 //! - `=~` and `!~` must match the whole value, like Tempo (Go RE2 syntax via
 //!   the `regex` crate, compiled once when parsing, size-limited).
+//!
+//! # Bounded regex work
+//!
+//! A size limit bounds a regex's automaton, not the work of matching it:
+//! `[ab]*a[ab]{1000}` over a 2 MiB span name takes seconds. Callers that
+//! evaluate queries from outside over stored data use [`evaluate_within`]
+//! with a [`RegexBudget`] per search (by default
+//! [`DEFAULT_REGEX_WORK_UNITS`]): every match is charged its worst-case
+//! work before it runs, and a match that does not fit stops the evaluation
+//! with [`RegexBudgetExhausted`] rather than being skipped or cut short. A
+//! value is always matched in full or not at all.
 //! - Type errors are parse errors with a position: `duration = "abc"`,
 //!   `status = 3`, `kind > server`, `name =~ 5`, `span.x = error` (quote it).
 //!
@@ -131,6 +142,7 @@
 //! ```
 
 mod ast;
+mod budget;
 mod error;
 mod eval;
 mod hints;
@@ -144,9 +156,12 @@ pub use ast::{
     Aggregate, Attribute, AttributeScope, CompareOp, Comparison, Field, FieldExpr, Intrinsic,
     Literal, Query, SpansetExpr, SpansetFilter, SpansetOp, Stage,
 };
+pub use budget::{RegexBudget, RegexBudgetExhausted, DEFAULT_REGEX_WORK_UNITS};
 use chaintrace_model::Trace;
 pub use error::ParseError;
-pub use eval::{evaluate, MatchedSpan, TraceMatch, ERROR_TYPE_KEYS, EXCEPTION_EVENT_KEYS};
+pub use eval::{
+    evaluate, evaluate_within, MatchedSpan, TraceMatch, ERROR_TYPE_KEYS, EXCEPTION_EVENT_KEYS,
+};
 pub use hints::TraceHints;
 pub use parser::{MAX_OPERATORS, MAX_QUERY_BYTES};
 
@@ -181,5 +196,15 @@ impl Query {
     /// Whether the trace satisfies the query.
     pub fn matches(&self, trace: &Trace) -> bool {
         evaluate(self, trace).is_some()
+    }
+
+    /// Runs the query over one trace within a regex work budget; same as
+    /// [`evaluate_within`].
+    pub fn evaluate_within(
+        &self,
+        trace: &Trace,
+        budget: &mut RegexBudget,
+    ) -> Result<Option<TraceMatch>, RegexBudgetExhausted> {
+        evaluate_within(self, trace, budget)
     }
 }

@@ -12,7 +12,7 @@ use crate::{evaluate, parse};
 const MS: u64 = 1_000_000;
 
 /// A span of trace 1 with id `id`, from `start_ms` to `end_ms`.
-fn span(id: u8, parent: Option<u8>, name: &str, start_ms: u64, end_ms: u64) -> Span {
+pub(super) fn span(id: u8, parent: Option<u8>, name: &str, start_ms: u64, end_ms: u64) -> Span {
     Span {
         trace_id: TraceId([1; 16]),
         span_id: SpanId([id; 8]),
@@ -32,7 +32,7 @@ fn span(id: u8, parent: Option<u8>, name: &str, start_ms: u64, end_ms: u64) -> S
     }
 }
 
-fn with(mut s: Span, key: &str, value: impl Into<AnyValue>) -> Span {
+pub(super) fn with(mut s: Span, key: &str, value: impl Into<AnyValue>) -> Span {
     s.attributes.push(KeyValue::new(key, value));
     s
 }
@@ -59,7 +59,7 @@ fn exception_event(mut s: Span, class: &str, message: &str) -> Span {
 
 /// The founding document's chain (1200 ms; llm_call → api_call fails with a
 /// rate limit, recorded the way `error_style` says).
-fn chain(error_style: ErrorStyle) -> Trace {
+pub(super) fn chain(error_style: ErrorStyle) -> Trace {
     let mut root = with(
         span(1, None, "process_query", 0, 1200),
         "user_message_length",
@@ -118,7 +118,7 @@ fn chain(error_style: ErrorStyle) -> Trace {
 }
 
 #[derive(Clone, Copy)]
-enum ErrorStyle {
+pub(super) enum ErrorStyle {
     None,
     Seed,
     OtelAttribute,

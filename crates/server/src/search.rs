@@ -6,6 +6,10 @@
 //! tested with the TraceQL evaluator. At most `max_inspected` traces are read
 //! per request, and the answer says when that cap cut the walk short
 //! (`truncated`), so a slow, partial answer is never passed off as complete.
+//! Regex matching is held to one [`RegexBudget`] per request as well; when it
+//! runs out the walk stops there, and the answer is `truncated` with a
+//! `stopped` object naming the cause (`regex_work_budget`) and the comparison
+//! that did not fit.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -18,6 +22,7 @@ use chaintrace_analysis::{
     top_bottlenecks, LlmTotals,
 };
 use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary};
+use chaintrace_query::{RegexBudget, RegexBudgetExhausted};
 use chaintrace_store::{SearchRequest, Store, StoreError, TraceFilter};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +103,35 @@ struct SearchAnswer {
     traces: Vec<SearchHit>,
     inspected: usize,
     truncated: bool,
+    /// Present only when something other than the trace cap or the limit
+    /// stopped the walk, so ordinary answers keep their shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped: Option<Stopped>,
+}
+
+/// What stopped a walk that had candidates left, beyond the trace cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stopped {
+    /// For programs: `regex_work_budget`.
+    pub reason: &'static str,
+    /// For people: which comparison did not fit, on how long a value.
+    pub detail: String,
+}
+
+impl From<&RegexBudgetExhausted> for Stopped {
+    fn from(e: &RegexBudgetExhausted) -> Stopped {
+        Stopped {
+            reason: "regex_work_budget",
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The hits of one search so far, and why it stopped early if it did.
+#[derive(Debug, Default)]
+struct SearchState {
+    hits: Vec<SearchHit>,
+    stopped: Option<Stopped>,
 }
 
 fn json_value(value: &AnyValue) -> serde_json::Value {
@@ -160,43 +194,51 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
     let prices = Arc::clone(&state.prices);
     let filter = query_filter(query.as_ref());
     let has_query = query.is_some();
+    let mut budget = RegexBudget::default();
     let scanned = scan(
         &state.store,
         range,
         filter,
         MAX_INSPECTED,
-        move |hits: &mut Vec<SearchHit>, trace| {
+        move |found: &mut SearchState, trace| {
             let matched = match &query {
                 None => Some(Vec::new()),
-                Some(q) => q.evaluate(&trace).map(|m| {
-                    m.matched
-                        .iter()
-                        .filter_map(|ms| {
-                            trace
-                                .spans
-                                .get(ms.span_index)
-                                .map(|s| matched_out(s, &ms.selected))
-                        })
-                        .collect()
-                }),
+                Some(q) => match q.evaluate_within(&trace, &mut budget) {
+                    Ok(m) => m.map(|m| {
+                        m.matched
+                            .iter()
+                            .filter_map(|ms| {
+                                trace
+                                    .spans
+                                    .get(ms.span_index)
+                                    .map(|s| matched_out(s, &ms.selected))
+                            })
+                            .collect()
+                    }),
+                    Err(e) => {
+                        found.stopped = Some(Stopped::from(&e));
+                        return false;
+                    }
+                },
             };
             if let Some(matched) = matched {
                 let totals = LlmTotals::of(&llm_spans(&trace, &prices));
-                hits.push(SearchHit {
+                found.hits.push(SearchHit {
                     summary: trace.summary(),
                     llm_tokens: totals.input_tokens.saturating_add(totals.output_tokens),
                     matched,
                 });
             }
-            hits.len() < limit
+            found.hits.len() < limit
         },
     )
     .await;
     match scanned {
-        Ok((hits, inspected, truncated)) => Json(SearchAnswer {
-            traces: hits,
+        Ok((found, inspected, truncated)) => Json(SearchAnswer {
+            traces: found.hits,
             inspected,
-            truncated: truncated && has_query,
+            truncated: (truncated && has_query) || found.stopped.is_some(),
+            stopped: found.stopped,
         })
         .into_response(),
         Err(e) => store_error(e),
@@ -272,10 +314,17 @@ pub enum Analytics {
     Series,
 }
 
+/// The traces an analytics request covers, and how the walk went.
+#[derive(Debug, Default)]
+struct Collected {
+    traces: Vec<Trace>,
+    stopped: Option<Stopped>,
+}
+
 async fn collect(
     state: &AppState,
     params: &AnalyticsParams,
-) -> Result<(Vec<Trace>, usize, bool), Response> {
+) -> Result<(Collected, usize, bool), Response> {
     let query =
         parse_query(params.filter.as_deref()).map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
     let range = params
@@ -283,14 +332,25 @@ async fn collect(
         .resolve(Some("1h"))
         .map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
     let filter = query_filter(query.as_ref());
+    let mut budget = RegexBudget::default();
     scan(
         &state.store,
         range,
         filter,
         MAX_INSPECTED,
-        move |traces: &mut Vec<Trace>, trace| {
-            if query.as_ref().is_none_or(|q| q.matches(&trace)) {
-                traces.push(trace);
+        move |collected: &mut Collected, trace| {
+            let matches = match &query {
+                None => true,
+                Some(q) => match q.evaluate_within(&trace, &mut budget) {
+                    Ok(m) => m.is_some(),
+                    Err(e) => {
+                        collected.stopped = Some(Stopped::from(&e));
+                        return false;
+                    }
+                },
+            };
+            if matches {
+                collected.traces.push(trace);
             }
             true
         },
@@ -301,7 +361,8 @@ async fn collect(
 
 /// The analytics endpoints: `GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}`.
 pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics) -> Response {
-    let (traces, inspected, truncated) = match collect(&state, &params).await {
+    let (Collected { traces, stopped }, inspected, truncated) = match collect(&state, &params).await
+    {
         Ok(t) => t,
         Err(r) => return r,
     };
@@ -354,7 +415,10 @@ fn figures(
     if let Some(obj) = body.as_object_mut() {
         obj.insert("traces".into(), traces.len().into());
         obj.insert("inspected".into(), inspected.into());
-        obj.insert("truncated".into(), truncated.into());
+        obj.insert("truncated".into(), (truncated || stopped.is_some()).into());
+        if let Some(stopped) = stopped {
+            obj.insert("stopped".into(), serde_json::json!(stopped));
+        }
     }
     json_response(StatusCode::OK, &body)
 }
@@ -372,3 +436,7 @@ pub fn analytics_handler(
        + 'static {
     move |State(state), Query(params)| Box::pin(analytics(state, params, what))
 }
+
+#[cfg(test)]
+#[path = "search_tests.rs"]
+mod tests;

@@ -121,11 +121,7 @@ pub async fn search(args: SearchArgs) -> Result<()> {
         "{} traces matched; {} inspected{}",
         traces.len(),
         answer["inspected"],
-        if answer["truncated"] == true {
-            " (stopped early: narrow the time range to see more)"
-        } else {
-            ""
-        }
+        stop_note(&answer, "stopped early: narrow the time range to see more")
     );
     print!("{out}");
     Ok(())
@@ -320,11 +316,26 @@ pub async fn top(args: TopArgs) -> Result<()> {
     Ok(())
 }
 
-fn truncated_note(v: &Value) -> &'static str {
-    if v["truncated"] == true {
-        " (the newest ones only: narrow --since to cover the whole range)"
-    } else {
-        ""
+fn truncated_note(v: &Value) -> String {
+    stop_note(
+        v,
+        "the newest ones only: narrow --since to cover the whole range",
+    )
+}
+
+/// The parenthesised note after a count: nothing for a complete answer,
+/// `cap_note` when the trace cap cut it, and the server's reason when
+/// something else stopped it (the regex work budget), which narrowing the
+/// range alone may not cure.
+fn stop_note(answer: &Value, cap_note: &str) -> String {
+    if answer["truncated"] != true {
+        return String::new();
+    }
+    match answer["stopped"]["detail"].as_str() {
+        Some(detail) => format!(
+            " (stopped early, answer incomplete: {detail}; narrow the time range or simplify the regex)"
+        ),
+        None => format!(" ({cap_note})"),
     }
 }
 
@@ -366,4 +377,36 @@ pub async fn errors(args: TopArgs) -> Result<()> {
     );
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn stop_notes_name_what_stopped_the_walk() {
+        let cap = "narrow the time range";
+        assert_eq!(stop_note(&json!({"truncated": false}), cap), "");
+        assert_eq!(
+            stop_note(&json!({"truncated": true}), cap),
+            " (narrow the time range)"
+        );
+        let budget = json!({
+            "truncated": true,
+            "stopped": {
+                "reason": "regex_work_budget",
+                "detail": "regex work budget exhausted: name =~ \"x\" on a 9-byte value needs 10 work units, 1 of 1 were left"
+            }
+        });
+        let note = stop_note(&budget, cap);
+        assert!(
+            note.starts_with(
+                " (stopped early, answer incomplete: regex work budget exhausted: name =~"
+            ),
+            "{note}"
+        );
+        assert!(note.ends_with("simplify the regex)"), "{note}");
+    }
 }

@@ -11,6 +11,7 @@
 //! | stored (maybe some spans rejected) | 200 | `ExportTraceServiceResponse`, with `partial_success` when spans were rejected or links dropped |
 //! | body not protobuf/JSON OTLP, bad gzip | 400 | error |
 //! | body over the limit | 413 | error |
+//! | body stalled (the listener's read timeout: an `io::Error` of kind `TimedOut`) | 408 | error |
 //! | other `Content-Type` or `Content-Encoding` | 415 | error |
 //! | sink [`SinkError::Overloaded`] | 503 + `Retry-After: 1` | error |
 //! | sink [`SinkError::Failed`] | 500 | error |
@@ -272,6 +273,22 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+/// Whether a body read failed because the client stalled: the listener
+/// reports that as an [`std::io::Error`] of kind `TimedOut` somewhere in the
+/// chain, so this crate need not know the listener's types.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Refusal> {
     let too_large =
         || Refusal::too_large(format!("request body exceeds the limit of {limit} bytes"));
@@ -285,6 +302,11 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if timed_out(e.as_ref()) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            tonic::Code::DeadlineExceeded,
+            format!("could not read the request body: {e}"),
+        )),
         Err(e) => Err(Refusal::bad_request(format!(
             "could not read the request body: {e}"
         ))),

@@ -169,6 +169,28 @@ async fn oversized_bodies_are_413_with_or_without_content_length() {
 }
 
 #[tokio::test]
+async fn a_body_that_times_out_is_408() {
+    let (app, sink) = receiver(SinkMode::Accept, 1 << 20);
+    // What the listener's body timeout yields once the client stalls.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"\x0a")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the request body stalled",
+        )),
+    ];
+    let stalled = Body::from_stream(tonic::codegen::tokio_stream::iter(chunks));
+    let (status, _, reply) = send(app, post(PB, stalled)).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert!(
+        rpc_status(&reply).message.contains("stalled"),
+        "{:?}",
+        rpc_status(&reply).message
+    );
+    assert!(sink.spans().is_empty());
+}
+
+#[tokio::test]
 async fn gzip_bomb_is_413() {
     let bomb = gzip(&vec![0u8; 4 << 20]);
     assert!(bomb.len() < 64 << 10, "{}", bomb.len());

@@ -5,6 +5,7 @@ mod ask;
 mod client;
 mod demo;
 mod gen;
+mod listener;
 mod render;
 mod serve;
 mod sql;

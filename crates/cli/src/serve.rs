@@ -17,15 +17,10 @@ use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_model::{DurationNanos, Span};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
 
-/// Largest HTTP/2 frame the OTLP/gRPC listener accepts (the protocol's
-/// default is 16 KiB).
-const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
-/// Flow-control windows of the OTLP/gRPC listener: room for a few whole
-/// export batches in flight per stream and per connection.
-const GRPC_STREAM_WINDOW_BYTES: u32 = 4 << 20;
-const GRPC_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 use clap::Args;
 use tokio::net::TcpListener;
+
+use crate::listener::{ConnectionLimits, Protocol, MIN_HEADER_BYTES};
 
 /// Flags of `chaintrace serve`.
 #[derive(Debug, Args)]
@@ -49,6 +44,30 @@ pub struct ServeArgs {
     /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
     #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_request_bytes: usize,
+
+    /// Connections served at once on each listener; more wait until one closes.
+    #[arg(long, env = "CHAINTRACE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers (HTTP/1), and to send
+    /// its first request on a new connection (`10s`, `500ms`).
+    #[arg(long, env = "CHAINTRACE_HEADER_TIMEOUT", default_value = "10s")]
+    pub header_timeout: String,
+
+    /// Longest pause allowed while a request body is arriving; a body sent
+    /// steadily may take as long as it needs (`30s`).
+    #[arg(long, env = "CHAINTRACE_BODY_TIMEOUT", default_value = "30s")]
+    pub body_timeout: String,
+
+    /// Close a connection that has had no request in flight for this long
+    /// (`60s`). HTTP/1 connections waiting for their next request are also
+    /// bounded by --header-timeout.
+    #[arg(long, env = "CHAINTRACE_IDLE_TIMEOUT", default_value = "60s")]
+    pub idle_timeout: String,
+
+    /// Largest request line plus headers; larger ones get 431 (`64KiB`, at least `8KiB`).
+    #[arg(long, env = "CHAINTRACE_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_bytes)]
+    pub max_header_bytes: usize,
 
     /// Delete stored traces older than this (`7d`, `36h`; `0` keeps everything).
     #[arg(long, env = "CHAINTRACE_RETENTION", default_value = "7d")]
@@ -160,6 +179,33 @@ fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     Ok(config)
 }
 
+/// The per-connection limits of every listener, from the flags.
+fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits> {
+    let positive = |flag: &str, text: &str| -> Result<std::time::Duration> {
+        let d = duration_flag(flag, text)?;
+        if d.is_zero() {
+            bail!("{flag} must be greater than zero");
+        }
+        Ok(d)
+    };
+    if args.max_connections == 0 {
+        bail!("--max-connections must be greater than zero");
+    }
+    if args.max_header_bytes < MIN_HEADER_BYTES {
+        bail!(
+            "--max-header-bytes {} is below the smallest supported, {MIN_HEADER_BYTES} (8KiB)",
+            args.max_header_bytes
+        );
+    }
+    Ok(ConnectionLimits {
+        max_connections: args.max_connections,
+        header_timeout: positive("--header-timeout", &args.header_timeout)?,
+        body_timeout: positive("--body-timeout", &args.body_timeout)?,
+        idle_timeout: positive("--idle-timeout", &args.idle_timeout)?,
+        max_header_bytes: args.max_header_bytes,
+    })
+}
+
 /// Hands decoded batches to the store: the bridge between ingest and store,
 /// which do not know each other.
 struct StoreSink(Arc<dyn Store>);
@@ -225,6 +271,7 @@ async fn shutdown_signal() {
 pub async fn run(args: ServeArgs) -> Result<()> {
     check_exposure(&args)?;
     let config = store_config(&args)?;
+    let connection_limits = connection_limits(&args)?;
     let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
         .await
         .context("store open task failed")?
@@ -258,58 +305,47 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
+    let grpc_routes =
+        tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(sink.clone(), limits))
+            .prepare()
+            .into_axum_router();
+    let serve = |listener, app, protocol| {
+        tokio::spawn(crate::listener::serve(
+            listener,
+            app,
+            protocol,
+            connection_limits,
+            stop_rx.clone(),
+        ))
     };
-
-    let grpc = tonic::transport::Server::builder()
-        // Exporters send batches of hundreds of KiB: with HTTP/2's 16 KiB
-        // frames and default windows each one arrived as dozens of frames
-        // and window updates.
-        .max_frame_size(GRPC_MAX_FRAME_BYTES)
-        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
-        .add_service(chaintrace_ingest::otlp::trace_service(sink.clone(), limits))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener),
-            stopped(),
-        );
-    let otlp_http = axum::serve(
+    let mut grpc = serve(grpc_listener, grpc_routes, Protocol::Grpc);
+    let mut otlp_http = serve(
         otlp_http_listener,
         chaintrace_ingest::otlp::router(sink, limits),
-    )
-    .with_graceful_shutdown(stopped());
-    let api = axum::serve(
+        Protocol::Http,
+    );
+    let mut api = serve(
         api_listener,
         chaintrace_server::router(store.clone(), prices),
-    )
-    .with_graceful_shutdown(stopped());
-
-    let mut grpc = tokio::spawn(grpc);
-    let mut otlp_http = tokio::spawn(async move { otlp_http.await });
-    let mut api = tokio::spawn(async move { api.await });
+        Protocol::Http,
+    );
 
     // Run until asked to stop, or until a listener dies (then stop the others too).
     let early_exit = tokio::select! {
         _ = shutdown_signal() => None,
-        r = &mut grpc => Some(("OTLP/gRPC", r.map(|r| r.map_err(anyhow::Error::from)))),
-        r = &mut otlp_http => Some(("OTLP/HTTP", r.map(|r| r.map_err(anyhow::Error::from)))),
-        r = &mut api => Some(("query API", r.map(|r| r.map_err(anyhow::Error::from)))),
+        r = &mut grpc => Some(("OTLP/gRPC", r)),
+        r = &mut otlp_http => Some(("OTLP/HTTP", r)),
+        r = &mut api => Some(("query API", r)),
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     if let Some((what, result)) = early_exit {
-        result
-            .with_context(|| format!("{what} server task failed"))?
-            .with_context(|| format!("{what} server failed"))?;
+        result.with_context(|| format!("{what} server task failed"))?;
         bail!("{what} server stopped unexpectedly");
     }
-    grpc.await?.context("OTLP/gRPC server failed")?;
-    otlp_http.await?.context("OTLP/HTTP server failed")?;
-    api.await?.context("query API server failed")?;
+    grpc.await.context("OTLP/gRPC server task failed")?;
+    otlp_http.await.context("OTLP/HTTP server task failed")?;
+    api.await.context("query API server task failed")?;
     drop(store);
     Ok(())
 }

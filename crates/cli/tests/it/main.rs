@@ -11,4 +11,5 @@ mod fixtures;
 mod harness;
 mod otlp;
 mod python_sdk;
+mod slow_clients;
 mod store;

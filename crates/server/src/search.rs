@@ -369,7 +369,16 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
     let prices = Arc::clone(&state.prices);
     state
         .cpu
-        .respond(move || figures(&traces, &prices, &params, what, inspected, truncated))
+        .respond(move || {
+            figures(
+                &traces,
+                &prices,
+                &params,
+                what,
+                (inspected, truncated),
+                stopped,
+            )
+        })
         .await
 }
 
@@ -380,8 +389,8 @@ fn figures(
     prices: &chaintrace_analysis::PriceTable,
     params: &AnalyticsParams,
     what: Analytics,
-    inspected: usize,
-    truncated: bool,
+    (inspected, truncated): (usize, bool),
+    stopped: Option<Stopped>,
 ) -> Response {
     let body = match what {
         Analytics::Operations => {

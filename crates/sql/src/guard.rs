@@ -10,14 +10,33 @@
 //! and chains (`a OR b OR …`, `1 + 1 + …`, `UNION ALL …`) by a cap on
 //! operators, counted on the tokens before anything is parsed. DataFusion's
 //! planning time grows faster than linearly with such chains (3 000 `OR`s
-//! take 20 s in a debug build), and planning cannot be stopped by the time
-//! limit, so the cap is what keeps one request from burning a core.
+//! take 20 s in a debug build), and the time limit stops planning only
+//! between planner rules, not inside one, so the cap is what keeps one
+//! request from burning a core.
+//!
+//! The optimized plan is checked by [`PlanGuard`]. Joins: at most
+//! [`MAX_JOINS`], and a join without an equality condition (a cross join,
+//! or one on `<`, `OR`, …) runs as a nested loop that pairs every row with
+//! every row and copies both sides into each pair, outside the memory pool;
+//! it is refused when its inputs could pair more than
+//! [`MAX_UNKEYED_JOIN_ROWS`] rows. Constants: at most
+//! [`MAX_CONSTANT_BYTES`] each, since a constant in a projection is copied
+//! into every row of every batch (8 192 rows), outside the memory pool;
+//! that includes what the simplifier folded (`repeat('x', 100000)`).
 
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::{Keyword, ALL_KEYWORDS};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, FetchType, LogicalPlan};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use crate::SqlError;
 
@@ -28,6 +47,141 @@ const PARSER_RECURSION_LIMIT: usize = 50;
 /// Most operators (binary operators, `AND`/`OR`, set operations, joins,
 /// casts, subscripts) one query may hold.
 pub const MAX_OPERATORS: usize = 500;
+
+/// Most joins one query may plan to.
+pub const MAX_JOINS: usize = 8;
+
+/// Most row pairs a join without an equality condition may consider.
+pub const MAX_UNKEYED_JOIN_ROWS: u64 = 1_000_000;
+
+/// Largest constant a planned query may hold.
+pub const MAX_CONSTANT_BYTES: usize = 8 << 10;
+
+/// What the plan check refused: a join or a constant too big.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanRefused {
+    /// More than [`MAX_JOINS`] joins.
+    #[error("the query joins {joins} times, at most {MAX_JOINS}")]
+    TooMany {
+        /// Joins in the optimized plan.
+        joins: usize,
+    },
+    /// A join without an equality condition over too many rows.
+    #[error("a join without an equality condition (a cross join) of up to {left} × {right} rows would pair {pairs} rows, at most {MAX_UNKEYED_JOIN_ROWS}; join on equal columns (e.g. a.trace_id = b.trace_id) or narrow both sides first")]
+    Unkeyed {
+        /// Most rows of the left input.
+        left: u64,
+        /// Most rows of the right input.
+        right: u64,
+        /// Their product.
+        pairs: u64,
+    },
+    /// A constant over [`MAX_CONSTANT_BYTES`].
+    #[error("the query holds a constant of {bytes} bytes (after folding constant expressions), at most {MAX_CONSTANT_BYTES}: a constant is copied into every row")]
+    BigConstant {
+        /// Its size.
+        bytes: usize,
+    },
+}
+
+/// Refuses plans with too many joins, a big join without an equality
+/// condition, or a big constant. It runs last among the optimizer's rules, when filters have
+/// become join keys where they can (`FROM a, b WHERE a.x = b.x` is keyed).
+#[derive(Debug)]
+pub struct PlanGuard {
+    /// Rows of the `spans` table: what a scan of it can return at most.
+    pub table_rows: u64,
+}
+
+impl PlanGuard {
+    /// Checks `plan`; see [`PlanGuard`].
+    pub fn check(&self, plan: &LogicalPlan) -> Result<(), PlanRefused> {
+        let mut joins = 0;
+        let mut refused = None;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::Join(join) = node {
+                joins += 1;
+                if join.on.is_empty() {
+                    let left = self.max_rows(&join.left);
+                    let right = self.max_rows(&join.right);
+                    let pairs = left.saturating_mul(right);
+                    if pairs > MAX_UNKEYED_JOIN_ROWS {
+                        refused = Some(PlanRefused::Unkeyed { left, right, pairs });
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+            }
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if let Expr::Literal(value, _) = e {
+                        let bytes = value.size();
+                        if bytes > MAX_CONSTANT_BYTES {
+                            refused = Some(PlanRefused::BigConstant { bytes });
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        });
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
+        if joins > MAX_JOINS {
+            return Err(PlanRefused::TooMany { joins });
+        }
+        Ok(())
+    }
+
+    /// An upper bound on the rows `plan` returns.
+    fn max_rows(&self, plan: &LogicalPlan) -> u64 {
+        let input = |p: &Arc<LogicalPlan>| self.max_rows(p);
+        match plan {
+            LogicalPlan::TableScan(scan) => scan
+                .fetch
+                .map_or(self.table_rows, |f| (f as u64).min(self.table_rows)),
+            LogicalPlan::Values(values) => values.values.len() as u64,
+            LogicalPlan::EmptyRelation(empty) => u64::from(empty.produce_one_row),
+            LogicalPlan::Limit(limit) => {
+                let rows = input(&limit.input);
+                match limit.get_fetch_type() {
+                    Ok(FetchType::Literal(Some(fetch))) => rows.min(fetch as u64),
+                    _ => rows,
+                }
+            }
+            LogicalPlan::Aggregate(agg) if agg.group_expr.is_empty() => 1,
+            LogicalPlan::Join(join) => input(&join.left).saturating_mul(input(&join.right)),
+            LogicalPlan::Union(union) => union
+                .inputs
+                .iter()
+                .fold(0u64, |sum, i| sum.saturating_add(input(i))),
+            // Unnest and recursive queries can grow without a bound known here.
+            LogicalPlan::Unnest(_) | LogicalPlan::RecursiveQuery(_) => u64::MAX,
+            other => other
+                .inputs()
+                .into_iter()
+                .map(|i| self.max_rows(i))
+                .max()
+                .unwrap_or(self.table_rows),
+        }
+    }
+}
+
+impl OptimizerRule for PlanGuard {
+    fn name(&self) -> &str {
+        "plan_guard"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> DfResult<Transformed<LogicalPlan>> {
+        self.check(&plan)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Transformed::no(plan))
+    }
+}
 
 /// Parses `sql` and returns its one statement if it only reads.
 pub fn read_only_statement(sql: &str) -> Result<Statement, SqlError> {

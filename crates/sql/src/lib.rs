@@ -32,6 +32,20 @@
 //! `CAST(attributes['results_found'] AS BIGINT) > 3`. `map_keys(attributes)`
 //! lists a span's keys.
 //!
+//! # Limits
+//!
+//! Besides [`SqlLimits`] (rows, answer bytes, time, operator memory), every
+//! query runs under fixed caps that guard what DataFusion's memory pool does
+//! not count: at most [`MAX_OPERATORS`] operators and [`MAX_JOINS`] joins; a
+//! join without an equality condition pairs at most
+//! [`MAX_UNKEYED_JOIN_ROWS`] rows; a constant holds at most
+//! [`MAX_CONSTANT_BYTES`]; `repeat`, `lpad`, `rpad`, `replace`,
+//! `regexp_replace`, `concat`, `concat_ws` and `||` build at most
+//! [`MAX_VALUE_BYTES`] per value and [`MAX_CALL_BYTES`] per call; the
+//! generators in [`REMOVED_FUNCTIONS`] and the table functions `range` and
+//! `generate_series` do not exist. Planning runs under the time limit too,
+//! and stops at its next rule once the limit passes.
+//!
 //! # Answers
 //!
 //! Rows are JSON arrays in column order. Timestamps are RFC 3339 UTC strings
@@ -53,6 +67,7 @@
 //! # });
 //! ```
 
+mod functions;
 mod guard;
 mod json;
 mod stop;
@@ -66,13 +81,19 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::{Analyzer, AnalyzerRule, Optimizer, OptimizerRule};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Serialize;
-use stop::{CancelOnDrop, Stop};
+use stop::{CancelOnDrop, PlanCheckpoint, Stop};
 
+pub use functions::{BuildRefused, MAX_CALL_BYTES, MAX_VALUE_BYTES, REMOVED as REMOVED_FUNCTIONS};
+pub use guard::{PlanRefused, MAX_CONSTANT_BYTES, MAX_JOINS, MAX_OPERATORS, MAX_UNKEYED_JOIN_ROWS};
 pub use table::{spans_schema, spans_to_batches};
 
 /// The guards every query runs under.
@@ -80,6 +101,9 @@ pub use table::{spans_schema, spans_to_batches};
 pub struct SqlLimits {
     /// Most rows returned; more set [`SqlResult::truncated`].
     pub max_rows: usize,
+    /// Most bytes of values in the answer (as JSON text, about); rows past
+    /// it are left out and set [`SqlResult::truncated`].
+    pub max_answer_bytes: usize,
     /// Longest a query may take, table building included.
     pub timeout: Duration,
     /// Most memory the query's operators (sorts, aggregations, joins) may
@@ -90,10 +114,11 @@ pub struct SqlLimits {
 }
 
 impl Default for SqlLimits {
-    /// 10 000 rows, 30 s, 512 MiB.
+    /// 10 000 rows, 64 MiB of answer, 30 s, 512 MiB.
     fn default() -> Self {
         SqlLimits {
             max_rows: 10_000,
+            max_answer_bytes: 64 << 20,
             timeout: Duration::from_secs(30),
             memory_bytes: 512 << 20,
         }
@@ -117,7 +142,8 @@ pub struct SqlResult {
     pub columns: Vec<SqlColumn>,
     /// The rows, each a list of JSON values in column order.
     pub rows: Vec<Vec<serde_json::Value>>,
-    /// Whether the query had more rows than [`SqlLimits::max_rows`].
+    /// Whether the query had more rows than [`SqlLimits::max_rows`], or
+    /// more than [`SqlLimits::max_answer_bytes`] of values.
     pub truncated: bool,
 }
 
@@ -159,6 +185,13 @@ pub enum SqlError {
         /// DataFusion's account of what ran out.
         message: String,
     },
+    /// A function would have built a value past its cap (`repeat`, `lpad`,
+    /// `concat`, `||`, …).
+    #[error("{0}; build smaller values (the cap guards the server's memory)")]
+    TooBig(#[from] BuildRefused),
+    /// A join too many or too big, or a constant too big.
+    #[error("{0}")]
+    Refused(#[from] PlanRefused),
     /// The query ran longer than [`SqlLimits::timeout`].
     #[error("the query was stopped after {0:?}; narrow the time range or simplify it")]
     Timeout(Duration),
@@ -192,6 +225,21 @@ pub async fn run_sql(
     sql: &str,
     limits: &SqlLimits,
 ) -> Result<SqlResult, SqlError> {
+    run_sql_holding(spans, sql, limits, ()).await
+}
+
+/// [`run_sql`], holding `hold` until the query's thread has ended — not
+/// only until this returns. A query past its time limit, or whose caller
+/// went away, is told to stop, but a step of planning or a batch in flight
+/// finishes first; a server that caps concurrent queries passes its permit
+/// here, so that such abandoned work still counts against the cap and
+/// cannot pile up.
+pub async fn run_sql_holding<H: Send + 'static>(
+    spans: Vec<Span>,
+    sql: &str,
+    limits: &SqlLimits,
+    hold: H,
+) -> Result<SqlResult, SqlError> {
     let statement = guard::read_only_statement(sql)?;
     let stop = Stop::at(Instant::now() + limits.timeout);
     let _cancel = CancelOnDrop(stop.clone());
@@ -202,12 +250,9 @@ pub async fn run_sql(
         .name("chaintrace-sql".into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
-            let _ = answer.send(run_on_own_runtime(
-                spans,
-                statement,
-                &thread_limits,
-                &thread_stop,
-            ));
+            let result = run_on_own_runtime(spans, statement, &thread_limits, &thread_stop);
+            let _ = answer.send(result);
+            drop(hold);
         })
         .map_err(|e| SqlError::Internal(format!("cannot start a query thread: {e}")))?;
     // The query stops itself at the deadline; the grace covers a thread that
@@ -251,7 +296,8 @@ fn run_on_own_runtime(
     // Workers still busy in a stopped query finish their batch in the background.
     runtime.shutdown_background();
     match result {
-        // A stopped pull fails with whatever error its operator makes of it.
+        // A stopped pull or plan step fails with whatever error its caller
+        // makes of it.
         Err(_) if stop.timed_out() => Err(SqlError::Timeout(limits.timeout)),
         other => other,
     }
@@ -266,6 +312,7 @@ async fn execute(
     let partitions = partitions();
     let batches = spans_to_batches(&spans)
         .map_err(|e| SqlError::Internal(format!("building the spans table: {e}")))?;
+    let table_rows = spans.len() as u64;
     drop(spans);
     if stop.is_stopped() {
         return Err(SqlError::Timeout(limits.timeout));
@@ -287,7 +334,8 @@ async fn execute(
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         .with_information_schema(false);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = SessionContext::new_with_state(session_state(config, runtime, stop, table_rows));
+    functions::restrict(&ctx);
     ctx.register_table("spans", Arc::new(table))
         .map_err(internal)?;
 
@@ -295,7 +343,7 @@ async fn execute(
         .state()
         .statement_to_plan(statement)
         .await
-        .map_err(|e| SqlError::Plan(plan_message(&e)))?;
+        .map_err(|e| refusal(&e).unwrap_or_else(|| SqlError::Plan(plan_message(&e))))?;
     // The second lock: whatever the guard let through must plan to a read.
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -334,6 +382,7 @@ async fn execute(
 
     let mut rows = Vec::new();
     let mut truncated = false;
+    let mut answer_bytes = 0usize;
     'batches: while let Some(batch) = stream.next().await {
         let batch = batch.map_err(failed)?;
         for row in 0..batch.num_rows() {
@@ -341,13 +390,17 @@ async fn execute(
                 truncated = true;
                 break 'batches;
             }
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| json::cell(c.as_ref(), row))
-                    .collect(),
-            );
+            let cells: Vec<serde_json::Value> = batch
+                .columns()
+                .iter()
+                .map(|c| json::cell(c.as_ref(), row))
+                .collect();
+            answer_bytes = answer_bytes.saturating_add(cells.iter().map(json_bytes).sum());
+            if answer_bytes > limits.max_answer_bytes {
+                truncated = true;
+                break 'batches;
+            }
+            rows.push(cells);
         }
     }
     Ok(SqlResult {
@@ -357,7 +410,76 @@ async fn execute(
     })
 }
 
+/// The session a query plans and runs in: DataFusion's defaults, with a
+/// [`PlanCheckpoint`] between all planning rules, `||` capped after type
+/// coercion, and the [`guard::PlanGuard`] after the optimizer.
+fn session_state(
+    config: SessionConfig,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    stop: &Stop,
+    table_rows: u64,
+) -> datafusion::execution::SessionState {
+    let checkpoint = PlanCheckpoint(stop.clone());
+    let mut analyzer = Analyzer::new().rules;
+    analyzer.push(Arc::new(functions::CapConcatOperator::default()));
+    let analyzer = stop::with_checkpoints(
+        analyzer,
+        Arc::new(checkpoint.clone()) as Arc<dyn AnalyzerRule + Send + Sync>,
+    );
+    let mut optimizer = Optimizer::new().rules;
+    optimizer.push(Arc::new(guard::PlanGuard { table_rows }));
+    let optimizer = stop::with_checkpoints(
+        optimizer,
+        Arc::new(checkpoint.clone()) as Arc<dyn OptimizerRule + Send + Sync>,
+    );
+    let physical = stop::with_checkpoints(
+        PhysicalOptimizer::new().rules,
+        Arc::new(checkpoint) as Arc<dyn PhysicalOptimizerRule + Send + Sync>,
+    );
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rules(analyzer)
+        .with_optimizer_rules(optimizer)
+        .with_physical_optimizer_rules(physical)
+        .build()
+}
+
+/// About how many bytes `value` takes as JSON text.
+fn json_bytes(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(items) => items.iter().map(json_bytes).sum::<usize>() + 2,
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| k.len() + 3 + json_bytes(v))
+            .sum::<usize>()
+            .saturating_add(2),
+        _ => 8,
+    }
+}
+
+/// The refusal a capped function or the join guard raised, wherever in
+/// DataFusion's error chain it sits.
+fn refusal(err: &DataFusionError) -> Option<SqlError> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<BuildRefused>() {
+            return Some(SqlError::TooBig(r.clone()));
+        }
+        if let Some(r) = e.downcast_ref::<PlanRefused>() {
+            return Some(SqlError::Refused(r.clone()));
+        }
+        next = e.source();
+    }
+    None
+}
+
 fn run_error(err: DataFusionError, limits: &SqlLimits) -> SqlError {
+    if let Some(refused) = refusal(&err) {
+        return refused;
+    }
     match err.find_root() {
         DataFusionError::ResourcesExhausted(message) => SqlError::Memory {
             limit_bytes: limits.memory_bytes,
@@ -408,5 +530,7 @@ fn df_message(err: &DataFusionError) -> String {
         .to_string()
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,13 @@
 //! input first checks [`Stop`], and once it is stopped the pull fails, which
 //! ends the query within one batch. (They show as `StopExec` lines in the
 //! output of `EXPLAIN ANALYZE`.)
+//!
+//! Planning is synchronous code inside DataFusion that no timer can
+//! preempt, and it can be slow (a long expression, a big constant folded).
+//! [`with_checkpoints`] puts a [`PlanCheckpoint`] between every analyzer,
+//! optimizer and physical optimizer rule, so planning too fails at the next
+//! rule once the query is stopped, rather than running to its end for a
+//! caller that is gone.
 
 use std::fmt;
 use std::pin::Pin;
@@ -18,10 +25,15 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
@@ -57,10 +69,79 @@ impl Stop {
         self.cancelled.load(Ordering::Relaxed) || self.timed_out()
     }
 
-    /// The error a stopped pull answers.
+    /// The error a stopped pull or plan step answers.
     fn error(&self) -> DataFusionError {
         DataFusionError::Execution("the query was stopped".to_string())
     }
+
+    fn check(&self) -> Result<()> {
+        if self.is_stopped() {
+            Err(self.error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A planning step that only checks [`Stop`]: put between the rules of each
+/// planning phase.
+#[derive(Debug, Clone)]
+pub struct PlanCheckpoint(pub Stop);
+
+impl AnalyzerRule for PlanCheckpoint {
+    fn name(&self) -> &str {
+        "stop_checkpoint"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        self.0.check()?;
+        Ok(plan)
+    }
+}
+
+impl OptimizerRule for PlanCheckpoint {
+    fn name(&self) -> &str {
+        "stop_checkpoint"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        self.0.check()?;
+        Ok(Transformed::no(plan))
+    }
+}
+
+impl PhysicalOptimizerRule for PlanCheckpoint {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.0.check()?;
+        Ok(plan)
+    }
+
+    fn name(&self) -> &str {
+        "stop_checkpoint"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `rules` with a [`PlanCheckpoint`] before each and one at the end.
+pub fn with_checkpoints<R: ?Sized>(rules: Vec<Arc<R>>, checkpoint: Arc<R>) -> Vec<Arc<R>> {
+    let mut out = Vec::with_capacity(rules.len() * 2 + 1);
+    for rule in rules {
+        out.push(Arc::clone(&checkpoint));
+        out.push(rule);
+    }
+    out.push(checkpoint);
+    out
 }
 
 /// Cancels a [`Stop`] when dropped: tie it to the caller's future.

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chaintrace_sql::{check_query, run_sql, SqlError, SqlLimits};
+use chaintrace_sql::{check_query, run_sql_holding, SqlError, SqlLimits};
 use chaintrace_store::StoreError;
 use serde::Deserialize;
 
@@ -27,7 +27,10 @@ use crate::range::RangeParams;
 pub const MAX_SQL_SPANS: usize = 300_000;
 
 /// SQL requests run one at a time: each may hold [`MAX_SQL_SPANS`] in
-/// memory, and two at once would break the server's memory bound.
+/// memory, and two at once would break the server's memory bound. The
+/// permit goes with the query's thread, so a query past its time limit
+/// keeps the slot until it has really stopped (planning stops at its next
+/// step, execution at its next batch): abandoned queries cannot pile up.
 static SQL_SLOT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// How long a request waits for the running one before it is turned away.
@@ -103,7 +106,7 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let _slot = match tokio::time::timeout(SQL_WAIT, SQL_SLOT.acquire()).await {
+    let slot = match tokio::time::timeout(SQL_WAIT, SQL_SLOT.acquire()).await {
         Ok(Ok(permit)) => permit,
         _ => {
             let mut response = error(
@@ -133,7 +136,7 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
         }
         Err(e) => return store_error(e),
     };
-    match run_sql(spans, &request.query, &SqlLimits::default()).await {
+    match run_sql_holding(spans, &request.query, &SqlLimits::default(), slot).await {
         Ok(result) => Json(result).into_response(),
         Err(SqlError::Internal(msg)) => {
             tracing::error!(error = %msg, "SQL query failed");

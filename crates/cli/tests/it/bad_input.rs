@@ -8,20 +8,6 @@ use crate::fixtures::gzip;
 use crate::harness::Server;
 use crate::otlp::{hex, request, span_ids, trace_id};
 
-async fn still_serving(server: &Server, n: u64) {
-    let (status, body) = server.get_json("/api/v1/health").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    let (status, _) = server
-        .post_traces(
-            "application/x-protobuf",
-            request(n, 2).encode_to_vec(),
-            false,
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(span_ids(server, n).await.len(), 2);
-}
-
 fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).to_string()
 }
@@ -116,7 +102,7 @@ async fn bad_otlp_http_requests_are_refused_with_reasons() {
         .sum();
     assert_eq!(stored as usize, total - 2);
 
-    still_serving(&server, 8).await;
+    server.assert_still_serving(8).await;
 }
 
 #[tokio::test]
@@ -151,7 +137,7 @@ async fn bad_query_requests_are_refused_with_reasons() {
     let (status, _) = server.get_json("/api/v1/traces?limit=0").await;
     assert_eq!(status, 400);
 
-    still_serving(&server, 9).await;
+    server.assert_still_serving(9).await;
 }
 
 /// Deep nesting in a field nobody reads, times past what 64-bit nanoseconds
@@ -216,7 +202,7 @@ async fn deep_json_and_out_of_range_times_are_refused_with_reasons() {
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("deeper than 64 levels"));
 
-    still_serving(&server, 10).await;
+    server.assert_still_serving(10).await;
 }
 
 #[test]
@@ -274,14 +260,11 @@ async fn answers_do_not_amplify_requests() {
 
     let id = hex(&trace_id(77));
     let client = reqwest::Client::new();
-    let native = client
-        .get(format!("{}/api/v1/traces/{id}", server.api))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let get = |path: String| {
+        let request = client.get(format!("{}{path}", server.api));
+        async move { request.send().await.unwrap().bytes().await.unwrap() }
+    };
+    let native = get(format!("/api/v1/traces/{id}")).await;
     let doc: Value = serde_json::from_slice(&native).unwrap();
     assert_eq!(
         doc["spans"].as_array().map(Vec::len),
@@ -298,14 +281,7 @@ async fn answers_do_not_amplify_requests() {
     );
 
     let repeated: String = (0..300).map(|_| format!("traceID={id}&")).collect();
-    let jaeger = client
-        .get(format!("{}/api/traces?{repeated}", server.api))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let jaeger = get(format!("/api/traces?{repeated}")).await;
     let doc: Value = serde_json::from_slice(&jaeger).unwrap();
     assert_eq!(doc["data"].as_array().unwrap().len(), 1, "answered once");
     assert!(

@@ -94,17 +94,9 @@ async fn a_second_server_on_the_same_data_directory_exits_and_harms_nothing() {
         assert_eq!(status, 200);
     }
     let wal_before = dir_listing(&server.data_dir.join("wal"));
-    let (ok, _, stderr) = crate::harness::chaintrace(&[
-        "serve",
-        "--otlp-grpc",
-        "127.0.0.1:0",
-        "--otlp-http",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
+    let mut args = crate::harness::SERVE_ON_FREE_PORTS.to_vec();
+    args.extend(["--data-dir", server.data_dir.to_str().unwrap()]);
+    let (ok, _, stderr) = crate::harness::chaintrace(&args);
     assert!(!ok, "the second server must fail");
     assert!(
         stderr.contains("already in use by another chaintrace process"),

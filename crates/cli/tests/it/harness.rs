@@ -36,6 +36,17 @@ pub fn testdata(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }
 
+/// `chaintrace serve` on port 0 everywhere (loopback).
+pub const SERVE_ON_FREE_PORTS: [&str; 7] = [
+    "serve",
+    "--otlp-grpc",
+    "127.0.0.1:0",
+    "--otlp-http",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+];
+
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
@@ -53,15 +64,7 @@ impl Server {
     /// Starts `chaintrace serve` on port 0 everywhere and waits until it prints its addresses.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--otlp-grpc",
-                "127.0.0.1:0",
-                "--otlp-http",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-            ])
+            .args(SERVE_ON_FREE_PORTS)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -107,6 +110,23 @@ impl Server {
             api: api.unwrap(),
             data_dir: data_dir.to_path_buf(),
         }
+    }
+
+    /// Health answers, and a new trace of `n` (from [`crate::otlp::request`])
+    /// is stored and readable: the server survived what came before.
+    pub async fn assert_still_serving(&self, n: u64) {
+        use prost::Message;
+        let (status, body) = self.get_json("/api/v1/health").await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+        let (status, _) = self
+            .post_traces(
+                "application/x-protobuf",
+                crate::otlp::request(n, 2).encode_to_vec(),
+                false,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(crate::otlp::span_ids(self, n).await.len(), 2);
     }
 
     /// The server's process id.

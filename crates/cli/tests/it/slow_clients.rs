@@ -66,20 +66,6 @@ fn health_request() -> &'static [u8] {
     b"GET /api/v1/health HTTP/1.1\r\nHost: chaintrace\r\n\r\n"
 }
 
-async fn still_serving(server: &Server, n: u64) {
-    let (status, body) = server.get_json("/api/v1/health").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
-    let (status, _) = server
-        .post_traces(
-            "application/x-protobuf",
-            request(n, 2).encode_to_vec(),
-            false,
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(span_ids(server, n).await.len(), 2);
-}
-
 #[tokio::test]
 async fn half_sent_headers_and_silent_connections_are_disconnected() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +101,7 @@ async fn half_sent_headers_and_silent_connections_are_disconnected() {
     preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
     read_until_closed(&mut preface, "OTLP/gRPC, half a preface").await;
 
-    still_serving(&server, 1).await;
+    server.assert_still_serving(1).await;
 }
 
 #[tokio::test]
@@ -155,7 +141,7 @@ async fn a_stalled_body_is_answered_408_or_disconnected() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(span_ids(&server, 3).await.len(), 3);
 
-    still_serving(&server, 4).await;
+    server.assert_still_serving(4).await;
 }
 
 #[tokio::test]
@@ -189,7 +175,7 @@ async fn oversized_headers_get_431_on_both_http_listeners() {
         status_of(&mut stream, fits.as_bytes()).await,
         "HTTP/1.1 200 OK"
     );
-    still_serving(&server, 5).await;
+    server.assert_still_serving(5).await;
 }
 
 #[tokio::test]
@@ -252,5 +238,5 @@ async fn connections_past_the_cap_wait_until_others_close() {
     // The other listeners have their own slots.
     drop(second);
     drop(third);
-    still_serving(&server, 6).await;
+    server.assert_still_serving(6).await;
 }

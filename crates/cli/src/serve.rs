@@ -15,7 +15,7 @@ use chaintrace_analysis::PriceTable;
 use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_model::{DurationNanos, Span};
-use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
+use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
 
 use clap::Args;
 use tokio::net::TcpListener;
@@ -213,12 +213,12 @@ struct StoreSink(Arc<dyn Store>);
 #[async_trait]
 impl SpanSink for StoreSink {
     async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError> {
-        self.0.append(spans).await.map_err(|e| {
-            if e.is_retryable() {
-                SinkError::Overloaded(e.to_string())
-            } else {
-                SinkError::Failed(e.to_string())
+        self.0.append(spans).await.map_err(|e| match e {
+            StoreError::BatchTooLarge { .. } | StoreError::OverMemoryBudget { .. } => {
+                SinkError::TooLarge(e.to_string())
             }
+            e if e.is_retryable() => SinkError::Overloaded(e.to_string()),
+            e => SinkError::Failed(e.to_string()),
         })
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Receivers depend on this trait, never on a store, so that ingest stays
 //! left of storage in the data flow. The sink's answer is what the sender
-//! hears: `Ok` means "stored", [`SinkError::Overloaded`] means "try later"
-//! and [`SinkError::Failed`] means "this failed".
+//! hears: `Ok` means "stored", [`SinkError::Overloaded`] means "try later",
+//! [`SinkError::TooLarge`] "send it in smaller pieces" and
+//! [`SinkError::Failed`] "this failed".
 
 use chaintrace_model::Span;
 
@@ -24,4 +25,10 @@ pub enum SinkError {
     /// The batch could not be stored (HTTP 500, gRPC `INTERNAL`).
     #[error("{0}")]
     Failed(String),
+    /// The batch can never be taken as it is, however long the sender
+    /// waits: it is bigger than the sink can hold. Sending it again would
+    /// fail again; smaller batches succeed (HTTP 413, gRPC
+    /// `INVALID_ARGUMENT`, neither retried by OpenTelemetry SDKs).
+    #[error("{0}")]
+    TooLarge(String),
 }

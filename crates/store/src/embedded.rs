@@ -321,27 +321,40 @@ impl Inner {
     /// `overload_wait` for a cut to free some; then refuses. Refuses at once
     /// when the batches already waiting hold their share of the budget.
     async fn wait_for_room(&self, spans: &[Span]) -> Result<(), StoreError> {
+        // The batch counts before it is admitted: checking only what is
+        // already held let one request of tiny items (16 MiB of empty
+        // attributes, ~470 MB decoded) in past a budget of 384 MiB.
+        let bytes: u64 = spans.iter().map(crate::head::estimate_span_bytes).sum();
+        let budget = self.config.max_memory;
+        if bytes > budget {
+            return Err(StoreError::OverMemoryBudget {
+                spans: spans.len(),
+                bytes,
+                budget,
+            });
+        }
         let mut waiting: Option<Waiting<'_>> = None;
         loop {
             // Registered before the check, so a cut finishing in between
             // still wakes this wait.
             let freed = self.freed.notified();
             let used = self.memory_used();
-            if used <= self.config.max_memory {
+            if used.saturating_add(bytes) <= budget {
                 return Ok(());
             }
             self.signal.wake();
             let refuse = || {
                 StoreError::Overloaded(format!(
-                    "{} MiB of spans wait in memory to be written to blocks (budget {} MiB)",
-                    used >> 20,
-                    self.config.max_memory >> 20
+                    "{} of spans wait in memory to be written to blocks and this batch needs {} \
+                     more (budget {})",
+                    human_bytes(used),
+                    human_bytes(bytes),
+                    human_bytes(budget)
                 ))
             };
             let deadline = match &waiting {
                 Some(w) => w.deadline,
                 None => {
-                    let bytes = spans.iter().map(crate::head::estimate_span_bytes).sum();
                     waiting
                         .insert(Waiting::enter(self, bytes).ok_or_else(refuse)?)
                         .deadline
@@ -815,6 +828,15 @@ impl Inner {
     }
 }
 
+/// `bytes` for a message: MiB from one MiB up, KiB below.
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
+
 /// Runs blocking store work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -906,10 +928,17 @@ mod tests {
 
     /// A budget that one batch of `big` spans fills, with room for a
     /// one-span batch to wait; blocks are cut by size only when `cuts`.
+    /// A budget that `batch(1, 8)` fills to within half a span, so one
+    /// more span is over it; a quarter of it (the waiting share) holds
+    /// two spans.
     fn tight_budget(dir: &Path, overload_wait: Duration, cuts: bool) -> EmbeddedConfig {
         let one = crate::head::estimate_span_bytes(&span(9, 1, None, "rag", "chain", 10, 90));
+        let eight: u64 = batch(1, 8)
+            .iter()
+            .map(crate::head::estimate_span_bytes)
+            .sum();
         EmbeddedConfig {
-            max_memory: one * WAITING_SHARE,
+            max_memory: eight + one / 2,
             block_max_bytes: if cuts { 1 } else { u64::MAX },
             block_max_age: Duration::from_secs(3600),
             overload_wait,
@@ -973,6 +1002,31 @@ mod tests {
             "{answer:?}"
         );
         assert_eq!(store.inner.waiting_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_before_it_is_admitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = tight_budget(dir.path(), Duration::from_millis(50), false);
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        // Bigger than the whole budget: never admissible, refused at once
+        // as such (not "try later", which an exporter would retry forever).
+        match store.append(batch(1, 9)).await {
+            Err(e @ StoreError::OverMemoryBudget { .. }) => {
+                assert!(!e.is_retryable());
+                assert!(e.to_string().contains("send smaller batches"), "{e}");
+            }
+            other => panic!("expected OverMemoryBudget, got {other:?}"),
+        }
+        // Memory holds a little, well under the budget; a batch that fits
+        // only if it is not counted is not let in.
+        store.append(batch(2, 2)).await.unwrap();
+        assert!(matches!(
+            store.append(batch(3, 7)).await,
+            Err(StoreError::Overloaded(_))
+        ));
+        store.append(batch(4, 4)).await.unwrap();
+        assert_eq!(trace_ids(&store).await, [2, 4]);
     }
 
     #[tokio::test]

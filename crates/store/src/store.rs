@@ -174,6 +174,21 @@ pub enum StoreError {
         /// The largest record the WAL accepts.
         limit: u64,
     },
+    /// A batch takes more memory than the whole memory budget: it could
+    /// never be admitted, however long it waited.
+    #[error(
+        "a batch of {spans} spans takes about {} MiB in memory, over the whole memory budget of {} MiB; send smaller batches",
+        bytes >> 20,
+        budget >> 20
+    )]
+    OverMemoryBudget {
+        /// Spans in the batch.
+        spans: usize,
+        /// Their estimated size in memory.
+        bytes: u64,
+        /// The budget (`--max-memory`).
+        budget: u64,
+    },
     /// A block could not be written or read.
     #[error(transparent)]
     Block(#[from] crate::block::BlockError),
@@ -223,6 +238,7 @@ impl StoreError {
             | StoreError::TooMuchData { .. }
             | StoreError::Encode { .. }
             | StoreError::BatchTooLarge { .. }
+            | StoreError::OverMemoryBudget { .. }
             | StoreError::DirectoryInUse { .. }
             | StoreError::Internal(_) => false,
         }

@@ -328,3 +328,39 @@ async fn answers_do_not_amplify_requests() {
         "{body}"
     );
 }
+
+/// A request counts against the memory budget before it is admitted: 400 KB
+/// of empty attributes decodes to far more than a small budget, and is
+/// refused as too large (413 / INVALID_ARGUMENT, which exporters do not
+/// retry), not let in because memory was empty.
+#[tokio::test]
+async fn a_batch_bigger_than_the_memory_budget_is_refused_as_too_large() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--max-memory", "4MiB", "--block-max-bytes", "1MiB"],
+    );
+    let mut hostile = request(88, 1);
+    hostile.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![KeyValue::default(); 200_000];
+    let bytes = hostile.encode_to_vec();
+    assert!(bytes.len() < 1 << 20, "{} bytes sent", bytes.len());
+    let (status, body) = server
+        .post_traces("application/x-protobuf", bytes, false)
+        .await;
+    assert_eq!(status, 413, "{}", text(&body));
+    assert!(
+        text(&body).contains("send smaller batches"),
+        "{}",
+        text(&body)
+    );
+    let mut grpc = TraceServiceClient::connect(server.grpc_url())
+        .await
+        .unwrap();
+    let err = grpc.export(hostile).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(span_ids(&server, 88).await.is_empty());
+    server.assert_still_serving(11).await;
+}

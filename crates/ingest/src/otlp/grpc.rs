@@ -11,6 +11,7 @@
 //! | malformed protobuf | `INVALID_ARGUMENT` |
 //! | message over [`Limits::max_request_bytes`] (after gzip) | tonic's `OUT_OF_RANGE` / `RESOURCE_EXHAUSTED` |
 //! | sink [`SinkError::Overloaded`] | `UNAVAILABLE` (SDKs retry it with backoff) |
+//! | sink [`SinkError::TooLarge`] | `INVALID_ARGUMENT` |
 //! | sink [`SinkError::Failed`] | `INTERNAL` |
 
 use std::convert::Infallible;
@@ -168,6 +169,7 @@ impl UnaryService<Bytes> for Export {
                     SinkError::Overloaded(m) => {
                         Status::unavailable(format!("overloaded, retry later: {m}"))
                     }
+                    SinkError::TooLarge(m) => Status::invalid_argument(m),
                     SinkError::Failed(m) => {
                         tracing::warn!(error = %m, "storing an OTLP/gRPC export failed");
                         Status::internal(format!("storing spans failed: {m}"))

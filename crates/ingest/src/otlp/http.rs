@@ -14,6 +14,7 @@
 //! | body stalled (the listener's read timeout: an `io::Error` of kind `TimedOut`) | 408 | error |
 //! | other `Content-Type` or `Content-Encoding` | 415 | error |
 //! | sink [`SinkError::Overloaded`] | 503 + `Retry-After: 1` | error |
+//! | sink [`SinkError::TooLarge`] | 413 | error |
 //! | sink [`SinkError::Failed`] | 500 | error |
 //!
 //! Bodies answer in the request's format, as the OTLP spec asks: an error is
@@ -223,6 +224,11 @@ async fn export(
                     StatusCode::SERVICE_UNAVAILABLE,
                     tonic::Code::Unavailable,
                     format!("overloaded, retry later: {m}"),
+                ),
+                SinkError::TooLarge(m) => Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    tonic::Code::InvalidArgument,
+                    m,
                 ),
                 SinkError::Failed(m) => {
                     tracing::warn!(error = %m, "storing an OTLP/HTTP export failed");

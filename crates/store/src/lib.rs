@@ -37,6 +37,8 @@ mod compaction_tests;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;
+#[cfg(feature = "fuzz")]
+pub mod fuzz_api;
 mod generations;
 mod head;
 mod lock;

@@ -63,11 +63,11 @@ mod hot;
 mod meta;
 mod read;
 mod resources;
-mod schema;
+pub(crate) mod schema;
 mod search;
 mod span_lists;
 mod stats;
-mod value_codec;
+pub(crate) mod value_codec;
 mod write;
 mod write_stream;
 

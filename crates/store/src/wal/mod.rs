@@ -17,11 +17,11 @@
 //! it to [`Wal::submit`], await the answer. The WAL knows nothing of the head
 //! or of queries; it calls back with replayed batches and that is all.
 
-mod codec;
+pub(crate) mod codec;
 mod disk;
 #[cfg(test)]
 pub(crate) mod power_cut;
-mod record;
+pub(crate) mod record;
 mod replay;
 mod segment;
 mod writer;

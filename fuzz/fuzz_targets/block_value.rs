@@ -14,5 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let once = encode_block_value(&value).expect("a decoded value is shallow enough to encode");
     let back = decode_block_value(&once).expect("the encoder's bytes decode");
     let twice = encode_block_value(&back).expect("a decoded value is shallow enough to encode");
-    assert!(once == twice, "encode -> decode -> encode changed the bytes");
+    assert!(
+        once == twice,
+        "encode -> decode -> encode changed the bytes"
+    );
 });

@@ -47,14 +47,21 @@ fn main() {
         AnyValue::Int(i64::MIN),
         AnyValue::Double(f64::NAN),
         AnyValue::Bytes(vec![0, 255]),
-        AnyValue::Array(vec![AnyValue::Int(1), AnyValue::from("x"), AnyValue::Array(vec![])]),
+        AnyValue::Array(vec![
+            AnyValue::Int(1),
+            AnyValue::from("x"),
+            AnyValue::Array(vec![]),
+        ]),
         AnyValue::KvList(vec![
             KeyValue::new("k", "v"),
             KeyValue::new("nested", AnyValue::KvList(vec![KeyValue::new("d", 0.5f64)])),
         ]),
     ]);
     for v in &values {
-        write("block_value", &encode_block_value(v).expect("shallow value encodes"));
+        write(
+            "block_value",
+            &encode_block_value(v).expect("shallow value encodes"),
+        );
     }
 
     // TraceQL: every query quoted on a `chaintrace` command line in the

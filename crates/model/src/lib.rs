@@ -29,5 +29,6 @@ pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use span::{
     error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
     Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,
+    MAX_VALUE_DEPTH,
 };
 pub use trace::{Trace, TraceSummary};

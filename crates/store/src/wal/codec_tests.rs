@@ -440,3 +440,20 @@ proptest! {
         prop_assert!(!count_bytes(n).starts_with(&MARKER));
     }
 }
+
+/// Found by fuzzing (`fuzz/` target `wal_record`, by hand past its input
+/// cap): a layout-2 payload whose resource attribute is 200 000 arrays
+/// nested in each other overflowed the stack in postcard's recursion. A
+/// tampered record with a good CRC is the only way to it; it is now an
+/// error (`model::MAX_VALUE_DEPTH`).
+#[test]
+fn a_payload_nesting_values_two_hundred_thousand_deep_is_an_error_not_a_stack_overflow() {
+    let mut payload = vec![0x80, 0, 2, 1, 1, 0];
+    for _ in 0..200_000 {
+        payload.extend_from_slice(&[6, 1]);
+    }
+    payload.extend_from_slice(&[0, 0]);
+    // postcard reports any custom error as "Serde Deserialization Error".
+    let err = decode_spans(&payload).unwrap_err().to_string();
+    assert!(err.starts_with("layout 2 payload:"), "{err}");
+}

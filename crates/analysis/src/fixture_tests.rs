@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace,
+    AnyValue, Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace,
     TraceId, UnixNanos,
 };
 use serde_json::Value;
@@ -103,7 +103,7 @@ fn fixture_traces() -> Vec<Trace> {
                         .unwrap_or_default(),
                     links: vec![],
                     resource: resource.clone(),
-                    scope: Scope::default(),
+                    scope: Default::default(),
                 };
                 by_trace.entry(trace_id).or_default().push(span);
             }

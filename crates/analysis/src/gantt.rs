@@ -150,7 +150,7 @@ pub fn layout(trace: &Trace) -> GanttLayout {
 mod tests {
     use std::sync::Arc;
 
-    use chaintrace_model::{Resource, Scope, Span, SpanKind, Status, StatusCode, TraceId};
+    use chaintrace_model::{Resource, Span, SpanKind, Status, StatusCode, TraceId};
 
     use super::*;
 
@@ -168,7 +168,7 @@ mod tests {
             events: vec![],
             links: vec![],
             resource: Arc::new(Resource::default()),
-            scope: Scope::default(),
+            scope: Default::default(),
         }
     }
 

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use chaintrace_model::{
-    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId,
-    UnixNanos,
+    KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId, UnixNanos,
 };
 
 /// The time all test traces start at (ms offsets are added to it).
@@ -36,7 +35,7 @@ pub fn span_ns(id: u8, parent: Option<u8>, name: &str, start: u64, end: u64) -> 
         events: vec![],
         links: vec![],
         resource: service("rag-chain"),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

@@ -20,9 +20,11 @@ pub struct JsonTooDeep {
     pub offset: usize,
 }
 
-/// Checks that no array or object in `json` nests deeper than `max`.
-/// Brackets inside strings do not count. It does not validate the JSON
-/// otherwise: the parser that runs next does.
+/// Checks that no array or object in `json` nests deeper than `max`, and
+/// returns how many arrays and objects it holds (what a caller bounds
+/// the parsed size by: each becomes a struct or a `Vec`, however few bytes
+/// it took). Brackets inside strings do not count. It does not validate
+/// the JSON otherwise: the parser that runs next does.
 ///
 /// ```
 /// use chaintrace_model::{check_json_depth, MAX_JSON_DEPTH};
@@ -30,8 +32,9 @@ pub struct JsonTooDeep {
 /// let deep = "[".repeat(100) + &"]".repeat(100);
 /// assert_eq!(check_json_depth(deep.as_bytes(), 64).unwrap_err().offset, 64);
 /// ```
-pub fn check_json_depth(json: &[u8], max: usize) -> Result<(), JsonTooDeep> {
+pub fn check_json_depth(json: &[u8], max: usize) -> Result<usize, JsonTooDeep> {
     let mut depth = 0usize;
+    let mut containers = 0usize;
     let mut in_string = false;
     let mut escaped = false;
     for (offset, &b) in json.iter().enumerate() {
@@ -49,6 +52,7 @@ pub fn check_json_depth(json: &[u8], max: usize) -> Result<(), JsonTooDeep> {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
+                containers += 1;
                 if depth > max {
                     return Err(JsonTooDeep { max, offset });
                 }
@@ -57,7 +61,7 @@ pub fn check_json_depth(json: &[u8], max: usize) -> Result<(), JsonTooDeep> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(containers)
 }
 
 #[cfg(test)]
@@ -66,7 +70,8 @@ mod tests {
 
     #[test]
     fn counts_only_brackets_outside_strings() {
-        assert!(check_json_depth(b"[[[]]]", 3).is_ok());
+        assert_eq!(check_json_depth(b"[[[]]]", 3), Ok(3));
+        assert_eq!(check_json_depth(br#"[{}, {"a": "{["}, []]"#, 3), Ok(4));
         assert_eq!(
             check_json_depth(b"[[[[]]]]", 3),
             Err(JsonTooDeep { max: 3, offset: 3 })

@@ -406,8 +406,9 @@ pub struct Span {
     pub links: Vec<Link>,
     /// The producing entity, shared by all spans of one resource batch.
     pub resource: Arc<Resource>,
-    /// The instrumentation library.
-    pub scope: Scope,
+    /// The instrumentation library, shared by all spans of one scope batch
+    /// (a long scope name is stored once, not once per span).
+    pub scope: Arc<Scope>,
 }
 
 impl Span {

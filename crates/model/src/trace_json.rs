@@ -1,23 +1,24 @@
-//! The JSON document of a whole [`Trace`]: each resource once.
+//! The JSON document of a whole [`Trace`]: each resource and scope once.
 //!
-//! Spans of one export share one [`Resource`] (an `Arc`), and a resource can
-//! be large (hundreds of attributes, long values). Serialised inside every
+//! Spans of one export share one [`Resource`] and spans of one scope batch
+//! one [`Scope`] (each an `Arc`), and either can be large (hundreds of
+//! attributes, long values, a 96 KiB scope name). Serialised inside every
 //! span, a 400 KB request became a 295 MB answer. So a trace is written as
 //!
 //! ```json
 //! {"trace_id": "…", "resources": [{"attributes": […]}, …],
-//!  "spans": [{"span_id": "…", …, "resource": 0}, …]}
+//!  "scopes": [{"name": "…", "version": "…"}, …],
+//!  "spans": [{"span_id": "…", …, "resource": 0, "scope": 0}, …]}
 //! ```
 //!
-//! with each distinct resource once and every span naming its own by index
-//! (`resource`), and read back into spans that share their resources again.
-//! Everything else in a span is written as [`Span`] writes it.
+//! with each distinct resource and scope once and every span naming its own
+//! by index, and read back into spans that share them again. Everything else
+//! in a span is written as [`Span`] writes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use compact_str::CompactString;
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{SpanId, TraceId};
@@ -40,17 +41,17 @@ struct DocSpanIn {
     events: Vec<Event>,
     links: Vec<Link>,
     resource: usize,
-    scope: Scope,
+    scope: usize,
 }
 
-/// A span written with its resource's index (the same fields as
-/// [`DocSpanIn`], borrowed).
-struct DocSpanOut<'a>(&'a Span, usize);
+/// A span written with its resource's and scope's indexes (the same fields
+/// as [`DocSpanIn`], borrowed).
+struct DocSpanOut<'a>(&'a Span, usize, usize);
 
 impl Serialize for DocSpanOut<'_> {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
         use serde::ser::SerializeStruct;
-        let (s, resource) = (self.0, self.1);
+        let (s, resource, scope) = (self.0, self.1, self.2);
         let mut out = serializer.serialize_struct("Span", 13)?;
         out.serialize_field("trace_id", &s.trace_id)?;
         out.serialize_field("span_id", &s.span_id)?;
@@ -64,7 +65,7 @@ impl Serialize for DocSpanOut<'_> {
         out.serialize_field("events", &s.events)?;
         out.serialize_field("links", &s.links)?;
         out.serialize_field("resource", &resource)?;
-        out.serialize_field("scope", &s.scope)?;
+        out.serialize_field("scope", &scope)?;
         out.end()
     }
 }
@@ -73,6 +74,7 @@ impl Serialize for DocSpanOut<'_> {
 struct DocOut<'a> {
     trace_id: TraceId,
     resources: Vec<&'a Resource>,
+    scopes: Vec<&'a Scope>,
     spans: Vec<DocSpanOut<'a>>,
 }
 
@@ -80,34 +82,75 @@ struct DocOut<'a> {
 struct DocIn {
     trace_id: TraceId,
     resources: Vec<Arc<Resource>>,
+    scopes: Vec<Arc<Scope>>,
     spans: Vec<DocSpanIn>,
+}
+
+/// The distinct values of shared parts (resources, scopes) in first-use
+/// order: by pointer first (spans of one batch share the `Arc`), then by
+/// value, so equal values in different `Arc`s are written once too.
+struct Distinct<'a, T> {
+    by_ptr: HashMap<*const T, usize>,
+    values: Vec<&'a T>,
+}
+
+impl<'a, T: PartialEq> Distinct<'a, T> {
+    fn new() -> Self {
+        Distinct {
+            by_ptr: HashMap::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// The index of `value`, added if it is new.
+    fn index_of(&mut self, value: &'a Arc<T>) -> usize {
+        let values = &mut self.values;
+        *self.by_ptr.entry(Arc::as_ptr(value)).or_insert_with(|| {
+            match values.iter().position(|v| **v == **value) {
+                Some(i) => i,
+                None => {
+                    values.push(value);
+                    values.len() - 1
+                }
+            }
+        })
+    }
+}
+
+/// Entry `index` of a shared table read back, or an error naming the span.
+fn shared<T, E: serde::de::Error>(
+    table: &[Arc<T>],
+    index: usize,
+    span: usize,
+    what: &str,
+) -> Result<Arc<T>, E> {
+    table.get(index).cloned().ok_or_else(|| {
+        E::custom(format!(
+            "span {span} names {what} {index}, but the trace has {} {what}s",
+            table.len()
+        ))
+    })
 }
 
 impl Serialize for Trace {
     fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
-        // By pointer first (spans of one export share the Arc), then by
-        // value, so equal resources in different Arcs are written once too.
-        let mut by_ptr: HashMap<*const Resource, usize> = HashMap::new();
-        let mut resources: Vec<&Resource> = Vec::new();
-        let mut spans = Vec::with_capacity(self.spans.len());
-        for span in &self.spans {
-            let index =
-                *by_ptr
-                    .entry(Arc::as_ptr(&span.resource))
-                    .or_insert_with(|| {
-                        match resources.iter().position(|r| **r == *span.resource) {
-                            Some(i) => i,
-                            None => {
-                                resources.push(&span.resource);
-                                resources.len() - 1
-                            }
-                        }
-                    });
-            spans.push(DocSpanOut(span, index));
-        }
+        let mut resources = Distinct::new();
+        let mut scopes = Distinct::new();
+        let spans = self
+            .spans
+            .iter()
+            .map(|span| {
+                DocSpanOut(
+                    span,
+                    resources.index_of(&span.resource),
+                    scopes.index_of(&span.scope),
+                )
+            })
+            .collect();
         DocOut {
             trace_id: self.trace_id,
-            resources,
+            resources: resources.values,
+            scopes: scopes.values,
             spans,
         }
         .serialize(serializer)
@@ -119,13 +162,8 @@ impl<'de> Deserialize<'de> for Trace {
         let doc = DocIn::deserialize(deserializer)?;
         let mut spans = Vec::with_capacity(doc.spans.len());
         for (i, s) in doc.spans.into_iter().enumerate() {
-            let resource = doc.resources.get(s.resource).ok_or_else(|| {
-                D::Error::custom(format!(
-                    "span {i} names resource {}, but the trace has {} resources",
-                    s.resource,
-                    doc.resources.len()
-                ))
-            })?;
+            let resource = shared(&doc.resources, s.resource, i, "resource")?;
+            let scope = shared(&doc.scopes, s.scope, i, "scope")?;
             spans.push(Span {
                 trace_id: s.trace_id,
                 span_id: s.span_id,
@@ -138,8 +176,8 @@ impl<'de> Deserialize<'de> for Trace {
                 attributes: s.attributes,
                 events: s.events,
                 links: s.links,
-                resource: Arc::clone(resource),
-                scope: s.scope,
+                resource,
+                scope,
             });
         }
         Ok(Trace {
@@ -168,7 +206,7 @@ mod tests {
             events: Vec::new(),
             links: Vec::new(),
             resource: Arc::clone(resource),
-            scope: Scope::default(),
+            scope: Default::default(),
         }
     }
 
@@ -197,6 +235,8 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(doc["resources"].as_array().unwrap().len(), 2);
         assert_eq!(doc["spans"][51]["resource"], 1);
+        assert_eq!(doc["scopes"], serde_json::json!([{}]));
+        assert_eq!(doc["spans"][51]["scope"], 0);
         assert_eq!(doc["spans"][0]["name"], "step_1");
 
         let back: Trace = serde_json::from_str(&json).unwrap();
@@ -205,6 +245,50 @@ mod tests {
             &back.spans[0].resource,
             &back.spans[50].resource
         ));
+    }
+
+    #[test]
+    fn each_scope_is_written_once_and_read_back_shared() {
+        let r = resource("rag", 1);
+        let long = Arc::new(Scope {
+            name: "s".repeat(10_000).into(),
+            version: "1.0".into(),
+        });
+        let mut spans: Vec<Span> = (1..=40).map(|n| span(n, &r)).collect();
+        for s in &mut spans[..30] {
+            s.scope = Arc::clone(&long);
+        }
+        // Equal in value, another Arc: still written once.
+        spans[35].scope = Arc::new((*long).clone());
+        let trace = Trace::new(TraceId([1; 16]), spans);
+        let json = serde_json::to_string(&trace).unwrap();
+        // 10 000 bytes of scope once (twice would pass 30 000).
+        assert!(json.len() < 25_000, "{} bytes", json.len());
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["scopes"].as_array().unwrap().len(), 2);
+        let back: Trace = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, trace);
+        let first = back
+            .spans
+            .iter()
+            .position(|s| s.scope.name.len() > 1)
+            .unwrap();
+        let sharing = back
+            .spans
+            .iter()
+            .filter(|s| Arc::ptr_eq(&s.scope, &back.spans[first].scope))
+            .count();
+        assert_eq!(sharing, 31);
+
+        let mut doc = doc;
+        doc["spans"][0]["scope"] = 9.into();
+        let err = serde_json::from_value::<Trace>(doc)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("span 0 names scope 9, but the trace has 2 scopes"),
+            "{err}"
+        );
     }
 
     #[test]

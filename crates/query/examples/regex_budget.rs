@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chaintrace_model::{
-    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, Trace, TraceId, UnixNanos,
+    KeyValue, Resource, Span, SpanId, SpanKind, Status, Trace, TraceId, UnixNanos,
 };
 use chaintrace_query::{evaluate, evaluate_within, parse, RegexBudget};
 
@@ -37,7 +37,7 @@ fn span(trace: u32, id: u32, name: String) -> Span {
         events: Vec::new(),
         links: Vec::new(),
         resource: Arc::new(Resource::default()),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

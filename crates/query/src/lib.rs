@@ -128,7 +128,7 @@
 //!     events: vec![],
 //!     links: vec![],
 //!     resource: Arc::new(Resource::default()),
-//!     scope: Scope::default(),
+//!     scope: Default::default(),
 //! };
 //! let trace = Trace::new(TraceId([7; 16]), vec![span(1, None, "llm_call", 950), span(2, Some(1), "api_call", 900)]);
 //!

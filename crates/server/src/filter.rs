@@ -30,8 +30,8 @@ mod tests {
     use std::sync::Arc;
 
     use chaintrace_model::{
-        Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace,
-        TraceId, UnixNanos,
+        Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId,
+        UnixNanos,
     };
     use proptest::prelude::*;
 
@@ -127,7 +127,7 @@ mod tests {
                     resource: Arc::new(Resource {
                         attributes: resource,
                     }),
-                    scope: Scope::default(),
+                    scope: Default::default(),
                 }
             })
             .collect();

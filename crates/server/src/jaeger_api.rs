@@ -541,7 +541,7 @@ mod tests {
     use axum::http::Request;
     use axum::Router;
     use chaintrace_analysis::PriceTable;
-    use chaintrace_model::{KeyValue, Resource, Scope, Status};
+    use chaintrace_model::{KeyValue, Resource, Status};
     use chaintrace_store::{EmbeddedConfig, EmbeddedStore};
     use http_body_util::BodyExt;
     use serde_json::{json, Value};
@@ -601,7 +601,7 @@ mod tests {
             resource: Arc::new(Resource {
                 attributes: resource,
             }),
-            scope: Scope::default(),
+            scope: Default::default(),
         }
     }
 

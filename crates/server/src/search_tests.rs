@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use chaintrace_analysis::PriceTable;
-use chaintrace_model::{Resource, Scope, SpanId, SpanKind, Status, TraceId, UnixNanos};
+use chaintrace_model::{Resource, SpanId, SpanKind, Status, TraceId, UnixNanos};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -41,7 +41,7 @@ fn span(trace: u8, minutes_ago: u64, name: String) -> Span {
         events: Vec::new(),
         links: Vec::new(),
         resource: Arc::new(Resource::default()),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

@@ -154,8 +154,8 @@ mod tests {
     use axum::http::Request;
     use chaintrace_analysis::PriceTable;
     use chaintrace_model::{
-        KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode as SpanStatus,
-        TraceId, UnixNanos,
+        KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode as SpanStatus, TraceId,
+        UnixNanos,
     };
     use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
     use http_body_util::BodyExt;
@@ -191,7 +191,7 @@ mod tests {
             resource: Arc::new(Resource {
                 attributes: vec![KeyValue::new("service.name", "rag-chain")],
             }),
-            scope: Scope::default(),
+            scope: Default::default(),
         }
     }
 

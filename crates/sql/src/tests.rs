@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaintrace_model::{
-    AnyValue, Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId, UnixNanos,
+    AnyValue, Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+    UnixNanos,
 };
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ fn span(
         events: Vec::new(),
         links: Vec::new(),
         resource: Arc::clone(resource),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

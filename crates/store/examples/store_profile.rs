@@ -153,10 +153,10 @@ fn chain(n: u64, resources: &[Arc<Resource>]) -> Vec<Span> {
                 events,
                 links: Vec::new(),
                 resource: Arc::clone(&resource),
-                scope: Scope {
+                scope: std::sync::Arc::new(Scope {
                     name: "chaintrace-gen".into(),
                     version: "0.1.0".into(),
-                },
+                }),
             }
         })
         .collect()

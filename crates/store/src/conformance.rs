@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use chaintrace_model::{
-    Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId,
+    Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace, TraceId,
     UnixNanos,
 };
 
@@ -87,7 +87,7 @@ pub fn span(t: u64, n: u64, service: &str, name: &str, start: u64, dur: u64) -> 
         resource: Arc::new(Resource {
             attributes: vec![KeyValue::new("service.name", service)],
         }),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

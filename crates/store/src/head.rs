@@ -16,7 +16,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, CompactString, Event, KeyValue, Link, Resource, Span, SpanId, Trace, TraceId,
+    AnyValue, CompactString, Event, KeyValue, Link, Resource, Scope, Span, SpanId, Trace, TraceId,
     TraceSummary, UnixNanos,
 };
 
@@ -70,9 +70,10 @@ impl Head {
     /// Adds a batch, dropping spans already held.
     pub(crate) fn insert(&mut self, spans: Vec<Span>) -> InsertOutcome {
         let mut outcome = InsertOutcome::default();
-        // Spans of one export share their resource: its share of the
-        // estimate is worked out once per run of equal resources.
+        // Spans of one export share their resource and scope: their share
+        // of the estimate is worked out once per run of equal ones.
         let mut resource: Option<(*const Resource, u64)> = None;
+        let mut scope: Option<(*const Scope, u64)> = None;
         let mut spans = spans.into_iter();
         while let Some(span) = spans.next() {
             let trace_id = span.trace_id;
@@ -84,7 +85,15 @@ impl Head {
                     share
                 }
             };
-            let bytes = own_bytes(&span) + share + SPAN_OVERHEAD;
+            let scope_share = match scope {
+                Some((s, share)) if s == Arc::as_ptr(&span.scope) => share,
+                _ => {
+                    let share = scope_share(&span.scope);
+                    scope = Some((Arc::as_ptr(&span.scope), share));
+                    share
+                }
+            };
+            let bytes = own_bytes(&span) + share + scope_share + SPAN_OVERHEAD;
             match self.traces.entry(trace_id) {
                 Entry::Occupied(entry) => {
                     let trace = entry.into_mut();
@@ -347,10 +356,17 @@ fn heap(len: usize) -> usize {
 }
 
 /// An estimate of the heap and inline bytes a span holds, allocator
-/// overhead included. A resource shared by several spans is charged to
-/// each in proportion.
+/// overhead included. A resource or scope shared by several spans is
+/// charged to each in proportion.
 pub(crate) fn estimate_span_bytes(span: &Span) -> u64 {
-    own_bytes(span) + resource_share(&span.resource)
+    own_bytes(span) + resource_share(&span.resource) + scope_share(&span.scope)
+}
+
+/// The share of [`estimate_span_bytes`] charged to a span holding `scope`.
+fn scope_share(scope: &Arc<Scope>) -> u64 {
+    let bytes =
+        heap(size_of_val(&**scope) + 16) + text_bytes(&scope.name) + text_bytes(&scope.version);
+    (bytes / Arc::strong_count(scope).max(1)) as u64
 }
 
 /// The share of [`estimate_span_bytes`] charged to a span holding
@@ -360,7 +376,7 @@ fn resource_share(resource: &Arc<Resource>) -> u64 {
     (bytes / Arc::strong_count(resource).max(1)) as u64
 }
 
-/// [`estimate_span_bytes`] without the span's resource.
+/// [`estimate_span_bytes`] without the span's resource and scope.
 fn own_bytes(span: &Span) -> u64 {
     let events: usize = heap(size_of::<Event>() * span.events.capacity())
         + span
@@ -377,8 +393,6 @@ fn own_bytes(span: &Span) -> u64 {
     let total = size_of::<Span>()
         + text_bytes(&span.name)
         + heap(span.status.message.len())
-        + text_bytes(&span.scope.name)
-        + text_bytes(&span.scope.version)
         + attributes_bytes(&span.attributes)
         + events
         + links;

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use chaintrace_model::{
-    KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, TraceId, UnixNanos,
-};
+use chaintrace_model::{KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId, UnixNanos};
 
 /// The trace id made of sixteen `n` bytes.
 pub(crate) fn trace_id(n: u8) -> TraceId {
@@ -37,6 +35,6 @@ pub(crate) fn span(
         resource: Arc::new(Resource {
             attributes: vec![KeyValue::new("service.name", service)],
         }),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }

@@ -91,6 +91,21 @@ pub enum DecodeError {
     /// (line and column, or the field path) and what was wrong.
     #[error("invalid OTLP/JSON: {0}")]
     Json(String),
+    /// The body would decode to more memory than the budget allows: many
+    /// tiny items (empty spans, empty attributes) cost far more decoded
+    /// than sent. Refused before decoding, as too large (HTTP 413).
+    #[error(
+        "the request holds {containers} JSON objects and arrays, which would decode to about \
+         {estimate} bytes, more than the memory budget of {budget} bytes; send smaller batches"
+    )]
+    TooLarge {
+        /// Objects and arrays in the body.
+        containers: usize,
+        /// Their decoded size, estimated from above.
+        estimate: usize,
+        /// `Limits::max_decoded_bytes`.
+        budget: usize,
+    },
 }
 
 /// Where a span sits in a request, printed as OTLP/JSON spells the path.
@@ -162,13 +177,16 @@ pub(crate) fn decode_with(
                 .unwrap_or_default(),
         });
         for (si, scope_spans) in resource_spans.scope_spans.into_iter().enumerate() {
-            let scope = scope_spans
-                .scope
-                .map(|s| Scope {
-                    name: s.name.into(),
-                    version: s.version.into(),
-                })
-                .unwrap_or_default();
+            // One scope for all its spans, however long its name.
+            let scope = Arc::new(
+                scope_spans
+                    .scope
+                    .map(|s| Scope {
+                        name: s.name.into(),
+                        version: s.version.into(),
+                    })
+                    .unwrap_or_default(),
+            );
             for (pi, span) in scope_spans.spans.into_iter().enumerate() {
                 let pos = SpanPos {
                     resource: ri,
@@ -193,7 +211,7 @@ fn convert_span(
     span: otlp_trace::Span,
     pos: SpanPos,
     resource: &Arc<Resource>,
-    scope: &Scope,
+    scope: &Arc<Scope>,
     out: &mut DecodedSpans,
 ) -> Result<Span, IdError> {
     let ids = SpanIds::check(&span.trace_id, &span.span_id, &span.parent_span_id)?;
@@ -242,7 +260,7 @@ fn convert_span(
         events,
         links,
         resource: Arc::clone(resource),
-        scope: scope.clone(),
+        scope: Arc::clone(scope),
     })
 }
 

@@ -39,6 +39,11 @@ use super::decode::{
 /// `RECURSION_LIMIT`): the budget of the request's own fields.
 const RECURSION_LIMIT: u32 = 100;
 
+/// The fewest bytes a span that is kept takes on the wire: its trace id
+/// (tag, length, 16 bytes) and span id (tag, length, 8 bytes). Span
+/// vectors are reserved for no more spans than the bytes can hold.
+const MIN_SPAN_WIRE_BYTES: usize = 28;
+
 /// Parses a protobuf `ExportTraceServiceRequest` straight into model spans.
 ///
 /// Gives the same [`DecodedSpans`] as [`super::decode_request`] on prost's
@@ -49,8 +54,9 @@ pub(crate) fn decode_wire(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
     // Sized once: growing it scope by scope copied every span decoded so
     // far (about 3 % of ingest CPU). Request -> resource_spans ->
     // scope_spans -> spans.
-    out.spans
-        .reserve_exact(count_nested(Reader::new(body), &[1, 2, 2]));
+    out.spans.reserve_exact(
+        count_nested(Reader::new(body), &[1, 2, 2]).min(body.len() / MIN_SPAN_WIRE_BYTES),
+    );
     request(Reader::new(body), &mut out).map_err(|e| DecodeError::Protobuf(e.into_prost()))?;
     Ok(out)
 }
@@ -162,11 +168,15 @@ fn scope_spans(
         _ => r.skip(tag, wire, budget),
     })?;
 
-    out.spans.reserve(spans);
-    let scope = Scope {
+    // By bytes as well as by count: empty span messages (2 bytes each, each
+    // rejected for its missing ids) must not reserve a model span apiece.
+    out.spans
+        .reserve(spans.min(r.remaining() / MIN_SPAN_WIRE_BYTES));
+    // One scope for all its spans, however long its name.
+    let scope = Arc::new(Scope {
         name: name.into(),
         version: version.into(),
-    };
+    });
     let mut pi = 0;
     let mut scratch = Vec::new();
     each_field(r, Message::ScopeSpans, |tag, wire, r| match tag {
@@ -225,7 +235,7 @@ fn span(
     budget: u32,
     pos: SpanPos,
     resource: &Arc<Resource>,
-    scope: &Scope,
+    scope: &Arc<Scope>,
     scratch: &mut Vec<KeyValue>,
     out: &mut DecodedSpans,
 ) -> Result<(), WireError> {
@@ -322,7 +332,7 @@ fn span(
         events,
         links,
         resource: Arc::clone(resource),
-        scope: scope.clone(),
+        scope: Arc::clone(scope),
     });
     Ok(())
 }

@@ -112,7 +112,7 @@ fn fixture_traces() -> Vec<Trace> {
                         .unwrap_or_default(),
                     links: Vec::new(),
                     resource: resource.clone(),
-                    scope: scope.clone(),
+                    scope: Arc::new(scope.clone()),
                 };
                 let slot = order
                     .iter()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, Event, KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode, Trace,
+    AnyValue, Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, Trace,
     TraceId, UnixNanos,
 };
 
@@ -28,7 +28,7 @@ pub(super) fn span(id: u8, parent: Option<u8>, name: &str, start_ms: u64, end_ms
         resource: Arc::new(Resource {
             attributes: vec![KeyValue::new("service.name", "rag-chain")],
         }),
-        scope: Scope::default(),
+        scope: Default::default(),
     }
 }
 

@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, BinaryArray, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray,
-    UInt32Array, UInt64Array, UInt8Array,
+    Array, BinaryArray, DictionaryArray, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray,
+    StructArray, TypedDictionaryArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use chaintrace_model::{
     DurationNanos, Event, Link, Resource, Scope, Span, SpanId, Status, TraceId, TraceSummary,
@@ -87,8 +88,71 @@ pub(crate) struct SpanColumns<'a> {
     events: ListColumn<'a, NestedEvents<'a>>,
     links: ListColumn<'a, NestedLinks<'a>>,
     resource: ResourceColumn<'a>,
-    scope_name: &'a StringArray,
-    scope_version: &'a StringArray,
+    scope_name: TextColumn<'a>,
+    scope_version: TextColumn<'a>,
+    /// The last scope built: rows of one scope share it.
+    last_scope: Option<(ScopeKeys, Arc<Scope>)>,
+}
+
+/// The dictionary keys of a row's scope name and version, when the columns
+/// have keys (`vparquet4`).
+type ScopeKeys = Option<(usize, usize)>;
+
+/// A text column as either format stores it: plain `Utf8` (up to
+/// `vparquet3`) or a dictionary ([`super::schema::shared_text`]).
+pub(crate) enum TextColumn<'a> {
+    Plain(&'a StringArray),
+    Shared(TypedDictionaryArray<'a, Int32Type, StringArray>),
+}
+
+impl<'a> TextColumn<'a> {
+    /// Column `name` of `batch`, with no nulls when `required`.
+    pub(crate) fn of(batch: &'a RecordBatch, name: &str, required: bool) -> Result<Self, String> {
+        let array = batch
+            .column_by_name(name)
+            .ok_or_else(|| format!("column {name} is missing"))?;
+        if required && array.null_count() > 0 {
+            return Err(format!("column {name} holds nulls"));
+        }
+        if let Some(plain) = array.as_any().downcast_ref::<StringArray>() {
+            return Ok(TextColumn::Plain(plain));
+        }
+        let dict: &DictionaryArray<Int32Type> = downcast(array.as_ref(), name)?;
+        let typed = dict
+            .downcast_dict::<StringArray>()
+            .ok_or_else(|| format!("column {name} has type {}", array.data_type()))?;
+        Ok(TextColumn::Shared(typed))
+    }
+
+    /// Whether `row` holds a value.
+    pub(crate) fn is_valid(&self, row: usize) -> bool {
+        match self {
+            TextColumn::Plain(a) => a.is_valid(row),
+            TextColumn::Shared(d) => d.is_valid(row),
+        }
+    }
+
+    /// The text of `row` (`row < len`); "" for a key out of range.
+    pub(crate) fn value(&self, row: usize) -> &'a str {
+        match self {
+            TextColumn::Plain(a) => a.value(row),
+            TextColumn::Shared(d) => {
+                let key = d.keys().value(row);
+                usize::try_from(key)
+                    .ok()
+                    .filter(|&k| k < d.values().len())
+                    .map_or("", |k| d.values().value(k))
+            }
+        }
+    }
+
+    /// The dictionary key of `row`, when the column has keys.
+    fn key(&self, row: usize) -> Option<usize> {
+        match self {
+            TextColumn::Plain(_) => None,
+            TextColumn::Shared(d) => usize::try_from(d.keys().value(row)).ok(),
+        }
+    }
 }
 
 /// Where a span's resource comes from.
@@ -173,8 +237,9 @@ impl<'a> SpanColumns<'a> {
             events: ListColumn::new(batch, col::EVENTS, NestedEvents::new)?,
             links: ListColumn::new(batch, col::LINKS, NestedLinks::new)?,
             resource,
-            scope_name: column(batch, col::SCOPE_NAME, true)?,
-            scope_version: column(batch, col::SCOPE_VERSION, true)?,
+            scope_name: TextColumn::of(batch, col::SCOPE_NAME, true)?,
+            scope_version: TextColumn::of(batch, col::SCOPE_VERSION, true)?,
+            last_scope: None,
         })
     }
 
@@ -194,6 +259,7 @@ impl<'a> SpanColumns<'a> {
         let code = self.status_code.value(row);
         let start = self.start.value(row);
         let resource = self.resource.get(row)?;
+        let scope = self.scope(row);
         Ok(Span {
             trace_id: TraceId(to_array(self.trace_id.value(row))),
             span_id: SpanId(to_array(self.span_id.value(row))),
@@ -214,11 +280,29 @@ impl<'a> SpanColumns<'a> {
             events: self.events(row)?,
             links: self.links(row)?,
             resource,
-            scope: Scope {
-                name: self.scope_name.value(row).into(),
-                version: self.scope_version.value(row).into(),
-            },
+            scope,
         })
+    }
+
+    /// The scope of `row`, shared with the previous row's when equal.
+    fn scope(&mut self, row: usize) -> Arc<Scope> {
+        let keys = self.scope_name.key(row).zip(self.scope_version.key(row));
+        let (name, version) = (self.scope_name.value(row), self.scope_version.value(row));
+        if let Some((last_keys, scope)) = &self.last_scope {
+            let same = match (keys, last_keys) {
+                (Some(k), Some(last)) => k == *last,
+                _ => scope.name == name && scope.version == version,
+            };
+            if same {
+                return Arc::clone(scope);
+            }
+        }
+        let scope = Arc::new(Scope {
+            name: name.into(),
+            version: version.into(),
+        });
+        self.last_scope = Some((keys, Arc::clone(&scope)));
+        scope
     }
 
     fn events(&self, row: usize) -> Result<Vec<Event>, String> {

@@ -3,13 +3,15 @@
 //! Plain CPU work, no I/O: [`super::write`] decides batch and row-group
 //! boundaries and hands slices of sorted spans here.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::ArrowError;
 use chaintrace_model::{AnyValue, KeyValue, Resource, Span, TraceSummary};
 
@@ -38,7 +40,7 @@ pub(crate) fn data_batch(
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut service = text(16);
+    let mut service = SharedText::default();
     let mut name = text(16);
     let mut kind = UInt8Builder::with_capacity(n);
     let mut status_code = UInt8Builder::with_capacity(n);
@@ -53,8 +55,8 @@ pub(crate) fn data_batch(
     let mut attributes = AttrListBuilder::with_capacity(n, attribute_count);
     let mut events = ListBytesBuilder::with_capacity(n);
     let mut links = ListBytesBuilder::with_capacity(n);
-    let mut scope_name = text(16);
-    let mut scope_version = text(8);
+    let mut scope_name = SharedText::default();
+    let mut scope_version = SharedText::default();
 
     let mut last_service: Option<(*const Resource, &str)> = None;
     for (s, hot) in spans.iter().zip(hot) {
@@ -80,7 +82,7 @@ pub(crate) fn data_batch(
                 name
             }
         };
-        service.append_value(service_name);
+        service.push(service_name);
         name.append_value(&s.name);
         kind.append_value(kind_to_u8(s.kind));
         status_code.append_value(status_to_u8(s.status.code));
@@ -100,15 +102,15 @@ pub(crate) fn data_batch(
         links
             .push(&s.links, span_lists::encode_links)
             .map_err(too_deep)?;
-        scope_name.append_value(&s.scope.name);
-        scope_version.append_value(&s.scope.version);
+        scope_name.push(&s.scope.name);
+        scope_version.push(&s.scope.version);
     }
 
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(parent.finish()),
-        Arc::new(service.finish()),
+        service.finish().map_err(arrow)?,
         Arc::new(name.finish()),
         Arc::new(kind.finish()),
         Arc::new(status_code.finish()),
@@ -123,10 +125,50 @@ pub(crate) fn data_batch(
         Arc::new(events.values.finish()),
         Arc::new(links.values.finish()),
         Arc::new(UInt32Array::from(resource_index.to_vec())),
-        Arc::new(scope_name.finish()),
-        Arc::new(scope_version.finish()),
+        scope_name.finish().map_err(arrow)?,
+        scope_version.finish().map_err(arrow)?,
     ];
     RecordBatch::try_new(DATA_SCHEMA.clone(), columns).map_err(arrow)
+}
+
+/// A dictionary column ([`super::schema::shared_text`]) of values that
+/// many rows share: each distinct value is held once, rows hold a key.
+/// Spans that share a resource or scope share the very same `str`, so a
+/// row is matched by address first; a value met at a new address is looked
+/// up once by content.
+#[derive(Default)]
+struct SharedText<'a> {
+    keys: Vec<i32>,
+    values: Vec<&'a str>,
+    by_address: HashMap<(*const u8, usize), i32>,
+    by_value: HashMap<&'a str, i32>,
+}
+
+impl<'a> SharedText<'a> {
+    fn push(&mut self, value: &'a str) {
+        let address = (value.as_ptr(), value.len());
+        let key = match self.by_address.get(&address) {
+            Some(&key) => key,
+            None => {
+                let next = self.values.len() as i32;
+                let key = *self.by_value.entry(value).or_insert(next);
+                if key == next {
+                    self.values.push(value);
+                }
+                self.by_address.insert(address, key);
+                key
+            }
+        };
+        self.keys.push(key);
+    }
+
+    fn finish(self) -> Result<ArrayRef, ArrowError> {
+        // A batch holds far fewer than 2^31 rows, so keys cannot overflow.
+        let values = StringArray::from(self.values);
+        let array =
+            DictionaryArray::<Int32Type>::try_new(Int32Array::from(self.keys), Arc::new(values))?;
+        Ok(Arc::new(array))
+    }
 }
 
 /// One nullable binary value per row: a span's events (or links) in the

@@ -88,11 +88,24 @@ pub(crate) enum Format {
     /// As `V2`, with five-field attribute structs and events and links as
     /// encoded bytes.
     V3,
+    /// As `V3`, with `service`, `scope_name` and `scope_version` as
+    /// dictionary arrays ([`shared_text`]): values shared by many spans (a
+    /// resource's service, a scope) are held once per batch in memory too,
+    /// not once per row. In `V3` a 96 KiB scope name on 3 000 spans became a
+    /// 288 MiB Arrow column at every cut and every read.
+    V4,
+}
+
+/// The Arrow type of a text column whose values many rows share: a
+/// dictionary of `Utf8` values with `Int32` keys. In the Parquet file it is
+/// an ordinary dictionary-encoded string column.
+pub(crate) fn shared_text() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
 impl Format {
     /// The format this build writes.
-    pub(crate) const CURRENT: Format = Format::V3;
+    pub(crate) const CURRENT: Format = Format::V4;
 
     /// The format named `name` in `meta.json` or a Parquet footer.
     pub(crate) fn from_name(name: &str) -> Option<Format> {
@@ -100,6 +113,7 @@ impl Format {
             "vparquet1" => Some(Format::V1),
             "vparquet2" => Some(Format::V2),
             "vparquet3" => Some(Format::V3),
+            "vparquet4" => Some(Format::V4),
             _ => None,
         }
     }
@@ -110,6 +124,7 @@ impl Format {
             Format::V1 => "vparquet1",
             Format::V2 => "vparquet2",
             Format::V3 => "vparquet3",
+            Format::V4 => "vparquet4",
         }
     }
 
@@ -118,7 +133,8 @@ impl Format {
         match self {
             Format::V1 => &DATA_SCHEMA_V1,
             Format::V2 => &DATA_SCHEMA_V2,
-            Format::V3 => &DATA_SCHEMA,
+            Format::V3 => &DATA_SCHEMA_V3,
+            Format::V4 => &DATA_SCHEMA,
         }
     }
 
@@ -126,7 +142,7 @@ impl Format {
     pub(crate) fn resource_column(self) -> &'static str {
         match self {
             Format::V1 => col::RESOURCE_V1,
-            Format::V2 | Format::V3 => col::RESOURCE_INDEX,
+            Format::V2 | Format::V3 | Format::V4 => col::RESOURCE_INDEX,
         }
     }
 
@@ -136,7 +152,7 @@ impl Format {
         match self {
             Format::V1 => None,
             Format::V2 => Some(&RESOURCES_SCHEMA_V2),
-            Format::V3 => Some(&RESOURCES_SCHEMA),
+            Format::V3 | Format::V4 => Some(&RESOURCES_SCHEMA),
         }
     }
 }
@@ -296,6 +312,19 @@ pub(crate) static DATA_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         attr_list(),
         Field::new(col::EVENTS, DataType::Binary, true),
         Field::new(col::LINKS, DataType::Binary, true),
+        shared_text(),
+    )
+});
+
+/// The Arrow schema of a `vparquet3` `data.parquet`, read but no longer
+/// written.
+pub(crate) static DATA_SCHEMA_V3: LazyLock<SchemaRef> = LazyLock::new(|| {
+    data_schema(
+        Field::new(col::RESOURCE_INDEX, DataType::UInt32, false),
+        attr_list(),
+        Field::new(col::EVENTS, DataType::Binary, true),
+        Field::new(col::LINKS, DataType::Binary, true),
+        DataType::Utf8,
     )
 });
 
@@ -307,6 +336,7 @@ pub(crate) static DATA_SCHEMA_V2: LazyLock<SchemaRef> = LazyLock::new(|| {
         attr_list_v2(),
         events_v2(),
         links_v2(),
+        DataType::Utf8,
     )
 });
 
@@ -318,6 +348,7 @@ pub(crate) static DATA_SCHEMA_V1: LazyLock<SchemaRef> = LazyLock::new(|| {
         attr_list_v2(),
         events_v2(),
         links_v2(),
+        DataType::Utf8,
     )
 });
 
@@ -338,14 +369,21 @@ fn links_v2() -> Field {
 }
 
 /// The data schema with `resource` as its resource column, `attributes`
-/// as the type of the span attribute list, and the given events and links
-/// columns; the formats differ in nothing else.
-fn data_schema(resource: Field, attributes: DataType, events: Field, links: Field) -> SchemaRef {
+/// as the type of the span attribute list, the given events and links
+/// columns, and `shared` as the type of the service and scope columns; the
+/// formats differ in nothing else.
+fn data_schema(
+    resource: Field,
+    attributes: DataType,
+    events: Field,
+    links: Field,
+    shared: DataType,
+) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(col::TRACE_ID, DataType::FixedSizeBinary(16), false),
         Field::new(col::SPAN_ID, DataType::FixedSizeBinary(8), false),
         Field::new(col::PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
-        Field::new(col::SERVICE, DataType::Utf8, false),
+        Field::new(col::SERVICE, shared.clone(), false),
         Field::new(col::NAME, DataType::Utf8, false),
         Field::new(col::KIND, DataType::UInt8, false),
         Field::new(col::STATUS_CODE, DataType::UInt8, false),
@@ -360,8 +398,8 @@ fn data_schema(resource: Field, attributes: DataType, events: Field, links: Fiel
         events,
         links,
         resource,
-        Field::new(col::SCOPE_NAME, DataType::Utf8, false),
-        Field::new(col::SCOPE_VERSION, DataType::Utf8, false),
+        Field::new(col::SCOPE_NAME, shared.clone(), false),
+        Field::new(col::SCOPE_VERSION, shared, false),
     ]))
 }
 

@@ -21,6 +21,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 
+use super::decode::TextColumn;
 use super::error::BlockError;
 use super::read::Block;
 use super::schema::{col, status_to_u8};
@@ -308,7 +309,8 @@ fn passes(
                 .collect()
         }
         SpanClause::SpanName(values) | SpanClause::Service(values) => {
-            let text = typed::<StringArray>(batch, column).map_err(ArrowError::SchemaError)?;
+            // `service` is a dictionary column from `vparquet4` on.
+            let text = TextColumn::of(batch, column, false).map_err(ArrowError::SchemaError)?;
             rows.map(|r| Some(in_time(r) && text.is_valid(r) && values.contains(text.value(r))))
                 .collect()
         }

@@ -112,10 +112,10 @@ fn span() -> impl Strategy<Value = Span> {
             resource: Arc::new(Resource {
                 attributes: resource,
             }),
-            scope: Scope {
+            scope: std::sync::Arc::new(Scope {
                 name: scope_name.into(),
                 version: scope_version.into(),
-            },
+            }),
         },
     )
 }
@@ -216,10 +216,10 @@ impl DemoTrace {
             events: Vec::new(),
             links: Vec::new(),
             resource: self.resource.clone(),
-            scope: Scope {
+            scope: std::sync::Arc::new(Scope {
                 name: "chaintrace.demo".into(),
                 version: "0.1.0".into(),
-            },
+            }),
         });
         id
     }
@@ -487,10 +487,10 @@ pub(crate) fn fixture_spans_v2() -> Vec<Span> {
         resource: Arc::new(Resource {
             attributes: resource_attributes,
         }),
-        scope: Scope {
+        scope: std::sync::Arc::new(Scope {
             name: "fixture".into(),
             version: "2".into(),
-        },
+        }),
     });
     out
 }

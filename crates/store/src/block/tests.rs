@@ -579,6 +579,43 @@ fn v2_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v2/b-v2-fixture")
 }
 
+/// The committed `vparquet3` block, written from
+/// [`super::testing::fixture_spans_v2`] by the last build that wrote
+/// `vparquet3` (commit "AnyValue refuses to deserialise past 128 nested
+/// arrays and maps", with a one-off test calling `write_block`).
+fn v3_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/block/fixtures/v3/b-v3-fixture")
+}
+
+#[test]
+fn a_v3_block_reads_back_its_spans() {
+    fixture_reads_back(
+        &v3_fixture(),
+        "vparquet3",
+        super::testing::fixture_spans_v2(),
+        10,
+    );
+}
+
+/// Search reads `service` as plain strings in a `vparquet3` block and as a
+/// dictionary in a current one, with the same answer.
+#[test]
+fn service_search_agrees_on_plain_and_dictionary_columns() {
+    use crate::search::SpanClause;
+    let tmp = tempfile::tempdir().unwrap();
+    let old = Block::open(&v3_fixture()).unwrap();
+    let new = write_and_open(tmp.path(), "v4", old.read_all().unwrap(), 4);
+    for service in ["retriever", "rag-chain", "nobody"] {
+        let clause = SpanClause::Service(BTreeSet::from([service.to_string()]));
+        let mut a = old.search_candidates(Some(&clause), None).unwrap();
+        let mut b = new.search_candidates(Some(&clause), None).unwrap();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{service}");
+        assert_eq!(a.is_empty(), service == "nobody", "{service}");
+    }
+}
+
 #[test]
 fn a_v1_block_reads_back_its_spans() {
     fixture_reads_back(
@@ -622,19 +659,27 @@ fn blocks_of_every_format_merge_into_a_current_block() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = Block::open(&v1_fixture()).unwrap();
     let v2 = Block::open(&v2_fixture()).unwrap();
+    let v3_old = Block::open(&v3_fixture()).unwrap();
     let mut newer = demo_spans(20, 1_700_000_000_000_000_000);
     // Equal in value to a fixture resource, in a separate Arc.
     let fixture = super::testing::fixture_spans_v2();
     newer[0].resource = Arc::new((*fixture[0].resource).clone());
-    let v3 = write_and_open(tmp.path(), "v3", newer.clone(), 50);
-    assert_eq!(v3.meta().version, FORMAT_VERSION);
-    assert_eq!(FORMAT_VERSION, "vparquet3");
-    // The vparquet2 fixture repeats the vparquet1 one's spans: duplicates.
+    let v4 = write_and_open(tmp.path(), "v4", newer.clone(), 50);
+    assert_eq!(v4.meta().version, FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, "vparquet4");
+    // The vparquet2 and vparquet3 fixtures repeat the vparquet1 one's
+    // spans: duplicates.
     let mut spans = v1.read_all().unwrap();
     spans.extend(v2.read_all().unwrap());
-    spans.extend(v3.read_all().unwrap());
+    spans.extend(v3_old.read_all().unwrap());
+    spans.extend(v4.read_all().unwrap());
     let opts = BlockWriteOptions {
-        replaces: vec![v1.meta().id.clone(), v2.meta().id.clone(), "v3".into()],
+        replaces: vec![
+            v1.meta().id.clone(),
+            v2.meta().id.clone(),
+            v3_old.meta().id.clone(),
+            "v4".into(),
+        ],
         compaction_level: 1,
         ..opts(40)
     };
@@ -653,6 +698,75 @@ fn blocks_of_every_format_merge_into_a_current_block() {
     .unwrap();
     use parquet::file::reader::FileReader;
     assert_eq!(resources.metadata().file_metadata().num_rows(), 5);
+}
+
+/// A scope (and a service) shared by thousands of spans is held once, in
+/// the file and in the Arrow batches that write and read it: `vparquet3`
+/// held it once per row in memory.
+#[test]
+fn a_long_scope_and_service_shared_by_many_spans_stay_small() {
+    use chaintrace_model::Scope;
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "s".repeat(96 * 1024);
+    let scope = Arc::new(Scope {
+        name: long.as_str().into(),
+        version: "1.0".into(),
+    });
+    let resource = Arc::new(Resource {
+        attributes: vec![KeyValue::new("service.name", long.as_str())],
+    });
+    // 250 traces of 12 spans.
+    let spans: Vec<Span> = (0..3000u32)
+        .map(|i| {
+            let mut s = span(
+                (i / 12) as u8,
+                (i % 12 + 1) as u8,
+                None,
+                "svc",
+                "step",
+                u64::from(i),
+                u64::from(i) + 5,
+            );
+            s.scope = Arc::clone(&scope);
+            s.resource = Arc::clone(&resource);
+            s
+        })
+        .collect();
+    let block = write_and_open(tmp.path(), "b1", spans.clone(), 1000);
+    let data = fs::metadata(tmp.path().join("b1").join(DATA_FILE))
+        .unwrap()
+        .len();
+    // The long values once per row group and column, not 3000 times.
+    assert!(data < 4 * 1024 * 1024, "data.parquet is {data} bytes");
+    let batch = super::encode::data_batch(
+        &spans.iter().collect::<Vec<_>>(),
+        &spans
+            .iter()
+            .map(super::hot::HotFields::of)
+            .collect::<Vec<_>>(),
+        &vec![0; spans.len()],
+        tmp.path(),
+    )
+    .unwrap();
+    let in_memory = batch.get_array_memory_size();
+    assert!(
+        in_memory < 2 * 1024 * 1024,
+        "the Arrow batch holds {in_memory} bytes"
+    );
+    let back = block.read_all().unwrap();
+    assert_eq!(back.len(), 3000);
+    assert!(back
+        .iter()
+        .all(|s| s.scope == scope && s.service_name() == long));
+    // Rows of one batch share one scope again.
+    let shared = back
+        .windows(2)
+        .filter(|w| Arc::ptr_eq(&w[0].scope, &w[1].scope))
+        .count();
+    assert!(shared >= 2990, "{shared} neighbours share their scope");
+    let one = block.trace_spans(trace_id(7)).unwrap();
+    assert_eq!(one.len(), 12);
+    assert!(one.iter().all(|s| Arc::ptr_eq(&s.scope, &one[0].scope)));
 }
 
 #[test]

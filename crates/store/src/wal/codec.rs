@@ -12,11 +12,17 @@
 //!
 //! - **Layout 1** (no longer written, still read): postcard `Vec<SpanOut>`,
 //!   each span carrying its whole resource.
-//! - **Layout 2**: the bytes [`LAYOUT_2_PREFIX`], then postcard
-//!   [`BatchOut`]: the batch's distinct resources once, then the spans, each
-//!   naming its resource by index. Spans of one OTLP export share one
-//!   `Arc<Resource>` of 4–10 attributes; writing it again for every span was
-//!   about a tenth of ingest CPU.
+//! - **Layout 2** (no longer written, still read): the bytes
+//!   [`LAYOUT_2_PREFIX`], then postcard `BatchOut2`: the batch's distinct
+//!   resources once, then the spans, each naming its resource by index and
+//!   carrying its scope's name and version. Spans of one OTLP export share
+//!   one `Arc<Resource>` of 4–10 attributes; writing it again for every span
+//!   was about a tenth of ingest CPU.
+//! - **Layout 3**: the bytes [`LAYOUT_3_PREFIX`], then postcard
+//!   [`BatchOut`]: the distinct resources once, the distinct scopes once,
+//!   then the spans, each naming both by index. A scope is shared the same
+//!   way (`Arc<Scope>`), and written per span a 96 KiB scope name on 3 000
+//!   spans turned a 257 KiB request into 288 MiB of WAL.
 //!
 //! The layout lives in the payload because nothing else can tell it: the
 //! record frame (length + CRC) has no spare bits, and development builds
@@ -36,6 +42,10 @@
 //! empty batch (postcard takes `0x80 0x00` as a count of zero and ignores the
 //! rest). That is why layout 2 is written only to version-2 segments, which
 //! such a build refuses to open rather than lose their spans.
+//!
+//! Layout 3 goes only to version-3 segments for the same reason: a build
+//! that knows layouts 1 and 2 would take a layout-3 record for damage and
+//! truncate the segment there.
 
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +63,9 @@ use crate::store::StoreError;
 /// layout-1 payload (see the module doc), then the layout number.
 const LAYOUT_2_PREFIX: [u8; 3] = [MARKER[0], MARKER[1], 2];
 
+/// The first bytes of a layout-3 payload.
+const LAYOUT_3_PREFIX: [u8; 3] = [MARKER[0], MARKER[1], 3];
+
 /// Begins every payload that names its layout (layout 2 onwards).
 const MARKER: [u8; 2] = [0x80, 0x00];
 
@@ -68,7 +81,7 @@ pub(crate) enum PayloadError {
         source: postcard::Error,
     },
     /// The marker names a layout this build does not know.
-    #[error("payload layout {0} is unknown to this build, which reads layouts 1 and 2")]
+    #[error("payload layout {0} is unknown to this build, which reads layouts 1 to 3")]
     UnknownLayout(u8),
     /// The payload ends after the marker, before the layout number.
     #[error("payload ends after its layout marker, before the layout number")]
@@ -83,32 +96,102 @@ pub(crate) enum PayloadError {
         /// Resources in the payload.
         resources: usize,
     },
-    /// Bytes follow the last span of a layout-2 payload.
-    #[error("{0} bytes follow the last span of a layout 2 payload")]
-    TrailingBytes(usize),
+    /// A span names a scope the payload does not hold.
+    #[error("span {span} refers to scope {index}, but the payload holds {scopes} scopes")]
+    ScopeIndex {
+        /// The span's position in the batch.
+        span: usize,
+        /// The index it carries.
+        index: u32,
+        /// Scopes in the payload.
+        scopes: usize,
+    },
+    /// Bytes follow the last span of a layout-2 or -3 payload.
+    #[error("{1} bytes follow the last span of a layout {0} payload")]
+    TrailingBytes(u8, usize),
 }
 
-/// A layout-2 batch as written: what [`postcard_out::batch`] writes by
+/// A layout-3 batch as written: what [`postcard_out::batch`] writes by
 /// hand, and the tests hold it to.
 #[derive(Serialize)]
 #[cfg_attr(not(test), allow(dead_code))]
 struct BatchOut<'a> {
     resources: &'a [&'a Resource],
-    spans: &'a [SpanOut<'a, u32>],
+    scopes: &'a [ScopeOut<'a>],
+    spans: &'a [SpanOut<'a, u32, u32>],
+}
+
+/// A layout-3 batch as read back.
+#[derive(Deserialize)]
+struct BatchIn {
+    resources: Vec<Resource>,
+    scopes: Vec<ScopeIn>,
+    spans: Vec<SpanIn<u32, u32>>,
+}
+
+/// A layout-2 batch as written by builds before layout 3 (the tests make
+/// old payloads with it).
+#[cfg(test)]
+#[derive(Serialize)]
+struct BatchOut2<'a> {
+    resources: &'a [&'a Resource],
+    spans: &'a [SpanOut<'a, u32, ScopeOut<'a>>],
 }
 
 /// A layout-2 batch as read back.
 #[derive(Deserialize)]
-struct BatchIn {
+struct BatchIn2 {
     resources: Vec<Resource>,
-    spans: Vec<SpanIn<u32>>,
+    spans: Vec<SpanIn<u32, ScopeIn>>,
+}
+
+/// A scope as the WAL writes it: its name, then its version. (Not the
+/// model's derive, which skips empty strings, as postcard cannot.) Layouts 1
+/// and 2 write these two fields inside every span, layout 3 once per scope.
+#[derive(Serialize, Clone, Copy)]
+struct ScopeOut<'a> {
+    name: &'a str,
+    version: &'a str,
+}
+
+impl<'a> ScopeOut<'a> {
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn new(scope: &'a Scope) -> Self {
+        let Scope { name, version } = scope;
+        ScopeOut { name, version }
+    }
+}
+
+/// A scope as read back.
+#[derive(Deserialize, PartialEq)]
+struct ScopeIn {
+    name: CompactString,
+    version: CompactString,
+}
+
+impl ScopeIn {
+    fn empty() -> Self {
+        ScopeIn {
+            name: CompactString::default(),
+            version: CompactString::default(),
+        }
+    }
+
+    fn into_scope(self) -> Scope {
+        Scope {
+            name: self.name,
+            version: self.version,
+        }
+    }
 }
 
 /// A span as written into the WAL (borrowing from the model span). `R` is
 /// how it names its resource: an index into [`BatchOut::resources`] in
-/// layout 2, the resource itself in layout 1. Fields keep layout 1's order.
+/// layouts 2 and 3, the resource itself in layout 1; `S` its scope: an index
+/// in layout 3, the [`ScopeOut`] fields in layouts 1 and 2. Fields keep
+/// layout 1's order (postcard writes a struct as its fields, nothing else).
 #[derive(Serialize)]
-struct SpanOut<'a, R> {
+struct SpanOut<'a, R, S> {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
@@ -122,13 +205,12 @@ struct SpanOut<'a, R> {
     events: &'a [Event],
     links: &'a [Link],
     resource: R,
-    scope_name: &'a str,
-    scope_version: &'a str,
+    scope: S,
 }
 
-/// A span as read back from the WAL; `R` as in [`SpanOut`].
+/// A span as read back from the WAL; `R` and `S` as in [`SpanOut`].
 #[derive(Deserialize)]
-struct SpanIn<R> {
+struct SpanIn<R, S> {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
@@ -142,14 +224,14 @@ struct SpanIn<R> {
     events: Vec<Event>,
     links: Vec<Link>,
     resource: R,
-    scope_name: CompactString,
-    scope_version: CompactString,
+    scope: S,
 }
 
 #[cfg(test)]
-impl<'a, R> SpanOut<'a, R> {
-    /// `span` as written, naming its resource by `resource`.
-    fn new(span: &'a Span, resource: R) -> Self {
+impl<'a, R, S> SpanOut<'a, R, S> {
+    /// `span` as written, naming its resource by `resource` and its scope by
+    /// `scope`.
+    fn new(span: &'a Span, resource: R, scope: S) -> Self {
         // Destructured without `..` so that a new model field fails to compile
         // here instead of being silently dropped from the WAL.
         let Span {
@@ -165,11 +247,7 @@ impl<'a, R> SpanOut<'a, R> {
             events,
             links,
             resource: _,
-            scope:
-                Scope {
-                    name: scope_name,
-                    version: scope_version,
-                },
+            scope: _,
         } = span;
         SpanOut {
             trace_id: *trace_id,
@@ -185,15 +263,14 @@ impl<'a, R> SpanOut<'a, R> {
             events,
             links,
             resource,
-            scope_name,
-            scope_version,
+            scope,
         }
     }
 }
 
-impl<R> SpanIn<R> {
-    /// The model span, with `resource` for the one this span named.
-    fn into_span(self, resource: Arc<Resource>) -> Span {
+impl<R, S> SpanIn<R, S> {
+    /// The model span, with `resource` and `scope` for the ones it named.
+    fn into_span(self, resource: Arc<Resource>, scope: Arc<Scope>) -> Span {
         let SpanIn {
             trace_id,
             span_id,
@@ -208,8 +285,7 @@ impl<R> SpanIn<R> {
             events,
             links,
             resource: _,
-            scope_name,
-            scope_version,
+            scope: _,
         } = self;
         Span {
             trace_id,
@@ -227,31 +303,37 @@ impl<R> SpanIn<R> {
             events,
             links,
             resource,
-            scope: Scope {
-                name: scope_name,
-                version: scope_version,
-            },
+            scope,
         }
     }
 }
 
-/// Distinct resources of a batch compared by pointer before one is added.
-/// Batches carry few resources; in a batch with more, a resource last seen
-/// further back is written again (correct, only larger) rather than scanning
-/// the whole table for every span.
+/// Distinct resources (or scopes) of a batch compared by pointer before one
+/// is added. Batches carry few; in a batch with more, one last seen further
+/// back is written again (correct, only larger) rather than scanning the
+/// whole table for every span.
 const RECENT_RESOURCES: usize = 16;
 
-/// The distinct resources of a batch being encoded, in first-use order.
-#[derive(Default)]
-struct ResourceTable<'a> {
-    distinct: Vec<&'a Resource>,
+/// The distinct resources (or scopes) of a batch being encoded, in
+/// first-use order.
+struct SharedTable<'a, T> {
+    distinct: Vec<&'a T>,
     /// The entry the previous span used: consecutive spans usually share it.
     last: usize,
 }
 
-impl<'a> ResourceTable<'a> {
+impl<T> Default for SharedTable<'_, T> {
+    fn default() -> Self {
+        SharedTable {
+            distinct: Vec::new(),
+            last: 0,
+        }
+    }
+}
+
+impl<'a, T: PartialEq> SharedTable<'a, T> {
     /// The index of `resource`, added if it is new.
-    fn index_of(&mut self, resource: &'a Arc<Resource>) -> usize {
+    fn index_of(&mut self, resource: &'a Arc<T>) -> usize {
         let wanted = Arc::as_ptr(resource);
         if self
             .distinct
@@ -285,7 +367,7 @@ impl<'a> ResourceTable<'a> {
     }
 }
 
-/// Encodes a batch into a WAL payload (layout 2).
+/// Encodes a batch into a WAL payload (layout 3).
 #[cfg(test)]
 pub(crate) fn encode_spans(spans: &[Span]) -> Result<Vec<u8>, StoreError> {
     encode_spans_after(spans, 0)
@@ -300,21 +382,34 @@ pub(crate) fn encode_spans_after(spans: &[Span], headroom: usize) -> Result<Vec<
             reason: "more spans than a resource index can count".into(),
         });
     }
-    let mut resources = ResourceTable::default();
-    // Cannot truncate: there are no more resources than spans, checked above.
-    let index: Vec<u32> = spans
+    let mut resources = SharedTable::default();
+    let mut scopes = SharedTable::default();
+    // Cannot truncate: there are no more resources or scopes than spans,
+    // checked above.
+    let index: Vec<(u32, u32)> = spans
         .iter()
-        .map(|s| resources.index_of(&s.resource) as u32)
+        .map(|s| {
+            (
+                resources.index_of(&s.resource) as u32,
+                scopes.index_of(&s.scope) as u32,
+            )
+        })
         .collect();
     // Sized from the last batches' bytes per span: growing by doubling
     // instead copied each payload about twice over.
     let per_span = BYTES_PER_SPAN.load(Ordering::Relaxed);
     let mut payload = Vec::with_capacity(
-        headroom + LAYOUT_2_PREFIX.len() + spans.len().saturating_mul(per_span + per_span / 8),
+        headroom + LAYOUT_3_PREFIX.len() + spans.len().saturating_mul(per_span + per_span / 8),
     );
     payload.resize(headroom, 0);
-    payload.extend_from_slice(&LAYOUT_2_PREFIX);
-    postcard_out::batch(&mut payload, &resources.distinct, spans, &index);
+    payload.extend_from_slice(&LAYOUT_3_PREFIX);
+    postcard_out::batch(
+        &mut payload,
+        &resources.distinct,
+        &scopes.distinct,
+        spans,
+        &index,
+    );
     if let Some(now) = (payload.len() - headroom).checked_div(spans.len()) {
         // A moving average; races between batches only blur it.
         BYTES_PER_SPAN.store((per_span * 3 + now) / 4, Ordering::Relaxed);
@@ -338,19 +433,30 @@ mod postcard_out {
         AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode,
     };
 
-    pub(super) fn batch(out: &mut Vec<u8>, resources: &[&Resource], spans: &[Span], index: &[u32]) {
+    pub(super) fn batch(
+        out: &mut Vec<u8>,
+        resources: &[&Resource],
+        scopes: &[&Scope],
+        spans: &[Span],
+        index: &[(u32, u32)],
+    ) {
         len(out, resources.len());
         for Resource { attributes: kvs } in resources {
             attributes(out, kvs);
         }
+        len(out, scopes.len());
+        for Scope { name, version } in scopes {
+            text(out, name);
+            text(out, version);
+        }
         len(out, spans.len());
-        for (s, &resource) in spans.iter().zip(index) {
-            span(out, s, resource);
+        for (s, &(resource, scope)) in spans.iter().zip(index) {
+            span(out, s, resource, scope);
         }
     }
 
     /// In [`super::SpanOut`]'s field order.
-    fn span(out: &mut Vec<u8>, s: &Span, resource: u32) {
+    fn span(out: &mut Vec<u8>, s: &Span, resource: u32, scope: u32) {
         // Destructured without `..` so that a new model field fails to
         // compile here instead of being silently dropped from the WAL.
         let Span {
@@ -366,11 +472,7 @@ mod postcard_out {
             events,
             links,
             resource: _,
-            scope:
-                Scope {
-                    name: scope_name,
-                    version: scope_version,
-                },
+            scope: _,
         } = s;
         out.extend_from_slice(&trace_id.0);
         out.extend_from_slice(&span_id.0);
@@ -411,8 +513,7 @@ mod postcard_out {
             attributes(out, link_attributes);
         }
         varint(out, u64::from(resource));
-        text(out, scope_name);
-        text(out, scope_version);
+        varint(out, u64::from(scope));
     }
 
     fn attributes(out: &mut Vec<u8>, kvs: &[KeyValue]) {
@@ -509,6 +610,7 @@ pub(crate) fn decode_spans(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
     match payload_layout(payload)? {
         1 => decode_layout_1(payload),
         2 => decode_layout_2(&payload[LAYOUT_2_PREFIX.len()..]),
+        3 => decode_layout_3(&payload[LAYOUT_3_PREFIX.len()..]),
         layout => Err(PayloadError::UnknownLayout(layout)),
     }
 }
@@ -522,41 +624,106 @@ pub(crate) fn payload_layout(payload: &[u8]) -> Result<u8, PayloadError> {
     }
 }
 
-/// Decodes the body of a layout-2 payload (after its prefix).
-fn decode_layout_2(body: &[u8]) -> Result<Vec<Span>, PayloadError> {
+/// Decodes the body of a layout-3 payload (after its prefix).
+fn decode_layout_3(body: &[u8]) -> Result<Vec<Span>, PayloadError> {
     let (batch, rest) = postcard::take_from_bytes::<BatchIn>(body)
-        .map_err(|source| PayloadError::Postcard { layout: 2, source })?;
-    // Layout 1 never checked this; layout 2 can, and a CRC-valid record
-    // with bytes to spare is not one this codec wrote.
+        .map_err(|source| PayloadError::Postcard { layout: 3, source })?;
+    // A CRC-valid record with bytes to spare is not one this codec wrote.
     if !rest.is_empty() {
-        return Err(PayloadError::TrailingBytes(rest.len()));
+        return Err(PayloadError::TrailingBytes(3, rest.len()));
     }
     let resources: Vec<Arc<Resource>> = batch.resources.into_iter().map(Arc::new).collect();
+    let scopes: Vec<Arc<Scope>> = batch
+        .scopes
+        .into_iter()
+        .map(|s| Arc::new(s.into_scope()))
+        .collect();
     batch
         .spans
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let resource = usize::try_from(s.resource)
-                .ok()
-                .and_then(|index| resources.get(index))
-                .ok_or(PayloadError::ResourceIndex {
-                    span: i,
-                    index: s.resource,
-                    resources: resources.len(),
-                })?;
-            Ok(s.into_span(Arc::clone(resource)))
+            let resource = shared(&resources, s.resource).ok_or(PayloadError::ResourceIndex {
+                span: i,
+                index: s.resource,
+                resources: resources.len(),
+            })?;
+            let scope = shared(&scopes, s.scope).ok_or(PayloadError::ScopeIndex {
+                span: i,
+                index: s.scope,
+                scopes: scopes.len(),
+            })?;
+            Ok(s.into_span(resource, scope))
         })
         .collect()
 }
 
-/// Decodes a layout-1 payload. Consecutive equal resources are shared again
-/// (one `Arc`), as the resource was written out for every span.
+/// Entry `index` of a payload's table of resources or scopes.
+fn shared<T>(table: &[Arc<T>], index: u32) -> Option<Arc<T>> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| table.get(i))
+        .cloned()
+}
+
+/// Shares a scope written inside every span (layouts 1 and 2) between
+/// consecutive spans that carry an equal one, as layout 3 shares it.
+#[derive(Default)]
+struct InlineScopes {
+    last: Option<(ScopeIn, Arc<Scope>)>,
+}
+
+impl InlineScopes {
+    fn share(&mut self, written: ScopeIn) -> Arc<Scope> {
+        match &self.last {
+            Some((prev, shared)) if *prev == written => Arc::clone(shared),
+            _ => {
+                let scope = Arc::new(Scope {
+                    name: written.name.clone(),
+                    version: written.version.clone(),
+                });
+                self.last = Some((written, Arc::clone(&scope)));
+                scope
+            }
+        }
+    }
+}
+
+/// Decodes the body of a layout-2 payload (after its prefix).
+fn decode_layout_2(body: &[u8]) -> Result<Vec<Span>, PayloadError> {
+    let (batch, rest) = postcard::take_from_bytes::<BatchIn2>(body)
+        .map_err(|source| PayloadError::Postcard { layout: 2, source })?;
+    // Layout 1 never checked this; layout 2 can, and a CRC-valid record
+    // with bytes to spare is not one this codec wrote.
+    if !rest.is_empty() {
+        return Err(PayloadError::TrailingBytes(2, rest.len()));
+    }
+    let resources: Vec<Arc<Resource>> = batch.resources.into_iter().map(Arc::new).collect();
+    let mut scopes = InlineScopes::default();
+    batch
+        .spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            let resource = shared(&resources, s.resource).ok_or(PayloadError::ResourceIndex {
+                span: i,
+                index: s.resource,
+                resources: resources.len(),
+            })?;
+            let scope = scopes.share(std::mem::replace(&mut s.scope, ScopeIn::empty()));
+            Ok(s.into_span(resource, scope))
+        })
+        .collect()
+}
+
+/// Decodes a layout-1 payload. Consecutive equal resources and scopes are
+/// shared again (one `Arc`), as they were written out for every span.
 fn decode_layout_1(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
-    let decoded: Vec<SpanIn<Resource>> = postcard::from_bytes(payload)
+    let decoded: Vec<SpanIn<Resource, ScopeIn>> = postcard::from_bytes(payload)
         .map_err(|source| PayloadError::Postcard { layout: 1, source })?;
     let mut spans = Vec::with_capacity(decoded.len());
     let mut last_resource: Option<Arc<Resource>> = None;
+    let mut scopes = InlineScopes::default();
     for mut s in decoded {
         let written = std::mem::take(&mut s.resource);
         let resource = match &last_resource {
@@ -567,33 +734,64 @@ fn decode_layout_1(payload: &[u8]) -> Result<Vec<Span>, PayloadError> {
                 r
             }
         };
-        spans.push(s.into_span(resource));
+        let scope = scopes.share(std::mem::replace(&mut s.scope, ScopeIn::empty()));
+        spans.push(s.into_span(resource, scope));
     }
     Ok(spans)
 }
 
-/// Encodes `spans` in layout 1, as builds before layout 2 wrote them: the
-/// tests' way to make old payloads.
-/// Layout 2 through serde and postcard: what the hand encoder must match.
+/// Layout 3 through serde and postcard: what the hand encoder must match.
 #[cfg(test)]
 pub(super) fn encode_with_postcard(spans: &[Span]) -> Vec<u8> {
-    let mut resources = ResourceTable::default();
-    let out: Vec<SpanOut<'_, u32>> = spans
+    let mut resources = SharedTable::default();
+    let mut scopes = SharedTable::default();
+    let out: Vec<SpanOut<'_, u32, u32>> = spans
         .iter()
-        .map(|s| SpanOut::new(s, resources.index_of(&s.resource) as u32))
+        .map(|s| {
+            SpanOut::new(
+                s,
+                resources.index_of(&s.resource) as u32,
+                scopes.index_of(&s.scope) as u32,
+            )
+        })
         .collect();
+    let scopes: Vec<ScopeOut<'_>> = scopes.distinct.iter().map(|s| ScopeOut::new(s)).collect();
     let batch = BatchOut {
+        resources: &resources.distinct,
+        scopes: &scopes,
+        spans: &out,
+    };
+    postcard::to_extend(&batch, LAYOUT_3_PREFIX.to_vec()).expect("postcard encodes to a Vec")
+}
+
+/// Encodes `spans` in layout 2, as builds before layout 3 wrote them: the
+/// tests' way to make old payloads.
+#[cfg(test)]
+pub(super) fn encode_layout_2(spans: &[Span]) -> Vec<u8> {
+    let mut resources = SharedTable::default();
+    let out: Vec<SpanOut<'_, u32, ScopeOut<'_>>> = spans
+        .iter()
+        .map(|s| {
+            SpanOut::new(
+                s,
+                resources.index_of(&s.resource) as u32,
+                ScopeOut::new(&s.scope),
+            )
+        })
+        .collect();
+    let batch = BatchOut2 {
         resources: &resources.distinct,
         spans: &out,
     };
     postcard::to_extend(&batch, LAYOUT_2_PREFIX.to_vec()).expect("postcard encodes to a Vec")
 }
 
+/// Encodes `spans` in layout 1, as builds before layout 2 wrote them.
 #[cfg(test)]
 pub(super) fn encode_layout_1(spans: &[Span]) -> Vec<u8> {
-    let out: Vec<SpanOut<'_, &Resource>> = spans
+    let out: Vec<SpanOut<'_, &Resource, ScopeOut<'_>>> = spans
         .iter()
-        .map(|s| SpanOut::new(s, &*s.resource))
+        .map(|s| SpanOut::new(s, &*s.resource, ScopeOut::new(&s.scope)))
         .collect();
     postcard::to_allocvec(&out).expect("layout 1 encodes")
 }

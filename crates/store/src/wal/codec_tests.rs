@@ -56,10 +56,10 @@ fn full_span() -> Span {
         span_id: SpanId([8; 8]),
         attributes: vec![],
     }];
-    full.scope = Scope {
+    full.scope = Arc::new(Scope {
         name: "openai".into(),
         version: Default::default(),
-    };
+    });
     full
 }
 
@@ -91,9 +91,53 @@ fn round_trip_every_field() {
     // what the model's own derives cannot round-trip through postcard.
     let batch = interleaved_batch();
     let bytes = encode_spans(&batch).unwrap();
-    assert!(bytes.starts_with(&LAYOUT_2_PREFIX));
+    assert!(bytes.starts_with(&LAYOUT_3_PREFIX));
     let back = decode_spans(&bytes).unwrap();
     assert_eq!(back, batch);
+}
+
+#[test]
+fn layout_2_payloads_from_an_older_build_decode_with_shared_scopes() {
+    let batch = interleaved_batch();
+    let old = encode_layout_2(&batch);
+    assert!(old.starts_with(&LAYOUT_2_PREFIX));
+    let back = decode_spans(&old).unwrap();
+    assert_eq!(back, batch);
+    // Consecutive spans of one scope share it again after the replay.
+    let big = scoped_batch(&"s".repeat(4096), 50);
+    let back = decode_spans(&encode_layout_2(&big)).unwrap();
+    assert_eq!(back, big);
+    assert!(back.iter().all(|s| Arc::ptr_eq(&s.scope, &back[0].scope)));
+}
+
+/// `n` spans of one trace sharing one scope named `name`.
+fn scoped_batch(name: &str, n: u8) -> Vec<Span> {
+    let scope = Arc::new(Scope {
+        name: name.into(),
+        version: "1.0".into(),
+    });
+    (0..n)
+        .map(|i| {
+            let mut s = span(1, i + 1, None, "rag", "step", 0, 1);
+            s.scope = Arc::clone(&scope);
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_scope_shared_by_many_spans_is_written_once_and_decodes_to_one_arc() {
+    let batch = scoped_batch(&"s".repeat(96 * 1024), 200);
+    let bytes = encode_spans(&batch).unwrap();
+    // 96 KiB once plus about 40 bytes per span, not 19 MiB.
+    assert!(bytes.len() < 96 * 1024 + 200 * 64, "{} bytes", bytes.len());
+    let (written, _) =
+        postcard::take_from_bytes::<BatchIn>(&bytes[LAYOUT_3_PREFIX.len()..]).unwrap();
+    assert_eq!(written.scopes.len(), 1);
+    let back = decode_spans(&bytes).unwrap();
+    assert_eq!(back, batch);
+    assert!(back.iter().all(|s| Arc::ptr_eq(&s.scope, &back[0].scope)));
+    assert_eq!(Arc::strong_count(&back[0].scope), 200);
 }
 
 #[test]
@@ -101,7 +145,7 @@ fn shared_resources_are_written_once_and_decode_to_one_arc() {
     let batch = interleaved_batch();
     let bytes = encode_spans(&batch).unwrap();
     let (written, _) =
-        postcard::take_from_bytes::<BatchIn>(&bytes[LAYOUT_2_PREFIX.len()..]).unwrap();
+        postcard::take_from_bytes::<BatchIn>(&bytes[LAYOUT_3_PREFIX.len()..]).unwrap();
     assert_eq!(written.resources.len(), 4);
     let indexes: Vec<u32> = written.spans.iter().map(|s| s.resource).collect();
     assert_eq!(indexes, [0, 1, 0, 2, 1, 0, 3]);
@@ -237,7 +281,8 @@ fn marker_is_no_layout_1_span_count() {
 fn payload_layout_reads_the_prefix_only() {
     let batch = [span(1, 1, None, "x", "op", 0, 1)];
     assert_eq!(payload_layout(&encode_layout_1(&batch)).unwrap(), 1);
-    assert_eq!(payload_layout(&encode_spans(&batch).unwrap()).unwrap(), 2);
+    assert_eq!(payload_layout(&encode_spans(&batch).unwrap()).unwrap(), 3);
+    assert_eq!(payload_layout(&encode_layout_2(&batch)).unwrap(), 2);
     assert_eq!(payload_layout(&[0x80, 0x00, 3]).unwrap(), 3);
     assert_eq!(payload_layout(&[]).unwrap(), 1);
     assert!(matches!(
@@ -253,16 +298,18 @@ fn bad_markers_and_indexes_are_errors() {
         Err(PayloadError::TruncatedMarker)
     ));
     assert!(matches!(
-        decode_spans(&[0x80, 0x00, 3, 0, 0]),
-        Err(PayloadError::UnknownLayout(3))
+        decode_spans(&[0x80, 0x00, 4, 0, 0]),
+        Err(PayloadError::UnknownLayout(4))
     ));
     let spans = [span(1, 1, None, "x", "op", 0, 1)];
     let r = Resource::default();
+    let scope = ScopeOut::new(&spans[0].scope);
     let bad = BatchOut {
         resources: &[&r],
-        spans: &[SpanOut::new(&spans[0], 5)],
+        scopes: &[scope],
+        spans: &[SpanOut::new(&spans[0], 5, 0)],
     };
-    let payload = postcard::to_extend(&bad, LAYOUT_2_PREFIX.to_vec()).unwrap();
+    let payload = postcard::to_extend(&bad, LAYOUT_3_PREFIX.to_vec()).unwrap();
     let err = decode_spans(&payload).unwrap_err();
     assert!(matches!(
         err,
@@ -276,11 +323,27 @@ fn bad_markers_and_indexes_are_errors() {
         err.to_string(),
         "span 0 refers to resource 5, but the payload holds 1 resources"
     );
+    let bad = BatchOut {
+        resources: &[&r],
+        scopes: &[scope],
+        spans: &[SpanOut::new(&spans[0], 0, 2)],
+    };
+    let payload = postcard::to_extend(&bad, LAYOUT_3_PREFIX.to_vec()).unwrap();
+    assert_eq!(
+        decode_spans(&payload).unwrap_err().to_string(),
+        "span 0 refers to scope 2, but the payload holds 1 scopes"
+    );
     let mut trailing = encode_spans(&spans).unwrap();
     trailing.push(0);
     assert!(matches!(
         decode_spans(&trailing),
-        Err(PayloadError::TrailingBytes(1))
+        Err(PayloadError::TrailingBytes(3, 1))
+    ));
+    let mut trailing = encode_layout_2(&spans);
+    trailing.push(0);
+    assert!(matches!(
+        decode_spans(&trailing),
+        Err(PayloadError::TrailingBytes(2, 1))
     ));
 }
 
@@ -360,10 +423,10 @@ fn chains(n: usize) -> Vec<Span> {
                 events: Vec::new(),
                 links: Vec::new(),
                 resource: Arc::clone(&resources[chain % resources.len()]),
-                scope: Scope {
+                scope: std::sync::Arc::new(Scope {
                     name: "chaintrace-gen".into(),
                     version: "0.1.0".into(),
-                },
+                }),
             }
         })
         .collect()
@@ -412,9 +475,11 @@ proptest! {
     #[test]
     fn random_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_spans(&body);
-        let mut payload = LAYOUT_2_PREFIX.to_vec();
-        payload.extend_from_slice(&body);
-        let _ = decode_spans(&payload);
+        for prefix in [LAYOUT_2_PREFIX, LAYOUT_3_PREFIX] {
+            let mut payload = prefix.to_vec();
+            payload.extend_from_slice(&body);
+            let _ = decode_spans(&payload);
+        }
     }
 
     /// The hand encoder writes exactly postcard's bytes, on every field,
@@ -425,8 +490,10 @@ proptest! {
         let mut spans = spans;
         if share {
             let shared = Arc::clone(&spans[0].resource);
+            let scope = Arc::clone(&spans[0].scope);
             for s in spans.iter_mut().step_by(2) {
                 s.resource = Arc::clone(&shared);
+                s.scope = Arc::clone(&scope);
             }
         }
         prop_assert_eq!(encode_spans(&spans).unwrap(), encode_with_postcard(&spans));

@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn version_1_segment_replays_and_new_appends_go_to_a_version_2_segment() {
+    async fn version_1_segment_replays_and_new_appends_go_to_a_version_3_segment() {
         // A version-1 segment with room left, holding layout 1 as older
         // builds wrote it and layout 2 as development builds appended it.
         let dir = tempfile::tempdir().unwrap();
@@ -332,7 +332,7 @@ mod tests {
             SegmentVersion::V1,
             &[
                 codec::encode_layout_1(&old_batch),
-                codec::encode_spans(&dev_batch).unwrap(),
+                codec::encode_layout_2(&dev_batch),
             ],
         );
         let new_batch = vec![span(2, 1, None, "db", "query", 40, 50)];
@@ -352,10 +352,10 @@ mod tests {
             assert_eq!(wal.stats().segments, 2);
         }
         assert_eq!(fs::read(segment::segment_path(dir.path(), 1)).unwrap(), v1);
-        let v2 = fs::read(segment::segment_path(dir.path(), 2)).unwrap();
+        let v3 = fs::read(segment::segment_path(dir.path(), 2)).unwrap();
         assert_eq!(
-            v2[..HEADER_LEN as usize],
-            record::header(SegmentVersion::V2)
+            v3[..HEADER_LEN as usize],
+            record::header(SegmentVersion::V3)
         );
         assert_eq!(
             replay_with_segments(dir.path()),
@@ -364,9 +364,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mixed_directory_replays_in_order_and_continues_the_version_2_segment() {
+    async fn mixed_directory_replays_in_order_and_continues_the_version_3_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let batches: Vec<Vec<Span>> = (1..=5)
+        let batches: Vec<Vec<Span>> = (1..=7)
             .map(|i| vec![span(i, 1, None, "rag", "op", i.into(), 100)])
             .collect();
         write_segment(
@@ -379,15 +379,24 @@ mod tests {
             dir.path(),
             2,
             SegmentVersion::V1,
-            &[codec::encode_spans(&batches[1]).unwrap()],
+            &[codec::encode_layout_2(&batches[1])],
         );
         write_segment(
             dir.path(),
             3,
             SegmentVersion::V2,
             &[
-                codec::encode_spans(&batches[2]).unwrap(),
-                codec::encode_spans(&batches[3]).unwrap(),
+                codec::encode_layout_2(&batches[2]),
+                codec::encode_layout_2(&batches[3]),
+            ],
+        );
+        write_segment(
+            dir.path(),
+            4,
+            SegmentVersion::V3,
+            &[
+                codec::encode_spans(&batches[4]).unwrap(),
+                codec::encode_spans(&batches[5]).unwrap(),
             ],
         );
         {
@@ -403,20 +412,22 @@ mod tests {
                     (2, batches[1].clone()),
                     (3, batches[2].clone()),
                     (3, batches[3].clone()),
+                    (4, batches[4].clone()),
+                    (4, batches[5].clone()),
                 ]
             );
-            assert_eq!(report.segments, 3);
+            assert_eq!(report.segments, 4);
             assert_eq!(report.truncated_bytes, 0);
             let answer = wal
-                .submit(encode_batch(&batches[4]).unwrap(), None)
+                .submit(encode_batch(&batches[6]).unwrap(), None)
                 .unwrap();
-            assert_eq!(answer.await.unwrap().unwrap().segment, 3);
+            assert_eq!(answer.await.unwrap().unwrap().segment, 4);
         }
         let seqs: Vec<SegmentSeq> = replay_with_segments(dir.path())
             .into_iter()
             .map(|(seq, _)| seq)
             .collect();
-        assert_eq!(seqs, vec![1, 2, 3, 3, 3]);
+        assert_eq!(seqs, vec![1, 2, 3, 3, 4, 4, 4]);
     }
 
     #[test]
@@ -428,7 +439,7 @@ mod tests {
             dir.path(),
             1,
             SegmentVersion::V2,
-            &[codec::encode_spans(&good).unwrap(), old.clone()],
+            &[codec::encode_layout_2(&good), old.clone()],
         );
         let (batches, report) = replay_all(dir.path());
         assert_eq!(batches, vec![good]);
@@ -440,6 +451,22 @@ mod tests {
                 .len(),
             bytes.len() as u64 - cut
         );
+    }
+
+    #[test]
+    fn layout_2_record_in_a_version_3_segment_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = vec![span(1, 1, None, "rag", "root", 10, 90)];
+        let old = codec::encode_layout_2(&good);
+        write_segment(
+            dir.path(),
+            1,
+            SegmentVersion::V3,
+            &[codec::encode_spans(&good).unwrap(), old.clone()],
+        );
+        let (batches, report) = replay_all(dir.path());
+        assert_eq!(batches, vec![good]);
+        assert_eq!(report.truncated_bytes, FRAME_LEN + old.len() as u64);
     }
 
     #[tokio::test]
@@ -455,7 +482,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_version_3_is_refused_before_anything_is_touched() {
+    fn unknown_version_4_is_refused_before_anything_is_touched() {
         let dir = tempfile::tempdir().unwrap();
         // Each of these would be changed by a replay that got that far: a
         // segment covered by a block (deleted), a torn tail (truncated), a
@@ -469,8 +496,8 @@ mod tests {
             &record::header(SegmentVersion::V2)[..3],
         )
         .unwrap();
-        let mut future = record::header(SegmentVersion::V2).to_vec();
-        future[6] = 3;
+        let mut future = record::header(SegmentVersion::V3).to_vec();
+        future[6] = 4;
         future.extend_from_slice(b"future data");
         fs::write(segment::segment_path(dir.path(), 4), &future).unwrap();
         let before = snapshot(dir.path());
@@ -481,14 +508,14 @@ mod tests {
         assert!(matches!(
             err,
             StoreError::UnsupportedWalVersion {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ));
         let message = err.to_string();
         assert!(
-            message.contains("00000000000000000004.wal") && message.contains("format version 3"),
+            message.contains("00000000000000000004.wal") && message.contains("format version 4"),
             "{message}"
         );
         assert_eq!(snapshot(dir.path()), before);

@@ -40,19 +40,24 @@ pub(crate) enum SegmentVersion {
     /// payload as an empty batch without complaint; this version makes them
     /// refuse the segment instead of silently losing its spans.
     V2,
+    /// Payload layout 3 only (scopes shared like resources). Builds that
+    /// know layouts 1 and 2 refuse the segment rather than truncate it at
+    /// the first record they cannot read.
+    V3,
 }
 
 impl SegmentVersion {
     /// The version this build writes; appends go only to segments of it.
-    pub(crate) const CURRENT: SegmentVersion = SegmentVersion::V2;
+    pub(crate) const CURRENT: SegmentVersion = SegmentVersion::V3;
     /// Every version this build reads, oldest first.
-    const ALL: [SegmentVersion; 2] = [SegmentVersion::V1, SegmentVersion::V2];
+    const ALL: [SegmentVersion; 3] = [SegmentVersion::V1, SegmentVersion::V2, SegmentVersion::V3];
 
     /// The number in the header.
     pub(crate) fn number(self) -> u16 {
         match self {
             SegmentVersion::V1 => 1,
             SegmentVersion::V2 => 2,
+            SegmentVersion::V3 => 3,
         }
     }
 
@@ -63,6 +68,7 @@ impl SegmentVersion {
         match self {
             SegmentVersion::V1 => matches!(layout, 1 | 2),
             SegmentVersion::V2 => layout == 2,
+            SegmentVersion::V3 => layout == 3,
         }
     }
 }
@@ -282,9 +288,14 @@ mod tests {
 
     #[test]
     fn header_checks() {
+        let v3 = header(SegmentVersion::V3);
+        assert_eq!(v3, *b"CTWAL\n\x03\x00");
+        assert_eq!(SegmentVersion::CURRENT, SegmentVersion::V3);
+        assert_eq!(check_header(&v3), HeaderCheck::Valid(SegmentVersion::V3));
+        assert_eq!(check_header(&v3[..7]), HeaderCheck::Torn);
+        assert!(SegmentVersion::V3.holds_layout(3) && !SegmentVersion::V3.holds_layout(2));
         let v2 = header(SegmentVersion::V2);
         assert_eq!(v2, *b"CTWAL\n\x02\x00");
-        assert_eq!(SegmentVersion::CURRENT, SegmentVersion::V2);
         assert_eq!(check_header(&v2), HeaderCheck::Valid(SegmentVersion::V2));
         let v1 = header(SegmentVersion::V1);
         assert_eq!(v1, *b"CTWAL\n\x01\x00");
@@ -293,11 +304,11 @@ mod tests {
         assert_eq!(check_header(&v1[..7]), HeaderCheck::Torn);
         assert_eq!(check_header(&v2[..7]), HeaderCheck::Torn);
         assert_eq!(check_header(&[]), HeaderCheck::Torn);
-        assert_eq!(check_header(b"CTWAL\n\x03"), HeaderCheck::NotAWalSegment);
+        assert_eq!(check_header(b"CTWAL\n\x04"), HeaderCheck::NotAWalSegment);
         assert_eq!(check_header(b"PAR1xxxx"), HeaderCheck::NotAWalSegment);
-        let mut v3 = v2;
-        v3[6] = 3;
-        assert_eq!(check_header(&v3), HeaderCheck::OtherVersion(3));
+        let mut v4 = v2;
+        v4[6] = 4;
+        assert_eq!(check_header(&v4), HeaderCheck::OtherVersion(4));
         let mut big = v2;
         big[7] = 1;
         assert_eq!(check_header(&big), HeaderCheck::OtherVersion(258));

@@ -146,9 +146,9 @@ mod tests {
     }
 
     #[test]
-    fn new_segments_get_a_version_2_header() {
+    fn new_segments_get_a_version_3_header() {
         let dir = tempfile::tempdir().unwrap();
         let (_, path) = create_segment(&Disk::Std, dir.path(), 1).unwrap();
-        assert_eq!(fs::read(path).unwrap(), b"CTWAL\n\x02\x00");
+        assert_eq!(fs::read(path).unwrap(), b"CTWAL\n\x03\x00");
     }
 }

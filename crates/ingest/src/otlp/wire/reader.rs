@@ -95,6 +95,11 @@ impl<'a> Reader<'a> {
         self.rest.is_empty()
     }
 
+    /// Bytes not read yet.
+    pub(super) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     /// A field key, checked as prost's `decode_key` checks it.
     pub(super) fn key(&mut self) -> Result<(u32, WireType), WireError> {
         let key = self.take_varint()?;

@@ -280,6 +280,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
     let limits = Limits {
         max_request_bytes: args.max_request_bytes,
+        max_decoded_bytes: args.max_memory,
     };
     let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
 

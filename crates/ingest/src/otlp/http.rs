@@ -37,7 +37,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use super::{decode_json, decode_protobuf, export_response, DecodedSpans, Limits};
+use super::{
+    decode_json_within, decode_protobuf, export_response, DecodeError, DecodedSpans, Limits,
+};
 use crate::{SinkError, SpanSink};
 
 /// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
@@ -185,6 +187,7 @@ async fn export(
 ) -> Result<ExportTraceServiceResponse, Refusal> {
     let gzip = is_gzip(headers)?;
     let limit = receiver.limits.max_request_bytes;
+    let max_decoded = receiver.limits.max_decoded_bytes;
     let raw = read_body(body, headers, limit).await?;
     // Gunzip and decoding cost CPU in proportion to the body: off the async
     // workers, which must stay free to accept and answer.
@@ -198,9 +201,16 @@ async fn export(
         };
         match format {
             Format::Protobuf => decode_protobuf(bytes),
-            Format::Json => decode_json(bytes),
+            Format::Json => decode_json_within(bytes, max_decoded),
         }
-        .map_err(|e| Refusal::bad_request(e.to_string()))
+        .map_err(|e| match e {
+            DecodeError::TooLarge { .. } => Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::InvalidArgument,
+                e.to_string(),
+            ),
+            e => Refusal::bad_request(e.to_string()),
+        })
     })
     .await
     .map_err(|e| {

@@ -15,7 +15,13 @@ const JSON: &str = "application/json";
 
 fn receiver(mode: SinkMode, max_request_bytes: usize) -> (Router, Arc<RecordingSink>) {
     let sink = Arc::new(RecordingSink::new(mode));
-    let app = router(sink.clone(), Limits { max_request_bytes });
+    let app = router(
+        sink.clone(),
+        Limits {
+            max_request_bytes,
+            ..Limits::default()
+        },
+    );
     (app, sink)
 }
 

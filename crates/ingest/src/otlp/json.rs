@@ -37,9 +37,38 @@ use super::decode::{
 /// assert!(decoded.spans[0].parent_span_id.is_none());
 /// ```
 pub fn decode_json(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
+    decode_json_within(body, usize::MAX)
+}
+
+/// Bytes a JSON object or array may become once decoded, at most: the
+/// largest OTLP struct (a span, about 300 bytes in prost's shape, then
+/// the model's) or a `Vec` of them. Measured shapes sit far below it: an
+/// attribute `{"key":…,"value":{"stringValue":…}}` is two containers of
+/// about 100 bytes decoded.
+pub const JSON_CONTAINER_BYTES: usize = 512;
+
+/// [`decode_json`], refusing first a body whose objects and arrays could
+/// decode to more than `max_decoded_bytes` ([`DecodeError::TooLarge`]). A
+/// 12 MB body of empty spans (`{},{},…`) raised RSS by 1.8 GiB before the
+/// memory budget refused what it had decoded; now one pass over the bytes
+/// refuses it.
+pub fn decode_json_within(
+    body: &[u8],
+    max_decoded_bytes: usize,
+) -> Result<DecodedSpans, DecodeError> {
     // serde_json skips unknown fields without a depth limit.
-    chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH)
+    let containers = chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
+    let estimate = containers
+        .saturating_mul(JSON_CONTAINER_BYTES)
+        .saturating_add(body.len());
+    if estimate > max_decoded_bytes {
+        return Err(DecodeError::TooLarge {
+            containers,
+            estimate,
+            budget: max_decoded_bytes,
+        });
+    }
     match serde_json::from_slice::<ExportTraceServiceRequest>(body) {
         Ok(request) => Ok(decode_request(request)),
         Err(_) => decode_with_repairs(body),
@@ -177,6 +206,28 @@ fn json_type(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 12 MB body of empty spans is refused by its shape, before serde
+    /// builds 4 million structs; the captured payload passes at a budget
+    /// far below the default.
+    #[test]
+    fn a_body_of_many_tiny_objects_is_refused_before_decoding() {
+        let mut body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+        for i in 0..4_000_000 {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{}");
+        }
+        body.extend_from_slice(b"]}]}]}");
+        let err = decode_json_within(&body, 384 << 20).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { containers, .. } if containers == 4_000_005));
+        assert!(err.to_string().contains("send smaller batches"), "{err}");
+
+        let fixture = crate::testing::fixture(crate::testing::JSON_FIXTURE);
+        let decoded = decode_json_within(&fixture, 4 << 20).unwrap();
+        assert!(!decoded.spans.is_empty());
+    }
     use crate::testing::{fixture, JSON_FIXTURE};
     use chaintrace_model::AnyValue;
 

@@ -21,7 +21,7 @@ mod wire;
 pub use decode::{decode_request, DecodeError, DecodedSpans, MAX_ERROR_MESSAGES};
 pub use grpc::{trace_service, GrpcTraceService, TRACE_SERVICE_NAME};
 pub use http::router;
-pub use json::decode_json;
+pub use json::{decode_json, decode_json_within, JSON_CONTAINER_BYTES};
 pub use proto::decode_protobuf;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -39,12 +39,18 @@ pub struct Limits {
     /// Largest accepted request body (HTTP) or message (gRPC) in bytes,
     /// counted after decompression. Default 16 MiB.
     pub max_request_bytes: usize,
+    /// The most memory one request may decode into (`chaintrace serve`
+    /// passes `--max-memory`: the store would refuse a bigger batch
+    /// anyway). An OTLP/JSON body whose shape could decode to more is
+    /// refused before it is decoded. Default 384 MiB.
+    pub max_decoded_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_bytes: 16 * 1024 * 1024,
+            max_decoded_bytes: 384 * 1024 * 1024,
         }
     }
 }

@@ -552,3 +552,30 @@ fn bad_ids_are_rejected_and_reported_like_decode_request() {
         ]
     );
 }
+
+/// 16 MiB of empty span messages (2 bytes each, each rejected for its
+/// missing ids) reserved a model span apiece, about 2 GB; the reservation
+/// is now bounded by what the bytes could hold.
+#[test]
+fn empty_spans_reserve_by_bytes_not_by_count() {
+    let empty_spans = vec![pt::Span::default(); 100_000];
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![pt::ResourceSpans {
+            scope_spans: vec![pt::ScopeSpans {
+                spans: empty_spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let body = request.encode_to_vec();
+    let decoded = decode_wire(&body).unwrap();
+    assert!(decoded.spans.is_empty());
+    assert_eq!(decoded.rejected, 100_000);
+    assert!(
+        decoded.spans.capacity() <= body.len() / MIN_SPAN_WIRE_BYTES,
+        "{} spans reserved for {} bytes",
+        decoded.spans.capacity(),
+        body.len()
+    );
+}

@@ -278,10 +278,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
-    let limits = Limits {
-        max_request_bytes: args.max_request_bytes,
-        max_decoded_bytes: args.max_memory,
-    };
+    // Decoded requests in flight (decoding, or waiting for the store) hold
+    // at most half the memory budget besides it.
+    let limits = Limits::new(args.max_request_bytes, args.max_memory / 2);
     let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
 
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
@@ -306,10 +305,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grpc_routes =
-        tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(sink.clone(), limits))
-            .prepare()
-            .into_axum_router();
+    let grpc_routes = tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
+        sink.clone(),
+        limits.clone(),
+    ))
+    .prepare()
+    .into_axum_router();
     let serve = |listener, app, protocol| {
         tokio::spawn(crate::listener::serve(
             listener,

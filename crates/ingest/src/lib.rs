@@ -31,9 +31,10 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let sink: Arc<dyn SpanSink> = Arc::new(Discard);
+//! // One Limits, cloned: both receivers share its decode gate.
 //! let limits = otlp::Limits::default();
 //!
-//! let http = otlp::router(sink.clone(), limits);
+//! let http = otlp::router(sink.clone(), limits.clone());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4318").await?;
 //! tokio::spawn(async move { axum::serve(listener, http).await });
 //!

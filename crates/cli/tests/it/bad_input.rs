@@ -459,8 +459,8 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 /// Bodies of many tiny items cost bounded memory: a 12 MB OTLP/JSON body
 /// of empty spans raised RSS by 1.8 GiB before it was refused, and 16 MiB
 /// of empty protobuf spans reserved about 2 GB. Now the JSON one is refused
-/// by its shape (413) before decoding, the protobuf one reserves by bytes,
-/// and the server's peak RSS stays small. A good span sent after them is
+/// by its shape (413) before decoding, the protobuf one stops at the decode
+/// budget (413), and the server's peak RSS stays small. A good span sent after them is
 /// stored.
 #[tokio::test]
 async fn bodies_of_tiny_items_cost_bounded_memory() {
@@ -496,6 +496,21 @@ async fn bodies_of_tiny_items_cost_bounded_memory() {
     };
     let (status, body) = server
         .post_traces("application/x-protobuf", empty.encode_to_vec(), false)
+        .await;
+    // 8 million messages cost more than the 32 MiB one request may decode
+    // to at this budget (half of --max-memory): refused while decoding.
+    assert_eq!(status, 413, "{}", text(&body));
+    assert!(
+        text(&body).contains("send smaller batches"),
+        "{}",
+        text(&body)
+    );
+    let mut fewer = empty;
+    fewer.resource_spans[0].scope_spans[0]
+        .spans
+        .truncate(100_000);
+    let (status, body) = server
+        .post_traces("application/x-protobuf", fewer.encode_to_vec(), false)
         .await;
     // Every span lacks its ids: rejected one by one, in partial success.
     assert_eq!(status, 200, "{}", text(&body));

@@ -9,6 +9,7 @@ mod cli;
 mod durability;
 mod fixtures;
 mod harness;
+mod hostile;
 mod otlp;
 mod python_sdk;
 mod slow_clients;

@@ -91,21 +91,12 @@ pub enum DecodeError {
     /// (line and column, or the field path) and what was wrong.
     #[error("invalid OTLP/JSON: {0}")]
     Json(String),
-    /// The body would decode to more memory than the budget allows: many
-    /// tiny items (empty spans, empty attributes) cost far more decoded
-    /// than sent. Refused before decoding, as too large (HTTP 413).
-    #[error(
-        "the request holds {containers} JSON objects and arrays, which would decode to about \
-         {estimate} bytes, more than the memory budget of {budget} bytes; send smaller batches"
-    )]
-    TooLarge {
-        /// Objects and arrays in the body.
-        containers: usize,
-        /// Their decoded size, estimated from above.
-        estimate: usize,
-        /// `Limits::max_decoded_bytes`.
-        budget: usize,
-    },
+    /// The body decodes (or would) to more memory than one request may
+    /// take: many tiny items (empty spans, empty attributes) cost far more
+    /// decoded than sent. Refused as too large (HTTP 413,
+    /// gRPC `INVALID_ARGUMENT`); the message says why.
+    #[error("request too large: {0}")]
+    TooLarge(String),
 }
 
 /// Where a span sits in a request, printed as OTLP/JSON spells the path.

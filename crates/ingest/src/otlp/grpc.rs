@@ -30,7 +30,8 @@ use tonic::codegen::{Body, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
-use super::{decode_protobuf, export_response, Limits};
+use super::wire::decode_wire_within;
+use super::{export_response, protobuf_bound, DecodeGate, Limits};
 use crate::{SinkError, SpanSink};
 
 /// The gRPC service name OTLP exporters call.
@@ -98,6 +99,7 @@ where
         let export = Export {
             sink: Arc::clone(&self.sink),
             reached: Arc::clone(&reached),
+            gate: self.limits.gate.clone(),
         };
         let limit = self.limits.max_request_bytes;
         Box::pin(async move {
@@ -138,6 +140,8 @@ struct Export {
     /// Set once the call gets its message (see
     /// [`client_fault_is_invalid_argument`]).
     reached: Arc<AtomicBool>,
+    /// Decoded memory in flight (see [`super::DecodeGate`]).
+    gate: DecodeGate,
 }
 
 /// The request is the message's raw bytes: decoding them into spans here,
@@ -151,17 +155,22 @@ impl UnaryService<Bytes> for Export {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
+        let gate = self.gate.clone();
         Box::pin(async move {
             // Decoding costs CPU in proportion to the message: off the
             // async workers. (tonic gunzips before this, on the worker.)
             let body = request.into_inner();
-            let decoded = tokio::task::spawn_blocking(move || decode_protobuf(&body))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
-                    Status::internal("decoding the request failed (a bug; it is logged)")
-                })?
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let (mut admitted, budget) = gate.enter(protobuf_bound(body.len())).await;
+            let (decoded, used) =
+                tokio::task::spawn_blocking(move || decode_wire_within(&body, budget))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
+                        Status::internal("decoding the request failed (a bug; it is logged)")
+                    })?
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            // Held, for what was decoded, until the store has answered.
+            admitted.shrink_to(used);
             decoded.log_partial("OTLP/gRPC");
             let response = export_response(&decoded);
             if !decoded.spans.is_empty() {

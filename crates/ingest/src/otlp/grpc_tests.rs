@@ -16,13 +16,7 @@ use crate::testing::{fixture, RecordingSink, SinkMode, PB_FIXTURE};
 
 async fn serve(mode: SinkMode, max_request_bytes: usize) -> (SocketAddr, Arc<RecordingSink>) {
     let sink = Arc::new(RecordingSink::new(mode));
-    let service = trace_service(
-        sink.clone(),
-        Limits {
-            max_request_bytes,
-            ..Limits::default()
-        },
-    );
+    let service = trace_service(sink.clone(), Limits::new(max_request_bytes, 192 << 20));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(

@@ -37,9 +37,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use super::{
-    decode_json_within, decode_protobuf, export_response, DecodeError, DecodedSpans, Limits,
-};
+use super::json::{decode_json_within, json_bound};
+use super::wire::decode_wire_within;
+use super::{export_response, protobuf_bound, DecodeError, Limits};
 use crate::{SinkError, SpanSink};
 
 /// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
@@ -187,40 +187,33 @@ async fn export(
 ) -> Result<ExportTraceServiceResponse, Refusal> {
     let gzip = is_gzip(headers)?;
     let limit = receiver.limits.max_request_bytes;
-    let max_decoded = receiver.limits.max_decoded_bytes;
     let raw = read_body(body, headers, limit).await?;
     // Gunzip and decoding cost CPU in proportion to the body: off the async
-    // workers, which must stay free to accept and answer.
-    let decoded = tokio::task::spawn_blocking(move || -> Result<DecodedSpans, Refusal> {
-        let decompressed;
-        let bytes: &[u8] = if gzip {
-            decompressed = gunzip(&raw, limit)?;
-            &decompressed
+    // workers, which must stay free to accept and answer. First gunzip and
+    // bound what the body can decode to, then wait for that much room in
+    // the decode gate, then decode within it.
+    let (bytes, bound) = off_the_workers(move || -> Result<(Bytes, usize), Refusal> {
+        let bytes = if gzip {
+            Bytes::from(gunzip(&raw, limit)?)
         } else {
-            &raw
+            raw
         };
-        match format {
-            Format::Protobuf => decode_protobuf(bytes),
-            Format::Json => decode_json_within(bytes, max_decoded),
-        }
-        .map_err(|e| match e {
-            DecodeError::TooLarge { .. } => Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                tonic::Code::InvalidArgument,
-                e.to_string(),
-            ),
-            e => Refusal::bad_request(e.to_string()),
-        })
+        let bound = match format {
+            Format::Protobuf => protobuf_bound(bytes.len()),
+            Format::Json => json_bound(&bytes).map_err(refusal)?,
+        };
+        Ok((bytes, bound))
     })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "decoding an OTLP/HTTP export panicked");
-        Refusal::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            tonic::Code::Internal,
-            "decoding the request failed (a bug; it is logged)",
-        )
-    })??;
+    .await??;
+    let (mut admitted, budget) = receiver.limits.gate.enter(bound).await;
+    let (decoded, used) = off_the_workers(move || match format {
+        Format::Protobuf => decode_wire_within(&bytes, budget),
+        Format::Json => decode_json_within(&bytes, budget).map(|d| (d, bound)),
+    })
+    .await?
+    .map_err(refusal)?;
+    // Held, for what was decoded, until the store has answered.
+    admitted.shrink_to(used);
     decoded.log_partial("OTLP/HTTP");
 
     let response = export_response(&decoded);
@@ -267,6 +260,33 @@ fn request_format(headers: &HeaderMap) -> Result<Format, String> {
         Ok(Format::Json)
     } else {
         Err(format!("unsupported Content-Type {text:?}: {WANT}"))
+    }
+}
+
+/// Runs `work` on the blocking pool; a panic in it is a logged 500.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "decoding an OTLP/HTTP export panicked");
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "decoding the request failed (a bug; it is logged)",
+        )
+    })
+}
+
+/// The answer to a body that does not decode: 413 when it is too large
+/// once decoded, 400 otherwise.
+fn refusal(e: DecodeError) -> Refusal {
+    match e {
+        DecodeError::TooLarge(_) => Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::InvalidArgument,
+            e.to_string(),
+        ),
+        e => Refusal::bad_request(e.to_string()),
     }
 }
 

@@ -15,13 +15,7 @@ const JSON: &str = "application/json";
 
 fn receiver(mode: SinkMode, max_request_bytes: usize) -> (Router, Arc<RecordingSink>) {
     let sink = Arc::new(RecordingSink::new(mode));
-    let app = router(
-        sink.clone(),
-        Limits {
-            max_request_bytes,
-            ..Limits::default()
-        },
-    );
+    let app = router(sink.clone(), Limits::new(max_request_bytes, 192 << 20));
     (app, sink)
 }
 

@@ -56,23 +56,35 @@ pub fn decode_json_within(
     body: &[u8],
     max_decoded_bytes: usize,
 ) -> Result<DecodedSpans, DecodeError> {
+    let (containers, estimate) = shape(body)?;
+    if estimate > max_decoded_bytes {
+        return Err(DecodeError::TooLarge(format!(
+            "the body holds {containers} JSON objects and arrays, which could decode to \
+             {estimate} bytes, more than the memory budget of one request \
+             ({max_decoded_bytes} bytes); send smaller batches"
+        )));
+    }
+    match serde_json::from_slice::<ExportTraceServiceRequest>(body) {
+        Ok(request) => Ok(decode_request(request)),
+        Err(_) => decode_with_repairs(body),
+    }
+}
+
+/// Checks the depth of `body` and counts its objects and arrays: the
+/// count and the decoded size they bound.
+fn shape(body: &[u8]) -> Result<(usize, usize), DecodeError> {
     // serde_json skips unknown fields without a depth limit.
     let containers = chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
     let estimate = containers
         .saturating_mul(JSON_CONTAINER_BYTES)
         .saturating_add(body.len());
-    if estimate > max_decoded_bytes {
-        return Err(DecodeError::TooLarge {
-            containers,
-            estimate,
-            budget: max_decoded_bytes,
-        });
-    }
-    match serde_json::from_slice::<ExportTraceServiceRequest>(body) {
-        Ok(request) => Ok(decode_request(request)),
-        Err(_) => decode_with_repairs(body),
-    }
+    Ok((containers, estimate))
+}
+
+/// The most `body` can decode to (refusing a body nested too deep).
+pub(crate) fn json_bound(body: &[u8]) -> Result<usize, DecodeError> {
+    shape(body).map(|(_, estimate)| estimate)
 }
 
 fn decode_with_repairs(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
@@ -221,7 +233,10 @@ mod tests {
         }
         body.extend_from_slice(b"]}]}]}");
         let err = decode_json_within(&body, 384 << 20).unwrap_err();
-        assert!(matches!(err, DecodeError::TooLarge { containers, .. } if containers == 4_000_005));
+        assert!(
+            matches!(&err, DecodeError::TooLarge(m) if m.contains("4000006 JSON objects")),
+            "{err}"
+        );
         assert!(err.to_string().contains("send smaller batches"), "{err}");
 
         let fixture = crate::testing::fixture(crate::testing::JSON_FIXTURE);

@@ -23,6 +23,7 @@
 
 mod reader;
 
+use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
@@ -50,6 +51,55 @@ const MIN_SPAN_WIRE_BYTES: usize = 28;
 /// decoding of `body`, and fails exactly when prost would, with
 /// [`DecodeError::Protobuf`] naming where the body went wrong.
 pub(crate) fn decode_wire(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
+    decode_wire_within(body, usize::MAX).map(|(decoded, _)| decoded)
+}
+
+/// The most one body byte can become decoded (see
+/// [`super::protobuf_bound`]), as the decoder charges it: the smallest
+/// message is 2 bytes, and costs half a message charge per byte plus its
+/// slot in a vector that may have doubled (the largest slot, twice, per 2
+/// bytes); a kept span (at least 28 bytes) its share of `size_of::<Span>()`
+/// twice over (reserved, then charged); the string bytes one for one; and
+/// one for rounding.
+pub(crate) const PROTOBUF_BYTES_PER_BODY_BYTE: usize =
+    reader::MESSAGE_BYTES / 2 + LARGEST_SLOT + 2 * size_of::<Span>() / MIN_SPAN_WIRE_BYTES + 2;
+
+/// The largest element the decoder pushes into a vector.
+const LARGEST_SLOT: usize = max(
+    max(size_of::<KeyValue>(), size_of::<AnyValue>()),
+    max(size_of::<Event>(), size_of::<Link>()),
+);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// [`decode_wire`] allocating at most about `max_decoded_bytes`: every
+/// nested message is charged [`reader::MESSAGE_BYTES`] and every kept span
+/// its size, besides the string bytes the body holds one for one; past
+/// the budget it stops with [`DecodeError::TooLarge`]. Also returns an
+/// upper bound of the bytes it decoded into.
+pub(crate) fn decode_wire_within(
+    body: &[u8],
+    max_decoded_bytes: usize,
+) -> Result<(DecodedSpans, usize), DecodeError> {
+    let budget = max_decoded_bytes.saturating_sub(body.len());
+    let (decoded, charged) = reader::with_memory_budget(budget, || decode_budgeted(body));
+    match decoded {
+        Ok(decoded) => Ok((decoded, charged.saturating_add(body.len()))),
+        Err(e) if e.over_budget() => Err(DecodeError::TooLarge(format!(
+            "{}; send smaller batches",
+            e.into_prost()
+        ))),
+        Err(e) => Err(DecodeError::Protobuf(e.into_prost())),
+    }
+}
+
+fn decode_budgeted(body: &[u8]) -> Result<DecodedSpans, WireError> {
     let mut out = DecodedSpans::default();
     // Sized once: growing it scope by scope copied every span decoded so
     // far (about 3 % of ingest CPU). Request -> resource_spans ->
@@ -57,7 +107,7 @@ pub(crate) fn decode_wire(body: &[u8]) -> Result<DecodedSpans, DecodeError> {
     out.spans.reserve_exact(
         count_nested(Reader::new(body), &[1, 2, 2]).min(body.len() / MIN_SPAN_WIRE_BYTES),
     );
-    request(Reader::new(body), &mut out).map_err(|e| DecodeError::Protobuf(e.into_prost()))?;
+    request(Reader::new(body), &mut out)?;
     Ok(out)
 }
 
@@ -92,7 +142,7 @@ fn resource_spans(
             resource(body, inner, &mut attributes)
         }
         // Framing and depth only; read in the second pass.
-        2 => r.message(wire, budget).map(drop),
+        2 => r.frame(wire, budget).map(drop),
         3 => r.string(wire).map(drop),
         _ => r.skip(tag, wire, budget),
     })?;
@@ -117,6 +167,7 @@ fn resource_spans(
 
 fn resource(r: Reader<'_>, budget: u32, attributes: &mut Vec<KeyValue>) -> Result<(), WireError> {
     let [count] = count_fields(r, [1]);
+    reader::charge_reserve::<KeyValue>(count)?;
     attributes.reserve(count);
     each_field(r, Message::Resource, |tag, wire, r| match tag {
         1 => push_key_value(r, wire, budget, attributes),
@@ -162,7 +213,7 @@ fn scope_spans(
         }
         2 => {
             spans += 1;
-            r.message(wire, budget).map(drop)
+            r.frame(wire, budget).map(drop)
         }
         3 => r.string(wire).map(drop),
         _ => r.skip(tag, wire, budget),
@@ -276,6 +327,7 @@ fn span(
                     .message(wire, budget)
                     .and_then(|(body, inner)| event(body, inner))
                     .map_err(|e| e.index(index))?;
+                reader::charge_push(&events)?;
                 events.push(event);
             }
             13 => {
@@ -285,6 +337,7 @@ fn span(
                     .message(wire, budget)
                     .and_then(|(body, inner)| link(body, inner))
                     .map_err(|e| e.index(index))?;
+                reader::charge_push(&links)?;
                 match link {
                     Ok(link) => links.push(link),
                     Err(problem) => bad_links.push((index, problem)),
@@ -312,8 +365,10 @@ fn span(
     for (li, problem) in bad_links {
         out.drop_link(link_dropped(pos, li, &problem));
     }
+    reader::charge(size_of::<Span>())?;
     let (start, end) = span_times(start, end);
     // Exactly their number; `scratch` keeps its buffer for the next span.
+    reader::charge_reserve::<KeyValue>(scratch.len())?;
     let mut attributes = Vec::with_capacity(scratch.len());
     attributes.append(scratch);
     out.spans.push(Span {
@@ -422,6 +477,7 @@ fn push_key_value(
         .message(wire, budget)
         .and_then(|(body, inner)| key_value(body, inner))
         .map_err(|e| e.index(index))?;
+    reader::charge_push(into)?;
     into.push(kv);
     Ok(())
 }
@@ -493,6 +549,7 @@ fn any_value(r: Reader<'_>, budget: u32, value: &mut AnyValue) -> Result<(), Wir
 
 fn array_value(r: Reader<'_>, budget: u32, items: &mut Vec<AnyValue>) -> Result<(), WireError> {
     let [count] = count_fields(r, [1]);
+    reader::charge_reserve::<AnyValue>(count)?;
     items.reserve(count);
     each_field(r, Message::ArrayValue, |tag, wire, r| match tag {
         1 => {
@@ -509,6 +566,7 @@ fn array_value(r: Reader<'_>, budget: u32, items: &mut Vec<AnyValue>) -> Result<
 
 fn kvlist_value(r: Reader<'_>, budget: u32, items: &mut Vec<KeyValue>) -> Result<(), WireError> {
     let [count] = count_fields(r, [1]);
+    reader::charge_reserve::<KeyValue>(count)?;
     items.reserve(count);
     each_field(r, Message::KeyValueList, |tag, wire, r| match tag {
         1 => push_key_value(r, wire, budget, items),

@@ -62,6 +62,20 @@ proptest! {
         check_same(&bytes)?;
     }
 
+    /// The bound a request waits for in the decode gate holds: decoding
+    /// within it never stops for lack of budget.
+    #[test]
+    fn the_protobuf_bound_covers_every_decode(request in arb_request()) {
+        let bytes = request.encode_to_vec();
+        let bound = crate::otlp::protobuf_bound(bytes.len());
+        let decoded = decode_wire_within(&bytes, bound);
+        prop_assert!(
+            !matches!(decoded, Err(DecodeError::TooLarge(_))),
+            "{} bytes, bound {bound}: {decoded:?}",
+            bytes.len()
+        );
+    }
+
     #[test]
     fn re_encoded_requests_decode_like_prost(request in arb_request(), seed in 1..u64::MAX) {
         let bytes = mangle(&request.encode_to_vec(), Msg::Request, &mut Rng(seed));
@@ -578,4 +592,47 @@ fn empty_spans_reserve_by_bytes_not_by_count() {
         decoded.spans.capacity(),
         body.len()
     );
+}
+
+/// The worst shapes (empty attributes, events, array items and spans, each
+/// 2 bytes on the wire) decode within the bound their size gives, and a
+/// budget below what they need stops them with `TooLarge`.
+#[test]
+fn tiny_items_decode_within_their_bound_and_stop_at_a_smaller_budget() {
+    let empty_value = pc::AnyValue {
+        value: Some(pc::any_value::Value::ArrayValue(pc::ArrayValue {
+            values: vec![pc::AnyValue::default(); 20_000],
+        })),
+    };
+    let mut span = pt::Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        attributes: vec![pc::KeyValue::default(); 20_000],
+        events: vec![pt::span::Event::default(); 20_000],
+        ..Default::default()
+    };
+    span.attributes.push(pc::KeyValue {
+        key: "array".into(),
+        value: Some(empty_value),
+        ..Default::default()
+    });
+    let mut spans = vec![pt::Span::default(); 20_000];
+    spans.push(span);
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![pt::ResourceSpans {
+            scope_spans: vec![pt::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = request.encode_to_vec();
+    let bound = crate::otlp::protobuf_bound(bytes.len());
+    let (decoded, used) = decode_wire_within(&bytes, bound).unwrap();
+    assert_eq!(decoded.spans.len(), 1);
+    assert!(used <= bound, "{used} > {bound}");
+    let err = decode_wire_within(&bytes, used / 2).unwrap_err();
+    assert!(matches!(err, DecodeError::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains("send smaller batches"), "{err}");
 }

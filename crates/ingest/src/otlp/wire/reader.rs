@@ -214,8 +214,24 @@ impl<'a> Reader<'a> {
 
     /// A message field of a message whose fields have recursion `budget`:
     /// its body and the budget of its own fields. prost refuses to enter a
-    /// message when the budget is spent.
+    /// message when the budget is spent. Each message is charged
+    /// [`MESSAGE_BYTES`] against the memory budget ([`with_memory_budget`]).
     pub(super) fn message(
+        &mut self,
+        wire: WireType,
+        budget: u32,
+    ) -> Result<(Reader<'a>, u32), WireError> {
+        expect(wire, WireType::LengthDelimited)?;
+        if budget == 0 {
+            return Err(Problem::TooDeep.into());
+        }
+        charge(MESSAGE_BYTES)?;
+        Ok((Reader::new(self.take_len_delimited()?), budget - 1))
+    }
+
+    /// [`Reader::message`] without the memory charge: for a first pass
+    /// that checks framing and depth of messages a second pass decodes.
+    pub(super) fn frame(
         &mut self,
         wire: WireType,
         budget: u32,
@@ -279,6 +295,7 @@ enum Problem {
     EndGroupAlone,
     NotUtf8(str::Utf8Error),
     TooDeep,
+    OverBudget(usize),
 }
 
 impl fmt::Display for Problem {
@@ -297,6 +314,10 @@ impl fmt::Display for Problem {
             }
             Problem::EndGroupAlone => f.write_str("end-group without a start-group"),
             Problem::NotUtf8(e) => write!(f, "string is not UTF-8: {e}"),
+            Problem::OverBudget(budget) => write!(
+                f,
+                "the request decodes to more than {budget} bytes, the memory budget of one request"
+            ),
             Problem::TooDeep => write!(
                 f,
                 "messages nested more than {RECURSION_LIMIT} deep (prost's recursion limit)"
@@ -332,7 +353,72 @@ impl From<Problem> for WireError {
     }
 }
 
+/// What one nested message costs decoded besides its slot in a vector
+/// (charged by [`charge_push`] / [`charge_reserve`]) and the bytes of its
+/// strings (which the body holds one for one): allocator overhead and
+/// small parts. A kept span is [`charge`]d `size_of::<Span>()` too. An
+/// empty message is 2 bytes on the wire: 16 MiB of empty attributes
+/// decoded to about 470 MB before this budget.
+pub(super) const MESSAGE_BYTES: usize = 16;
+
+thread_local! {
+    /// Bytes the decode running on this thread may still allocate. Decoding
+    /// is synchronous and runs on one thread, so the budget needs no
+    /// plumbing through every function of the decoder.
+    static REMAINING: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((usize::MAX, usize::MAX)) };
+}
+
+/// Runs `decode` with at most `bytes` of decoded memory (besides string
+/// bytes) charged by [`charge`]; past it, decoding stops with an error that
+/// [`WireError::over_budget`] recognises. Returns what `decode` returned
+/// and the bytes charged.
+pub(super) fn with_memory_budget<T>(bytes: usize, decode: impl FnOnce() -> T) -> (T, usize) {
+    let before = REMAINING.with(|r| r.replace((bytes, bytes)));
+    let out = decode();
+    let (left, _) = REMAINING.with(|r| r.replace(before));
+    (out, bytes - left)
+}
+
+/// Charges the growth of `items` about to take one more element: a full
+/// vector doubles, and that (not the element) is what it allocates.
+pub(super) fn charge_push<T>(items: &Vec<T>) -> Result<(), WireError> {
+    if items.len() == items.capacity() {
+        charge(
+            items
+                .capacity()
+                .max(4)
+                .saturating_mul(std::mem::size_of::<T>()),
+        )
+    } else {
+        Ok(())
+    }
+}
+
+/// Charges a reservation of `count` elements of `T`.
+pub(super) fn charge_reserve<T>(count: usize) -> Result<(), WireError> {
+    charge(count.saturating_mul(std::mem::size_of::<T>()))
+}
+
+/// Charges `bytes` against this thread's decode budget.
+pub(super) fn charge(bytes: usize) -> Result<(), WireError> {
+    REMAINING.with(|r| {
+        let (left, budget) = r.get();
+        match left.checked_sub(bytes) {
+            Some(left) => {
+                r.set((left, budget));
+                Ok(())
+            }
+            None => Err(Problem::OverBudget(budget).into()),
+        }
+    })
+}
+
 impl WireError {
+    /// Whether decoding stopped at its memory budget (not a malformed body).
+    pub(super) fn over_budget(&self) -> bool {
+        matches!(self.0.problem, Problem::OverBudget(_))
+    }
+
     /// Notes that the failing element was number `index` of its repeated field.
     #[cold]
     pub(super) fn index(mut self, index: usize) -> Self {

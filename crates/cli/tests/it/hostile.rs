@@ -1,0 +1,264 @@
+//! The hostile run of issue 19, as one test: requests an attacker or a
+//! buggy exporter sends, many at once, against a server at its default
+//! memory budget. Each kind alone has its own test with its exact answer;
+//! here they run together and the test checks what the operator sees:
+//! the server answers all of them without a server error, its peak
+//! resident memory stays bounded (the first hostile run left it at
+//! 5.3 GiB; see the bound below), it still stores and serves a good trace,
+//! and it goes idle afterwards (that run left a core busy).
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::json;
+
+use crate::harness::Server;
+use crate::otlp::{hex, request, trace_id};
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One trace of `spans` spans, each the child of the one before (a chain
+/// the analysis walks end to end), the root named `name`.
+fn chain(n: u64, spans: u64, name: String, attributes: Vec<KeyValue>) -> ExportTraceServiceRequest {
+    let base = 1_760_000_000_000_000_000u64 + n * 1_000_000_000;
+    let spans = (1..=spans)
+        .map(|i| Span {
+            trace_id: trace_id(n).to_vec(),
+            span_id: (n << 20 | i).to_be_bytes().to_vec(),
+            parent_span_id: if i == 1 {
+                vec![]
+            } else {
+                (n << 20 | (i - 1)).to_be_bytes().to_vec()
+            },
+            name: if i == 1 {
+                name.clone()
+            } else {
+                "llm_call".into()
+            },
+            start_time_unix_nano: base + i,
+            end_time_unix_nano: base + 1_000_000 - i,
+            attributes: attributes.clone(),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string_kv("service.name", "hostile".into())],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .expect("VmHWM in /proc/PID/status")
+        * 1024
+}
+
+#[tokio::test]
+async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default --max-memory (384 MiB) and request limits.
+    let server = Server::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let otlp = server.otlp_http.clone();
+    let api = server.api.clone();
+
+    // The stored traces the reads below are aimed at: a 20 000-span chain
+    // whose spans carry a 1 MB model name (prices, analysis), and a span
+    // named 2 MiB of `ab` (TraceQL regex).
+    let model = "m".repeat(1 << 20);
+    let long_chain = chain(
+        1,
+        20_000,
+        "process_query".into(),
+        vec![string_kv("gen_ai.request.model", String::new())],
+    );
+    let mut priced = chain(2, 8, "priced".into(), Vec::new());
+    for s in &mut priced.resource_spans[0].scope_spans[0].spans {
+        s.attributes = vec![
+            string_kv("gen_ai.request.model", model.clone()),
+            KeyValue {
+                key: "gen_ai.usage.input_tokens".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(i64::MAX)),
+                }),
+                ..Default::default()
+            },
+        ];
+    }
+    let regex_bait = chain(3, 1, "ab".repeat(1 << 20), Vec::new());
+    for good in [long_chain, priced, regex_bait] {
+        let (status, body) = server
+            .post_traces("application/x-protobuf", good.encode_to_vec(), false)
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+
+    let mut empty_attributes = request(10, 1);
+    empty_attributes.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![KeyValue::default(); 7_000_000];
+    let empty_attributes = empty_attributes.encode_to_vec();
+    let mut empty_json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+    while empty_json.len() < 12_000_000 {
+        empty_json.extend_from_slice(b"{},");
+    }
+    empty_json.extend_from_slice(b"{}]}]}]}");
+    let mut long_scope = request(11, 3000);
+    long_scope.resource_spans[0].scope_spans[0].scope = Some(InstrumentationScope {
+        name: "s".repeat(96 << 10),
+        ..Default::default()
+    });
+    let long_scope = long_scope.encode_to_vec();
+
+    let mut calls = Vec::new();
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        let request = client
+            .post(&otlp)
+            .header("content-type", content_type)
+            .body(body);
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    for _ in 0..4 {
+        calls.push(tokio::spawn(post(
+            empty_attributes.clone(),
+            "application/x-protobuf",
+        )));
+        calls.push(tokio::spawn(post(empty_json.clone(), "application/json")));
+        calls.push(tokio::spawn(post(
+            long_scope.clone(),
+            "application/x-protobuf",
+        )));
+    }
+    let get = |path: String| {
+        let request = client.get(format!("{api}{path}"));
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            // Read (and drop) the whole answer, as a client would.
+            response.bytes().await.map(|_| status)
+        }
+    };
+    let sql = |query: &str| {
+        let request = client
+            .post(format!("{api}/api/v1/sql"))
+            .json(&json!({"query": query, "since": "1000d"}));
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    for _ in 0..4 {
+        calls.push(tokio::spawn(get(format!(
+            "/api/v1/traces/{}/analysis",
+            hex(&trace_id(1))
+        ))));
+        calls.push(tokio::spawn(get(format!(
+            "/api/v1/traces/{}/analysis",
+            hex(&trace_id(2))
+        ))));
+        calls.push(tokio::spawn(get(format!(
+            "/api/v1/search?since=1000d&q={}",
+            urlencode(r#"{ name =~ "[ab]*a[ab]{1000}" }"#)
+        ))));
+        calls.push(tokio::spawn(get(format!(
+            "/api/traces?{}",
+            (0..100)
+                .map(|_| format!("traceID={}&", hex(&trace_id(1))))
+                .collect::<String>()
+        ))));
+        calls.push(tokio::spawn(get(format!(
+            "/api/v1/traces/{}",
+            hex(&trace_id(11))
+        ))));
+        calls.push(tokio::spawn(sql("SELECT length(repeat('x', 1000000000))")));
+        calls.push(tokio::spawn(sql(
+            "SELECT count(*) FROM range(0, 100000000)",
+        )));
+        calls.push(tokio::spawn(sql(
+            "SELECT count(*) FROM spans a, spans b, spans c",
+        )));
+        calls.push(tokio::spawn(get(
+            "/api/v1/analytics/errors?since=1000d".into()
+        )));
+    }
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(
+            call.await
+                .unwrap()
+                .expect("every hostile request is answered"),
+        );
+    }
+    assert!(
+        statuses.iter().all(|s| *s < 500 || *s == 503),
+        "no hostile request is a server error: {statuses:?}"
+    );
+
+    // Measured here (debug build): 1.4-2.0 GiB across runs, of which the
+    // hostile ingest alone about 380 MiB and the reads alone about 680 MiB.
+    // The first hostile run reached 5.3 GiB; without the decode gate the
+    // four bodies of empty attributes alone reach 2.9 GiB. Issue 19's bar
+    // is 1 GiB, not met yet: the reads (SQL tables, concurrent analyses
+    // and Jaeger answers of a 20 000-span trace) share no memory gate.
+    // This bound catches a return of the unbounded paths.
+    let peak = peak_rss_bytes(server.pid());
+    eprintln!("hostile run: peak RSS {} MiB", peak >> 20);
+    assert!(peak < 3 << 30, "peak RSS {} MiB", peak >> 20);
+
+    // Still stores and serves a good trace.
+    server.assert_still_serving(95).await;
+
+    // Idle afterwards: within a minute, a second passes without the
+    // server using a tenth of a CPU second.
+    let pid = server.pid();
+    let mut idle = false;
+    for _ in 0..60 {
+        let before = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if cpu_ticks(pid) - before < 10 {
+            idle = true;
+            break;
+        }
+    }
+    assert!(idle, "the server is still busy a minute after the run");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

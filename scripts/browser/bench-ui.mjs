@@ -1,0 +1,82 @@
+// Opens one trace in Debian's headless Chromium and prints JSON lines: time
+// to first rows drawn, time until interactive, bytes transferred, and the
+// worst frame while scrolling the Gantt from top to bottom. A benchmark, not
+// a test: nothing here passes or fails. Run through scripts/bench-ui.
+//
+// Environment: CHAINTRACE_URL, CHAINTRACE_NODE_MODULES, TRACE_ID, RUNS.
+
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const base = process.env.CHAINTRACE_URL;
+const traceId = process.env.TRACE_ID;
+const runs = Number(process.env.RUNS || 3);
+const require = createRequire(path.join(process.env.CHAINTRACE_NODE_MODULES, 'x.js'));
+const { chromium } = require('playwright-core');
+const emit = (o) => console.log(JSON.stringify(o));
+
+try {
+  for (let run = 1; run <= runs; run++) {
+    // A fresh, empty profile each run: nothing cached.
+    const profile = mkdtempSync(path.join(tmpdir(), 'chaintrace-bench-'));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1600, height: 1000 },
+    });
+    const page = await context.newPage();
+    await page.goto(`${base}/trace/${traceId}`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 120000 });
+    const load = await page.evaluate(() => {
+      const mark = (n) => performance.getEntriesByName(n)[0]?.startTime ?? null;
+      const nav = performance.getEntriesByType('navigation')[0];
+      const res = performance.getEntriesByType('resource');
+      const bytes = (nav ? nav.transferSize : 0) + res.reduce((s, r) => s + r.transferSize, 0);
+      const decoded = (nav ? nav.decodedBodySize : 0) + res.reduce((s, r) => s + r.decodedBodySize, 0);
+      return {
+        first_rows_ms: mark('chaintrace:first-rows'),
+        interactive_ms: mark('chaintrace:interactive'),
+        bytes_transferred: bytes,
+        bytes_decoded: decoded,
+        rows: document.querySelector('#row-count')?.textContent,
+      };
+    });
+    emit({ bench: 'ui_trace_open', run, trace_id: traceId, ...load });
+    // Scroll end to end in 300 steps, one per frame, timing every frame.
+    const scroll = await page.evaluate(() => new Promise((done) => {
+      const g = document.getElementById('gantt');
+      const steps = 300;
+      const stepPx = (g.scrollHeight - g.clientHeight) / steps;
+      const frames = [];
+      let last = performance.now();
+      let i = 0;
+      const tick = (now) => {
+        frames.push(now - last);
+        last = now;
+        if (i++ >= steps) {
+          frames.shift();
+          frames.sort((a, b) => a - b);
+          done({
+            frames: frames.length,
+            worst_frame_ms: Math.round(frames[frames.length - 1] * 10) / 10,
+            p95_frame_ms: Math.round(frames[Math.floor(frames.length * 0.95)] * 10) / 10,
+            scroll_px: g.scrollTop,
+            rows_in_dom: document.querySelectorAll('.row:not([hidden])').length,
+          });
+          return;
+        }
+        g.scrollTop = Math.round(i * stepPx);
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    }));
+    emit({ bench: 'ui_scroll_end_to_end', run, ...scroll });
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+} finally {
+  /* each run closed its own browser */
+}

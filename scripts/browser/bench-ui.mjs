@@ -37,6 +37,7 @@ try {
       const bytes = (nav ? nav.transferSize : 0) + res.reduce((s, r) => s + r.transferSize, 0);
       const decoded = (nav ? nav.decodedBodySize : 0) + res.reduce((s, r) => s + r.decodedBodySize, 0);
       return {
+        gantt_loaded_ms: mark('chaintrace:gantt-loaded'),
         first_rows_ms: mark('chaintrace:first-rows'),
         interactive_ms: mark('chaintrace:interactive'),
         bytes_transferred: bytes,
@@ -45,6 +46,16 @@ try {
       };
     });
     emit({ bench: 'ui_trace_open', run, trace_id: traceId, ...load });
+    // Unfold everything, so the scroll below crosses every row.
+    const expand = await page.evaluate(() => new Promise((done) => {
+      const t = performance.now();
+      document.getElementById('expand-all').click();
+      requestAnimationFrame(() => done({
+        expand_all_ms: Math.round((performance.now() - t) * 10) / 10,
+        rows: document.querySelector('#row-count')?.textContent,
+      }));
+    }));
+    emit({ bench: 'ui_expand_all', run, ...expand });
     // Scroll end to end in 300 steps, one per frame, timing every frame.
     const scroll = await page.evaluate(() => new Promise((done) => {
       const g = document.getElementById('gantt');

@@ -173,6 +173,18 @@ try {
   await page.waitForFunction(() => document.querySelector('#panel h2')?.textContent === 'embed_query', null, { timeout: TIMEOUT });
   check(true, 'Enter opens the selected span');
 
+  // ---- what-if through the analysis API ----
+  step = 'what-if';
+  for (const name of ['fetch_context', 'embed_query']) {
+    await page.locator(`.row[data-name="${name}"] .name`).click();
+    await page.waitForFunction((n) => document.querySelector('#panel h2')?.textContent === n, name, { timeout: TIMEOUT });
+    await page.locator('#panel .whatif-add').click();
+  }
+  await page.locator('#whatif-run').click();
+  await page.waitForFunction(() => document.querySelector('#whatif-result')?.textContent.includes('critical path:'), null, { timeout: TIMEOUT });
+  const whatIf = await page.locator('#whatif-result').textContent();
+  check(/saves/.test(whatIf) && (await page.locator('#whatif-names .chip').count()) === 2, `what-if answers: ${whatIf}`);
+
   // ---- critical path only, find ----
   step = 'filters';
   await page.locator('#crit-only').check();

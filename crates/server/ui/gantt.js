@@ -128,12 +128,16 @@ export class Gantt {
     return this.end[r] > r + 1;
   }
 
+  /** Every row shown: subtrees expanded and sibling groups unfolded. */
   expandAll() {
     this.collapsed.clear();
+    this.doc.groups.forEach((_, g) => this.openGroups.add(g));
     this.recompute();
   }
 
+  /** Roots only, and groups folded again. */
   collapseAll() {
+    this.openGroups.clear();
     this.collapseToDepth(1);
   }
 

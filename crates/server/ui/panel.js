@@ -188,7 +188,7 @@ function tokensView(l, strings) {
  * Fills `panel` with span `row` of the gantt `doc`, whose full record is
  * `span` in the native trace `trace` (null while it loads).
  */
-export function showSpan(panel, doc, row, trace, extra) {
+export function showSpan(panel, doc, row, trace, actions = {}) {
   clear(panel);
   const rows = doc.rows;
   const strings = doc.strings;
@@ -201,8 +201,13 @@ export function showSpan(panel, doc, row, trace, extra) {
   const err = doc.errors.find((e) => e.row === row);
   if (rows.err[row]) badges.append(el('span', 'badge err', `ERROR ${err ? strings[err.type] : ''}`.trim()));
   if (rows.crit[row]) badges.append(el('span', 'badge crit', '◆ critical path'));
-  if (extra) badges.append(el('span', 'badge', extra));
   panel.append(badges);
+  if (actions.whatIf && rows.parent[row] >= 0) {
+    const b = el('button', 'whatif-add', `What-if: run ${name} concurrently with its siblings`);
+    b.type = 'button';
+    b.addEventListener('click', () => actions.whatIf(name));
+    panel.append(b);
+  }
 
   const total = Math.max(1, doc.total_nano);
   const dur = rows.dur[row];

@@ -2,7 +2,7 @@
 // in the query string (selected span, find text and mode, critical-path-only,
 // zoom), so links can be shared and back/forward step through selections.
 
-import { add, attrMap, el, fmtCost, fmtDur, fmtInt, fmtTime, getJson, display } from './common.js';
+import { attrMap, clear, el, fmtCost, fmtDur, fmtInt, fmtTime, getJson, display } from './common.js';
 import { Gantt } from './gantt.js';
 import { showGroup, showSpan } from './panel.js';
 
@@ -135,13 +135,50 @@ function open(item) {
     showGroup(panel, doc, doc.groups[-item - 1]);
     return;
   }
-  showSpan(panel, doc, item, fullTrace);
+  showSpan(panel, doc, item, fullTrace, actions);
   if (!fullTrace) {
     loadTrace().then(() => {
-      if (shown === item) showSpan(panel, doc, item, fullTrace);
+      if (shown === item) showSpan(panel, doc, item, fullTrace, actions);
     }, (e) => {
       panel.append(el('p', 'load-error', `cannot load span details: ${e.message}`));
     });
+  }
+}
+
+// ---- what-if: the analysis API reschedules chosen siblings ----
+
+const whatIfNames = new Set();
+const actions = {
+  whatIf(name) {
+    whatIfNames.add(name);
+    drawWhatIf();
+  },
+};
+
+function drawWhatIf() {
+  const box = $('whatif');
+  box.hidden = whatIfNames.size === 0;
+  const names = $('whatif-names');
+  clear(names);
+  for (const n of whatIfNames) names.append(el('span', 'chip', n));
+  clear($('whatif-result'));
+}
+
+async function runWhatIf() {
+  const out = $('whatif-result');
+  clear(out);
+  out.textContent = 'computing…';
+  const names = [...whatIfNames].join(',');
+  try {
+    const a = await getJson(`/api/v1/traces/${encodeURIComponent(traceId)}/analysis?parallel=${encodeURIComponent(names)}`);
+    const w = a.what_if;
+    out.className = `whatif-result${w && w.saved_nano > 0 ? ' saved' : ''}`;
+    out.textContent = w
+      ? `${fmtDur(a.duration_nano)} → ${fmtDur(w.duration_nano)} (saves ${fmtDur(w.saved_nano)}); critical path: ${w.critical_path.map((p) => p.name).join(' → ')}`
+      : 'no change';
+  } catch (e) {
+    out.className = 'whatif-result';
+    out.textContent = `cannot compute: ${e.message}`;
   }
 }
 
@@ -191,6 +228,7 @@ async function main() {
   }
   try {
     doc = await getJson(`/api/v1/traces/${encodeURIComponent(traceId)}/gantt`);
+    performance.mark('chaintrace:gantt-loaded');
   } catch (err) {
     const e = $('load-error');
     e.hidden = false;
@@ -239,6 +277,11 @@ async function main() {
     writeState(false);
   });
   $('reset-zoom').addEventListener('click', () => gantt.resetView());
+  $('whatif-run').addEventListener('click', runWhatIf);
+  $('whatif-clear').addEventListener('click', () => {
+    whatIfNames.clear();
+    drawWhatIf();
+  });
   window.addEventListener('popstate', () => applyState());
   $('gantt').focus({ preventScroll: true });
   requestAnimationFrame(() => {

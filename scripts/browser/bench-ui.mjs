@@ -62,6 +62,16 @@ try {
       const steps = 300;
       const stepPx = (g.scrollHeight - g.clientHeight) / steps;
       const frames = [];
+      // Long animation frames (over 50 ms) with the script share of each.
+      const long = [];
+      const observer = typeof PerformanceObserver !== 'undefined' && PerformanceObserver.supportedEntryTypes.includes('long-animation-frame')
+        ? new PerformanceObserver((list) => {
+          for (const e of list.getEntries()) {
+            long.push({ ms: Math.round(e.duration), script_ms: Math.round(e.scripts.reduce((t, x) => t + x.duration, 0)), style_layout_ms: Math.round(e.startTime + e.duration - e.styleAndLayoutStart) });
+          }
+        })
+        : null;
+      if (observer) observer.observe({ type: 'long-animation-frame' });
       let last = performance.now();
       let i = 0;
       const tick = (now) => {
@@ -69,6 +79,7 @@ try {
         last = now;
         if (i++ >= steps) {
           frames.shift();
+          if (observer) observer.disconnect();
           frames.sort((a, b) => a - b);
           done({
             frames: frames.length,
@@ -76,6 +87,8 @@ try {
             p95_frame_ms: Math.round(frames[Math.floor(frames.length * 0.95)] * 10) / 10,
             scroll_px: g.scrollTop,
             rows_in_dom: document.querySelectorAll('.row:not([hidden])').length,
+            long_frames: long.length,
+            worst_long_frame: long.sort((a, b) => b.ms - a.ms)[0] ?? null,
           });
           return;
         }

@@ -13,7 +13,8 @@
 //! - [`llm_view`] / [`llm_spans`] — model, tokens, prompt, completion and
 //!   [`Cost`] from the OpenTelemetry GenAI, OpenInference or plain
 //!   attributes, priced by a [`PriceTable`].
-//! - [`gantt::layout`] — the one Gantt layout, with critical-path marks.
+//! - [`gantt::layout`] — the one Gantt layout, with critical-path marks;
+//!   [`sibling_groups`] — runs of same-named siblings and folded retries.
 //! - [`analyze`] — all of the above as the API's [`TraceAnalysis`].
 //!
 //! Across traces: [`operation_stats`], [`model_stats`], [`top_bottlenecks`],
@@ -45,6 +46,7 @@ mod errors;
 pub mod gantt;
 mod llm;
 mod prices;
+mod sibling_groups;
 mod tree;
 mod what_if;
 
@@ -62,4 +64,5 @@ pub use critical_path::{critical_path, self_times, CriticalPath, PathSegment, Pa
 pub use errors::{error_groups, error_type, ErrorGroup, ErrorType, ErrorTypeSource};
 pub use llm::{llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage};
 pub use prices::{Cost, ModelPrice, PriceError, PriceTable};
+pub use sibling_groups::{parent_rows, sibling_groups, GroupKind, SiblingGroup, MIN_RUN};
 pub use what_if::{fully_parallel_bound, what_if_parallel, WhatIf, WhatIfError};

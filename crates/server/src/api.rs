@@ -37,12 +37,20 @@ pub struct AppState {
 pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
     use crate::search::{analytics_handler, search, trace_analysis, Analytics};
     Router::new()
-        .route("/", get(index))
+        .route("/", get(crate::ui::search_page))
+        .route("/trace/{trace_id}", get(crate::ui::trace_page))
+        .route("/ui/{version}/{file}", get(crate::ui::asset))
+        .route("/api", get(index))
         .route("/api/v1/health", get(health))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/traces", get(list_traces))
         .route("/api/v1/traces/{trace_id}", get(native_trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
+        .route(
+            "/api/v1/traces/{trace_id}/gantt",
+            get(crate::gantt::trace_gantt),
+        )
+        .route("/api/v1/traceql/check", get(crate::search::check_query))
         .route("/api/v1/search", get(search))
         .route("/api/v1/sql", post(crate::sql::sql))
         .route(
@@ -88,12 +96,14 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
 async fn index() -> impl IntoResponse {
     (
         [("content-type", "text/plain; charset=utf-8")],
-        "chaintrace query API\n\n\
+        "chaintrace query API (the web UI is at /)\n\n\
          GET /api/v1/health\n\
          GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
          GET /api/v1/traces/{trace_id}\n\
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
+         GET /api/v1/traces/{trace_id}/gantt\n\
+         GET /api/v1/traceql/check?q=<TraceQL>\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\

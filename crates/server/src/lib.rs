@@ -3,15 +3,18 @@
 //! [`router`] serves the native JSON API under `/api/v1` (health, trace list,
 //! whole trace) and the Jaeger-compatible `/api/traces/{id}`, reading from any
 //! [`chaintrace_store::Store`]. It never writes: ingest lives in
-//! `chaintrace-ingest`. The web UI will be served from here too.
+//! `chaintrace-ingest`. The web UI (`/`, `/trace/{id}`, assets under `/ui/`)
+//! is served from here too, with its Gantt endpoint `/api/v1/traces/{id}/gantt`.
 
 mod api;
 pub mod cpu;
 pub mod filter;
+mod gantt;
 pub mod jaeger;
 mod jaeger_api;
 pub mod range;
 pub mod search;
 pub mod sql;
+pub mod ui;
 
 pub use api::{router, AppState, MAX_LIST_LIMIT};

@@ -94,6 +94,8 @@ struct SearchHit {
     #[serde(flatten)]
     summary: TraceSummary,
     llm_tokens: u64,
+    /// Cost of the trace's priced LLM calls, in US dollars.
+    llm_cost_usd: f64,
     matched: Vec<MatchedSpanOut>,
 }
 
@@ -166,19 +168,70 @@ fn matched_out(span: &Span, selected: &[(String, AnyValue)]) -> MatchedSpanOut {
 
 /// Parses an optional TraceQL text; the error is the message for a 400.
 fn parse_query(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, String> {
-    match text.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(text) => chaintrace_query::parse(text)
-            .map(Some)
-            .map_err(|e| format!("invalid TraceQL: {e}")),
+    parse_located(text).map_err(|e| e.message)
+}
+
+/// A TraceQL text that did not parse, located in the text as sent.
+#[derive(Debug, Serialize)]
+struct QueryError {
+    #[serde(rename = "error")]
+    message: String,
+    /// Byte offset in the `q` parameter as sent (leading blanks included).
+    position: usize,
+    line: usize,
+    column: usize,
+}
+
+impl QueryError {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, Json(self)).into_response()
+    }
+}
+
+/// [`parse_query`], keeping where the text went wrong: the web UI marks it.
+fn parse_located(text: Option<&str>) -> Result<Option<chaintrace_query::Query>, QueryError> {
+    let Some(sent) = text else { return Ok(None) };
+    let trimmed = sent.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let lead = sent.len() - sent.trim_start().len();
+    chaintrace_query::parse(trimmed).map(Some).map_err(|e| {
+        let lead_lines = sent[..lead].matches('\n').count();
+        QueryError {
+            message: format!("invalid TraceQL: {e}"),
+            position: e.position + lead,
+            line: e.line + lead_lines,
+            column: if e.line == 1 && lead_lines == 0 {
+                e.column + sent[..lead].chars().count()
+            } else {
+                e.column
+            },
+        }
+    })
+}
+
+/// Query parameters of `GET /api/v1/traceql/check`.
+#[derive(Debug, Deserialize)]
+pub struct CheckParams {
+    q: Option<String>,
+}
+
+/// `GET /api/v1/traceql/check?q=<TraceQL>`: `{"ok": true}`, or a 400 with
+/// the error and its `position`, `line` and `column`; for checking as one
+/// types, without running a search.
+pub async fn check_query(Query(params): Query<CheckParams>) -> Response {
+    match parse_located(params.q.as_deref()) {
+        Ok(_) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
 /// `GET /api/v1/search?q=<TraceQL>&since=1h&limit=20`
 pub async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
-    let query = match parse_query(params.q.as_deref()) {
+    let query = match parse_located(params.q.as_deref()) {
         Ok(q) => q,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        Err(e) => return e.into_response(),
     };
     let range = match params.range.resolve(Some("1h")) {
         Ok(r) => r,
@@ -226,6 +279,7 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
                 found.hits.push(SearchHit {
                     summary: trace.summary(),
                     llm_tokens: totals.input_tokens.saturating_add(totals.output_tokens),
+                    llm_cost_usd: totals.cost_usd,
                     matched,
                 });
             }

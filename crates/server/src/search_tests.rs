@@ -171,3 +171,13 @@ async fn analytics_the_regex_budget_stops_say_so() {
     assert_eq!(body["truncated"], json!(false));
     assert!(body.get("stopped").is_none(), "{body}");
 }
+
+#[test]
+fn a_bad_query_is_located_in_the_text_as_sent() {
+    let err = parse_located(Some("  { name = }")).unwrap_err();
+    assert_eq!((err.position, err.line, err.column), (11, 1, 12));
+    let err = parse_located(Some("\n{ name = }")).unwrap_err();
+    assert_eq!((err.position, err.line, err.column), (10, 2, 10));
+    assert!(parse_located(Some("   ")).unwrap().is_none());
+    assert!(parse_located(Some(r#"{ name = "a" } && { status = error }"#)).is_ok());
+}

@@ -5,6 +5,7 @@
 
 mod ask;
 mod bad_input;
+mod browser;
 mod cli;
 mod durability;
 mod fixtures;

@@ -1,0 +1,401 @@
+//! The web UI in a real browser: Debian's Chromium, driven by
+//! `scripts/browser/ui-test.mjs` (Node and playwright-core), against a real
+//! `chaintrace serve` loaded with fixture chains over OTLP/HTTP JSON.
+//!
+//! The fixtures are built here so the test names what it expects: a RAG
+//! chain whose `api_call` fails with `RateLimitError` and is retried, five
+//! `vector_search` siblings, an LLM call in each message convention, and a
+//! trace whose every text is an injection attempt.
+//!
+//! Off CI a missing Chromium, Node or playwright-core skips the test with a
+//! message; with `CI=true` it fails, since CI installs them (`.ci/run`,
+//! `scripts/test`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::harness::Server;
+
+/// The RAG chain with the retried `api_call`.
+pub const RAG: &str = "5a1e0000000000000000000000000001";
+/// Two LLM calls recorded the OpenInference and Traceloop ways.
+pub const CONVENTIONS: &str = "5a1e0000000000000000000000000002";
+/// Every text an injection attempt.
+pub const HOSTILE: &str = "5a1e0000000000000000000000000003";
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn s(key: &str, value: &str) -> Value {
+    json!({"key": key, "value": {"stringValue": value}})
+}
+
+fn i(key: &str, value: i64) -> Value {
+    json!({"key": key, "value": {"intValue": value.to_string()}})
+}
+
+/// One OTLP/JSON span `ms` milliseconds after `t0`.
+#[allow(clippy::too_many_arguments)]
+fn span(
+    trace: &str,
+    id: u64,
+    parent: Option<u64>,
+    name: &str,
+    t0: u64,
+    start_ms: u64,
+    end_ms: u64,
+    attrs: Vec<Value>,
+) -> Value {
+    let mut s = json!({
+        "traceId": trace,
+        "spanId": format!("{id:016x}"),
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": (t0 + start_ms * 1_000_000).to_string(),
+        "endTimeUnixNano": (t0 + end_ms * 1_000_000).to_string(),
+        "attributes": attrs,
+    });
+    if let Some(p) = parent {
+        s["parentSpanId"] = json!(format!("{p:016x}"));
+    }
+    s
+}
+
+fn failed(mut span: Value, kind: &str, message: &str, stack: &str, t: u64) -> Value {
+    span["status"] = json!({"code": 2, "message": message});
+    span["attributes"]
+        .as_array_mut()
+        .expect("attributes")
+        .push(s("error.type", kind));
+    span["events"] = json!([{
+        "name": "exception",
+        "timeUnixNano": t.to_string(),
+        "attributes": [
+            s("exception.type", kind),
+            s("exception.message", message),
+            s("exception.stacktrace", stack),
+        ],
+    }]);
+    span
+}
+
+fn request(service: &str, spans: Vec<Value>) -> Value {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [s("service.name", service)]},
+        "scopeSpans": [{"scope": {"name": "chaintrace.browser-test", "version": "1"}, "spans": spans}],
+    }]})
+}
+
+/// The three fixture traces, as OTLP/JSON export requests.
+pub fn fixtures(t0: u64) -> Vec<Value> {
+    let input = json!([
+        {"role": "user", "parts": [{"type": "text", "content": "What is the capital of France?"}]},
+    ])
+    .to_string();
+    let output = json!([
+        {"role": "assistant", "finish_reason": "stop",
+         "parts": [{"type": "text", "content": "Paris is the capital of France."}]},
+    ])
+    .to_string();
+    let system =
+        json!([{"type": "text", "content": "You answer geography questions."}]).to_string();
+    let rag_t = RAG;
+    let mut rag = vec![
+        span(rag_t, 1, None, "process_query", t0, 0, 1200, vec![]),
+        span(
+            rag_t,
+            2,
+            Some(1),
+            "fetch_context",
+            t0,
+            0,
+            50,
+            vec![i("user_id", 42)],
+        ),
+        span(
+            rag_t,
+            3,
+            Some(1),
+            "embed_query",
+            t0,
+            50,
+            150,
+            vec![s("model", "text-embedding-3-small")],
+        ),
+    ];
+    for k in 0..5u64 {
+        rag.push(span(
+            rag_t,
+            10 + k,
+            Some(1),
+            "vector_search",
+            t0,
+            150 + k * 10,
+            158 + k * 10,
+            vec![i("k", 5)],
+        ));
+    }
+    rag.push(span(
+        rag_t,
+        5,
+        Some(1),
+        "llm_call",
+        t0,
+        250,
+        1200,
+        vec![
+            s("gen_ai.operation.name", "chat"),
+            s("gen_ai.request.model", "gpt-4o-mini"),
+            s("gen_ai.provider.name", "openai"),
+            s("gen_ai.system_instructions", &system),
+            s("gen_ai.input.messages", &input),
+            s("gen_ai.output.messages", &output),
+            i("gen_ai.usage.input_tokens", 1200),
+            i("gen_ai.usage.output_tokens", 80),
+        ],
+    ));
+    rag.push(span(
+        rag_t,
+        6,
+        Some(5),
+        "prompt_assembly",
+        t0,
+        250,
+        260,
+        vec![],
+    ));
+    rag.push(failed(
+        span(rag_t, 7, Some(5), "api_call", t0, 260, 360, vec![]),
+        "openai.RateLimitError",
+        "Rate limit reached for gpt-4o-mini, retry after 14 ms",
+        "Traceback (most recent call last):\n  File \"chain.py\", line 88, in api_call\n    raise RateLimitError(\"Rate limit reached\")\nopenai.RateLimitError: Rate limit reached",
+        t0 + 360 * 1_000_000,
+    ));
+    rag.push(span(rag_t, 8, Some(5), "api_call", t0, 374, 1200, vec![]));
+
+    let conv_t = CONVENTIONS;
+    let conventions = vec![
+        span(conv_t, 1, None, "rag_pipeline", t0, 0, 900, vec![]),
+        span(
+            conv_t,
+            2,
+            Some(1),
+            "ChatCompletion",
+            t0,
+            10,
+            400,
+            vec![
+                s("openinference.span.kind", "LLM"),
+                s("llm.model_name", "claude-3-5-haiku"),
+                s("llm.input_messages.0.message.role", "system"),
+                s("llm.input_messages.0.message.content", "Be brief."),
+                s("llm.input_messages.1.message.role", "user"),
+                s(
+                    "llm.input_messages.1.message.content",
+                    "Name a river in Egypt.",
+                ),
+                s("llm.output_messages.0.message.role", "assistant"),
+                s("llm.output_messages.0.message.content", "The Nile."),
+                i("llm.token_count.prompt", 30),
+                i("llm.token_count.completion", 4),
+            ],
+        ),
+        span(
+            conv_t,
+            3,
+            Some(1),
+            "openai.chat",
+            t0,
+            420,
+            880,
+            vec![
+                s("gen_ai.request.model", "gpt-4o"),
+                s("gen_ai.prompt.0.role", "user"),
+                s("gen_ai.prompt.0.content", "Translate 'cat' to German."),
+                s("gen_ai.completion.0.role", "assistant"),
+                s("gen_ai.completion.0.content", "Katze"),
+                s("gen_ai.completion.0.finish_reason", "stop"),
+                i("gen_ai.usage.prompt_tokens", 12),
+                i("gen_ai.usage.completion_tokens", 2),
+            ],
+        ),
+    ];
+
+    let script = "<script>window.__pwned='script'</script>";
+    let img = "<img src=x onerror=\"window.__pwned='img'\">";
+    let hostile_t = HOSTILE;
+    let evil_messages = json!([
+        {"role": "user", "parts": [{"type": "text", "content": format!("{script} and {img}")}]},
+        {"role": "tool", "parts": [{"type": "uri", "uri": "javascript:window.__pwned='uri'"}]},
+    ])
+    .to_string();
+    let hostile = vec![
+        span(hostile_t, 1, None, script, t0, 0, 500, vec![s("note", img)]),
+        span(
+            hostile_t,
+            2,
+            Some(1),
+            img,
+            t0,
+            10,
+            300,
+            vec![
+                s("docs.url", "javascript:window.__pwned='link'"),
+                s("homepage", "https://example.com/ok"),
+                s("gen_ai.request.model", "<b>gpt</b>"),
+                s("gen_ai.input.messages", &evil_messages),
+                s(script, img),
+            ],
+        ),
+    ];
+
+    vec![
+        request("rag-chain", rag),
+        request("rag-chain", conventions),
+        request("<svg onload=\"window.__pwned='svc'\">", hostile),
+    ]
+}
+
+/// Where playwright-core was installed (by `scripts/test`), if it was.
+fn node_modules() -> Option<PathBuf> {
+    let dir = std::env::var_os("CHAINTRACE_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| Path::new(&h).join(".cache/chaintrace-test-node/node_modules"))
+        })?;
+    dir.join("playwright-core/package.json")
+        .exists()
+        .then_some(dir)
+}
+
+/// Whether the browser tools are here; under CI their absence is a failure.
+fn tools() -> Option<PathBuf> {
+    let node = Command::new("node").arg("--version").output().is_ok();
+    let chromium = Path::new(CHROMIUM).exists();
+    let modules = node_modules();
+    let missing: Vec<&str> = [
+        (!node).then_some("node"),
+        (!chromium).then_some(CHROMIUM),
+        modules
+            .is_none()
+            .then_some("playwright-core (run ./scripts/test once)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return modules;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("browser test: missing {}", missing.join(", "));
+    }
+    eprintln!("browser test skipped: missing {}", missing.join(", "));
+    None
+}
+
+/// Where screenshots go: the target's tmp dir.
+fn shots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+#[tokio::test]
+async fn the_web_ui_in_chromium() {
+    let Some(modules) = tools() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        - 120_000_000_000;
+    for body in fixtures(t0) {
+        let (status, answer) = server
+            .post_traces("application/json", body.to_string().into_bytes(), false)
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    }
+    for id in [RAG, CONVENTIONS, HOSTILE] {
+        let (status, body) = server.get_json(&format!("/api/v1/traces/{id}/gantt")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/ui-test.mjs");
+    let shots = shots();
+    let out = Command::new("node")
+        .arg(&script)
+        .env("CHAINTRACE_URL", &server.api)
+        .env("CHAINTRACE_NODE_MODULES", &modules)
+        .env("CHAINTRACE_SHOTS", &shots)
+        .env("TRACE_RAG", RAG)
+        .env("TRACE_CONVENTIONS", CONVENTIONS)
+        .env("TRACE_HOSTILE", HOSTILE)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ui-test.mjs failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    println!("{stdout}screenshots in {}", shots.display());
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_policy_and_assets_are_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    for path in ["/", &format!("/trace/{RAG}")] {
+        let r = client
+            .get(format!("{}{path}", server.api))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .to_string();
+        assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"));
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        let html = r.text().await.expect("html");
+        let at = html.find("/ui/").expect("asset link");
+        let asset: String = html[at..].chars().take_while(|c| *c != '"').collect();
+        let a = client
+            .get(format!("{}{asset}", server.api))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(a.status(), 200, "{asset}");
+        assert!(a.headers()["cache-control"]
+            .to_str()
+            .expect("cc")
+            .contains("immutable"));
+        let etag = a.headers()["etag"].clone();
+        let again = client
+            .get(format!("{}{asset}", server.api))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .expect("asset again");
+        assert_eq!(again.status(), 304);
+    }
+    let (status, body) = server.get_json("/api/v1/traces/zz/gantt").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().is_some());
+    let (status, body) = server
+        .get_json("/api/v1/traceql/check?q=%7B%20name%20%3D%20%7D")
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["position"], 9, "{body}");
+    let r = client
+        .get(format!("{}/api", server.api))
+        .send()
+        .await
+        .expect("GET /api");
+    assert!(r.text().await.expect("text").contains("/api/v1/search"));
+}

@@ -1,0 +1,141 @@
+// Shared helpers of the chaintrace pages. Everything that comes from span
+// data is untrusted: it only ever reaches the page through textContent,
+// attribute setters of non-executable attributes, or safeHref().
+
+/** Creates an element with a class and text (as text, never as HTML). */
+export function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+/** Appends children (elements or strings, as text) and returns the parent. */
+export function add(parent, ...children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    parent.append(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+  }
+  return parent;
+}
+
+/** Removes every child of `node`. */
+export function clear(node) {
+  while (node.firstChild) node.firstChild.remove();
+}
+
+/** `value` as a link target if it is an absolute http(s) URL, else null. */
+export function safeHref(value) {
+  if (typeof value !== 'string') return null;
+  const text = value.trim();
+  if (!/^https?:\/\//i.test(text)) return null;
+  try {
+    const u = new URL(text);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Text, or a link that opens in a new tab when the text is an http(s) URL. */
+export function textOrLink(value) {
+  const href = safeHref(value);
+  if (!href) return document.createTextNode(String(value));
+  const a = el('a', null, value);
+  a.href = href;
+  a.target = '_blank';
+  a.rel = 'noopener noreferrer';
+  return a;
+}
+
+/** Nanoseconds as a short human duration. */
+export function fmtDur(ns) {
+  if (ns === null || ns === undefined || !isFinite(ns)) return '–';
+  const a = Math.abs(ns);
+  if (a < 1e3) return `${ns} ns`;
+  if (a < 1e6) return `${trim(ns / 1e3)} µs`;
+  if (a < 1e9) return `${trim(ns / 1e6)} ms`;
+  if (a < 60e9) return `${trim(ns / 1e9)} s`;
+  const m = Math.floor(a / 60e9);
+  return `${m} min ${Math.round((a - m * 60e9) / 1e9)} s`;
+}
+
+function trim(x) {
+  return x >= 100 ? String(Math.round(x)) : x >= 10 ? x.toFixed(1).replace(/\.0$/, '') : x.toFixed(2).replace(/\.?0+$/, '');
+}
+
+/** Unix nanoseconds as local date and time with milliseconds. */
+export function fmtTime(unixNs) {
+  const d = new Date(Number(unixNs) / 1e6);
+  const p = (n, w = 2) => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+export function fmtInt(n) {
+  return n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US');
+}
+
+export function fmtCost(usd) {
+  if (usd === null || usd === undefined) return '–';
+  if (usd === 0) return '$0';
+  return usd < 0.01 ? `$${usd.toFixed(5)}` : `$${usd.toFixed(4)}`;
+}
+
+/** GET a JSON document; rejects with the server's `error` text. */
+export async function getJson(url) {
+  const r = await fetch(url, { headers: { accept: 'application/json' } });
+  let body = null;
+  try {
+    body = await r.json();
+  } catch {
+    throw new Error(`${url}: HTTP ${r.status}, not JSON`);
+  }
+  if (!r.ok) {
+    const e = new Error(body && body.error ? body.error : `HTTP ${r.status}`);
+    e.body = body;
+    e.status = r.status;
+    throw e;
+  }
+  return body;
+}
+
+/** Converts a native-API attribute value ({"string": …}, {"int": …}, …) to JS. */
+export function plain(v) {
+  if (v === null || v === undefined || v === 'empty') return null;
+  if (typeof v !== 'object') return v;
+  if ('string' in v) return v.string;
+  if ('int' in v) return v.int;
+  if ('double' in v) return v.double;
+  if ('bool' in v) return v.bool;
+  if ('bytes' in v) return `bytes(${(v.bytes || []).length})`;
+  if ('array' in v) return (v.array || []).map(plain);
+  if ('kv_list' in v) {
+    const o = {};
+    for (const kv of v.kv_list || []) o[kv.key] = plain(kv.value);
+    return o;
+  }
+  return null;
+}
+
+/** The type name of a native-API attribute value. */
+export function typeOf(v) {
+  if (v === 'empty' || v === null || v === undefined) return 'empty';
+  return typeof v === 'object' ? Object.keys(v)[0] || '?' : typeof v;
+}
+
+/** A value as display text: strings as they are, the rest as JSON. */
+export function display(v) {
+  if (typeof v === 'string') return v;
+  try {
+    return JSON.stringify(v, null, 2);
+  } catch {
+    return String(v);
+  }
+}
+
+/** Attribute list → Map key → plain value (first occurrence wins). */
+export function attrMap(list) {
+  const m = new Map();
+  for (const kv of list || []) if (!m.has(kv.key)) m.set(kv.key, plain(kv.value));
+  return m;
+}

@@ -263,8 +263,7 @@ mod tests {
     use std::sync::Arc;
 
     use chaintrace_model::{
-        KeyValue, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode as Code, TraceId,
-        UnixNanos,
+        KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode as Code, TraceId, UnixNanos,
     };
 
     use super::*;
@@ -285,7 +284,7 @@ mod tests {
             resource: Arc::new(Resource {
                 attributes: vec![KeyValue::new("service.name", "rag-chain")],
             }),
-            scope: Scope::default(),
+            scope: Default::default(),
         }
     }
 

@@ -429,31 +429,21 @@ async fn a_long_scope_shared_by_many_spans_is_kept_once() {
         &[&flags[..], &["--block-max-age", "1s", "--retention", "0"]].concat(),
     );
     check(&answer(&server, 92).await, "after a restart");
-    let mut cut = false;
-    for _ in 0..600 {
-        let (_, stats) = server.get_json("/api/v1/stats").await;
-        if stats["blocks"].as_u64().unwrap_or(0) > 0 && stats["spans"].as_u64() == Some(0) {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the spans were cut into a block");
+    server.wait_for_cut("the age cut").await;
     check(&answer(&server, 91).await, "from a block");
     check(&answer(&server, 92).await, "from a block");
     server.assert_still_serving(93).await;
 }
 
-/// The server's peak resident memory (`VmHWM`), in bytes.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .expect("VmHWM in /proc/PID/status")
-        * 1024
+/// An OTLP/JSON body of about `bytes` bytes holding nothing but empty
+/// spans (`{},{},…`): 4 million of them in 12 MB.
+pub fn empty_spans_json(bytes: usize) -> Vec<u8> {
+    let mut json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+    while json.len() < bytes {
+        json.extend_from_slice(b"{},");
+    }
+    json.extend_from_slice(b"{}]}]}]}");
+    json
 }
 
 /// Bodies of many tiny items cost bounded memory: a 12 MB OTLP/JSON body
@@ -472,11 +462,7 @@ async fn bodies_of_tiny_items_cost_bounded_memory() {
         &["--max-memory", "64MiB", "--block-max-bytes", "16MiB"],
     );
 
-    let mut json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
-    while json.len() < 12_000_000 {
-        json.extend_from_slice(b"{},");
-    }
-    json.extend_from_slice(b"{}]}]}]}");
+    let json = empty_spans_json(12_000_000);
     let (status, body) = server.post_traces("application/json", json, false).await;
     assert_eq!(status, 413, "{}", text(&body));
     assert!(
@@ -515,7 +501,7 @@ async fn bodies_of_tiny_items_cost_bounded_memory() {
     // Every span lacks its ids: rejected one by one, in partial success.
     assert_eq!(status, 200, "{}", text(&body));
 
-    let peak = peak_rss_bytes(server.pid());
+    let peak = server.peak_rss_bytes();
     assert!(
         peak < 400 << 20,
         "peak RSS {} MiB after 28 MB of tiny items",

@@ -176,6 +176,32 @@ impl Server {
         (status, resp.bytes().await.expect("body").to_vec())
     }
 
+    /// Waits (bounded: a minute) until every span in memory has been cut
+    /// into a block, then returns; panics with `what` if that never
+    /// happens. Not a timing assertion: it only waits for a state.
+    pub async fn wait_for_cut(&self, what: &str) {
+        for _ in 0..600 {
+            let (_, stats) = self.get_json("/api/v1/stats").await;
+            if stats["blocks"].as_u64().unwrap_or(0) > 0 && stats["spans"].as_u64() == Some(0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what}: the spans were never cut into a block");
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .expect("VmHWM in /proc/PID/status")
+            * 1024
+    }
+
     /// The Jaeger-shaped trace, panicking unless it exists.
     pub async fn jaeger_trace(&self, trace_id: &str) -> Value {
         let (status, body) = self.get_json(&format!("/api/traces/{trace_id}")).await;

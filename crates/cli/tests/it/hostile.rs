@@ -77,17 +77,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .expect("VmHWM in /proc/PID/status")
-        * 1024
-}
-
 #[tokio::test]
 async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,11 +121,7 @@ async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
     empty_attributes.resource_spans[0].scope_spans[0].spans[0].attributes =
         vec![KeyValue::default(); 7_000_000];
     let empty_attributes = empty_attributes.encode_to_vec();
-    let mut empty_json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
-    while empty_json.len() < 12_000_000 {
-        empty_json.extend_from_slice(b"{},");
-    }
-    empty_json.extend_from_slice(b"{}]}]}]}");
+    let empty_json = crate::bad_input::empty_spans_json(12_000_000);
     let mut long_scope = request(11, 3000);
     long_scope.resource_spans[0].scope_spans[0].scope = Some(InstrumentationScope {
         name: "s".repeat(96 << 10),
@@ -232,7 +217,7 @@ async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
     // is 1 GiB, not met yet: the reads (SQL tables, concurrent analyses
     // and Jaeger answers of a 20 000-span trace) share no memory gate.
     // This bound catches a return of the unbounded paths.
-    let peak = peak_rss_bytes(server.pid());
+    let peak = server.peak_rss_bytes();
     eprintln!("hostile run: peak RSS {} MiB", peak >> 20);
     assert!(peak < 3 << 30, "peak RSS {} MiB", peak >> 20);
 

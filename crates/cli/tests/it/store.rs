@@ -340,17 +340,7 @@ async fn a_later_copy_of_a_span_in_a_block_never_shadows_it() {
         .post_traces("application/x-protobuf", first.encode_to_vec(), false)
         .await;
     assert_eq!(status, 200);
-    // Bounded wait for the age cut; not a timing assertion.
-    let mut cut = false;
-    for _ in 0..600 {
-        let (_, stats) = server.get_json("/api/v1/stats").await;
-        if stats["blocks"].as_u64().unwrap_or(0) > 0 && stats["spans"].as_u64() == Some(0) {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cut, "the first copy was cut into a block");
+    server.wait_for_cut("the first copy").await;
 
     let mut retry = first.clone();
     let spans = &mut retry.resource_spans[0].scope_spans[0].spans;

@@ -37,7 +37,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use super::json::{decode_json_within, json_bound};
+use super::json::{decode_shaped, json_shape, JsonShape};
 use super::wire::decode_wire_within;
 use super::{export_response, protobuf_bound, DecodeError, Limits};
 use crate::{SinkError, SpanSink};
@@ -192,23 +192,24 @@ async fn export(
     // workers, which must stay free to accept and answer. First gunzip and
     // bound what the body can decode to, then wait for that much room in
     // the decode gate, then decode within it.
-    let (bytes, bound) = off_the_workers(move || -> Result<(Bytes, usize), Refusal> {
+    let (bytes, shape) = off_the_workers(move || -> Result<(Bytes, Option<JsonShape>), Refusal> {
         let bytes = if gzip {
             Bytes::from(gunzip(&raw, limit)?)
         } else {
             raw
         };
-        let bound = match format {
-            Format::Protobuf => protobuf_bound(bytes.len()),
-            Format::Json => json_bound(&bytes).map_err(refusal)?,
+        let shape = match format {
+            Format::Protobuf => None,
+            Format::Json => Some(json_shape(&bytes).map_err(refusal)?),
         };
-        Ok((bytes, bound))
+        Ok((bytes, shape))
     })
     .await??;
+    let bound = shape.map_or_else(|| protobuf_bound(bytes.len()), |s| s.bound);
     let (mut admitted, budget) = receiver.limits.gate.enter(bound).await;
-    let (decoded, used) = off_the_workers(move || match format {
-        Format::Protobuf => decode_wire_within(&bytes, budget),
-        Format::Json => decode_json_within(&bytes, budget).map(|d| (d, bound)),
+    let (decoded, used) = off_the_workers(move || match shape {
+        None => decode_wire_within(&bytes, budget),
+        Some(shape) => decode_shaped(&bytes, shape, budget).map(|d| (d, bound)),
     })
     .await?
     .map_err(refusal)?;

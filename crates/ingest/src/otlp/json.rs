@@ -56,11 +56,31 @@ pub fn decode_json_within(
     body: &[u8],
     max_decoded_bytes: usize,
 ) -> Result<DecodedSpans, DecodeError> {
-    let (containers, estimate) = shape(body)?;
-    if estimate > max_decoded_bytes {
+    decode_shaped(body, json_shape(body)?, max_decoded_bytes)
+}
+
+/// What [`json_shape`] found in a body: its objects and arrays, and the
+/// decoded size they bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonShape {
+    containers: usize,
+    /// The most the body can decode to.
+    pub(crate) bound: usize,
+}
+
+/// [`decode_json_within`] for a body whose `shape` was already taken (the
+/// OTLP/HTTP receiver takes it first, to wait in the decode gate for its
+/// bound), so the bytes are scanned once.
+pub(crate) fn decode_shaped(
+    body: &[u8],
+    shape: JsonShape,
+    max_decoded_bytes: usize,
+) -> Result<DecodedSpans, DecodeError> {
+    let JsonShape { containers, bound } = shape;
+    if bound > max_decoded_bytes {
         return Err(DecodeError::TooLarge(format!(
             "the body holds {containers} JSON objects and arrays, which could decode to \
-             {estimate} bytes, more than the memory budget of one request \
+             {bound} bytes, more than the memory budget of one request \
              ({max_decoded_bytes} bytes); send smaller batches"
         )));
     }
@@ -70,21 +90,15 @@ pub fn decode_json_within(
     }
 }
 
-/// Checks the depth of `body` and counts its objects and arrays: the
-/// count and the decoded size they bound.
-fn shape(body: &[u8]) -> Result<(usize, usize), DecodeError> {
+/// Checks the depth of `body` and counts its objects and arrays.
+pub(crate) fn json_shape(body: &[u8]) -> Result<JsonShape, DecodeError> {
     // serde_json skips unknown fields without a depth limit.
     let containers = chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
-    let estimate = containers
+    let bound = containers
         .saturating_mul(JSON_CONTAINER_BYTES)
         .saturating_add(body.len());
-    Ok((containers, estimate))
-}
-
-/// The most `body` can decode to (refusing a body nested too deep).
-pub(crate) fn json_bound(body: &[u8]) -> Result<usize, DecodeError> {
-    shape(body).map(|(_, estimate)| estimate)
+    Ok(JsonShape { containers, bound })
 }
 
 fn decode_with_repairs(body: &[u8]) -> Result<DecodedSpans, DecodeError> {

@@ -19,6 +19,7 @@
 
 mod ids;
 mod json_depth;
+pub mod memory;
 mod span;
 mod trace;
 mod trace_json;

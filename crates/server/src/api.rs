@@ -211,8 +211,12 @@ async fn native_trace(
         Ok(id) => id,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
+    let slot = match cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     match store.trace(id).await {
-        Ok(Some(trace)) => cpu.json(StatusCode::OK, trace).await,
+        Ok(Some(trace)) => slot.json(StatusCode::OK, trace).await,
         Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => store_error(e),
     }
@@ -241,9 +245,13 @@ async fn jaeger_trace(
         Ok(id) => id,
         Err(msg) => return jaeger_error(StatusCode::BAD_REQUEST, msg),
     };
+    let slot = match cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     match store.trace(id).await {
         Ok(Some(trace)) => {
-            cpu.respond(move || {
+            slot.respond(move || {
                 let envelope = Envelope {
                     data: Some(vec![to_jaeger(&trace)]),
                     total: 1,

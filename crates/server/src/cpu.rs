@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a job waits for a free slot before it is refused.
 pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(10);
@@ -75,34 +75,24 @@ impl CpuPool {
         }
     }
 
+    /// Waits for a free slot, at most the queue wait. A request holds its
+    /// slot from loading its data to building its answer, so the data of
+    /// at most `slots` heavy requests is in memory at once: loading first
+    /// and queueing after would let every waiting request hold its trace.
+    pub async fn slot(&self) -> Result<Slot, CpuError> {
+        let permit = tokio::time::timeout(self.queue_wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| CpuError::Busy)?
+            .map_err(|_| CpuError::Busy)?;
+        Ok(Slot { _permit: permit })
+    }
+
     /// Runs `work` on a blocking thread once a slot is free.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CpuError> {
-        let slot = tokio::time::timeout(self.queue_wait, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| CpuError::Busy)?
-            .map_err(|_| CpuError::Busy)?;
-        let joined = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            work()
-        })
-        .await;
-        joined.map_err(|e| {
-            let what = if e.is_panic() {
-                let panic = e.into_panic();
-                panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_string())
-            } else {
-                "the job was cancelled at shutdown".to_string()
-            };
-            tracing::error!(error = %what, "a request job panicked");
-            CpuError::Panicked(what)
-        })
+        self.slot().await?.run(work).await
     }
 
     /// Serialises `value` as a JSON answer with `status`, in the pool: a
@@ -122,6 +112,60 @@ impl CpuPool {
             Ok(response) => response,
             Err(e) => e.into_response(),
         }
+    }
+}
+
+/// One slot of a [`CpuPool`], held by one request; see [`CpuPool::slot`].
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Runs `work` on a blocking thread, giving the slot back when it ends.
+    pub async fn run<T: Send + 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CpuError> {
+        let joined = tokio::task::spawn_blocking(move || {
+            let _slot = self;
+            let out = work();
+            // Heavy by definition: give back what it freed.
+            chaintrace_model::memory::release_unused();
+            out
+        })
+        .await;
+        joined.map_err(|e| {
+            let what = if e.is_panic() {
+                let panic = e.into_panic();
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_string())
+            } else {
+                "the job was cancelled at shutdown".to_string()
+            };
+            tracing::error!(error = %what, "a request job panicked");
+            CpuError::Panicked(what)
+        })
+    }
+
+    /// Runs `work`, which builds the answer, on a blocking thread.
+    pub async fn respond(self, work: impl FnOnce() -> Response + Send + 'static) -> Response {
+        match self.run(work).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// Serialises `value` as a JSON answer with `status`, on a blocking thread.
+    pub async fn json<T: Serialize + Send + 'static>(
+        self,
+        status: StatusCode,
+        value: T,
+    ) -> Response {
+        self.respond(move || json_response(status, &value)).await
     }
 }
 
@@ -230,5 +274,18 @@ mod tests {
         release.send(()).unwrap();
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(pool.run(|| 2).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_slot_taken_before_loading_is_held_until_its_job_ends() {
+        let pool = CpuPool::new(1, Duration::from_millis(20));
+        // A request holds its slot while it loads (no job running yet):
+        // another finds the pool full.
+        let loading = pool.slot().await.unwrap();
+        assert!(matches!(pool.slot().await, Err(CpuError::Busy)));
+        assert!(matches!(pool.run(|| 1).await, Err(CpuError::Busy)));
+        // Its job runs in the same slot, which is free once the job ends.
+        assert_eq!(loading.run(|| 2).await.unwrap(), 2);
+        assert_eq!(pool.run(|| 3).await.unwrap(), 3);
     }
 }

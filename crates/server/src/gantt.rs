@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chaintrace_analysis::{
     critical_path, error_type, gantt, llm_spans, parent_rows, sibling_groups, GroupKind, LlmTotals,
     PriceTable,
@@ -245,12 +245,14 @@ pub async fn trace_gantt(State(state): State<AppState>, Path(trace_id): Path<Str
         Ok(id) => id,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     match state.store.trace(id).await {
         Ok(Some(trace)) => {
             let prices = state.prices.clone();
-            state
-                .cpu
-                .respond(move || json_response(StatusCode::OK, &gantt_doc(&trace, &prices)))
+            slot.respond(move || json_response(StatusCode::OK, &gantt_doc(&trace, &prices)))
                 .await
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),

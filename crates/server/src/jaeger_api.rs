@@ -11,14 +11,13 @@
 //! ([`CATALOG_WINDOWS`]), trace search from [`crate::search::scan`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chaintrace_model::{DurationNanos, Span, SpanId, SpanKind, TraceId, UnixNanos};
-use chaintrace_store::{SpanClause, Store, StoreError, TraceFilter};
+use chaintrace_store::{SpanClause, StoreError, TraceFilter};
 use serde::Serialize;
 
 use crate::api::{parse_trace_id, AppState};
@@ -54,9 +53,9 @@ type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// Sorted names of the services seen in recent spans.
 pub async fn services(State(state): State<AppState>) -> Response {
-    match catalog(&state.store).await {
+    match catalog(&state).await {
         Ok(catalog) => ok(catalog.keys().cloned().collect::<Vec<_>>()),
-        Err(e) => store_failure(e),
+        Err(answer) => answer,
     }
 }
 
@@ -65,7 +64,7 @@ pub async fn service_operations(
     State(state): State<AppState>,
     Path(service): Path<String>,
 ) -> Response {
-    match catalog(&state.store).await {
+    match catalog(&state).await {
         Ok(mut catalog) => {
             let names: BTreeSet<String> = catalog
                 .remove(&service)
@@ -75,7 +74,7 @@ pub async fn service_operations(
                 .collect();
             ok(names.into_iter().collect::<Vec<_>>())
         }
-        Err(e) => store_failure(e),
+        Err(answer) => answer,
     }
 }
 
@@ -106,7 +105,7 @@ pub async fn operations(State(state): State<AppState>, params: RawParams) -> Res
             ))
         }
     };
-    match catalog(&state.store).await {
+    match catalog(&state).await {
         Ok(mut catalog) => ok(catalog
             .remove(service)
             .unwrap_or_default()
@@ -114,7 +113,7 @@ pub async fn operations(State(state): State<AppState>, params: RawParams) -> Res
             .filter(|(_, k)| kind.is_none_or(|want| want == *k))
             .map(|(name, span_kind)| Operation { name, span_kind })
             .collect::<Vec<_>>()),
-        Err(e) => store_failure(e),
+        Err(answer) => answer,
     }
 }
 
@@ -124,6 +123,11 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
     let request = match params_of(params).and_then(|p| parse_search(&p, UnixNanos::now())) {
         Ok(r) => r,
         Err(msg) => return bad_request(msg),
+    };
+    // Held from loading the traces to writing the answer.
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return crate::api::jaeger_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let search = match request {
         TraceRequest::ByIds(ids) => {
@@ -135,8 +139,7 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
                     Err(e) => return store_failure(e),
                 }
             }
-            return state
-                .cpu
+            return slot
                 .respond(move || ok(traces.iter().map(to_jaeger).collect()))
                 .await;
         }
@@ -191,7 +194,7 @@ pub async fn find_traces(State(state): State<AppState>, params: RawParams) -> Re
                     "Jaeger trace search stopped at the inspection cap"
                 );
             }
-            state.cpu.respond(move || ok(found)).await
+            slot.respond(move || ok(found)).await
         }
         Err(e) => store_failure(e),
     }
@@ -217,6 +220,10 @@ pub async fn dependencies(State(state): State<AppState>, params: RawParams) -> R
         Ok(window) => window,
         Err(msg) => return bad_request(msg),
     };
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return crate::api::jaeger_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
     let spans = match state
         .store
         .scan_spans(Some(start), Some(end), MAX_SCAN_SPANS)
@@ -230,12 +237,17 @@ pub async fn dependencies(State(state): State<AppState>, params: RawParams) -> R
         }
         Err(e) => return store_failure(e),
     };
+    slot.respond(move || dependency_answer(&spans)).await
+}
+
+/// The `/api/dependencies` answer over `spans`.
+fn dependency_answer(spans: &[Span]) -> Response {
     let service_of: HashMap<(TraceId, SpanId), &str> = spans
         .iter()
         .map(|s| ((s.trace_id, s.span_id), s.service_name()))
         .collect();
     let mut calls: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for span in &spans {
+    for span in spans {
         let Some(parent) = span.parent_span_id else {
             continue;
         };
@@ -292,21 +304,37 @@ fn jaeger_kind(kind: SpanKind) -> &'static str {
 /// Service → its (span name, span kind) pairs, from recent spans.
 type Catalog = BTreeMap<String, BTreeSet<(String, &'static str)>>;
 
-async fn catalog(store: &Arc<dyn Store>) -> Result<Catalog, StoreError> {
+/// The catalog, or the answer to give instead. It holds a CPU-pool slot
+/// while it reads: a window holds up to [`MAX_SCAN_SPANS`] spans, and the
+/// Jaeger UI asks for the services on every page.
+async fn catalog(state: &AppState) -> Result<Catalog, Response> {
+    let slot =
+        state.cpu.slot().await.map_err(|e| {
+            crate::api::jaeger_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        })?;
     let now = UnixNanos::now();
     let mut too_much = None;
     for window in CATALOG_WINDOWS {
         let start = UnixNanos(now.0.saturating_sub(window.0));
-        match store.scan_spans(Some(start), None, MAX_SCAN_SPANS).await {
+        match state
+            .store
+            .scan_spans(Some(start), None, MAX_SCAN_SPANS)
+            .await
+        {
             Ok(spans) => {
-                let mut catalog = Catalog::new();
-                for span in &spans {
-                    catalog
-                        .entry(span.service_name().to_string())
-                        .or_default()
-                        .insert((span.name.to_string(), jaeger_kind(span.kind)));
-                }
-                return Ok(catalog);
+                return slot
+                    .run(move || {
+                        let mut catalog = Catalog::new();
+                        for span in &spans {
+                            catalog
+                                .entry(span.service_name().to_string())
+                                .or_default()
+                                .insert((span.name.to_string(), jaeger_kind(span.kind)));
+                        }
+                        catalog
+                    })
+                    .await
+                    .map_err(axum::response::IntoResponse::into_response);
             }
             Err(e @ StoreError::TooMuchData { .. }) => {
                 tracing::info!(
@@ -315,12 +343,12 @@ async fn catalog(store: &Arc<dyn Store>) -> Result<Catalog, StoreError> {
                 );
                 too_much = Some(e);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(store_failure(e)),
         }
     }
-    Err(too_much.unwrap_or(StoreError::TooMuchData {
+    Err(store_failure(too_much.unwrap_or(StoreError::TooMuchData {
         limit: MAX_SCAN_SPANS,
-    }))
+    })))
 }
 
 /// What a `/api/traces` request asks for.
@@ -536,13 +564,14 @@ fn store_failure(err: StoreError) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
 
     use axum::body::Body;
     use axum::http::Request;
     use axum::Router;
     use chaintrace_analysis::PriceTable;
     use chaintrace_model::{KeyValue, Resource, Status};
-    use chaintrace_store::{EmbeddedConfig, EmbeddedStore};
+    use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store};
     use http_body_util::BodyExt;
     use serde_json::{json, Value};
     use tower::ServiceExt;

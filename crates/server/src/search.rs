@@ -244,6 +244,11 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
             format!("limit must be between 1 and 1000, got {limit}"),
         );
     }
+    // Held for the walk: it reads and evaluates whole traces.
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let prices = Arc::clone(&state.prices);
     let filter = query_filter(query.as_ref());
     let has_query = query.is_some();
@@ -288,13 +293,18 @@ pub async fn search(State(state): State<AppState>, Query(params): Query<SearchPa
     )
     .await;
     match scanned {
-        Ok((found, inspected, truncated)) => Json(SearchAnswer {
-            traces: found.hits,
-            inspected,
-            truncated: (truncated && has_query) || found.stopped.is_some(),
-            stopped: found.stopped,
-        })
-        .into_response(),
+        Ok((found, inspected, truncated)) => {
+            slot.json(
+                StatusCode::OK,
+                SearchAnswer {
+                    traces: found.hits,
+                    inspected,
+                    truncated: (truncated && has_query) || found.stopped.is_some(),
+                    stopped: found.stopped,
+                },
+            )
+            .await
+        }
         Err(e) => store_error(e),
     }
 }
@@ -315,32 +325,34 @@ pub async fn trace_analysis(
         Ok(id) => id,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let trace = match state.store.trace(id).await {
         Ok(Some(t)) => t,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => return store_error(e),
     };
     let prices = Arc::clone(&state.prices);
-    state
-        .cpu
-        .respond(move || {
-            let names: Vec<&str> = params
-                .parallel
-                .as_deref()
-                .map(|p| {
-                    p.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let parallel = (!names.is_empty()).then_some(names.as_slice());
-            match analyze(&trace, &prices, parallel) {
-                Ok(analysis) => json_response(StatusCode::OK, &analysis),
-                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-            }
-        })
-        .await
+    slot.respond(move || {
+        let names: Vec<&str> = params
+            .parallel
+            .as_deref()
+            .map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parallel = (!names.is_empty()).then_some(names.as_slice());
+        match analyze(&trace, &prices, parallel) {
+            Ok(analysis) => json_response(StatusCode::OK, &analysis),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    })
+    .await
 }
 
 /// Query parameters of the analytics endpoints.
@@ -415,25 +427,28 @@ async fn collect(
 
 /// The analytics endpoints: `GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}`.
 pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics) -> Response {
+    // Held from the walk, which gathers whole traces, to the answer.
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
     let (Collected { traces, stopped }, inspected, truncated) = match collect(&state, &params).await
     {
         Ok(t) => t,
         Err(r) => return r,
     };
     let prices = Arc::clone(&state.prices);
-    state
-        .cpu
-        .respond(move || {
-            figures(
-                &traces,
-                &prices,
-                &params,
-                what,
-                (inspected, truncated),
-                stopped,
-            )
-        })
-        .await
+    slot.respond(move || {
+        figures(
+            &traces,
+            &prices,
+            &params,
+            what,
+            (inspected, truncated),
+            stopped,
+        )
+    })
+    .await
 }
 
 /// Computes one analytics figure over `traces` (in the CPU pool: up to

@@ -253,6 +253,8 @@ pub async fn run_sql_holding<H: Send + 'static>(
             let result = run_on_own_runtime(spans, statement, &thread_limits, &thread_stop);
             let _ = answer.send(result);
             drop(hold);
+            // The query's table and batches are freed; give them back.
+            chaintrace_model::memory::release_unused();
         })
         .map_err(|e| SqlError::Internal(format!("cannot start a query thread: {e}")))?;
     // The query stops itself at the deadline; the grace covers a thread that

@@ -777,7 +777,13 @@ impl Store for EmbeddedStore {
         max_spans: usize,
     ) -> Result<Vec<Span>, StoreError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.scan_spans_blocking(start, end, max_spans)).await
+        blocking(move || {
+            let spans = inner.scan_spans_blocking(start, end, max_spans);
+            // Reading the blocks of the range took more than the spans.
+            chaintrace_model::memory::release_unused();
+            spans
+        })
+        .await
     }
 
     async fn search(
@@ -786,7 +792,13 @@ impl Store for EmbeddedStore {
         mut visit: Box<dyn FnMut(Trace) -> bool + Send>,
     ) -> Result<SearchStats, StoreError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.search_blocking(&request, &mut *visit)).await
+        blocking(move || {
+            let stats = inner.search_blocking(&request, &mut *visit);
+            // A walk reads up to thousands of whole traces.
+            chaintrace_model::memory::release_unused();
+            stats
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

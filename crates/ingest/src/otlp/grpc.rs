@@ -31,7 +31,7 @@ use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
 use super::wire::decode_wire_within;
-use super::{export_response, protobuf_bound, DecodeGate, Limits};
+use super::{export_response, protobuf_bound, Admitted, DecodeGate, Limits, BODY_WAIT};
 use crate::{SinkError, SpanSink};
 
 /// The gRPC service name OTLP exporters call.
@@ -100,6 +100,7 @@ where
             sink: Arc::clone(&self.sink),
             reached: Arc::clone(&reached),
             gate: self.limits.gate.clone(),
+            bodies: self.limits.bodies.clone(),
         };
         let limit = self.limits.max_request_bytes;
         Box::pin(async move {
@@ -142,6 +143,8 @@ struct Export {
     reached: Arc<AtomicBool>,
     /// Decoded memory in flight (see [`super::DecodeGate`]).
     gate: DecodeGate,
+    /// Request bodies in flight (see [`Limits`]).
+    bodies: DecodeGate,
 }
 
 /// The request is the message's raw bytes: decoding them into spans here,
@@ -156,20 +159,37 @@ impl UnaryService<Bytes> for Export {
         self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
         let gate = self.gate.clone();
+        let bodies = self.bodies.clone();
         Box::pin(async move {
             // Decoding costs CPU in proportion to the message: off the
             // async workers. (tonic gunzips before this, on the worker.)
             let body = request.into_inner();
+            // The message counts among the bodies in flight until it is
+            // decoded. (tonic has read it already: while it reads, a
+            // message is bounded only by the message size limit.)
+            let mut held = Admitted::default();
+            if !bodies.grow_to(&mut held, body.len(), BODY_WAIT).await {
+                return Err(Status::unavailable(
+                    "overloaded, retry later: request bodies in flight fill their memory budget",
+                ));
+            }
             let (mut admitted, budget) = gate.enter(protobuf_bound(body.len())).await;
-            let (decoded, used) =
-                tokio::task::spawn_blocking(move || decode_wire_within(&body, budget))
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
-                        Status::internal("decoding the request failed (a bug; it is logged)")
-                    })?
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let (decoded, used) = tokio::task::spawn_blocking(move || {
+                let decoded = decode_wire_within(&body, budget);
+                drop(body);
+                chaintrace_model::memory::release_after(
+                    decoded.as_ref().map_or(budget, |(_, used)| *used),
+                );
+                decoded
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
+                Status::internal("decoding the request failed (a bug; it is logged)")
+            })?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
             // Held, for what was decoded, until the store has answered.
+            drop(held);
             admitted.shrink_to(used);
             decoded.log_partial("OTLP/gRPC");
             let response = export_response(&decoded);

@@ -39,7 +39,9 @@ use prost::Message;
 
 use super::json::{decode_shaped, json_shape, JsonShape};
 use super::wire::decode_wire_within;
-use super::{export_response, protobuf_bound, DecodeError, Limits};
+use super::{
+    export_response, protobuf_bound, Admitted, DecodeError, DecodeGate, Limits, BODY_WAIT,
+};
 use crate::{SinkError, SpanSink};
 
 /// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
@@ -187,33 +189,57 @@ async fn export(
 ) -> Result<ExportTraceServiceResponse, Refusal> {
     let gzip = is_gzip(headers)?;
     let limit = receiver.limits.max_request_bytes;
-    let raw = read_body(body, headers, limit).await?;
+    // The body holds room in the body gate from its first byte until it
+    // has been decoded, growing as it arrives and as it is inflated.
+    let bodies = receiver.limits.bodies.clone();
+    let mut held = Admitted::default();
+    let raw = read_body(body, headers, limit, &bodies, &mut held).await?;
     // Gunzip and decoding cost CPU in proportion to the body: off the async
     // workers, which must stay free to accept and answer. First gunzip and
     // bound what the body can decode to, then wait for that much room in
     // the decode gate, then decode within it.
-    let (bytes, shape) = off_the_workers(move || -> Result<(Bytes, Option<JsonShape>), Refusal> {
-        let bytes = if gzip {
-            Bytes::from(gunzip(&raw, limit)?)
-        } else {
-            raw
-        };
-        let shape = match format {
-            Format::Protobuf => None,
-            Format::Json => Some(json_shape(&bytes).map_err(refusal)?),
-        };
-        Ok((bytes, shape))
-    })
+    let runtime = tokio::runtime::Handle::current();
+    let (bytes, shape, held) = off_the_workers(
+        move || -> Result<(Bytes, Option<JsonShape>, Admitted), Refusal> {
+            let bytes = if gzip {
+                let compressed = raw.len();
+                let inflated = gunzip(&raw, limit, |len| {
+                    runtime.block_on(bodies.grow_to(&mut held, compressed + len, BODY_WAIT))
+                })?;
+                drop(raw);
+                held.shrink_to(inflated.len());
+                Bytes::from(inflated)
+            } else {
+                raw
+            };
+            let shape = match format {
+                Format::Protobuf => None,
+                Format::Json => Some(json_shape(&bytes).map_err(refusal)?),
+            };
+            Ok((bytes, shape, held))
+        },
+    )
     .await??;
     let bound = shape.map_or_else(|| protobuf_bound(bytes.len()), |s| s.bound);
     let (mut admitted, budget) = receiver.limits.gate.enter(bound).await;
-    let (decoded, used) = off_the_workers(move || match shape {
-        None => decode_wire_within(&bytes, budget),
-        Some(shape) => decode_shaped(&bytes, shape, budget).map(|d| (d, bound)),
+    let (decoded, used) = off_the_workers(move || {
+        let decoded = match shape {
+            None => decode_wire_within(&bytes, budget),
+            Some(shape) => decode_shaped(&bytes, shape, budget).map(|d| (d, bound)),
+        };
+        let peak = match &decoded {
+            Ok((_, used)) => *used,
+            Err(_) => budget,
+        };
+        drop(bytes);
+        chaintrace_model::memory::release_after(peak);
+        decoded
     })
     .await?
     .map_err(refusal)?;
-    // Held, for what was decoded, until the store has answered.
+    // The body is gone; what it decoded to is held, until the store has
+    // answered.
+    drop(held);
     admitted.shrink_to(used);
     decoded.log_partial("OTLP/HTTP");
 
@@ -309,7 +335,6 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
     }
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
 /// Whether a body read failed because the client stalled: the listener
 /// reports that as an [`std::io::Error`] of kind `TimedOut` somewhere in the
 /// chain, so this crate need not know the listener's types.
@@ -326,7 +351,15 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Refusal> {
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes,
+/// growing `held` in `bodies` to cover what has arrived.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    bodies: &DecodeGate,
+    held: &mut Admitted,
+) -> Result<Bytes, Refusal> {
     let too_large =
         || Refusal::too_large(format!("request body exceeds the limit of {limit} bytes"));
     let declared = headers
@@ -336,35 +369,84 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) if timed_out(e.as_ref()) => Err(Refusal::new(
-            StatusCode::REQUEST_TIMEOUT,
-            tonic::Code::DeadlineExceeded,
-            format!("could not read the request body: {e}"),
-        )),
-        Err(e) => Err(Refusal::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
+    // Sized by the declared length (at most `limit`): untouched capacity
+    // costs no memory, and the body is copied once, not gathered and then
+    // joined.
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+    let mut out = bytes::BytesMut::with_capacity(capacity);
+    let mut body = Limited::new(body, limit);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+            Err(e) if timed_out(e.as_ref()) => {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    tonic::Code::DeadlineExceeded,
+                    format!("could not read the request body: {e}"),
+                ))
+            }
+            Err(e) => {
+                return Err(Refusal::bad_request(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if !bodies
+                .grow_to(held, out.len() + data.len(), BODY_WAIT)
+                .await
+            {
+                return Err(bodies_full());
+            }
+            out.extend_from_slice(&data);
+        }
     }
+    Ok(out.freeze())
 }
 
+/// The refusal when request bodies in flight fill their gate for
+/// [`BODY_WAIT`]: retryable, as the SDKs retry 503 with backoff.
+fn bodies_full() -> Refusal {
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        tonic::Code::Unavailable,
+        "overloaded, retry later: request bodies in flight fill their memory budget",
+    )
+}
+
+/// How much a gzip body is inflated by between asks for room.
+const INFLATE_STEP: usize = 1 << 20;
+
 /// Inflates a gzip body, refusing it once the output passes `limit` bytes:
-/// a few KiB of gzip can inflate to gigabytes.
-fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Refusal> {
+/// a few KiB of gzip can inflate to gigabytes. Before each step it asks
+/// `room` for room for that many output bytes in all.
+fn gunzip(
+    compressed: &[u8],
+    limit: usize,
+    mut room: impl FnMut(usize) -> bool,
+) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|e| Refusal::bad_request(format!("invalid gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err(Refusal::too_large(format!(
-            "decompressed request body exceeds the limit of {limit} bytes"
-        )));
+    let mut inflater = flate2::read::MultiGzDecoder::new(compressed).take(cap);
+    loop {
+        let want = (out.len() + INFLATE_STEP).min(limit + 1);
+        if !room(want) {
+            return Err(bodies_full());
+        }
+        let step = (&mut inflater)
+            .take((want - out.len()) as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| Refusal::bad_request(format!("invalid gzip body: {e}")))?;
+        if out.len() > limit {
+            return Err(Refusal::too_large(format!(
+                "decompressed request body exceeds the limit of {limit} bytes"
+            )));
+        }
+        if step == 0 || out.len() < want {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// 200 with the response in the request's format. In JSON an absent

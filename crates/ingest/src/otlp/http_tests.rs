@@ -288,3 +288,46 @@ async fn other_paths_and_methods_are_not_served() {
     let get = Request::get("/v1/traces").body(Body::empty()).unwrap();
     assert_eq!(send(app, get).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn bodies_in_flight_share_one_memory_gate() {
+    // Decoded requests may hold 512 KiB in flight, bodies half that.
+    let sink = Arc::new(RecordingSink::new(SinkMode::Accept));
+    let limits = Limits::new(1 << 20, 512 << 10);
+    let app = router(sink.clone(), limits.clone());
+
+    // A sender that sent 200 KiB and then went quiet holds that much room.
+    let first: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from(vec![0x0a; 200 << 10]))];
+    let stalled = tonic::codegen::tokio_stream::StreamExt::chain(
+        tonic::codegen::tokio_stream::iter(first),
+        tonic::codegen::tokio_stream::pending(),
+    );
+    let holder = tokio::spawn(send(app.clone(), post(PB, Body::from_stream(stalled))));
+    while limits.bodies.available() > 56 << 10 {
+        tokio::task::yield_now().await;
+    }
+
+    // A 100 KiB request does not fit beside it: after waiting for room, a
+    // retryable 503, and nothing stored.
+    let mut request = ExportTraceServiceRequest::decode(&fixture(PB_FIXTURE)[..]).unwrap();
+    request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(100 << 10);
+    let body = request.encode_to_vec();
+    let (status, headers, reply) = send(app.clone(), post(PB, body.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        rpc_status(&reply)
+            .message
+            .contains("request bodies in flight"),
+        "{:?}",
+        rpc_status(&reply).message
+    );
+    assert!(sink.spans().is_empty());
+
+    // Once the quiet sender is gone its room is free again.
+    holder.abort();
+    let _ = holder.await;
+    let (status, _, _) = send(app, post(PB, body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sink.spans().len(), 14);
+}

@@ -45,7 +45,18 @@ pub struct Limits {
     /// Decoded memory of all requests in flight together, and so of any
     /// one request (see [`DecodeGate`]).
     pub(crate) gate: DecodeGate,
+    /// Request bodies in flight (read, inflated, being decoded), all
+    /// together: half of the decoded bound. Bodies are gated apart from
+    /// what they decode to, and always taken first, so no request waits
+    /// for one gate while holding the other's room another request needs.
+    pub(crate) bodies: DecodeGate,
 }
+
+/// How long a request waits for room for its body before it is answered
+/// "overloaded, retry" (HTTP 503 / gRPC `UNAVAILABLE`). Room is taken as
+/// bytes arrive, so two half-read bodies could each wait for the other:
+/// the wait ends that.
+pub(crate) const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Limits {
     /// Bodies up to `max_request_bytes`; decoded requests in flight (being
@@ -55,6 +66,7 @@ impl Limits {
         Limits {
             max_request_bytes,
             gate: DecodeGate::new(max_decoded_bytes),
+            bodies: DecodeGate::new(max_decoded_bytes / 2),
         }
     }
 
@@ -108,9 +120,45 @@ impl DecodeGate {
         let permit = Arc::clone(&self.permits).acquire_many_owned(kib).await.ok();
         (Admitted(permit), kib as usize * 1024)
     }
+
+    /// Bytes free in the gate now.
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.permits.available_permits() * 1024
+    }
+
+    /// Grows `held` to cover `bytes` in all (at most the whole gate),
+    /// waiting at most `wait` for the room; `false` if it did not come.
+    pub(crate) async fn grow_to(
+        &self,
+        held: &mut Admitted,
+        bytes: usize,
+        wait: std::time::Duration,
+    ) -> bool {
+        let want = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.capacity_kib);
+        let have = held.0.as_ref().map_or(0, |p| p.num_permits());
+        let Some(more) = (want as usize).checked_sub(have).filter(|n| *n > 0) else {
+            return true;
+        };
+        let acquire = Arc::clone(&self.permits).acquire_many_owned(more as u32);
+        match tokio::time::timeout(wait, acquire).await {
+            // The semaphore is never closed.
+            Ok(Ok(permit)) => {
+                match &mut held.0 {
+                    Some(p) => p.merge(permit),
+                    None => held.0 = Some(permit),
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Permits of one request in the [`DecodeGate`], given back when dropped.
+#[derive(Default)]
 pub(crate) struct Admitted(Option<tokio::sync::OwnedSemaphorePermit>);
 
 impl Admitted {

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | stored (maybe some spans rejected) | OK, `partial_success` when spans were rejected or links dropped |
 //! | malformed protobuf | `INVALID_ARGUMENT` |
-//! | message over [`Limits::max_request_bytes`] (after gzip) | tonic's `OUT_OF_RANGE` / `RESOURCE_EXHAUSTED` |
+//! | message over [`Limits::max_request_bytes`] (after gzip) | `RESOURCE_EXHAUSTED` (tonic's `OUT_OF_RANGE` for an uncompressed one) |
+//! | request bodies in flight fill their gate for 5 s | `UNAVAILABLE` |
 //! | sink [`SinkError::Overloaded`] | `UNAVAILABLE` (SDKs retry it with backoff) |
 //! | sink [`SinkError::TooLarge`] | `INVALID_ARGUMENT` |
 //! | sink [`SinkError::Failed`] | `INTERNAL` |
@@ -96,20 +97,157 @@ where
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let reached = Arc::new(AtomicBool::new(false));
-        let export = Export {
-            sink: Arc::clone(&self.sink),
-            reached: Arc::clone(&reached),
-            gate: self.limits.gate.clone(),
-            bodies: self.limits.bodies.clone(),
-        };
+        let sink = Arc::clone(&self.sink);
+        let gate = self.limits.gate.clone();
+        let bodies = self.limits.bodies.clone();
         let limit = self.limits.max_request_bytes;
         Box::pin(async move {
+            // The whole request is read here first, taking room in the
+            // body gate as it arrives, and a gzip message is inflated off
+            // the async workers; tonic then only unframes bytes in memory.
+            let (parts, body) = request.into_parts();
+            let mut held = Admitted::default();
+            let raw = match read_grpc_body(body, limit, &bodies, &mut held).await {
+                Ok(raw) => raw,
+                Err(status) => return Ok(status.into_http()),
+            };
+            let gzip = parts
+                .headers
+                .get("grpc-encoding")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            let (raw, held) = if gzip {
+                let runtime = tokio::runtime::Handle::current();
+                let inflated = tokio::task::spawn_blocking(move || {
+                    let out = inflate_message(&raw, limit, |len| {
+                        runtime.block_on(bodies.grow_to(&mut held, raw.len() + len, BODY_WAIT))
+                    });
+                    out.map(|message| {
+                        let message = message.unwrap_or(raw);
+                        held.shrink_to(message.len());
+                        (message, held)
+                    })
+                })
+                .await;
+                match inflated {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(status)) => return Ok(status.into_http()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "inflating an OTLP/gRPC export panicked");
+                        return Ok(Status::internal(
+                            "inflating the request failed (a bug; it is logged)",
+                        )
+                        .into_http());
+                    }
+                }
+            } else {
+                (raw, held)
+            };
+            let request = http::Request::from_parts(parts, http_body_util::Full::new(raw));
+            let export = Export {
+                sink,
+                reached: Arc::clone(&reached),
+                gate,
+                body_room: Some(held),
+            };
             let mut grpc = tonic::server::Grpc::new(OtlpCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
             let response = grpc.unary(export, request).await;
             Ok(client_fault_is_invalid_argument(response, &reached))
         })
+    }
+}
+
+/// Reads a whole gRPC request body: at most `limit` bytes of message plus
+/// its framing and what gzip may add, growing `held` in `bodies` as bytes
+/// arrive.
+async fn read_grpc_body<B>(
+    body: B,
+    limit: usize,
+    bodies: &DecodeGate,
+    held: &mut Admitted,
+) -> Result<Bytes, Status>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<StdError>,
+{
+    use http_body_util::BodyExt;
+    let most = limit.saturating_add(limit / 64).saturating_add(1024);
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e: StdError = e.into();
+            if super::timed_out(e.as_ref()) {
+                Status::deadline_exceeded(format!("could not read the request: {e}"))
+            } else {
+                Status::invalid_argument(format!("could not read the request: {e}"))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > most {
+            return Err(Status::resource_exhausted(format!(
+                "request message exceeds the limit of {limit} bytes"
+            )));
+        }
+        if !bodies
+            .grow_to(held, out.len() + data.len(), BODY_WAIT)
+            .await
+        {
+            return Err(Status::unavailable(
+                "overloaded, retry later: request bodies in flight fill their memory budget",
+            ));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
+/// The request body with its one gzip-compressed message inflated and
+/// framed uncompressed, or `None` when the body is not one compressed
+/// message (tonic then reads it as sent, and names what is wrong). Asks
+/// `room` for room for that many inflated bytes before each step.
+fn inflate_message(
+    body: &Bytes,
+    limit: usize,
+    mut room: impl FnMut(usize) -> bool,
+) -> Result<Option<Bytes>, Status> {
+    use std::io::Read;
+    const STEP: usize = 1 << 20;
+    let [1, a, b, c, d, ..] = body[..] else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if body.len() != 5 + len {
+        return Ok(None);
+    }
+    let mut out = vec![0, 0, 0, 0, 0];
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut inflater = flate2::read::GzDecoder::new(&body[5..]).take(cap);
+    loop {
+        let want = (out.len() - 5 + STEP).min(limit + 1);
+        if !room(want) {
+            return Err(Status::unavailable(
+                "overloaded, retry later: request bodies in flight fill their memory budget",
+            ));
+        }
+        let step = (&mut inflater)
+            .take((want - (out.len() - 5)) as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| Status::invalid_argument(format!("invalid gzip message: {e}")))?;
+        let inflated = out.len() - 5;
+        if inflated > limit {
+            return Err(Status::resource_exhausted(format!(
+                "decompressed request message exceeds the limit of {limit} bytes"
+            )));
+        }
+        if step == 0 || inflated < want {
+            let framed = u32::try_from(inflated).unwrap_or(u32::MAX).to_be_bytes();
+            out[1..5].copy_from_slice(&framed);
+            return Ok(Some(Bytes::from(out)));
+        }
     }
 }
 
@@ -143,8 +281,9 @@ struct Export {
     reached: Arc<AtomicBool>,
     /// Decoded memory in flight (see [`super::DecodeGate`]).
     gate: DecodeGate,
-    /// Request bodies in flight (see [`Limits`]).
-    bodies: DecodeGate,
+    /// The request's room among the bodies in flight (see [`Limits`]),
+    /// given back once the message is decoded.
+    body_room: Option<Admitted>,
 }
 
 /// The request is the message's raw bytes: decoding them into spans here,
@@ -159,20 +298,11 @@ impl UnaryService<Bytes> for Export {
         self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
         let gate = self.gate.clone();
-        let bodies = self.bodies.clone();
+        let held = self.body_room.take();
         Box::pin(async move {
             // Decoding costs CPU in proportion to the message: off the
-            // async workers. (tonic gunzips before this, on the worker.)
+            // async workers (the call has inflated it off them too).
             let body = request.into_inner();
-            // The message counts among the bodies in flight until it is
-            // decoded. (tonic has read it already: while it reads, a
-            // message is bounded only by the message size limit.)
-            let mut held = Admitted::default();
-            if !bodies.grow_to(&mut held, body.len(), BODY_WAIT).await {
-                return Err(Status::unavailable(
-                    "overloaded, retry later: request bodies in flight fill their memory budget",
-                ));
-            }
             let (mut admitted, budget) = gate.enter(protobuf_bound(body.len())).await;
             let (decoded, used) = tokio::task::spawn_blocking(move || {
                 let decoded = decode_wire_within(&body, budget);

@@ -229,6 +229,11 @@ fn service_is_named_for_otlp_exporters() {
 /// Posts `body` as the raw HTTP/2 body of an Export call (gRPC framing
 /// included, so the test can break it) and returns the gRPC status.
 async fn export_frames(addr: SocketAddr, body: Vec<u8>) -> (Code, String) {
+    export_encoded_frames(addr, body, "identity").await
+}
+
+/// [`export_frames`] with a `grpc-encoding`.
+async fn export_encoded_frames(addr: SocketAddr, body: Vec<u8>, encoding: &str) -> (Code, String) {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -239,6 +244,7 @@ async fn export_frames(addr: SocketAddr, body: Vec<u8>) -> (Code, String) {
     let request = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
+        .header("grpc-encoding", encoding)
         .body(tonic::body::Body::new(
             http_body_util::Full::new(Bytes::from(body))
                 .map_err(|e| -> tonic::codegen::StdError { match e {} }),
@@ -301,4 +307,96 @@ async fn a_failing_store_is_still_internal() {
     let (code, message) = export_frames(addr, frame(false, message.len() as u32, &message)).await;
     assert_eq!(code, Code::Internal, "{message}");
     assert!(message.contains("storing spans failed"), "{message}");
+}
+
+#[tokio::test]
+async fn gzip_messages_are_inflated_within_the_limit_and_bad_gzip_is_invalid_argument() {
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let (addr, sink) = serve(SinkMode::Accept, 64 << 10).await;
+
+    // A few KiB that inflate past the limit: refused, nothing stored.
+    let bomb = gzip(&vec![0u8; 4 << 20]);
+    let (code, message) =
+        export_encoded_frames(addr, frame(true, bomb.len() as u32, &bomb), "gzip").await;
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert_eq!(
+        message,
+        "decompressed request message exceeds the limit of 65536 bytes"
+    );
+
+    // Not gzip at all behind the compressed flag.
+    let (code, message) = export_encoded_frames(addr, frame(true, 5, b"hello"), "gzip").await;
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("invalid gzip message"), "{message}");
+    assert!(sink.spans().is_empty());
+
+    // The same framing with a real message is stored.
+    let message = gzip(&fixture_request().encode_to_vec());
+    let (code, text) =
+        export_encoded_frames(addr, frame(true, message.len() as u32, &message), "gzip").await;
+    assert_eq!(code, Code::Ok, "{text}");
+    assert_eq!(sink.spans().len(), 14);
+}
+
+#[tokio::test]
+async fn messages_in_flight_share_the_body_gate_with_http() {
+    use http_body_util::StreamBody;
+    use tonic::codegen::tokio_stream::{self, StreamExt};
+    use tower::ServiceExt;
+    // Bodies may hold 256 KiB in flight.
+    let limits = Limits::new(1 << 20, 512 << 10);
+    let sink = Arc::new(RecordingSink::new(SinkMode::Accept));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(trace_service(sink.clone(), limits.clone()))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+
+    // A caller that sent 200 KiB of its message and went quiet.
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let sent: Vec<Result<http_body::Frame<Bytes>, tonic::codegen::StdError>> = vec![Ok(
+        http_body::Frame::data(Bytes::from(frame(false, 300 << 10, &vec![0x0a; 200 << 10]))),
+    )];
+    let stalled = tokio_stream::iter(sent).chain(tokio_stream::pending());
+    let request = http::Request::post(format!("http://{addr}{EXPORT_PATH}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(StreamBody::new(stalled)))
+        .unwrap();
+    let holder = tokio::spawn(channel.oneshot(request));
+    while limits.bodies.available() > 56 << 10 {
+        tokio::task::yield_now().await;
+    }
+
+    // A 100 KiB message does not fit beside it: UNAVAILABLE, which the
+    // SDKs retry, and nothing stored.
+    let mut request = fixture_request();
+    request.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(100 << 10);
+    let message = request.encode_to_vec();
+    let body = frame(false, message.len() as u32, &message);
+    let (code, text) = export_frames(addr, body.clone()).await;
+    assert_eq!(code, Code::Unavailable, "{text}");
+    assert!(text.contains("request bodies in flight"), "{text}");
+    assert!(sink.spans().is_empty());
+
+    // Once the quiet caller is gone, its room is free again.
+    holder.abort();
+    let _ = holder.await;
+    while limits.bodies.available() < 256 << 10 {
+        tokio::task::yield_now().await;
+    }
+    let (code, text) = export_frames(addr, body).await;
+    assert_eq!(code, Code::Ok, "{text}");
+    assert_eq!(sink.spans().len(), 14);
 }

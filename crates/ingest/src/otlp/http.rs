@@ -40,7 +40,8 @@ use prost::Message;
 use super::json::{decode_shaped, json_shape, JsonShape};
 use super::wire::decode_wire_within;
 use super::{
-    export_response, protobuf_bound, Admitted, DecodeError, DecodeGate, Limits, BODY_WAIT,
+    export_response, protobuf_bound, timed_out, Admitted, DecodeError, DecodeGate, Limits,
+    BODY_WAIT,
 };
 use crate::{SinkError, SpanSink};
 
@@ -333,22 +334,6 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, Refusal> {
             "unsupported Content-Encoding {text:?}: want gzip or identity"
         )))
     }
-}
-
-/// Whether a body read failed because the client stalled: the listener
-/// reports that as an [`std::io::Error`] of kind `TimedOut` somewhere in the
-/// chain, so this crate need not know the listener's types.
-fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes,

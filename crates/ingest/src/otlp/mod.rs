@@ -173,6 +173,22 @@ impl Admitted {
     }
 }
 
+/// Whether a body read failed because the client stalled: the listener
+/// reports that as an [`std::io::Error`] of kind `TimedOut` somewhere in the
+/// chain, so this crate need not know the listener's types.
+pub(crate) fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// The most a protobuf body of `len` bytes can decode to: every 2 bytes
 /// a message of [`wire`]'s per-message charge, every 28 bytes a span, the
 /// strings one for one.

@@ -115,6 +115,10 @@ impl CpuPool {
     }
 }
 
+/// An answer at least this large marks its job as large (see
+/// [`chaintrace_model::memory`]).
+const LARGE_ANSWER_BYTES: u64 = 1 << 20;
+
 /// One slot of a [`CpuPool`], held by one request; see [`CpuPool::slot`].
 #[derive(Debug)]
 pub struct Slot {
@@ -129,10 +133,7 @@ impl Slot {
     ) -> Result<T, CpuError> {
         let joined = tokio::task::spawn_blocking(move || {
             let _slot = self;
-            let out = work();
-            // Heavy by definition: give back what it freed.
-            chaintrace_model::memory::release_unused();
-            out
+            work()
         })
         .await;
         joined.map_err(|e| {
@@ -153,6 +154,16 @@ impl Slot {
 
     /// Runs `work`, which builds the answer, on a blocking thread.
     pub async fn respond(self, work: impl FnOnce() -> Response + Send + 'static) -> Response {
+        let work = move || {
+            let response = work();
+            // A job that wrote a large answer held more while it worked:
+            // give back what it freed. Small ones keep it for the next.
+            let size = axum::body::HttpBody::size_hint(response.body()).lower();
+            if size >= LARGE_ANSWER_BYTES {
+                chaintrace_model::memory::release_unused();
+            }
+            response
+        };
         match self.run(work).await {
             Ok(response) => response,
             Err(e) => e.into_response(),

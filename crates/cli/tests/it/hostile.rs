@@ -210,7 +210,7 @@ async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
         "no hostile request is a server error: {statuses:?}"
     );
 
-    // Issue 19's bar: under 1 GiB. Measured here (debug build): 526-540
+    // Issue 19's bar: under 1 GiB. Measured here (debug build): 514-540
     // MiB, of which about 110 MiB before the run. It was 5.3 GiB at the
     // first hostile run, and 1.1-2.0 GiB while reads loaded their traces
     // before queueing for the CPU pool, bodies were read outside any gate,

@@ -36,7 +36,7 @@ pub struct AppState {
 /// Builds the query API router over `store`, pricing LLM calls with `prices`.
 pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
     use crate::search::{analytics_handler, search, trace_analysis, Analytics};
-    Router::new()
+    let router = Router::new()
         .route("/", get(crate::ui::search_page))
         .route("/trace/{trace_id}", get(crate::ui::trace_page))
         .route("/ui/{version}/{file}", get(crate::ui::asset))
@@ -82,15 +82,19 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/operations", get(crate::jaeger_api::operations))
         .route("/api/traces", get(crate::jaeger_api::find_traces))
         .route("/api/dependencies", get(crate::jaeger_api::dependencies))
-        .fallback(not_found)
+        .fallback(not_found);
+    let cpu = CpuPool::default();
+    router
         // gzip when the client asks for it (browsers, Grafana and curl
-        // --compressed do): trace JSON shrinks about tenfold.
+        // --compressed do): trace JSON shrinks about tenfold. Large answers
+        // are compressed off the async workers first; tower-http does the
+        // rest and skips what is already encoded.
+        .layer(axum::middleware::from_fn_with_state(
+            cpu.clone(),
+            crate::compress::gzip_large_answers,
+        ))
         .layer(tower_http::compression::CompressionLayer::new())
-        .with_state(AppState {
-            store,
-            prices,
-            cpu: CpuPool::default(),
-        })
+        .with_state(AppState { store, prices, cpu })
 }
 
 async fn index() -> impl IntoResponse {

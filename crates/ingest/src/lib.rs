@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+pub mod jaeger;
 pub mod otlp;
 mod sink;
 

@@ -1,0 +1,1 @@
+//! A Thrift binary encoder of Jaeger structs, for tests only.

@@ -99,7 +99,7 @@ impl BatchReader {
                         return r.skip(ty);
                     }
                     self.span(r, index)
-                        .map_err(|e| e.within(&format!("spans[{index}]")))
+                        .map_err(|e| e.within(&format!("[{index}]")))
                 })
                 .map_err(|e| e.within("spans")),
             _ => r.skip(ty),
@@ -136,8 +136,7 @@ impl BatchReader {
     fn convert(&mut self, raw: RawSpan, place: &str) -> std::result::Result<Span, String> {
         let trace_id = trace_id(raw.trace_id_high, raw.trace_id_low)
             .map_err(|e| format!("traceIdHigh/traceIdLow: {e}"))?;
-        let span_id =
-            SpanId::from_bytes(&raw.span_id.to_be_bytes()).map_err(|e| format!("spanId: {e}"))?;
+        let span_id = SpanId::from_bytes(&raw.span_id.to_be_bytes()).map_err(|e| e.to_string())?;
         let mut parent_span_id =
             (raw.parent_span_id != 0).then(|| SpanId(raw.parent_span_id.to_be_bytes()));
 
@@ -146,7 +145,7 @@ impl BatchReader {
             let ids = trace_id_of(&reference).and_then(|t| {
                 SpanId::from_bytes(&reference.span_id.to_be_bytes())
                     .map(|s| (t, s))
-                    .map_err(|e| format!("spanId: {e}"))
+                    .map_err(|e| e.to_string())
             });
             let (ref_trace, ref_span) = match ids {
                 Ok(ids) => ids,

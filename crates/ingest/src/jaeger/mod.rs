@@ -58,6 +58,10 @@ pub use udp::{bind_udp, serve_udp, UdpCounts, UdpStats, UDP_RECEIVE_BUFFER};
 pub use crate::otlp::DecodedSpans;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod test_encoder;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod udp_tests;

@@ -1,7 +1,7 @@
 //! Receivers and decoders: wire data in, checked [`chaintrace_model::Span`]s out.
 //!
 //! This crate owns the edge of chaintrace where senders' bytes arrive. It
-//! parses them (OTLP protobuf and OTLP/JSON today), turns them once into the
+//! parses them (OTLP protobuf, OTLP/JSON and Jaeger Thrift), turns them once into the
 //! span model — rejecting, per span, what cannot be stored (bad ids) and
 //! naming where it was — and hands each batch to a [`SpanSink`]. It never
 //! stores anything itself: durability and back-pressure belong to whatever
@@ -15,6 +15,10 @@
 //! - [`otlp::trace_service`]: the OTLP/gRPC `TraceService/Export` receiver for
 //!   a tonic server.
 //! - [`otlp::Limits`]: the request size bound shared by both receivers.
+//! - [`jaeger::decode_emit_batch`], [`jaeger::decode_batch`]: Jaeger Thrift
+//!   (compact and binary) to the same [`otlp::DecodedSpans`].
+//! - [`jaeger::serve_udp`]: the Jaeger agent's UDP ports (6831 compact,
+//!   6832 binary), counting what it drops in [`jaeger::UdpStats`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,6 +50,7 @@
 //! # }
 //! ```
 
+pub mod jaeger;
 pub mod otlp;
 mod sink;
 

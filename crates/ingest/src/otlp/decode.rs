@@ -70,8 +70,14 @@ impl DecodedSpans {
 
     /// Counts the span at `pos` as rejected, for `reason`.
     pub(crate) fn reject_span(&mut self, pos: SpanPos, reason: &dyn fmt::Display) {
+        self.reject(&pos, reason);
+    }
+
+    /// Counts the span at `place` (in whatever protocol's words) as
+    /// rejected, for `reason`.
+    pub(crate) fn reject(&mut self, place: &dyn fmt::Display, reason: &dyn fmt::Display) {
         self.rejected += 1;
-        self.note(format!("{pos}: {reason}"));
+        self.note(format!("{place}: {reason}"));
     }
 
     /// Counts a dropped link; `message` comes from [`link_dropped`].

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: OTLP receivers, embedded store, query API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Show one trace as a Gantt tree.
     Trace(client::TraceArgs),
     /// List recent traces, newest first.
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Trace(args) => client::trace(args).await,
         Command::Traces(args) => client::traces(args).await,
         Command::Demo(args) => demo::run(args).await,

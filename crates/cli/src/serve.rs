@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use chaintrace_analysis::PriceTable;
+use chaintrace_ingest::jaeger::ThriftProtocol;
 use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_model::{DurationNanos, Span};
@@ -40,6 +41,15 @@ pub struct ServeArgs {
     /// Address of the query API (and, later, the web UI).
     #[arg(long, env = "CHAINTRACE_HTTP", default_value = "127.0.0.1:16686")]
     pub http: SocketAddr,
+
+    /// UDP address of the Jaeger agent receiver for Thrift compact
+    /// (`emitBatch`, what Jaeger clients send to 6831), or `off`.
+    #[arg(long, env = "CHAINTRACE_JAEGER_COMPACT", default_value = "127.0.0.1:6831", value_parser = parse_listen)]
+    pub jaeger_compact: Listen,
+
+    /// UDP address of the Jaeger agent receiver for Thrift binary (6832), or `off`.
+    #[arg(long, env = "CHAINTRACE_JAEGER_BINARY", default_value = "127.0.0.1:6832", value_parser = parse_listen)]
+    pub jaeger_binary: Listen,
 
     /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
     #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
@@ -105,6 +115,21 @@ pub struct ServeArgs {
     /// yet, so anyone who can reach the ports can send and read traces.
     #[arg(long, env = "CHAINTRACE_INSECURE")]
     pub insecure: bool,
+}
+
+/// A listener's address, or `off` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+/// Reads `host:port` or `off`.
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    text.trim()
+        .parse::<SocketAddr>()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("{text:?} is not an address: want host:port (127.0.0.1:6831) or off"))
 }
 
 /// Reads `16MiB`, `512KiB`, `1GiB`, `1MB` or a plain byte count.
@@ -227,11 +252,17 @@ fn check_exposure(args: &ServeArgs) -> Result<()> {
     if args.insecure {
         return Ok(());
     }
-    for (flag, addr) in [
-        ("--otlp-grpc", args.otlp_grpc),
-        ("--otlp-http", args.otlp_http),
-        ("--http", args.http),
-    ] {
+    let listeners = [
+        ("--otlp-grpc", Some(args.otlp_grpc)),
+        ("--otlp-http", Some(args.otlp_http)),
+        ("--http", Some(args.http)),
+        ("--jaeger-compact", args.jaeger_compact.0),
+        ("--jaeger-binary", args.jaeger_binary.0),
+    ];
+    for (flag, addr) in listeners
+        .into_iter()
+        .filter_map(|(flag, addr)| addr.map(|a| (flag, a)))
+    {
         if !addr.ip().is_loopback() {
             bail!(
                 "{flag} {addr} is not a loopback address; chaintrace has no API keys yet, \
@@ -286,6 +317,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
     let otlp_http_listener = bind("OTLP/HTTP", args.otlp_http).await?;
     let api_listener = bind("the query API", args.http).await?;
+    let mut jaeger_sockets = Vec::new();
+    for (addr, protocol) in [
+        (args.jaeger_compact.0, ThriftProtocol::Compact),
+        (args.jaeger_binary.0, ThriftProtocol::Binary),
+    ] {
+        if let Some(addr) = addr {
+            let socket = chaintrace_ingest::jaeger::bind_udp(addr).with_context(|| {
+                format!("cannot listen for Jaeger Thrift {protocol} (UDP) on {addr}")
+            })?;
+            jaeger_sockets.push((socket, protocol));
+        }
+    }
 
     println!(
         "chaintrace {} · data in {} (replayed {} spans from {} WAL records)",
@@ -299,6 +342,22 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "OTLP/HTTP listening on http://{}/v1/traces",
         otlp_http_listener.local_addr()?
     );
+    // Counted per receiver; the /metrics endpoint will read them.
+    let mut jaeger_tasks = Vec::new();
+    for (socket, protocol) in jaeger_sockets {
+        println!(
+            "Jaeger Thrift {protocol} (UDP) listening on {}",
+            socket.local_addr()?
+        );
+        let stats = Arc::new(chaintrace_ingest::jaeger::UdpStats::new());
+        jaeger_tasks.push(tokio::spawn(chaintrace_ingest::jaeger::serve_udp(
+            socket,
+            protocol,
+            sink.clone(),
+            stats,
+        )));
+    }
+    // Printed last: scripts wait for this line to know every listener is up.
     println!(
         "query API listening on http://{}",
         api_listener.local_addr()?
@@ -345,6 +404,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         result.with_context(|| format!("{what} server task failed"))?;
         bail!("{what} server stopped unexpectedly");
     }
+    // UDP receivers hold no connection to drain: stop them now.
+    for task in jaeger_tasks {
+        task.abort();
+    }
     grpc.await.context("OTLP/gRPC server task failed")?;
     otlp_http.await.context("OTLP/HTTP server task failed")?;
     api.await.context("query API server task failed")?;
@@ -354,7 +417,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, parse_listen, Listen};
+
+    #[test]
+    fn listeners_take_an_address_or_off() {
+        assert_eq!(parse_listen("off"), Ok(Listen(None)));
+        assert_eq!(
+            parse_listen("127.0.0.1:6831"),
+            Ok(Listen(Some("127.0.0.1:6831".parse().unwrap())))
+        );
+        let err = parse_listen("6831").unwrap_err();
+        assert!(err.contains("want host:port"), "{err}");
+    }
 
     #[test]
     fn sizes_with_units() {

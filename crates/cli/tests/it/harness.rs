@@ -37,13 +37,17 @@ pub fn testdata(name: &str) -> Vec<u8> {
 }
 
 /// `chaintrace serve` on port 0 everywhere (loopback).
-pub const SERVE_ON_FREE_PORTS: [&str; 7] = [
+pub const SERVE_ON_FREE_PORTS: [&str; 11] = [
     "serve",
     "--otlp-grpc",
     "127.0.0.1:0",
     "--otlp-http",
     "127.0.0.1:0",
     "--http",
+    "127.0.0.1:0",
+    "--jaeger-compact",
+    "127.0.0.1:0",
+    "--jaeger-binary",
     "127.0.0.1:0",
 ];
 
@@ -58,6 +62,8 @@ pub struct Server {
     pub api: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// UDP address of the Jaeger Thrift compact receiver.
+    pub jaeger_compact: Option<SocketAddr>,
 }
 
 impl Server {
@@ -83,6 +89,7 @@ impl Server {
             }
         });
         let (mut grpc, mut otlp_http, mut api) = (None, None, None);
+        let mut jaeger_compact = None;
         while grpc.is_none() || otlp_http.is_none() || api.is_none() {
             // A generous bound so a broken server fails the test instead of hanging it.
             let line = match rx.recv_timeout(Duration::from_secs(120)) {
@@ -99,6 +106,8 @@ impl Server {
                 otlp_http = Some(addr);
             } else if line.starts_with("query API listening on ") {
                 api = Some(addr);
+            } else if line.starts_with("Jaeger Thrift compact (UDP) listening on ") {
+                jaeger_compact = Some(addr.parse().expect("Jaeger compact addr"));
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -109,6 +118,7 @@ impl Server {
             otlp_http: otlp_http.unwrap(),
             api: api.unwrap(),
             data_dir: data_dir.to_path_buf(),
+            jaeger_compact,
         }
     }
 

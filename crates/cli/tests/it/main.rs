@@ -11,6 +11,7 @@ mod durability;
 mod fixtures;
 mod harness;
 mod hostile;
+mod jaeger_udp;
 mod otlp;
 mod python_sdk;
 mod slow_clients;

@@ -31,6 +31,7 @@ use tonic::codegen::{Body, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
+use super::body::{inflate_onto, read_gated, BodyError};
 use super::wire::decode_wire_within;
 use super::{export_response, protobuf_bound, Admitted, DecodeGate, Limits, BODY_WAIT};
 use crate::{SinkError, SpanSink};
@@ -171,38 +172,28 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<StdError>,
 {
-    use http_body_util::BodyExt;
     let most = limit.saturating_add(limit / 64).saturating_add(1024);
-    let mut body = std::pin::pin!(body);
-    let mut out = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            let e: StdError = e.into();
-            if super::timed_out(e.as_ref()) {
+    read_gated(body, most, 0, bodies, held)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => Status::resource_exhausted(format!(
+                "request message exceeds the limit of {limit} bytes"
+            )),
+            BodyError::TimedOut(e) => {
                 Status::deadline_exceeded(format!("could not read the request: {e}"))
-            } else {
+            }
+            BodyError::GateFull => gate_full(),
+            BodyError::Unreadable(e) | BodyError::BadGzip(e) => {
                 Status::invalid_argument(format!("could not read the request: {e}"))
             }
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if out.len() + data.len() > most {
-            return Err(Status::resource_exhausted(format!(
-                "request message exceeds the limit of {limit} bytes"
-            )));
-        }
-        if !bodies
-            .grow_to(held, out.len() + data.len(), BODY_WAIT)
-            .await
-        {
-            return Err(Status::unavailable(
-                "overloaded, retry later: request bodies in flight fill their memory budget",
-            ));
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok(out.freeze())
+        })
+}
+
+/// The answer when request bodies in flight fill their gate: retryable.
+fn gate_full() -> Status {
+    Status::unavailable(
+        "overloaded, retry later: request bodies in flight fill their memory budget",
+    )
 }
 
 /// The request body with its one gzip-compressed message inflated and
@@ -212,10 +203,8 @@ where
 fn inflate_message(
     body: &Bytes,
     limit: usize,
-    mut room: impl FnMut(usize) -> bool,
+    room: impl FnMut(usize) -> bool,
 ) -> Result<Option<Bytes>, Status> {
-    use std::io::Read;
-    const STEP: usize = 1 << 20;
     let [1, a, b, c, d, ..] = body[..] else {
         return Ok(None);
     };
@@ -224,31 +213,20 @@ fn inflate_message(
         return Ok(None);
     }
     let mut out = vec![0, 0, 0, 0, 0];
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut inflater = flate2::read::GzDecoder::new(&body[5..]).take(cap);
-    loop {
-        let want = (out.len() - 5 + STEP).min(limit + 1);
-        if !room(want) {
-            return Err(Status::unavailable(
-                "overloaded, retry later: request bodies in flight fill their memory budget",
-            ));
+    inflate_onto(&mut out, &body[5..], limit, room).map_err(|e| match e {
+        BodyError::TooLarge => Status::resource_exhausted(format!(
+            "decompressed request message exceeds the limit of {limit} bytes"
+        )),
+        BodyError::GateFull => gate_full(),
+        BodyError::BadGzip(e) | BodyError::TimedOut(e) | BodyError::Unreadable(e) => {
+            Status::invalid_argument(format!("invalid gzip message: {e}"))
         }
-        let step = (&mut inflater)
-            .take((want - (out.len() - 5)) as u64)
-            .read_to_end(&mut out)
-            .map_err(|e| Status::invalid_argument(format!("invalid gzip message: {e}")))?;
-        let inflated = out.len() - 5;
-        if inflated > limit {
-            return Err(Status::resource_exhausted(format!(
-                "decompressed request message exceeds the limit of {limit} bytes"
-            )));
-        }
-        if step == 0 || inflated < want {
-            let framed = u32::try_from(inflated).unwrap_or(u32::MAX).to_be_bytes();
-            out[1..5].copy_from_slice(&framed);
-            return Ok(Some(Bytes::from(out)));
-        }
-    }
+    })?;
+    let framed = u32::try_from(out.len() - 5)
+        .unwrap_or(u32::MAX)
+        .to_be_bytes();
+    out[1..5].copy_from_slice(&framed);
+    Ok(Some(Bytes::from(out)))
 }
 
 /// tonic answers `INTERNAL` when it cannot get one message out of the

@@ -23,7 +23,6 @@
 //! A 415 for an unknown `Content-Type` answers `text/plain`, since the
 //! client's format is unknown.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -33,15 +32,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
+use super::body::{inflate_onto, read_gated, BodyError};
 use super::json::{decode_shaped, json_shape, JsonShape};
 use super::wire::decode_wire_within;
 use super::{
-    export_response, protobuf_bound, timed_out, Admitted, DecodeError, DecodeGate, Limits,
-    BODY_WAIT,
+    export_response, protobuf_bound, Admitted, DecodeError, DecodeGate, Limits, BODY_WAIT,
 };
 use crate::{SinkError, SpanSink};
 
@@ -354,40 +352,21 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    // Sized by the declared length (at most `limit`): untouched capacity
-    // costs no memory, and the body is copied once, not gathered and then
-    // joined.
-    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit).min(limit));
-    let mut out = bytes::BytesMut::with_capacity(capacity);
-    let mut body = Limited::new(body, limit);
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(e) if timed_out(e.as_ref()) => {
-                return Err(Refusal::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    tonic::Code::DeadlineExceeded,
-                    format!("could not read the request body: {e}"),
-                ))
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+    read_gated(body, limit, capacity, bodies, held)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => too_large(),
+            BodyError::TimedOut(e) => Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                tonic::Code::DeadlineExceeded,
+                format!("could not read the request body: {e}"),
+            ),
+            BodyError::GateFull => bodies_full(),
+            BodyError::Unreadable(e) | BodyError::BadGzip(e) => {
+                Refusal::bad_request(format!("could not read the request body: {e}"))
             }
-            Err(e) => {
-                return Err(Refusal::bad_request(format!(
-                    "could not read the request body: {e}"
-                )))
-            }
-        };
-        if let Ok(data) = frame.into_data() {
-            if !bodies
-                .grow_to(held, out.len() + data.len(), BODY_WAIT)
-                .await
-            {
-                return Err(bodies_full());
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
+        })
 }
 
 /// The refusal when request bodies in flight fill their gate for
@@ -400,38 +379,24 @@ fn bodies_full() -> Refusal {
     )
 }
 
-/// How much a gzip body is inflated by between asks for room.
-const INFLATE_STEP: usize = 1 << 20;
-
-/// Inflates a gzip body, refusing it once the output passes `limit` bytes:
-/// a few KiB of gzip can inflate to gigabytes. Before each step it asks
-/// `room` for room for that many output bytes in all.
+/// Inflates a gzip body of at most `limit` bytes inflated, asking `room`
+/// for room as it goes.
 fn gunzip(
     compressed: &[u8],
     limit: usize,
-    mut room: impl FnMut(usize) -> bool,
+    room: impl FnMut(usize) -> bool,
 ) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut inflater = flate2::read::MultiGzDecoder::new(compressed).take(cap);
-    loop {
-        let want = (out.len() + INFLATE_STEP).min(limit + 1);
-        if !room(want) {
-            return Err(bodies_full());
+    inflate_onto(&mut out, compressed, limit, room).map_err(|e| match e {
+        BodyError::TooLarge => Refusal::too_large(format!(
+            "decompressed request body exceeds the limit of {limit} bytes"
+        )),
+        BodyError::GateFull => bodies_full(),
+        BodyError::BadGzip(e) | BodyError::TimedOut(e) | BodyError::Unreadable(e) => {
+            Refusal::bad_request(format!("invalid gzip body: {e}"))
         }
-        let step = (&mut inflater)
-            .take((want - out.len()) as u64)
-            .read_to_end(&mut out)
-            .map_err(|e| Refusal::bad_request(format!("invalid gzip body: {e}")))?;
-        if out.len() > limit {
-            return Err(Refusal::too_large(format!(
-                "decompressed request body exceeds the limit of {limit} bytes"
-            )));
-        }
-        if step == 0 || out.len() < want {
-            return Ok(out);
-        }
-    }
+    })?;
+    Ok(out)
 }
 
 /// 200 with the response in the request's format. In JSON an absent

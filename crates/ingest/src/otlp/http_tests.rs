@@ -4,6 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Request};
+use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tower::ServiceExt;
 

@@ -401,7 +401,9 @@ export class Gantt {
     this.axisKey = key;
     for (const t of [...axis.querySelectorAll('.tick')]) t.remove();
     const span = v1 - v0;
-    const raw = span / 8;
+    // About one label per 80 px, so labels such as "41 min 40 s" never
+    // overlap, however narrow the window.
+    const raw = span / Math.max(2, Math.floor(axis.clientWidth / 80));
     const pow = 10 ** Math.floor(Math.log10(raw));
     const step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) || raw;
     for (let t = Math.ceil(v0 / step) * step; t <= v1; t += step) {

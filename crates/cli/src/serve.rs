@@ -51,6 +51,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_JAEGER_BINARY", default_value = "127.0.0.1:6832", value_parser = parse_listen)]
     pub jaeger_binary: Listen,
 
+    /// Address of the Jaeger collector receiver (`POST /api/traces`,
+    /// Thrift binary, what Jaeger exporters send to a collector endpoint), or `off`.
+    #[arg(long, env = "CHAINTRACE_JAEGER_HTTP", default_value = "127.0.0.1:14268", value_parser = parse_listen)]
+    pub jaeger_http: Listen,
+
     /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
     #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_request_bytes: usize,
@@ -258,6 +263,7 @@ fn check_exposure(args: &ServeArgs) -> Result<()> {
         ("--http", Some(args.http)),
         ("--jaeger-compact", args.jaeger_compact.0),
         ("--jaeger-binary", args.jaeger_binary.0),
+        ("--jaeger-http", args.jaeger_http.0),
     ];
     for (flag, addr) in listeners
         .into_iter()
@@ -317,6 +323,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
     let otlp_http_listener = bind("OTLP/HTTP", args.otlp_http).await?;
     let api_listener = bind("the query API", args.http).await?;
+    let jaeger_http_listener = match args.jaeger_http.0 {
+        Some(addr) => Some(bind("the Jaeger collector (HTTP)", addr).await?),
+        None => None,
+    };
     let mut jaeger_sockets = Vec::new();
     for (addr, protocol) in [
         (args.jaeger_compact.0, ThriftProtocol::Compact),
@@ -357,6 +367,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             stats,
         )));
     }
+    if let Some(listener) = &jaeger_http_listener {
+        println!(
+            "Jaeger Thrift HTTP listening on http://{}/api/traces",
+            listener.local_addr()?
+        );
+    }
     // Printed last: scripts wait for this line to know every listener is up.
     println!(
         "query API listening on http://{}",
@@ -380,6 +396,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ))
     };
     let mut grpc = serve(grpc_listener, grpc_routes, Protocol::Grpc);
+    // The Jaeger collector shares the OTLP receivers' gates (one Limits).
+    let mut jaeger_http = jaeger_http_listener.map(|listener| {
+        serve(
+            listener,
+            chaintrace_ingest::jaeger::collector_router(sink.clone(), limits.clone()),
+            Protocol::Http,
+        )
+    });
     let mut otlp_http = serve(
         otlp_http_listener,
         chaintrace_ingest::otlp::router(sink, limits),
@@ -397,6 +421,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         r = &mut grpc => Some(("OTLP/gRPC", r)),
         r = &mut otlp_http => Some(("OTLP/HTTP", r)),
         r = &mut api => Some(("query API", r)),
+        Some(r) = async {
+            match &mut jaeger_http {
+                Some(task) => Some(task.await),
+                None => std::future::pending().await,
+            }
+        } => Some(("Jaeger collector (HTTP)", r)),
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -411,6 +441,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     grpc.await.context("OTLP/gRPC server task failed")?;
     otlp_http.await.context("OTLP/HTTP server task failed")?;
     api.await.context("query API server task failed")?;
+    if let Some(task) = jaeger_http {
+        task.await
+            .context("Jaeger collector (HTTP) server task failed")?;
+    }
     drop(store);
     Ok(())
 }

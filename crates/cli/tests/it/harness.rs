@@ -37,7 +37,7 @@ pub fn testdata(name: &str) -> Vec<u8> {
 }
 
 /// `chaintrace serve` on port 0 everywhere (loopback).
-pub const SERVE_ON_FREE_PORTS: [&str; 11] = [
+pub const SERVE_ON_FREE_PORTS: [&str; 13] = [
     "serve",
     "--otlp-grpc",
     "127.0.0.1:0",
@@ -48,6 +48,8 @@ pub const SERVE_ON_FREE_PORTS: [&str; 11] = [
     "--jaeger-compact",
     "127.0.0.1:0",
     "--jaeger-binary",
+    "127.0.0.1:0",
+    "--jaeger-http",
     "127.0.0.1:0",
 ];
 
@@ -64,6 +66,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// UDP address of the Jaeger Thrift compact receiver.
     pub jaeger_compact: Option<SocketAddr>,
+    /// `http://host:port/api/traces` of the Jaeger collector receiver.
+    pub jaeger_http: Option<String>,
 }
 
 impl Server {
@@ -89,7 +93,7 @@ impl Server {
             }
         });
         let (mut grpc, mut otlp_http, mut api) = (None, None, None);
-        let mut jaeger_compact = None;
+        let (mut jaeger_compact, mut jaeger_http) = (None, None);
         while grpc.is_none() || otlp_http.is_none() || api.is_none() {
             // A generous bound so a broken server fails the test instead of hanging it.
             let line = match rx.recv_timeout(Duration::from_secs(120)) {
@@ -108,6 +112,8 @@ impl Server {
                 api = Some(addr);
             } else if line.starts_with("Jaeger Thrift compact (UDP) listening on ") {
                 jaeger_compact = Some(addr.parse().expect("Jaeger compact addr"));
+            } else if line.starts_with("Jaeger Thrift HTTP listening on ") {
+                jaeger_http = Some(addr);
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -119,6 +125,7 @@ impl Server {
             api: api.unwrap(),
             data_dir: data_dir.to_path_buf(),
             jaeger_compact,
+            jaeger_http,
         }
     }
 

@@ -11,7 +11,7 @@ mod durability;
 mod fixtures;
 mod harness;
 mod hostile;
-mod jaeger_udp;
+mod jaeger;
 mod otlp;
 mod python_sdk;
 mod slow_clients;

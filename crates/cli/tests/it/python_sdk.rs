@@ -9,18 +9,29 @@ use serde_json::Value;
 
 use crate::harness::{parent_name, span_named, tag, Server};
 
-fn python() -> String {
-    std::env::var("CHAINTRACE_TEST_PYTHON").unwrap_or_else(|_| {
+/// The Python of the virtualenv `scripts/test` made and named in `var`.
+fn python(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
         panic!(
-            "CHAINTRACE_TEST_PYTHON is not set: run the suite with ./scripts/test, \
+            "{var} is not set: run the suite with ./scripts/test, \
              which installs the OpenTelemetry Python SDK into a virtualenv"
         )
     })
 }
 
-fn run_chain(protocol: &str, endpoint: &str, fail: bool) -> Value {
+/// The OTLP exporters' Python.
+fn otlp_python() -> String {
+    python("CHAINTRACE_TEST_PYTHON")
+}
+
+/// The Jaeger Thrift exporter's Python (it pins an older SDK).
+fn jaeger_python() -> String {
+    python("CHAINTRACE_TEST_PYTHON_JAEGER")
+}
+
+fn run_chain(python: &str, protocol: &str, endpoint: &str, fail: bool) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/rag_chain.py");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python);
     cmd.arg(&script).arg(protocol).arg(endpoint);
     if fail {
         cmd.arg("fail");
@@ -128,13 +139,55 @@ async fn python_sdk_grpc_and_http_exporters() {
         for fail in [false, true] {
             let endpoint = endpoint.to_string();
             let protocol_owned = protocol.to_string();
-            let result =
-                tokio::task::spawn_blocking(move || run_chain(&protocol_owned, &endpoint, fail))
-                    .await
-                    .unwrap();
+            let result = tokio::task::spawn_blocking(move || {
+                run_chain(&otlp_python(), &protocol_owned, &endpoint, fail)
+            })
+            .await
+            .unwrap();
             check(&server, protocol, &result, fail).await;
         }
     }
     let (_, list) = server.get_json("/api/v1/traces").await;
     assert_eq!(list["traces"].as_array().unwrap().len(), 4);
+}
+
+/// The Jaeger Thrift exporter the founding document uses, unchanged, to
+/// the agent (UDP, Thrift compact) and to the collector (HTTP, Thrift
+/// binary): the same chain, tree, tags, statuses and exception log.
+#[tokio::test]
+async fn python_jaeger_thrift_exporter_to_agent_and_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let agent = server
+        .jaeger_compact
+        .expect("Jaeger agent address")
+        .to_string();
+    let collector = server
+        .jaeger_http
+        .clone()
+        .expect("Jaeger collector address");
+    for (protocol, endpoint) in [("jaeger-agent", agent), ("jaeger-collector", collector)] {
+        for fail in [false, true] {
+            let endpoint = endpoint.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                run_chain(&jaeger_python(), protocol, &endpoint, fail)
+            })
+            .await
+            .unwrap();
+            // UDP has no answer: the exporter is done before the spans are
+            // stored. Wait (bounded) until all seven are there.
+            let trace_id = result["trace_id"].as_str().unwrap().to_string();
+            let mut stored = 0;
+            for _ in 0..300 {
+                let (_, body) = server.get_json(&format!("/api/traces/{trace_id}")).await;
+                stored = body["data"][0]["spans"].as_array().map_or(0, Vec::len);
+                if stored == 7 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(stored, 7, "{protocol}: spans of {trace_id} stored");
+            check(&server, protocol, &result, fail).await;
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! with [`super::thrift`]; must not know how either protocol spells them.
 
 use std::borrow::Cow;
+use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
@@ -30,7 +31,18 @@ pub fn decode_emit_batch(
     message: &[u8],
     protocol: ThriftProtocol,
 ) -> std::result::Result<DecodedSpans, ThriftError> {
-    let mut r = Reader::new(message, protocol);
+    decode_emit_batch_within(message, protocol, usize::MAX).map(|(decoded, _)| decoded)
+}
+
+/// [`decode_emit_batch`] within `budget` bytes of decoded memory (past it,
+/// an error that [`ThriftError::is_over_budget`] recognises); also returns
+/// the bytes charged.
+pub fn decode_emit_batch_within(
+    message: &[u8],
+    protocol: ThriftProtocol,
+    budget: usize,
+) -> std::result::Result<(DecodedSpans, usize), ThriftError> {
+    let mut r = Reader::new(message, protocol, budget);
     let (name, kind) = r.message_begin()?;
     if name != b"emitBatch" {
         return Err(r.error(format_args!(
@@ -49,7 +61,7 @@ pub fn decode_emit_batch(
         (1, TType::Struct) => batch.batch(r).map_err(|e| e.within("batch")),
         _ => r.skip(ty),
     })?;
-    Ok(batch.finish())
+    Ok((batch.finish(), r.used()))
 }
 
 /// Decodes a bare `Batch` struct, as the Jaeger collector receives it in
@@ -66,11 +78,28 @@ pub fn decode_batch(
     body: &[u8],
     protocol: ThriftProtocol,
 ) -> std::result::Result<DecodedSpans, ThriftError> {
-    let mut r = Reader::new(body, protocol);
+    decode_batch_within(body, protocol, usize::MAX).map(|(decoded, _)| decoded)
+}
+
+/// [`decode_batch`] within `budget` bytes of decoded memory (past it, an
+/// error that [`ThriftError::is_over_budget`] recognises); also returns
+/// the bytes charged.
+pub fn decode_batch_within(
+    body: &[u8],
+    protocol: ThriftProtocol,
+    budget: usize,
+) -> std::result::Result<(DecodedSpans, usize), ThriftError> {
+    let mut r = Reader::new(body, protocol, budget);
     let mut batch = BatchReader::default();
     batch.batch(&mut r).map_err(|e| e.within("batch"))?;
-    Ok(batch.finish())
+    Ok((batch.finish(), r.used()))
 }
+
+/// The most one body byte can become decoded, as the reader charges it:
+/// the smallest list element is one byte and is charged twice the largest
+/// kept element (a span); strings are charged one for one. For the decode
+/// gate's upper bound of a body.
+pub const THRIFT_BYTES_PER_BODY_BYTE: usize = 2 * std::mem::size_of::<Span>() + 1;
 
 /// The spans of a batch as they are read, and its process. Spans get the
 /// resource at the end: Thrift lets `process` come after `spans`.
@@ -92,7 +121,7 @@ impl BatchReader {
                 Ok(())
             }
             (2, TType::List) => r
-                .read_list("the list of spans", |r, ty, _| {
+                .read_list("the list of spans", size_of::<Span>(), |r, ty, _| {
                     let index = self.next_span;
                     self.next_span += 1;
                     if ty != TType::Struct {
@@ -276,7 +305,7 @@ impl RawSpan {
                 }
                 (6, TType::List) => {
                     span.references.clear();
-                    r.read_list("references", |r, ty, index| {
+                    r.read_list("references", size_of::<Link>(), |r, ty, index| {
                         if ty != TType::Struct {
                             return r.skip(ty);
                         }
@@ -295,7 +324,7 @@ impl RawSpan {
                 }
                 (11, TType::List) => {
                     span.logs.clear();
-                    r.read_list("logs", |r, ty, index| {
+                    r.read_list("logs", size_of::<Event>(), |r, ty, index| {
                         if ty != TType::Struct {
                             return r.skip(ty);
                         }
@@ -373,7 +402,7 @@ fn read_log(r: &mut Reader<'_>) -> Result<Event> {
 }
 
 fn read_tags(r: &mut Reader<'_>, into: &mut Vec<KeyValue>) -> Result<()> {
-    r.read_list("a list of tags", |r, ty, index| {
+    r.read_list("a list of tags", size_of::<KeyValue>(), |r, ty, index| {
         if ty != TType::Struct {
             return r.skip(ty);
         }
@@ -408,7 +437,10 @@ fn read_tag(r: &mut Reader<'_>) -> Result<KeyValue> {
             (4, TType::Double) => v_double = r.double("vDouble")?,
             (5, TType::Bool) => v_bool = r.bool("vBool")?,
             (6, TType::I64) => v_long = r.i64("vLong")?,
-            (7, TType::Binary) => v_binary = r.binary("vBinary")?,
+            (7, TType::Binary) => {
+                v_binary = r.binary("vBinary")?;
+                r.charge(v_binary.len())?;
+            }
             _ => r.skip(ty)?,
         }
         Ok(())

@@ -146,3 +146,42 @@ proptest! {
         decode_all_ways(&datagram);
     }
 }
+
+/// A batch of one span carrying `tags` empty tag structs: one byte each
+/// on the wire, a `KeyValue` slot each decoded.
+fn empty_tags(protocol: ThriftProtocol, tags: usize) -> Vec<u8> {
+    let mut w = Writer::new(protocol);
+    w.struct_begin();
+    w.field(2, Ty::List);
+    w.list(Ty::Struct, 1);
+    w.struct_begin();
+    w.field(10, Ty::List);
+    w.list(Ty::Struct, tags);
+    for _ in 0..tags {
+        w.struct_begin();
+        w.struct_end();
+    }
+    w.struct_end();
+    w.struct_end();
+    w.out
+}
+
+#[test]
+fn decoding_stops_at_its_memory_budget_and_says_so() {
+    for protocol in [ThriftProtocol::Compact, ThriftProtocol::Binary] {
+        let body = empty_tags(protocol, 100_000);
+        // 100 KB of empty tags would take megabytes: past a 256 KiB budget
+        // the read stops before building them.
+        let e = super::decode_batch_within(&body, protocol, 256 << 10).unwrap_err();
+        assert!(e.is_over_budget(), "{protocol}: {e}");
+        assert!(e.to_string().contains("send smaller batches"), "{e}");
+        // Within the bound the gate gives a body that long, it decodes,
+        // and charges no more than that bound.
+        let bound = body.len() * super::THRIFT_BYTES_PER_BODY_BYTE;
+        let (decoded, used) = super::decode_batch_within(&body, protocol, bound)
+            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        assert!(used <= bound, "{used} > {bound}");
+        // The span has zero ids, so it is rejected, not stored.
+        assert_eq!((decoded.spans.len(), decoded.rejected), (0, 1));
+    }
+}

@@ -48,10 +48,15 @@
 //! with U+FFFD in place of the bad bytes: Thrift libraries do not check.
 
 mod batch;
+mod http;
 mod thrift;
 mod udp;
 
-pub use batch::{decode_batch, decode_emit_batch, REF_TYPE_KEY};
+pub use batch::{
+    decode_batch, decode_batch_within, decode_emit_batch, decode_emit_batch_within, REF_TYPE_KEY,
+    THRIFT_BYTES_PER_BODY_BYTE,
+};
+pub use http::collector_router;
 pub use thrift::{ThriftError, ThriftProtocol, MAX_DEPTH};
 pub use udp::{bind_udp, serve_udp, UdpCounts, UdpStats, UDP_RECEIVE_BUFFER};
 
@@ -59,6 +64,8 @@ pub use crate::otlp::DecodedSpans;
 
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod http_tests;
 #[cfg(test)]
 mod test_encoder;
 #[cfg(test)]

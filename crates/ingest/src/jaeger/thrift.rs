@@ -123,6 +123,9 @@ pub struct ThriftError {
     pub place: String,
     /// What was wrong.
     pub problem: String,
+    /// Whether decoding stopped at its memory budget (see
+    /// [`ThriftError::is_over_budget`]).
+    over_budget: bool,
 }
 
 fn place_suffix(place: &str) -> String {
@@ -134,6 +137,12 @@ fn place_suffix(place: &str) -> String {
 }
 
 impl ThriftError {
+    /// Whether the bytes were fine so far but decoding them would take more
+    /// memory than it was given: the sender should send smaller batches.
+    pub fn is_over_budget(&self) -> bool {
+        self.over_budget
+    }
+
     /// Prefixes the place with `segment` (e.g. `spans[3]`) on the way out.
     #[cold]
     pub(super) fn within(mut self, segment: &str) -> Self {
@@ -159,16 +168,48 @@ pub(super) struct Reader<'a> {
     depth: u32,
     /// A compact bool field's value, which its field header carries.
     field_bool: Option<bool>,
+    /// Decoded memory this read may take, and what is left of it.
+    budget: usize,
+    left: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(bytes: &'a [u8], protocol: ThriftProtocol) -> Self {
+    /// A reader whose decoded values may take `budget` bytes (see
+    /// [`Reader::charge`]).
+    pub(super) fn new(bytes: &'a [u8], protocol: ThriftProtocol, budget: usize) -> Self {
         Reader {
             bytes,
             pos: 0,
             protocol,
             depth: 0,
             field_bool: None,
+            budget,
+            left: budget,
+        }
+    }
+
+    /// Bytes charged so far.
+    pub(super) fn used(&self) -> usize {
+        self.budget - self.left
+    }
+
+    /// Charges `bytes` of decoded memory; past the budget, an error that
+    /// [`ThriftError::is_over_budget`] recognises. Lists are charged when
+    /// their header is read, strings when read: before anything is built.
+    pub(super) fn charge(&mut self, bytes: usize) -> Result<()> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => {
+                let mut e = self.error(format_args!(
+                    "decoded, the batch would take more than {} MiB of memory; send smaller batches",
+                    self.budget >> 20
+                ));
+                e.over_budget = true;
+                Err(e)
+            }
         }
     }
 
@@ -189,6 +230,7 @@ impl<'a> Reader<'a> {
             offset,
             place: String::new(),
             problem: problem.to_string(),
+            over_budget: false,
         }
     }
 
@@ -335,7 +377,10 @@ impl<'a> Reader<'a> {
     /// U+FFFD: Thrift libraries do not check strings, and one odd byte in
     /// a tag should not cost the whole batch.
     pub(super) fn string(&mut self, expected: &str) -> Result<std::borrow::Cow<'a, str>> {
-        Ok(String::from_utf8_lossy(self.binary(expected)?))
+        let bytes = self.binary(expected)?;
+        // Kept strings are copied out of the body.
+        self.charge(bytes.len())?;
+        Ok(String::from_utf8_lossy(bytes))
     }
 
     fn enter(&mut self) -> Result<()> {
@@ -508,14 +553,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a list (or set), calling `element` with each element's type
-    /// and index. `element` must read or [`Reader::skip`] the value.
+    /// and index. `element` must read or [`Reader::skip`] the value. Each
+    /// element is charged twice `element_bytes`, what it takes in a vector
+    /// that may have doubled (0 for a list that is not kept).
     pub(super) fn read_list(
         &mut self,
         expected: &str,
+        element_bytes: usize,
         mut element: impl FnMut(&mut Self, TType, usize) -> Result<()>,
     ) -> Result<()> {
         self.enter()?;
         let (ty, count) = self.list_header(expected)?;
+        self.charge(count.saturating_mul(element_bytes).saturating_mul(2))?;
         for index in 0..count {
             element(self, ty, index)?;
         }
@@ -574,7 +623,7 @@ impl<'a> Reader<'a> {
             TType::Binary => self.binary(SKIPPED).map(drop),
             TType::Uuid => self.take(16, SKIPPED).map(drop),
             TType::Struct => self.read_struct(|r, _, ty| r.skip(ty)),
-            TType::List | TType::Set => self.read_list("a skipped list", |r, ty, _| r.skip(ty)),
+            TType::List | TType::Set => self.read_list("a skipped list", 0, |r, ty, _| r.skip(ty)),
             TType::Map => self.skip_map(),
         }
     }

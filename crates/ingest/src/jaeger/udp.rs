@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::{decode_emit_batch, ThriftProtocol};
+use super::{decode_emit_batch_within, ThriftProtocol};
 use crate::SpanSink;
 
 /// The largest UDP payload; also what the Jaeger agent reads per datagram.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Decoded memory one datagram may take: real ones take well under a MiB,
+/// one built of empty tags could take about 25 MiB without it.
+const DATAGRAM_BUDGET: usize = 8 << 20;
 
 /// Datagrams decoded or waiting for the sink at once. When all are busy the
 /// receiver stops reading: datagrams queue in the socket's buffer and,
@@ -189,9 +193,12 @@ async fn handle(
     sink: &dyn SpanSink,
     stats: &UdpStats,
 ) {
-    let decoded = tokio::task::spawn_blocking(move || decode_emit_batch(&datagram, protocol)).await;
+    let decoded = tokio::task::spawn_blocking(move || {
+        decode_emit_batch_within(&datagram, protocol, DATAGRAM_BUDGET)
+    })
+    .await;
     let decoded = match decoded {
-        Ok(Ok(decoded)) => decoded,
+        Ok(Ok((decoded, _))) => decoded,
         Ok(Err(e)) => {
             add(&stats.malformed, 1);
             stats.report(protocol, &format_args!("malformed datagram: {e}"));

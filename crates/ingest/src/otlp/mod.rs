@@ -11,7 +11,7 @@
 //!
 //! [`ExportTraceServiceRequest`]: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest
 
-mod body;
+pub(crate) mod body;
 mod decode;
 mod grpc;
 mod http;

@@ -1,7 +1,12 @@
 """Runs the testdata's RAG chain with the real OpenTelemetry Python SDK and
 exports it to chaintrace. Used by the end-to-end tests.
 
-usage: rag_chain.py grpc|http ENDPOINT [fail]
+usage: rag_chain.py grpc|http|jaeger-agent|jaeger-collector ENDPOINT [fail]
+
+grpc and http use the OTLP exporters; jaeger-agent (ENDPOINT host:port,
+UDP Thrift compact) and jaeger-collector (ENDPOINT the collector's URL,
+HTTP Thrift binary) use opentelemetry-exporter-jaeger-thrift, which lives
+in its own virtualenv (its last release pins an older SDK).
 
 Prints one line of JSON: {"trace_id": "...", "sleeps_ms": {...}}.
 """
@@ -19,7 +24,16 @@ from opentelemetry.trace import Status, StatusCode
 protocol, endpoint = sys.argv[1], sys.argv[2]
 fail = len(sys.argv) > 3 and sys.argv[3] == "fail"
 
-if protocol == "grpc":
+if protocol == "jaeger-agent":
+    from opentelemetry.exporter.jaeger.thrift import JaegerExporter
+
+    host, port = endpoint.rsplit(":", 1)
+    exporter = JaegerExporter(agent_host_name=host, agent_port=int(port))
+elif protocol == "jaeger-collector":
+    from opentelemetry.exporter.jaeger.thrift import JaegerExporter
+
+    exporter = JaegerExporter(collector_endpoint=endpoint)
+elif protocol == "grpc":
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
     exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)

@@ -406,14 +406,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     });
     let mut otlp_http = serve(
         otlp_http_listener,
-        chaintrace_ingest::otlp::router(sink, limits),
+        chaintrace_ingest::otlp::router(sink.clone(), limits.clone()),
         Protocol::Http,
     );
-    let mut api = serve(
-        api_listener,
-        chaintrace_server::router(store.clone(), prices),
-        Protocol::Http,
+    // The query API also takes the founding document's JSON spans
+    // (`POST /api/v1/spans`), within the receivers' gates.
+    let api_routes = chaintrace_server::router(store.clone(), prices).merge(
+        chaintrace_ingest::json_span::json_span_router(sink.clone(), limits.clone()),
     );
+    let mut api = serve(api_listener, api_routes, Protocol::Http);
 
     // Run until asked to stop, or until a listener dies (then stop the others too).
     let early_exit = tokio::select! {

@@ -51,6 +51,7 @@
 //! ```
 
 pub mod jaeger;
+pub mod json_span;
 pub mod otlp;
 mod sink;
 

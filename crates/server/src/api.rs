@@ -111,6 +111,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
+         POST /api/v1/spans  JSON spans (one object, an array, or one per line), served by chaintrace serve\n\
          \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
          GET /api/traces/{trace_id}\n\
          GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=\n\

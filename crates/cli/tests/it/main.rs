@@ -12,6 +12,7 @@ mod fixtures;
 mod harness;
 mod hostile;
 mod jaeger;
+mod json_spans;
 mod otlp;
 mod python_sdk;
 mod slow_clients;

@@ -9,6 +9,7 @@ mod listener;
 mod render;
 mod serve;
 mod sql;
+mod transfer;
 
 use std::ffi::{c_int, c_long};
 use std::io::IsTerminal;
@@ -47,6 +48,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Send generated LLM-chain load to any OTLP endpoint and report throughput.
     Gen(gen::GenArgs),
+    /// Import traces from files: OTLP JSON (`.json`, `.jsonl`), Jaeger JSON, JSON spans; gzip or plain.
+    Import(transfer::ImportArgs),
+    /// Export traces as OTLP JSON or Jaeger JSON.
+    Export(transfer::ExportArgs),
 }
 
 /// The allocator of every chaintrace process: glibc's malloc, free and
@@ -141,5 +146,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Errors(args) => ask::errors(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Gen(args) => gen::run(args).await,
+        Command::Import(args) => transfer::import(args).await,
+        Command::Export(args) => transfer::export(args).await,
     }
 }

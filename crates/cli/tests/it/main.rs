@@ -17,3 +17,4 @@ mod otlp;
 mod python_sdk;
 mod slow_clients;
 mod store;
+mod transfer;

@@ -104,9 +104,9 @@ pub const THRIFT_BYTES_PER_BODY_BYTE: usize = 2 * std::mem::size_of::<Span>() + 
 /// The spans of a batch as they are read, and its process. Spans get the
 /// resource at the end: Thrift lets `process` come after `spans`.
 #[derive(Default)]
-struct BatchReader {
-    out: DecodedSpans,
-    resource: Resource,
+pub(super) struct BatchReader {
+    pub(super) out: DecodedSpans,
+    pub(super) resource: Resource,
     /// Every distinct scope seen, shared by the spans that name it.
     scopes: Vec<Arc<Scope>>,
     /// Span indexes in the batch, for the messages of rejected spans.
@@ -145,7 +145,7 @@ impl BatchReader {
         Ok(())
     }
 
-    fn finish(mut self) -> DecodedSpans {
+    pub(super) fn finish(mut self) -> DecodedSpans {
         let resource = Arc::new(self.resource);
         for span in &mut self.out.spans {
             span.resource = Arc::clone(&resource);
@@ -162,7 +162,13 @@ impl BatchReader {
         shared
     }
 
-    fn convert(&mut self, raw: RawSpan, place: &str) -> std::result::Result<Span, String> {
+    /// Checks a span's ids, sorts its tags and turns its references into
+    /// the parent and links: shared by the Thrift and JSON readers.
+    pub(super) fn convert(
+        &mut self,
+        raw: RawSpan,
+        place: &str,
+    ) -> std::result::Result<Span, String> {
         let trace_id = trace_id(raw.trace_id_high, raw.trace_id_low)
             .map_err(|e| format!("traceIdHigh/traceIdLow: {e}"))?;
         let span_id = SpanId::from_bytes(&raw.span_id.to_be_bytes()).map_err(|e| e.to_string())?;
@@ -228,7 +234,7 @@ impl BatchReader {
 }
 
 /// `SpanRefType.CHILD_OF`; the other, 1, is `FOLLOWS_FROM`.
-const CHILD_OF: i32 = 0;
+pub(super) const CHILD_OF: i32 = 0;
 
 /// The link attribute that keeps a Jaeger reference's type, as
 /// OpenTelemetry's Jaeger receiver names it.
@@ -276,17 +282,17 @@ fn process(r: &mut Reader<'_>) -> Result<Resource> {
 
 /// A `Span` as sent, before its ids are checked and its tags sorted.
 #[derive(Default)]
-struct RawSpan {
-    trace_id_low: i64,
-    trace_id_high: i64,
-    span_id: i64,
-    parent_span_id: i64,
-    operation_name: CompactString,
-    references: Vec<RawRef>,
-    start_time: i64,
-    duration: i64,
-    tags: Vec<KeyValue>,
-    logs: Vec<Event>,
+pub(super) struct RawSpan {
+    pub(super) trace_id_low: i64,
+    pub(super) trace_id_high: i64,
+    pub(super) span_id: i64,
+    pub(super) parent_span_id: i64,
+    pub(super) operation_name: CompactString,
+    pub(super) references: Vec<RawRef>,
+    pub(super) start_time: i64,
+    pub(super) duration: i64,
+    pub(super) tags: Vec<KeyValue>,
+    pub(super) logs: Vec<Event>,
 }
 
 impl RawSpan {
@@ -344,11 +350,11 @@ impl RawSpan {
 
 /// A `SpanRef` as sent.
 #[derive(Default)]
-struct RawRef {
-    ref_type: i32,
-    trace_id_low: i64,
-    trace_id_high: i64,
-    span_id: i64,
+pub(super) struct RawRef {
+    pub(super) ref_type: i32,
+    pub(super) trace_id_low: i64,
+    pub(super) trace_id_high: i64,
+    pub(super) span_id: i64,
 }
 
 impl RawRef {
@@ -385,6 +391,11 @@ fn read_log(r: &mut Reader<'_>) -> Result<Event> {
         }
         _ => r.skip(ty),
     })?;
+    Ok(log_event(timestamp, fields))
+}
+
+/// A log's timestamp (µs) and fields as an [`Event`] (see [`read_log`]).
+pub(super) fn log_event(timestamp: i64, mut fields: Vec<KeyValue>) -> Event {
     let named_by = |key: &str| {
         fields
             .iter()
@@ -394,11 +405,11 @@ fn read_log(r: &mut Reader<'_>) -> Result<Event> {
         Some(i) => fields.remove(i).value.to_display_string(),
         None => "log".to_string(),
     };
-    Ok(Event {
+    Event {
         time: micros_to_nanos(timestamp),
         name,
         attributes: fields,
-    })
+    }
 }
 
 fn read_tags(r: &mut Reader<'_>, into: &mut Vec<KeyValue>) -> Result<()> {

@@ -49,6 +49,7 @@
 
 mod batch;
 mod http;
+mod json;
 mod thrift;
 mod udp;
 
@@ -57,6 +58,7 @@ pub use batch::{
     THRIFT_BYTES_PER_BODY_BYTE,
 };
 pub use http::collector_router;
+pub use json::decode_jaeger_json;
 pub use thrift::{ThriftError, ThriftProtocol, MAX_DEPTH};
 pub use udp::{bind_udp, serve_udp, UdpCounts, UdpStats, UDP_RECEIVE_BUFFER};
 

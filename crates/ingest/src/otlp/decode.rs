@@ -62,7 +62,7 @@ impl DecodedSpans {
         text
     }
 
-    fn note(&mut self, message: String) {
+    pub(crate) fn note(&mut self, message: String) {
         if self.errors.len() < MAX_ERROR_MESSAGES {
             self.errors.push(message);
         }

@@ -13,6 +13,7 @@
 
 pub(crate) mod body;
 mod decode;
+mod encode;
 mod grpc;
 mod http;
 mod json;
@@ -20,6 +21,7 @@ mod proto;
 mod wire;
 
 pub use decode::{decode_request, DecodeError, DecodedSpans, MAX_ERROR_MESSAGES};
+pub use encode::to_otlp;
 pub use grpc::{trace_service, GrpcTraceService, TRACE_SERVICE_NAME};
 pub use http::router;
 pub use json::{decode_json, decode_json_within, JSON_CONTAINER_BYTES};

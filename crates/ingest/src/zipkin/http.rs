@@ -233,7 +233,7 @@ async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result
         };
         let bound = match format {
             Format::Json => json_bound(&bytes).map_err(refusal)?,
-            Format::Protobuf => protobuf_bound(bytes.len()),
+            Format::Protobuf => protobuf_bound(&bytes).map_err(refusal)?,
         };
         Ok::<_, Answer>((bytes, bound, held))
     })

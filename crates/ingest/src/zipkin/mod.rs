@@ -70,7 +70,9 @@ pub use mapping::{
     LOCAL_ADDRESS_KEY, LOCAL_IPV6_KEY, LOCAL_PORT_KEY, PEER_ADDRESS_KEY, PEER_IPV6_KEY,
     PEER_PORT_KEY, PEER_SERVICE_KEY, SHARED_SPAN_ID_KEY,
 };
-pub use proto::{decode_protobuf, decode_protobuf_within, PROTOBUF_BYTES_PER_BODY_BYTE};
+pub use proto::{
+    decode_protobuf, decode_protobuf_within, PROTOBUF_ITEM_BYTES, PROTOBUF_SPAN_BYTES,
+};
 
 pub use crate::otlp::DecodedSpans;
 

@@ -94,40 +94,48 @@ pub fn decode_protobuf(body: &[u8]) -> Result<DecodedSpans, ZipkinError> {
     decode_protobuf_within(body, usize::MAX).map(|(decoded, _)| decoded)
 }
 
-/// The most one body byte can become decoded. Every element of a repeated
-/// field or map takes at least 2 bytes on the wire (its tag and a zero
-/// length), and the costliest is a span: prost's struct and the model's,
-/// each in a `Vec` that may have doubled, plus the resource it may bring
-/// (a distinct local endpoint) and four attributes from its remote
-/// endpoint. A tag (a map entry, then a pair, then an attribute) and an
-/// annotation cost less. Strings and bytes are held twice: prost's copy,
-/// then the model's. About 1.2 KiB per byte today (the sizes are taken
-/// from the types): a 16 MiB body of nothing but empty spans could decode
-/// to that much, so the bound is honest and nothing finer is charged.
-pub const PROTOBUF_BYTES_PER_BODY_BYTE: usize = {
-    let span = 2 * (size_of::<ProtoSpan>() + size_of::<Span>())
-        + size_of::<Option<Endpoint>>()
-        + size_of::<Arc<Resource>>()
-        + size_of::<Resource>()
-        + 16
-        + 8 * size_of::<KeyValue>();
+/// Bytes a span may cost decoded besides its strings: prost's struct and
+/// the model's, each in a `Vec` that may have doubled, plus the resource
+/// it may bring (a distinct local endpoint) and four attributes from its
+/// remote endpoint.
+pub const PROTOBUF_SPAN_BYTES: usize = 2 * (size_of::<ProtoSpan>() + size_of::<Span>())
+    + size_of::<Option<Endpoint>>()
+    + size_of::<Arc<Resource>>()
+    + size_of::<Resource>()
+    + 16
+    + 8 * size_of::<KeyValue>();
+
+/// Bytes an annotation or a tag may cost decoded besides its strings: the
+/// larger of an annotation (prost's, then an event, in `Vec`s that may
+/// have doubled) and a tag (a map entry, where hashbrown keeps up to 16/7
+/// slots per entry, taken as 3; then a pair; then an attribute).
+pub const PROTOBUF_ITEM_BYTES: usize = {
     let annotation = 2 * (size_of::<ProtoAnnotation>() + size_of::<Event>());
-    // hashbrown keeps at most 8 entries per 7 slots' worth, in a power
-    // of two: up to 16/7 slots per entry, taken as 3.
     let tag = 3 * size_of::<(String, String)>() + 2 * size_of::<KeyValue>();
-    let largest = if span > annotation { span } else { annotation };
-    let largest = if largest > tag { largest } else { tag };
-    largest.div_ceil(2) + 2
+    if annotation > tag {
+        annotation
+    } else {
+        tag
+    }
 };
 
 /// [`decode_protobuf`] refusing first, with [`ZipkinError::TooLarge`], a
-/// body whose bound ([`PROTOBUF_BYTES_PER_BODY_BYTE`] per byte) is past
-/// `budget`; also returns that bound, what the decode may have held.
+/// body whose bound is past `budget`; also returns that bound, what the
+/// decode may have held.
+///
+/// The bound comes from a scan of the body's framing before prost reads
+/// it: spans × [`PROTOBUF_SPAN_BYTES`], annotations and tags ×
+/// [`PROTOBUF_ITEM_BYTES`], and the bytes twice (prost's strings, then the
+/// model's). A flat factor per body byte would have to assume a body of
+/// empty spans (2 bytes each, over 800 bytes decoded per byte) and refuse
+/// every batch past a few hundred KB; counted, a real span of 500 bytes is
+/// bounded at about ten times its size. prost holds nothing the scan did
+/// not count, so nothing finer is charged.
 pub fn decode_protobuf_within(
     body: &[u8],
     budget: usize,
 ) -> Result<(DecodedSpans, usize), ZipkinError> {
-    let bound = protobuf_bound(body.len());
+    let bound = protobuf_bound(body)?;
     if bound > budget {
         return Err(ZipkinError::TooLarge(format!(
             "a protobuf body of {} bytes could decode to {bound} bytes, more than the memory \
@@ -143,9 +151,102 @@ pub fn decode_protobuf_within(
     Ok((mapper.finish(), bound))
 }
 
-/// The decode gate's bound for a protobuf body of `len` bytes.
-pub(crate) fn protobuf_bound(len: usize) -> usize {
-    len.saturating_mul(PROTOBUF_BYTES_PER_BODY_BYTE)
+/// The decode gate's bound for a protobuf body: its spans, annotations
+/// and tags counted by their framing (see [`decode_protobuf_within`]).
+/// Bad framing is an error naming the byte, as prost would refuse it.
+pub(crate) fn protobuf_bound(body: &[u8]) -> Result<usize, ZipkinError> {
+    let (mut spans, mut items) = (0usize, 0usize);
+    let mut top = Fields::new(body, 0);
+    while let Some((field, value)) = top.next()? {
+        if let (1, Some((span, offset))) = (field, value) {
+            spans += 1;
+            let mut inner = Fields::new(span, offset);
+            while let Some((field, _)) = inner.next()? {
+                if field == 10 || field == 11 {
+                    items += 1;
+                }
+            }
+        }
+    }
+    Ok(spans
+        .saturating_mul(PROTOBUF_SPAN_BYTES)
+        .saturating_add(items.saturating_mul(PROTOBUF_ITEM_BYTES))
+        .saturating_add(body.len().saturating_mul(2)))
+}
+
+/// The fields of one protobuf message: number, and for length-delimited
+/// fields the bytes and their offset in the body.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// Offset of `bytes` in the body, for messages.
+    base: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(bytes: &'a [u8], base: usize) -> Self {
+        Fields { bytes, at: 0, base }
+    }
+
+    fn error(&self, what: &str) -> ZipkinError {
+        ZipkinError::Protobuf(format!("at byte {}: {what}", self.base + self.at))
+    }
+
+    fn varint(&mut self) -> Result<u64, ZipkinError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.bytes.get(self.at) else {
+                return Err(self.error("a varint runs past the end"));
+            };
+            self.at += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(self.error("a varint is longer than 10 bytes"))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), ZipkinError> {
+        if self.bytes.len() - self.at < n {
+            return Err(self.error("a field runs past the end of its message"));
+        }
+        self.at += n;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn next(&mut self) -> Result<Option<(u64, Option<(&'a [u8], usize)>)>, ZipkinError> {
+        if self.at == self.bytes.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let field = key >> 3;
+        let value = match key & 7 {
+            0 => {
+                self.varint()?;
+                None
+            }
+            1 => {
+                self.skip(8)?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
+                let start = self.at;
+                self.skip(len)?;
+                Some((&self.bytes[start..self.at], self.base + start))
+            }
+            5 => {
+                self.skip(4)?;
+                None
+            }
+            // Groups (3, 4) are not in zipkin.proto; prost would refuse
+            // them nested, and no Zipkin client sends them.
+            other => return Err(self.error(&format!("wire type {other} of field {field}"))),
+        };
+        Ok(Some((field, value)))
+    }
 }
 
 fn into_zipkin(span: ProtoSpan) -> ZipkinSpan {

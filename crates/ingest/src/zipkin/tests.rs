@@ -422,13 +422,25 @@ fn truncated_and_garbage_protobuf_is_refused_naming_the_message() {
     let mut body = full_proto();
     body.truncate(body.len() - 10);
     let err = decode_protobuf(&body).unwrap_err().to_string();
-    assert!(err.starts_with("invalid Zipkin protobuf: "), "{err}");
-    assert!(err.contains("ListOfSpans.spans"), "{err}");
+    assert_eq!(
+        err,
+        "invalid Zipkin protobuf: at byte 3: a field runs past the end of its message"
+    );
 
     let err = decode_protobuf(b"\xff\xff\xff\xff")
         .unwrap_err()
         .to_string();
+    assert!(
+        err.starts_with("invalid Zipkin protobuf: at byte "),
+        "{err}"
+    );
+
+    // Framing right, a name that is not UTF-8: prost names the field.
+    let err = decode_protobuf(&[0x0a, 0x03, 0x2a, 0x01, 0xff])
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("invalid Zipkin protobuf: "), "{err}");
+    assert!(err.contains("Span.name"), "{err}");
 }
 
 #[test]
@@ -437,7 +449,7 @@ fn bounds_refuse_bodies_that_could_decode_past_the_budget() {
     let body = [0x0a, 0x00].repeat(100_000);
     let (decoded, used) = decode_protobuf_within(&body, usize::MAX).unwrap();
     assert_eq!(decoded.rejected, 100_000);
-    assert_eq!(used, body.len() * PROTOBUF_BYTES_PER_BODY_BYTE);
+    assert_eq!(used, 100_000 * PROTOBUF_SPAN_BYTES + 2 * body.len());
     let err = decode_protobuf_within(&body, 64 << 20).unwrap_err();
     assert!(matches!(err, ZipkinError::TooLarge(_)), "{err}");
     assert!(err.to_string().contains("send smaller batches"), "{err}");
@@ -450,18 +462,32 @@ fn bounds_refuse_bodies_that_could_decode_past_the_budget() {
     assert!(decode_json_within(full_json().as_bytes(), 64 << 10).is_ok());
 }
 
-/// The bounds are upper bounds of what decoding holds: measured on the
-/// costliest shapes (empty spans, empty tags), they stay above.
+/// The bounds count what decoding holds, so a real span costs about ten
+/// times its size, not the hundreds of times an empty span could: with
+/// the default limits (16 MiB bodies, 192 MiB decoded in flight) a full
+/// body of real spans is taken, not refused as too large.
 #[test]
-fn the_per_byte_bounds_cover_the_decoded_sizes() {
-    let span = std::mem::size_of::<Span>() + std::mem::size_of::<ProtoSpan>();
-    // Two wire bytes per empty span.
-    assert!(PROTOBUF_BYTES_PER_BODY_BYTE * 2 >= 2 * span);
-    // `{}` and a comma per JSON span.
-    assert!(JSON_CONTAINER_BYTES >= 2 * std::mem::size_of::<Span>());
-    // `"":""` per tag: two strings, one attribute and a pair.
-    assert!(
-        2 * JSON_STRING_BYTES
-            >= std::mem::size_of::<KeyValue>() + 2 * std::mem::size_of::<String>()
+fn real_spans_are_bounded_near_their_size() {
+    let proto = full_proto();
+    let (_, used) = decode_protobuf_within(&proto, usize::MAX).unwrap();
+    assert_eq!(
+        used,
+        PROTOBUF_SPAN_BYTES + 9 * PROTOBUF_ITEM_BYTES + 2 * proto.len(),
+        "one span, three annotations, six tags"
+    );
+    assert!(used / proto.len() <= 12, "{used} for {} bytes", proto.len());
+    let json = full_json();
+    let (_, used) = decode_json_within(json.as_bytes(), usize::MAX).unwrap();
+    assert!(used / json.len() <= 16, "{used} for {} bytes", json.len());
+}
+
+#[test]
+fn bad_protobuf_framing_is_named_by_the_bound_scan() {
+    // A span whose tag (field 11) claims 100 bytes of 3.
+    let body = [0x0a, 0x05, 0x5a, 0x64, 0x01, 0x02, 0x03];
+    let err = decode_protobuf(&body).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid Zipkin protobuf: at byte 4: a field runs past the end of its message"
     );
 }

@@ -1,7 +1,7 @@
 //! Receivers and decoders: wire data in, checked [`chaintrace_model::Span`]s out.
 //!
 //! This crate owns the edge of chaintrace where senders' bytes arrive. It
-//! parses them (OTLP protobuf, OTLP/JSON and Jaeger Thrift), turns them once into the
+//! parses them (OTLP protobuf, OTLP/JSON, Jaeger Thrift and Zipkin v2), turns them once into the
 //! span model — rejecting, per span, what cannot be stored (bad ids) and
 //! naming where it was — and hands each batch to a [`SpanSink`]. It never
 //! stores anything itself: durability and back-pressure belong to whatever
@@ -19,6 +19,9 @@
 //!   (compact and binary) to the same [`otlp::DecodedSpans`].
 //! - [`jaeger::serve_udp`]: the Jaeger agent's UDP ports (6831 compact,
 //!   6832 binary), counting what it drops in [`jaeger::UdpStats`].
+//! - [`zipkin::zipkin_router`]: Zipkin's `POST /api/v2/spans` (v2 JSON or
+//!   protobuf, optionally gzip); [`zipkin::decode_json`] and
+//!   [`zipkin::decode_protobuf`] to the same [`otlp::DecodedSpans`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -54,6 +57,7 @@ pub mod jaeger;
 pub mod json_span;
 pub mod otlp;
 mod sink;
+pub mod zipkin;
 
 pub use sink::{SinkError, SpanSink};
 

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_JAEGER_HTTP", default_value = "127.0.0.1:14268", value_parser = parse_listen)]
     pub jaeger_http: Listen,
 
+    /// Address of the Zipkin receiver (`POST /api/v2/spans`, JSON or
+    /// protobuf), or `off`.
+    #[arg(long, env = "CHAINTRACE_ZIPKIN", default_value = "127.0.0.1:9411", value_parser = parse_listen)]
+    pub zipkin: Listen,
+
     /// Largest accepted request, after decompression: bytes, or with a unit (`16MiB`, `512KiB`).
     #[arg(long, env = "CHAINTRACE_MAX_REQUEST_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_request_bytes: usize,
@@ -264,6 +269,7 @@ fn check_exposure(args: &ServeArgs) -> Result<()> {
         ("--jaeger-compact", args.jaeger_compact.0),
         ("--jaeger-binary", args.jaeger_binary.0),
         ("--jaeger-http", args.jaeger_http.0),
+        ("--zipkin", args.zipkin.0),
     ];
     for (flag, addr) in listeners
         .into_iter()
@@ -327,6 +333,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(addr) => Some(bind("the Jaeger collector (HTTP)", addr).await?),
         None => None,
     };
+    let zipkin_listener = match args.zipkin.0 {
+        Some(addr) => Some(bind("Zipkin", addr).await?),
+        None => None,
+    };
     let mut jaeger_sockets = Vec::new();
     for (addr, protocol) in [
         (args.jaeger_compact.0, ThriftProtocol::Compact),
@@ -373,6 +383,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             listener.local_addr()?
         );
     }
+    if let Some(listener) = &zipkin_listener {
+        println!(
+            "Zipkin listening on http://{}/api/v2/spans",
+            listener.local_addr()?
+        );
+    }
     // Printed last: scripts wait for this line to know every listener is up.
     println!(
         "query API listening on http://{}",
@@ -404,6 +420,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             Protocol::Http,
         )
     });
+    let mut zipkin = zipkin_listener.map(|listener| {
+        serve(
+            listener,
+            chaintrace_ingest::zipkin::zipkin_router(sink.clone(), limits.clone()),
+            Protocol::Http,
+        )
+    });
     let mut otlp_http = serve(
         otlp_http_listener,
         chaintrace_ingest::otlp::router(sink.clone(), limits.clone()),
@@ -428,6 +451,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 None => std::future::pending().await,
             }
         } => Some(("Jaeger collector (HTTP)", r)),
+        Some(r) = async {
+            match &mut zipkin {
+                Some(task) => Some(task.await),
+                None => std::future::pending().await,
+            }
+        } => Some(("Zipkin", r)),
     };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -445,6 +474,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(task) = jaeger_http {
         task.await
             .context("Jaeger collector (HTTP) server task failed")?;
+    }
+    if let Some(task) = zipkin {
+        task.await.context("Zipkin server task failed")?;
     }
     drop(store);
     Ok(())

@@ -37,7 +37,7 @@ pub fn testdata(name: &str) -> Vec<u8> {
 }
 
 /// `chaintrace serve` on port 0 everywhere (loopback).
-pub const SERVE_ON_FREE_PORTS: [&str; 13] = [
+pub const SERVE_ON_FREE_PORTS: [&str; 15] = [
     "serve",
     "--otlp-grpc",
     "127.0.0.1:0",
@@ -50,6 +50,8 @@ pub const SERVE_ON_FREE_PORTS: [&str; 13] = [
     "--jaeger-binary",
     "127.0.0.1:0",
     "--jaeger-http",
+    "127.0.0.1:0",
+    "--zipkin",
     "127.0.0.1:0",
 ];
 
@@ -68,6 +70,8 @@ pub struct Server {
     pub jaeger_compact: Option<SocketAddr>,
     /// `http://host:port/api/traces` of the Jaeger collector receiver.
     pub jaeger_http: Option<String>,
+    /// `http://host:port/api/v2/spans` of the Zipkin receiver.
+    pub zipkin: Option<String>,
 }
 
 impl Server {
@@ -93,7 +97,7 @@ impl Server {
             }
         });
         let (mut grpc, mut otlp_http, mut api) = (None, None, None);
-        let (mut jaeger_compact, mut jaeger_http) = (None, None);
+        let (mut jaeger_compact, mut jaeger_http, mut zipkin) = (None, None, None);
         while grpc.is_none() || otlp_http.is_none() || api.is_none() {
             // A generous bound so a broken server fails the test instead of hanging it.
             let line = match rx.recv_timeout(Duration::from_secs(120)) {
@@ -114,6 +118,8 @@ impl Server {
                 jaeger_compact = Some(addr.parse().expect("Jaeger compact addr"));
             } else if line.starts_with("Jaeger Thrift HTTP listening on ") {
                 jaeger_http = Some(addr);
+            } else if line.starts_with("Zipkin listening on ") {
+                zipkin = Some(addr);
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -126,6 +132,7 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             jaeger_compact,
             jaeger_http,
+            zipkin,
         }
     }
 

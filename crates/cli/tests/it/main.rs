@@ -18,3 +18,4 @@ mod python_sdk;
 mod slow_clients;
 mod store;
 mod transfer;
+mod zipkin;

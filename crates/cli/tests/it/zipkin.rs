@@ -1,63 +1,43 @@
-//! OpenTelemetry's Python Zipkin exporters (JSON and protobuf) sending a
-//! RAG chain to the Zipkin receiver on a real loopback socket.
+//! OpenTelemetry's Python Zipkin exporters (JSON and protobuf), unchanged,
+//! send a RAG chain to `chaintrace serve --zipkin`; the stored trace keeps
+//! the tree, kinds, times, resource, scope, attributes, statuses and the
+//! exception event.
 //!
-//! Runs `scripts/zipkin_chain.py` with the interpreter named by
+//! Runs `tests/it/python/zipkin_chain.py` with the interpreter named by
 //! `CHAINTRACE_TEST_PYTHON_ZIPKIN` (a virtualenv of
-//! `scripts/test-requirements-zipkin.txt`). Without it the test says it
-//! skipped, except under `CI=true`, where it fails: CI must run it.
+//! `scripts/test-requirements-zipkin.txt`, which `scripts/test` makes).
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chaintrace_ingest::otlp::Limits;
-use chaintrace_ingest::zipkin::zipkin_router;
-use chaintrace_ingest::{SinkError, SpanSink};
-use chaintrace_model::{AnyValue, Span, SpanKind, StatusCode};
+use chaintrace_model::{AnyValue, Span, SpanKind, StatusCode, Trace};
+
+use crate::harness::Server;
 
 const PYTHON_VAR: &str = "CHAINTRACE_TEST_PYTHON_ZIPKIN";
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Span>>);
-
-#[async_trait::async_trait]
-impl SpanSink for Recorder {
-    async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError> {
-        self.0.lock().unwrap().extend(spans);
-        Ok(())
-    }
+fn python() -> String {
+    std::env::var(PYTHON_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{PYTHON_VAR} is not set: run the suite with ./scripts/test, which makes a \
+             virtualenv of scripts/test-requirements-zipkin.txt"
+        )
+    })
 }
 
-/// The interpreter, or `None` when the test should skip.
-fn python() -> Option<String> {
-    match std::env::var(PYTHON_VAR) {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
-            "{PYTHON_VAR} is not set: under CI the Zipkin end-to-end test must run. Point it \
-             at the python of a virtualenv of scripts/test-requirements-zipkin.txt"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: set {PYTHON_VAR} to the python of a virtualenv of \
-                 scripts/test-requirements-zipkin.txt to run the Zipkin end-to-end test"
-            );
-            None
-        }
-    }
-}
-
-/// Serves the receiver on a loopback port, runs the chain once with
-/// `protocol` (`json` or `proto`), and returns the trace id the script
-/// printed and the spans stored for it.
-async fn run_chain(python: &str, protocol: &str, fail: bool) -> (String, HashMap<String, Span>) {
-    let recorder = Arc::new(Recorder::default());
-    let app = zipkin_router(recorder.clone(), Limits::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v2/spans", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/zipkin_chain.py");
-    let mut command = Command::new(python);
+/// Runs the chain once with `protocol` (`json` or `proto`) against the
+/// server's Zipkin endpoint and returns the stored spans by name.
+async fn run_chain(server: &Server, protocol: &str, fail: bool) -> HashMap<String, Span> {
+    let url = server
+        .zipkin
+        .clone()
+        .expect("serve prints its Zipkin address");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/python/zipkin_chain.py"
+    );
+    let mut command = Command::new(python());
     command.arg(script).arg(protocol).arg(&url);
     if fail {
         command.arg("fail");
@@ -65,8 +45,7 @@ async fn run_chain(python: &str, protocol: &str, fail: bool) -> (String, HashMap
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("running {python}: {e}"));
-    server.abort();
+        .expect("run the Zipkin exporter script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -81,12 +60,14 @@ async fn run_chain(python: &str, protocol: &str, fail: bool) -> (String, HashMap
     );
     let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let trace_id = printed["trace_id"].as_str().unwrap().to_string();
-
-    let spans = recorder.0.lock().unwrap().clone();
-    assert!(spans.iter().all(|s| s.trace_id.to_hex() == trace_id));
-    let by_name: HashMap<String, Span> =
-        spans.into_iter().map(|s| (s.name.to_string(), s)).collect();
-    (trace_id, by_name)
+    let (status, body) = server.get_json(&format!("/api/v1/traces/{trace_id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let trace: Trace = serde_json::from_value(body).unwrap();
+    trace
+        .spans
+        .into_iter()
+        .map(|s| (s.name.to_string(), s))
+        .collect()
 }
 
 fn text<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
@@ -224,23 +205,14 @@ fn check_chain(protocol: &str, spans: &HashMap<String, Span>, fail: bool) {
     );
 }
 
-async fn chain_through(protocol: &str) {
-    let Some(python) = python() else {
-        return;
-    };
-    for fail in [false, true] {
-        let (trace_id, spans) = run_chain(&python, protocol, fail).await;
-        assert_eq!(trace_id.len(), 32);
-        check_chain(protocol, &spans, fail);
+#[tokio::test]
+async fn the_python_zipkin_exporters_json_and_protobuf_round_trip_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for protocol in ["json", "proto"] {
+        for fail in [false, true] {
+            let spans = run_chain(&server, protocol, fail).await;
+            check_chain(protocol, &spans, fail);
+        }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_zipkin_json_exporter_round_trips_a_chain() {
-    chain_through("json").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_zipkin_protobuf_exporter_round_trips_a_chain() {
-    chain_through("proto").await;
 }

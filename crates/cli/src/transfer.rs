@@ -337,7 +337,8 @@ async fn post(
     body: Vec<u8>,
 ) -> Result<(reqwest::StatusCode, Vec<u8>)> {
     // Retry what the server says to retry (503), a few times.
-    for attempt in 0..5u32 {
+    let mut attempt = 0u32;
+    loop {
         let response = client
             .post(url)
             .header("content-type", content_type)
@@ -351,8 +352,8 @@ async fn post(
             return Ok((status, bytes));
         }
         tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+        attempt += 1;
     }
-    unreachable!("the last attempt returns")
 }
 
 async fn send_otlp_json(

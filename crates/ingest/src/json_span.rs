@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -52,9 +52,9 @@ use chaintrace_model::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::otlp::body::{read_gated, BodyError};
-use crate::otlp::{Admitted, DecodedSpans, Limits};
-use crate::{SinkError, SpanSink};
+use crate::otlp::{DecodedSpans, Limits};
+use crate::receive::{decode_within, is_gzip, read_body, store, Refused};
+use crate::SpanSink;
 
 /// Attribute keeping a `trace_id` string that was not the id in hex.
 pub const SOURCE_TRACE_ID: &str = "chaintrace.source.trace_id";
@@ -412,121 +412,59 @@ struct Receiver {
     limits: Limits,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut response =
-        (status, Json(serde_json::json!({ "error": message.into() }))).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+async fn post_spans(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
+    match receive(&receiver, &headers, body).await {
+        Ok((status, answer)) => (status, Json(answer)).into_response(),
+        Err(refused) => refused.json(),
     }
-    response
 }
 
-async fn post_spans(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Value), Refused> {
+    let gzip = is_gzip(headers)?;
     let limits = &receiver.limits;
-    let limit = limits.max_request_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
-    }
-    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
-    let mut held = Admitted::default();
-    let raw = match read_gated(body, limit, capacity, &limits.bodies, &mut held).await {
-        Ok(raw) => raw,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::TimedOut(e)) => {
-            return refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("could not read the request body: {e}"),
-            )
+    let most = limits.max_decoded_bytes();
+    let body = read_body(limits, headers, body, gzip, move |bytes| {
+        let bound = bytes.len().saturating_mul(BYTES_PER_BODY_BYTE);
+        if bound > most {
+            return Err(Refused::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a JSON body of {} bytes may decode to more than the {} MiB decoded \
+                     requests may hold; send smaller batches (at most {} bytes)",
+                    bytes.len(),
+                    most >> 20,
+                    most / BYTES_PER_BODY_BYTE
+                ),
+            ));
         }
-        Err(BodyError::GateFull) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded, retry later: request bodies in flight fill their memory budget",
-            )
-        }
-        Err(BodyError::Unreadable(e) | BodyError::BadGzip(e)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            )
-        }
-    };
-    let bound = raw.len().saturating_mul(BYTES_PER_BODY_BYTE);
-    if bound > limits.max_decoded_bytes() {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "a JSON body of {} bytes may decode to more than the {} MiB decoded requests may hold; send smaller batches (at most {} bytes)",
-                raw.len(),
-                limits.max_decoded_bytes() >> 20,
-                limits.max_decoded_bytes() / BYTES_PER_BODY_BYTE
-            ),
-        );
-    }
-    let (mut admitted, _) = limits.gate.enter(bound).await;
-    let decoded = tokio::task::spawn_blocking(move || {
-        let decoded = decode_json_spans(&raw);
-        drop(raw);
-        chaintrace_model::memory::release_after(bound);
-        decoded
+        Ok(bound)
     })
-    .await;
-    drop(held);
-    let out = match decoded {
-        Ok(Ok(out)) => out,
-        Ok(Err(message)) => return refuse(StatusCode::BAD_REQUEST, message),
-        Err(e) => {
-            tracing::error!(error = %e, "decoding JSON spans panicked");
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "decoding the request failed (a bug; it is logged)",
-            );
-        }
-    };
-    admitted.shrink_to(bound);
+    .await?;
+    let bound = body.bound;
+    let (out, _admitted) = decode_within(limits, body, move |bytes, _| {
+        decode_json_spans(bytes)
+            .map(|out| (out, bound))
+            .map_err(|message| Refused::new(StatusCode::BAD_REQUEST, message))
+    })
+    .await?;
     let DecodedJsonSpans { decoded, warnings } = out;
-    let accepted = decoded.spans.len();
     let answer = serde_json::json!({
-        "accepted": accepted,
+        "accepted": decoded.spans.len(),
         "rejected": decoded.rejected,
         "errors": decoded.errors,
         "warnings": warnings,
     });
-    if accepted == 0 {
-        let status = if decoded.rejected > 0 {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        return (status, Json(answer)).into_response();
-    }
-    match receiver.sink.accept(decoded.spans).await {
-        Ok(()) => (StatusCode::OK, Json(answer)).into_response(),
-        Err(SinkError::Overloaded(m)) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("overloaded, retry later: {m}"),
-        ),
-        Err(SinkError::TooLarge(m)) => refuse(StatusCode::PAYLOAD_TOO_LARGE, m),
-        Err(SinkError::Failed(m)) => {
-            tracing::warn!(error = %m, "storing JSON spans failed");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("storing spans failed: {m}"),
-            )
-        }
-    }
+    let status = if decoded.spans.is_empty() && decoded.rejected > 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    store(&receiver.sink, decoded, "JSON").await?;
+    Ok((status, answer))
 }
 
 #[cfg(test)]

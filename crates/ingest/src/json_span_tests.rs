@@ -1,6 +1,6 @@
 //! Tests of the JSON span receiver.
 
-use axum::http::Request;
+use axum::http::{header, Request};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 

@@ -56,6 +56,7 @@
 pub mod jaeger;
 pub mod json_span;
 pub mod otlp;
+mod receive;
 mod sink;
 pub mod zipkin;
 

@@ -20,15 +20,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
 use super::{decode_batch_within, ThriftProtocol, THRIFT_BYTES_PER_BODY_BYTE};
-use crate::otlp::body::{read_gated, BodyError};
-use crate::otlp::{Admitted, Limits};
-use crate::{SinkError, SpanSink};
+use crate::otlp::Limits;
+use crate::receive::{decode_within, read_body, store, summary, Refused};
+use crate::SpanSink;
 
 /// `POST /api/traces` for Jaeger Thrift batches.
 pub fn collector_router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
@@ -43,16 +43,6 @@ struct Receiver {
     limits: Limits,
 }
 
-fn answer(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut response = (status, message.into()).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
 fn is_thrift(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
@@ -64,114 +54,45 @@ fn is_thrift(headers: &HeaderMap) -> bool {
 }
 
 async fn post_traces(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    if !is_thrift(&headers) {
-        return answer(
+    match receive(&receiver, &headers, body).await {
+        Ok(accepted) => (StatusCode::ACCEPTED, accepted).into_response(),
+        Err(refused) => refused.plain(),
+    }
+}
+
+async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result<String, Refused> {
+    if !is_thrift(headers) {
+        return Err(Refused::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "want Content-Type: application/x-thrift (a Jaeger Batch in Thrift binary)",
-        );
+        ));
     }
     if headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
     {
-        return answer(
+        return Err(Refused::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "compressed Jaeger Thrift bodies are not taken: send them uncompressed",
-        );
+        ));
     }
     let limits = &receiver.limits;
-    let limit = limits.max_request_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let too_large = || {
-        answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
-    }
-    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
-    let mut held = Admitted::default();
-    let raw = match read_gated(body, limit, capacity, &limits.bodies, &mut held).await {
-        Ok(raw) => raw,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::TimedOut(e)) => {
-            return answer(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("could not read the request body: {e}"),
-            )
-        }
-        Err(BodyError::GateFull) => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded, retry later: request bodies in flight fill their memory budget",
-            )
-        }
-        Err(BodyError::Unreadable(e) | BodyError::BadGzip(e)) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {e}"),
-            )
-        }
-    };
-    let bound = raw.len().saturating_mul(THRIFT_BYTES_PER_BODY_BYTE);
-    let (mut admitted, budget) = limits.gate.enter(bound).await;
-    let decoded = tokio::task::spawn_blocking(move || {
-        let decoded = decode_batch_within(&raw, ThriftProtocol::Binary, budget);
-        drop(raw);
-        chaintrace_model::memory::release_after(decoded.as_ref().map_or(budget, |(_, used)| *used));
-        decoded
+    let body = read_body(limits, headers, body, false, |bytes| {
+        Ok(bytes.len().saturating_mul(THRIFT_BYTES_PER_BODY_BYTE))
     })
-    .await;
-    // The body is gone; what it decoded to is held until the store answers.
-    drop(held);
-    let (decoded, used) = match decoded {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) if e.is_over_budget() => {
-            return answer(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-        }
-        Ok(Err(e)) => return answer(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e) => {
-            tracing::error!(error = %e, "decoding a Jaeger Thrift batch panicked");
-            return answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "decoding the request failed (a bug; it is logged)",
-            );
-        }
-    };
-    admitted.shrink_to(used);
-    decoded.log_partial("Jaeger Thrift HTTP");
-    let taken = decoded.spans.len();
-    let summary = if decoded.rejected > 0 {
-        format!(
-            "accepted {taken} spans, rejected {}: {}",
-            decoded.rejected,
-            decoded.error_message()
-        )
-    } else {
-        format!("accepted {taken} spans")
-    };
-    if taken > 0 {
-        if let Err(e) = receiver.sink.accept(decoded.spans).await {
-            return match e {
-                SinkError::Overloaded(m) => answer(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("overloaded, retry later: {m}"),
-                ),
-                SinkError::TooLarge(m) => answer(StatusCode::PAYLOAD_TOO_LARGE, m),
-                SinkError::Failed(m) => {
-                    tracing::warn!(error = %m, "storing a Jaeger Thrift batch failed");
-                    answer(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("storing spans failed: {m}"),
-                    )
-                }
+    .await?;
+    let (decoded, _admitted) = decode_within(limits, body, |bytes, budget| {
+        decode_batch_within(bytes, ThriftProtocol::Binary, budget).map_err(|e| {
+            let status = if e.is_over_budget() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
             };
-        }
-    }
-    answer(StatusCode::ACCEPTED, summary)
+            Refused::new(status, e.to_string())
+        })
+    })
+    .await?;
+    let accepted = summary(&decoded);
+    store(&receiver.sink, decoded, "Jaeger Thrift HTTP").await?;
+    Ok(accepted)
 }

@@ -55,7 +55,9 @@ page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 // The query check answers a bad query with 400 on purpose; anything else
 // failing is a problem.
 page.on('response', (r) => {
-  if (r.status() >= 400 && !r.url().includes('/api/v1/traceql/check')) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  // A 400 naming a TraceQL error is the answer the page shows as you type.
+  const typed = r.url().includes('/api/v1/traceql/check') || /\/api\/v1\/traces\/[0-9a-f]+\/match\?/.test(r.url());
+  if (r.status() >= 400 && !(typed && r.status() === 400)) problems.push(`HTTP ${r.status()} for ${r.url()}`);
 });
 page.on('console', (m) => {
   if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console error: ${m.text()}`);
@@ -202,6 +204,16 @@ try {
   await page.fill('#find', 'text-embedding-3');
   await page.waitForFunction(() => document.querySelector('.row.match[data-name="embed_query"]'), null, { timeout: TIMEOUT });
   check(true, 'find matches attribute values');
+  // A TraceQL span condition, run by the server on this trace.
+  await page.selectOption('#find-mode', 'hide');
+  await page.fill('#find', '{ span.model = "text-embedding-3-small" }');
+  await page.waitForFunction(() => /TraceQL/.test(document.querySelector('#find-count').textContent), null, { timeout: TIMEOUT });
+  const byQuery = await page.locator('.row:not([hidden])').evaluateAll((rs) => rs.map((r) => r.dataset.name));
+  check(byQuery.join(',') === 'process_query,embed_query', `TraceQL find keeps the match and its ancestors: ${byQuery}`);
+  await page.fill('#find', '{ name = }');
+  await page.waitForSelector('#find-count.err', { timeout: TIMEOUT });
+  check((await page.locator('#find-count').textContent()).includes('invalid TraceQL'), 'a bad TraceQL find says why');
+  await page.fill('#find', '');
 
   // ---- other conventions ----
   step = 'conventions';

@@ -47,6 +47,10 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/v1/traces/{trace_id}", get(native_trace))
         .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
         .route(
+            "/api/v1/traces/{trace_id}/match",
+            get(crate::search::trace_match),
+        )
+        .route(
             "/api/v1/traces/{trace_id}/gantt",
             get(crate::gantt::trace_gantt),
         )
@@ -107,6 +111,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/traces/{trace_id}\n\
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/traces/{trace_id}/gantt\n\
+         GET /api/v1/traces/{trace_id}/match?q=<TraceQL>\n\
          GET /api/v1/traceql/check?q=<TraceQL>\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\

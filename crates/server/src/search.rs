@@ -355,6 +355,59 @@ pub async fn trace_analysis(
     .await
 }
 
+/// Query parameters of `GET /api/v1/traces/{id}/match`.
+#[derive(Debug, Deserialize)]
+pub struct MatchParams {
+    q: Option<String>,
+}
+
+/// `GET /api/v1/traces/{id}/match?q=<TraceQL>`: the spans of one trace a
+/// TraceQL query selects, as indexes into the native trace's `spans`
+/// (`{"spans": [3, 7], "stopped": …}`): the trace page's find box. A bad
+/// query is a 400 with its position, as for the search.
+pub async fn trace_match(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    Query(params): Query<MatchParams>,
+) -> Response {
+    let id = match parse_trace_id(&trace_id) {
+        Ok(id) => id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let query = match parse_located(params.q.as_deref()) {
+        Ok(Some(q)) => q,
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "q: want a TraceQL query".into()),
+        Err(e) => return e.into_response(),
+    };
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let trace = match state.store.trace(id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    slot.respond(move || {
+        let mut budget = RegexBudget::default();
+        let (spans, stopped) = match query.evaluate_within(&trace, &mut budget) {
+            Ok(Some(m)) => {
+                let mut spans: Vec<usize> = m.matched.iter().map(|ms| ms.span_index).collect();
+                spans.sort_unstable();
+                spans.dedup();
+                (spans, None)
+            }
+            Ok(None) => (Vec::new(), None),
+            Err(e) => (Vec::new(), Some(Stopped::from(&e))),
+        };
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "spans": spans, "stopped": stopped }),
+        )
+    })
+    .await
+}
+
 /// Query parameters of the analytics endpoints.
 #[derive(Debug, Deserialize)]
 pub struct AnalyticsParams {

@@ -185,14 +185,45 @@ async function runWhatIf() {
 // ---- find ----
 
 let findTimer = 0;
+let findSeq = 0;
+
+// A find text starting with "{" is a TraceQL query, run by the server on
+// this trace (`/match`); its matches are span indexes.
+async function applyTraceQL(text, mode) {
+  const seq = ++findSeq;
+  const count = $('find-count');
+  try {
+    const m = await getJson(`/api/v1/traces/${encodeURIComponent(traceId)}/match?q=${encodeURIComponent(text)}`);
+    if (seq !== findSeq) return;
+    const picked = new Set(m.spans);
+    const n = gantt.setFilter((r) => picked.has(doc.rows.span[r]), mode);
+    count.textContent = `${fmtInt(n)} match${n === 1 ? '' : 'es'} (TraceQL)` +
+      (m.stopped ? ` — stopped: ${m.stopped.detail}` : '');
+    count.classList.remove('err');
+  } catch (e) {
+    if (seq !== findSeq) return;
+    gantt.setFilter(null);
+    count.textContent = e.message;
+    count.classList.add('err');
+  }
+}
+
 function applyFind(loadAttrs = true) {
-  const q = $('find').value.trim().toLowerCase();
+  const raw = $('find').value.trim();
+  const q = raw.toLowerCase();
   const mode = $('find-mode').value;
+  $('find-count').classList.remove('err');
   if (!q) {
+    findSeq++;
     gantt.setFilter(null);
     $('find-count').textContent = '';
     return;
   }
+  if (raw.startsWith('{')) {
+    applyTraceQL(raw, mode);
+    return;
+  }
+  findSeq++;
   const rows = doc.rows;
   const s = doc.strings;
   const errType = gantt.errType;

@@ -63,16 +63,28 @@ impl GanttRow {
     /// Bar position in character cells: `(first_cell, cell_count)` for a
     /// chart `width` cells wide. Every span gets at least one cell.
     pub fn cells(&self, total_nano: u64, width: usize) -> (usize, usize) {
-        if width == 0 {
-            return (0, 0);
-        }
-        let total = total_nano.max(1) as f64;
-        let scale = width as f64 / total;
-        let first = ((self.offset_nano as f64 * scale).floor() as usize).min(width - 1);
-        let end = (((self.offset_nano + self.duration_nano) as f64 * scale).ceil() as usize)
-            .clamp(first + 1, width);
-        (first, end - first)
+        cells(self.offset_nano, self.duration_nano, total_nano, width)
     }
+}
+
+/// Cells of a bar from `offset_nano` lasting `duration_nano` on an axis of
+/// `total_nano` drawn `width` cells wide: `(first_cell, cell_count)`, at
+/// least one cell.
+pub fn cells(
+    offset_nano: u64,
+    duration_nano: u64,
+    total_nano: u64,
+    width: usize,
+) -> (usize, usize) {
+    if width == 0 {
+        return (0, 0);
+    }
+    let total = total_nano.max(1) as f64;
+    let scale = width as f64 / total;
+    let first = ((offset_nano as f64 * scale).floor() as usize).min(width - 1);
+    let end = (((offset_nano.saturating_add(duration_nano)) as f64 * scale).ceil() as usize)
+        .clamp(first + 1, width);
+    (first, end - first)
 }
 
 /// Lays out `trace` as a Gantt chart.

@@ -50,6 +50,9 @@ pub struct AnalyzeArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show every span: do not fold sibling runs and retries into one row.
+    #[arg(long)]
+    pub expand: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -153,15 +156,20 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
         .context("the server sent a trace this CLI cannot read")?;
     print!(
         "{}",
-        render_analysis(&trace, &analysis, std::io::stdout().is_terminal())
+        render_analysis(
+            &trace,
+            &analysis,
+            std::io::stdout().is_terminal(),
+            !args.expand
+        )
     );
     Ok(())
 }
 
 /// The Gantt with critical-path marks and self times, then the figures.
-pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool) -> String {
+pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool, fold: bool) -> String {
     let layout = gantt::layout(trace);
-    let mut out = crate::render::gantt_with(trace, &layout, color, true);
+    let mut out = crate::render::gantt_with(trace, &layout, color, true, fold);
     let chain: Vec<Cow<str>> = analysis["critical_path"]
         .as_array()
         .map(|c| c.iter().map(|p| s(p, "name")).collect())

@@ -30,6 +30,9 @@ pub struct TraceArgs {
     /// Print the trace as JSON instead of a chart.
     #[arg(long)]
     pub json: bool,
+    /// Show every span: do not fold sibling runs and retries into one row.
+    #[arg(long)]
+    pub expand: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -111,7 +114,10 @@ pub async fn trace(args: TraceArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     } else {
-        print!("{}", render::gantt(&trace, std::io::stdout().is_terminal()));
+        print!(
+            "{}",
+            render::gantt(&trace, std::io::stdout().is_terminal(), !args.expand)
+        );
     }
     Ok(())
 }

@@ -99,18 +99,112 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// Renders `trace` as an indented tree with one bar per span on a common time axis.
-pub fn gantt(trace: &Trace, color: bool) -> String {
-    gantt_with(trace, &gantt::layout(trace), color, false)
+/// Renders `trace` as an indented tree with one bar per span on a common
+/// time axis, sibling runs and retries folded into one row each.
+pub fn gantt(trace: &Trace, color: bool, fold: bool) -> String {
+    gantt_with(trace, &gantt::layout(trace), color, false, fold)
+}
+
+/// One line of the chart: a span, or a folded group of siblings.
+struct Line {
+    label: String,
+    offset_nano: u64,
+    duration_nano: u64,
+    self_nano: u64,
+    service: String,
+    on_critical_path: bool,
+    is_error: bool,
+    mark: String,
+}
+
+/// The chart's lines: every row, or with `fold` each group of the web
+/// UI's (`analysis::sibling_groups`: `vector_search ×312`, `api_call ×2 —
+/// 1 failed, 114 ms lost`) as one line standing for its members and their
+/// subtrees, so the terminal and the web show the same shape.
+fn lines(layout: &gantt::GanttLayout, fold: bool) -> Vec<Line> {
+    let rows = &layout.rows;
+    let groups = if fold {
+        chaintrace_analysis::sibling_groups(layout)
+    } else {
+        Vec::new()
+    };
+    let mut group_at: std::collections::HashMap<usize, &chaintrace_analysis::SiblingGroup> =
+        std::collections::HashMap::new();
+    for g in &groups {
+        if let Some(&first) = g.rows.first() {
+            group_at.insert(first, g);
+        }
+    }
+    // The row after `r`'s subtree.
+    let subtree_end = |r: usize| {
+        (r + 1..rows.len())
+            .find(|&j| rows[j].depth <= rows[r].depth)
+            .unwrap_or(rows.len())
+    };
+    let indent = |depth: usize, name: &str| format!("{}{}", "  ".repeat(depth), shown(name));
+    let mut out = Vec::with_capacity(rows.len());
+    let mut i = 0;
+    while i < rows.len() {
+        let row = &rows[i];
+        if let Some(g) = group_at.get(&i) {
+            let members = || g.rows.iter().map(|&m| &rows[m]);
+            let start = members().map(|m| m.offset_nano).min().unwrap_or(0);
+            let end = members()
+                .map(|m| m.offset_nano + m.duration_nano)
+                .max()
+                .unwrap_or(start);
+            let n = g.rows.len();
+            let (mark, is_error) = match g.kind {
+                chaintrace_analysis::GroupKind::Retry => (
+                    format!(" ↻ {} failed, {} lost", g.failed, fmt_ms(g.lost_nano)),
+                    g.failed == n,
+                ),
+                chaintrace_analysis::GroupKind::Run if g.failed > 0 => {
+                    (format!(" ✗ {} failed", g.failed), true)
+                }
+                chaintrace_analysis::GroupKind::Run => (String::new(), false),
+            };
+            out.push(Line {
+                label: format!("{} ×{n}", indent(row.depth, &row.name)),
+                offset_nano: start,
+                duration_nano: end - start,
+                self_nano: members().map(|m| m.self_nano).sum(),
+                service: row.service.clone(),
+                on_critical_path: members().any(|m| m.on_critical_path),
+                is_error,
+                mark,
+            });
+            i = subtree_end(g.rows.last().copied().unwrap_or(i));
+            continue;
+        }
+        out.push(Line {
+            label: indent(row.depth, &row.name),
+            offset_nano: row.offset_nano,
+            duration_nano: row.duration_nano,
+            self_nano: row.self_nano,
+            service: row.service.clone(),
+            on_critical_path: row.on_critical_path,
+            is_error: row.is_error,
+            mark: if row.is_error {
+                " ✗ error".to_string()
+            } else {
+                String::new()
+            },
+        });
+        i += 1;
+    }
+    out
 }
 
 /// Renders a laid-out trace; with `critical`, rows on the critical path are
-/// marked `◆` (bold on a tty) and every row shows its self time.
+/// marked `◆` (bold on a tty) and every row shows its self time; with
+/// `fold`, sibling runs and retries are one row each (see [`lines`]).
 pub fn gantt_with(
     trace: &Trace,
     layout: &gantt::GanttLayout,
     color: bool,
     critical: bool,
+    fold: bool,
 ) -> String {
     let summary = trace.summary();
     let mut out = String::new();
@@ -124,16 +218,8 @@ pub fn gantt_with(
         summary.span_count,
         summary.error_count,
     );
-    let labels: Vec<String> = layout
-        .rows
-        .iter()
-        .map(|r| {
-            cut(
-                &format!("{}{}", "  ".repeat(r.depth), shown(&r.name)),
-                MAX_NAME,
-            )
-        })
-        .collect();
+    let lines = lines(layout, fold);
+    let labels: Vec<String> = lines.iter().map(|l| cut(&l.label, MAX_NAME)).collect();
     let name_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let axis_pad = if critical { name_width + 2 } else { name_width };
     let _ = writeln!(
@@ -143,17 +229,22 @@ pub fn gantt_with(
         fmt_ms(layout.total_nano),
         width = BAR_WIDTH + 1
     );
-    for (row, label) in layout.rows.iter().zip(&labels) {
-        let (first, len) = row.cells(layout.total_nano, BAR_WIDTH);
+    let root_service = summary.root_service.as_deref().unwrap_or("");
+    for (line, label) in lines.iter().zip(&labels) {
+        let (first, len) = gantt::cells(
+            line.offset_nano,
+            line.duration_nano,
+            layout.total_nano,
+            BAR_WIDTH,
+        );
         let bar = format!(
             "{}{}{}",
             " ".repeat(first),
             "█".repeat(len),
             " ".repeat(BAR_WIDTH - first - len)
         );
-        let mark = if row.is_error { " ✗ error" } else { "" };
-        let on_path = critical && row.on_critical_path;
-        let (on, off) = match (color, row.is_error, on_path) {
+        let on_path = critical && line.on_critical_path;
+        let (on, off) = match (color, line.is_error, on_path) {
             (true, true, _) => (RED, RESET),
             (true, false, true) => (BOLD, RESET),
             _ => ("", ""),
@@ -168,16 +259,18 @@ pub fn gantt_with(
             out,
             "{on}{path}{label}{}  |{bar}| {:>9}",
             " ".repeat(pad),
-            fmt_ms(row.duration_nano)
+            fmt_ms(line.duration_nano)
         );
         if critical {
-            let _ = write!(out, "  self {:>9}", fmt_ms(row.self_nano));
+            let _ = write!(out, "  self {:>9}", fmt_ms(line.self_nano));
         }
-        let _ = write!(out, "{mark}{off}");
-        if color && row.service != summary.root_service.as_deref().unwrap_or("") {
-            let _ = write!(out, " {DIM}[{}]{RESET}", shown(&row.service));
-        } else if row.service != summary.root_service.as_deref().unwrap_or("") {
-            let _ = write!(out, " [{}]", shown(&row.service));
+        let _ = write!(out, "{}{off}", line.mark);
+        if line.service != root_service {
+            if color {
+                let _ = write!(out, " {DIM}[{}]{RESET}", shown(&line.service));
+            } else {
+                let _ = write!(out, " [{}]", shown(&line.service));
+            }
         }
         out.push('\n');
     }

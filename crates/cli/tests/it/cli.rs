@@ -62,7 +62,7 @@ async fn demo_then_traces_then_trace() {
     let (ok, chart, err) = tokio::task::spawn_blocking({
         let api = api.clone();
         let id = failing.clone();
-        move || chaintrace(&["trace", &id, "--server", &api])
+        move || chaintrace(&["trace", &id, "--expand", "--server", &api])
     })
     .await
     .unwrap();
@@ -93,6 +93,26 @@ async fn demo_then_traces_then_trace() {
     // The root's bar fills the whole axis.
     let root_bar = row("process_query")[0].split('|').nth(1).unwrap();
     assert!(root_bar.chars().all(|c| c == '█'), "{chart}");
+
+    // Folded (the default), the failed call and its retry are one row, as
+    // in the web UI: how many attempts, how many failed, the time lost.
+    let (ok, folded, err) = chaintrace(&["trace", &failing, "--server", &api]);
+    assert!(ok, "{err}");
+    let api_rows: Vec<&str> = folded
+        .lines()
+        .filter(|l| l.trim_start().starts_with("api_call"))
+        .collect();
+    assert_eq!(api_rows.len(), 1, "{folded}");
+    assert!(
+        api_rows[0].starts_with("    api_call ×2") && api_rows[0].contains("↻ 1 failed, "),
+        "{folded}"
+    );
+    assert!(!api_rows[0].contains("✗"), "the retry succeeded: {folded}");
+    assert_eq!(
+        folded.lines().count(),
+        chart.lines().count() - 1,
+        "{folded}"
+    );
 
     // The concurrent variant: fetch_context and embed_query bars start in the same column.
     let concurrent = list

@@ -186,6 +186,15 @@ try {
   await page.waitForFunction(() => document.querySelector('#whatif-result')?.textContent.includes('critical path:'), null, { timeout: TIMEOUT });
   const whatIf = await page.locator('#whatif-result').textContent();
   check(/saves/.test(whatIf) && (await page.locator('#whatif-names .chip').count()) === 2, `what-if answers: ${whatIf}`);
+  // The new critical path is outlined in the chart, row for row as named.
+  const said = whatIf.split('critical path: ')[1].split(' (')[0].split(' → ');
+  const outlined = await page.locator('.row.whatif-path').evaluateAll((rs) => rs.map((r) => r.dataset.name));
+  check(outlined.join(',') === said.join(','), `what-if path outlined: ${outlined} vs ${said}`);
+  const barWidths = await page.locator('.row.whatif-path .bar').evaluateAll((bs) => bs.map((b) => b.getBoundingClientRect().width));
+  check(barWidths.length === said.length && barWidths.every((w) => w > 0), `outlined rows keep their bars: ${barWidths}`);
+  await page.locator('#whatif-clear').click();
+  await page.waitForFunction(() => !document.querySelector('.row.whatif-path'), null, { timeout: TIMEOUT });
+  check(true, 'clearing the what-if clears the outline');
 
   // ---- critical path only, find ----
   step = 'filters';

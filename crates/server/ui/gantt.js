@@ -150,6 +150,12 @@ export class Gantt {
     this.recompute();
   }
 
+  /** Rows on a what-if's critical path, outlined; null clears them. */
+  setWhatIf(rowSet) {
+    this.whatIf = rowSet;
+    this.render();
+  }
+
   setCritOnly(on) {
     this.critOnly = on;
     this.recompute();
@@ -365,6 +371,7 @@ export class Gantt {
     if (kind === 'llm') cls += ' llm';
     if (crit) cls += ' crit';
     if (err) cls += ' err';
+    if (this.whatIf && (item >= 0 ? this.whatIf.has(item) : this.doc.groups[itemGroup(item)].rows.some((r) => this.whatIf.has(r)))) cls += ' whatif-path';
     if (item === this.selected) cls += ' selected';
     if (this.filter && item >= 0) {
       if (this.filter.match[item]) cls += ' match';

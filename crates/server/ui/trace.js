@@ -156,6 +156,7 @@ const actions = {
 };
 
 function drawWhatIf() {
+  if (gantt) gantt.setWhatIf(null);
   const box = $('whatif');
   box.hidden = whatIfNames.size === 0;
   const names = $('whatif-names');
@@ -174,8 +175,14 @@ async function runWhatIf() {
     const w = a.what_if;
     out.className = `whatif-result${w && w.saved_nano > 0 ? ' saved' : ''}`;
     out.textContent = w
-      ? `${fmtDur(a.duration_nano)} → ${fmtDur(w.duration_nano)} (saves ${fmtDur(w.saved_nano)}); critical path: ${w.critical_path.map((p) => p.name).join(' → ')}`
+      ? `${fmtDur(a.duration_nano)} → ${fmtDur(w.duration_nano)} (saves ${fmtDur(w.saved_nano)}); critical path: ${w.critical_path.map((p) => p.name).join(' → ')} (outlined in the chart)`
       : 'no change';
+    // The new critical path, outlined beside the observed one's marks.
+    if (w) {
+      const rowOf = new Map();
+      doc.rows.span.forEach((spanIndex, r) => rowOf.set(spanIndex, r));
+      gantt.setWhatIf(new Set(w.critical_path.map((p) => rowOf.get(p.span_index)).filter((r) => r !== undefined)));
+    }
   } catch (e) {
     out.className = 'whatif-result';
     out.textContent = `cannot compute: ${e.message}`;

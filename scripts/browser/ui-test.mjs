@@ -54,7 +54,9 @@ page.on('dialog', async (d) => {
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 // The query check answers a bad query with 400 on purpose; anything else
 // failing is a problem.
+const fetched = [];
 page.on('response', (r) => {
+  fetched.push(r.url());
   // A 400 naming a TraceQL error is the answer the page shows as you type.
   const typed = r.url().includes('/api/v1/traceql/check') || /\/api\/v1\/traces\/[0-9a-f]+\/match\?/.test(r.url());
   if (r.status() >= 400 && !(typed && r.status() === 400)) problems.push(`HTTP ${r.status()} for ${r.url()}`);
@@ -129,6 +131,17 @@ try {
   check(ex.includes('Rate limit reached for gpt-4o-mini') && ex.includes('Traceback') && ex.includes('openai.RateLimitError'), 'the panel shows the exception with its stack trace');
   check((await page.locator('#panel h2').textContent()) === 'api_call', 'the panel is the api_call');
   check(new URL(page.url()).searchParams.has('span'), 'the selection is in the URL');
+  // By its span id, once the panel has it: a link that survives spans
+  // arriving later. Opening it selects the same span.
+  await page.waitForFunction(() => /^[0-9a-f]{16}$/.test(new URLSearchParams(location.search).get('span') || ''), null, { timeout: TIMEOUT });
+  const spanLink = page.url();
+  check(!fetched.some((u) => /\/api\/v1\/traces\/[0-9a-f]+$/.test(u)), `the panel read one span, not the whole trace: ${fetched.filter((u) => u.includes('/traces/'))}`);
+  const linked = await context.newPage();
+  await linked.goto(spanLink);
+  await linked.waitForSelector('#panel .exception .stack', { timeout: TIMEOUT });
+  check((await linked.locator('#panel h2').textContent()) === 'api_call', 'a span-id link opens that span');
+  check(await linked.locator('.row.selected.err[data-name="api_call"]').count() === 1, 'and selects its row');
+  await linked.close();
   await page.screenshot({ path: path.join(shots, 'trace-page.png') });
 
   // ---- LLM conversation, OTel GenAI JSON messages ----

@@ -45,6 +45,7 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/traces", get(list_traces))
         .route("/api/v1/traces/{trace_id}", get(native_trace))
+        .route("/api/v1/traces/{trace_id}/spans/{span}", get(native_span))
         .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
         .route(
             "/api/v1/traces/{trace_id}/match",
@@ -109,6 +110,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
          GET /api/v1/traces/{trace_id}\n\
+         GET /api/v1/traces/{trace_id}/spans/{span_id or index}\n\
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/traces/{trace_id}/gantt\n\
          GET /api/v1/traces/{trace_id}/match?q=<TraceQL>\n\
@@ -227,6 +229,68 @@ async fn native_trace(
     };
     match store.trace(id).await {
         Ok(Some(trace)) => slot.json(StatusCode::OK, trace).await,
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /api/v1/traces/{trace_id}/spans/{span}`: one span of a trace, by
+/// its 16-hex-digit id or its index in the trace's `spans`:
+/// `{"index": i, "trace": <the trace JSON holding only that span>}`. The
+/// web UI reads a span's details (and resolves a span id from a link) from
+/// this instead of downloading a 100 000-span trace.
+async fn native_span(
+    State(AppState { store, cpu, .. }): State<AppState>,
+    Path((trace_id, span)): Path<(String, String)>,
+) -> Response {
+    let id = match parse_trace_id(&trace_id) {
+        Ok(id) => id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let wanted = if span.len() == 16 {
+        match span.parse::<chaintrace_model::SpanId>() {
+            Ok(span_id) => Ok(span_id),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("span {span:?}: {e}")),
+        }
+    } else {
+        match span.parse::<usize>() {
+            Ok(index) => Err(index),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("span {span:?}: want a span id (16 hex digits) or an index"),
+                )
+            }
+        }
+    };
+    let slot = match cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    match store.trace(id).await {
+        Ok(Some(trace)) => {
+            slot.respond(move || {
+                let index = match wanted {
+                    Ok(span_id) => trace.spans.iter().position(|s| s.span_id == span_id),
+                    Err(index) => (index < trace.spans.len()).then_some(index),
+                };
+                let Some(index) = index else {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("trace {id} has no span {span}"),
+                    );
+                };
+                let one = chaintrace_model::Trace {
+                    trace_id: trace.trace_id,
+                    spans: vec![trace.spans[index].clone()],
+                };
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "index": index, "trace": one }),
+                )
+            })
+            .await
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => store_error(e),
     }

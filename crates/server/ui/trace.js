@@ -38,6 +38,24 @@ function summary(d) {
   document.title = `${h.root ?? 'trace'} — chaintrace`;
 }
 
+// One span's record, fetched alone (`/spans/{id or index}`): the panel of
+// a 100 000-span trace needs a few KB, not the whole trace.
+const spanIds = new Map();
+const spanLoads = new Map();
+function loadSpan(ref) {
+  if (!spanLoads.has(ref)) {
+    spanLoads.set(ref, getJson(`/api/v1/traces/${encodeURIComponent(traceId)}/spans/${encodeURIComponent(ref)}`).then((a) => {
+      const one = { spans: [], resources: a.trace.resources, scopes: a.trace.scopes };
+      one.spans[a.index] = a.trace.spans[0];
+      spanIds.set(a.index, a.trace.spans[0].span_id);
+      return { index: a.index, trace: one };
+    }));
+    // Found by id, it is then known by its index too.
+    spanLoads.get(ref).then((r) => spanLoads.set(String(r.index), Promise.resolve(r)), () => {});
+  }
+  return spanLoads.get(ref);
+}
+
 function loadTrace() {
   if (!fullTraceLoad) {
     fullTraceLoad = getJson(`/api/v1/traces/${encodeURIComponent(traceId)}`).then((t) => {
@@ -53,7 +71,7 @@ function loadTrace() {
 function readState() {
   const p = new URLSearchParams(location.search);
   return {
-    span: p.has('span') ? Number(p.get('span')) : null,
+    span: p.get('span'),
     group: p.get('group'),
     find: p.get('find') || '',
     mode: p.get('mode') === 'dim' ? 'dim' : 'hide',
@@ -67,7 +85,12 @@ function writeState(push) {
   if (applying || !gantt) return;
   const p = new URLSearchParams();
   const sel = gantt.selected;
-  if (sel !== null && sel >= 0) p.set('span', String(doc.rows.span[sel]));
+  if (sel !== null && sel >= 0) {
+    // The span's id once known (it survives spans arriving later); its
+    // index in the trace until then.
+    const index = doc.rows.span[sel];
+    p.set('span', spanIds.get(index) ?? fullTrace?.spans[index]?.span_id ?? String(index));
+  }
   else if (sel !== null) p.set('group', String(doc.groups[-sel - 1].rows[0]));
   const find = $('find').value.trim();
   if (find) {
@@ -98,8 +121,17 @@ function applyState() {
     applyFind(false);
     if (s.from !== null && s.to !== null && isFinite(s.from) && isFinite(s.to) && s.to > s.from) gantt.setView(s.from, s.to);
     else gantt.setView(0, gantt.total);
-    if (s.span !== null && isFinite(s.span)) {
-      const row = rowOfSpan(s.span);
+    if (s.span !== null && /^[0-9a-fA-F]{16}$/.test(s.span)) {
+      // A span id: the server says where it is in the trace.
+      loadSpan(s.span).then(({ index }) => {
+        const row = rowOfSpan(index);
+        if (row >= 0) {
+          gantt.reveal(row);
+          open(row);
+        }
+      }, () => {});
+    } else if (s.span !== null && /^[0-9]+$/.test(s.span)) {
+      const row = rowOfSpan(Number(s.span));
       if (row >= 0) {
         gantt.reveal(row);
         open(row);
@@ -137,8 +169,10 @@ function open(item) {
   }
   showSpan(panel, doc, item, fullTrace, actions);
   if (!fullTrace) {
-    loadTrace().then(() => {
-      if (shown === item) showSpan(panel, doc, item, fullTrace, actions);
+    loadSpan(String(doc.rows.span[item])).then(({ trace }) => {
+      if (shown !== item) return;
+      showSpan(panel, doc, item, trace, actions);
+      writeState(false);
     }, (e) => {
       panel.append(el('p', 'load-error', `cannot load span details: ${e.message}`));
     });

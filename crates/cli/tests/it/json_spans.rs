@@ -36,6 +36,26 @@ async fn the_founding_documents_span_is_stored_under_its_uuid() {
         "{span}"
     );
 
+    // One span alone, by index or by id, as the web UI's panel reads it.
+    let trace_path = "/api/v1/traces/550e8400e29b41d4a716446655440000";
+    let (status, one) = server.get_json(&format!("{trace_path}/spans/0")).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["index"], 0);
+    let span_id = one["trace"]["spans"][0]["span_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, by_id) = server
+        .get_json(&format!("{trace_path}/spans/{span_id}"))
+        .await;
+    assert_eq!(status, 200, "{by_id}");
+    assert_eq!(by_id, one);
+    let (status, _) = server.get_json(&format!("{trace_path}/spans/7")).await;
+    assert_eq!(status, 404);
+    let (status, bad) = server.get_json(&format!("{trace_path}/spans/nope")).await;
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("span id"), "{bad}");
+
     // A body that is not spans is a 400 naming why; the server goes on.
     let response = client
         .post(format!("{}/api/v1/spans", server.api))

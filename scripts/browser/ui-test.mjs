@@ -156,7 +156,22 @@ try {
   check(asst.includes('Paris is the capital of France.') && asst.includes('stop'), 'assistant bubble with finish reason');
   const tokens = await page.locator('#panel .tokens').textContent();
   check(tokens.includes('1,200') && tokens.includes('80') && tokens.includes('$'), `tokens and cost: ${tokens.replace(/\s+/g, ' ')}`);
+  // Read as Markdown: emphasis, links (http only), lists, inline code.
+  await page.locator('#panel .view-toggle[data-mode="markdown"]').click();
+  await page.waitForSelector('#panel .bubble.assistant .md', { timeout: TIMEOUT });
+  const md = await page.evaluate(() => {
+    const b = document.querySelector('#panel .bubble.assistant .md');
+    return {
+      strong: b.querySelector('strong')?.textContent,
+      link: b.querySelector('a')?.href,
+      items: [...b.querySelectorAll('li')].map((li) => li.textContent),
+      code: b.querySelector('li code')?.textContent,
+      em: b.querySelector('em')?.textContent,
+    };
+  });
+  check(md.strong === 'Sources:' && md.link === 'https://en.wikipedia.org/wiki/Paris' && md.items.length === 2 && md.code === '2.1M' && md.em === 'Seine', `markdown view: ${JSON.stringify(md)}`);
   await page.locator('#panel').screenshot({ path: path.join(shots, 'llm-conversation.png') });
+  await page.locator('#panel .view-toggle[data-mode="plain"]').click();
 
   // Back returns to the api_call selection; forward to llm_call.
   step = 'history';
@@ -263,6 +278,10 @@ try {
   }
   await page.waitForSelector('#panel .bubble.user', { timeout: TIMEOUT });
   check((await page.locator('#panel .bubble.user').textContent()).includes('<script>'), 'hostile message shown as text');
+  // Read as Markdown too: a javascript: link stays text, tags stay text.
+  await page.locator('#panel .view-toggle[data-mode="markdown"]').click();
+  await page.waitForSelector('#panel .bubble.user .md', { timeout: TIMEOUT });
+  check((await page.locator('#panel .bubble.user .md strong').textContent()).includes('<img'), 'markdown keeps tags as text');
   const injected = await page.evaluate(() => ({
     pwned: window.__pwned,
     imgs: document.querySelectorAll('img').length,

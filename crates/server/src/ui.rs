@@ -50,6 +50,7 @@ const ASSETS: &[Asset] = &[
     asset!("gantt.js", JS),
     asset!("panel.js", JS),
     asset!("conversation.js", JS),
+    asset!("markdown.js", JS),
 ];
 
 const SEARCH_PAGE: &str = include_str!("../ui/search.html");

@@ -4,6 +4,7 @@
 
 import { add, attrMap, clear, display, el, fmtCost, fmtDur, fmtInt, fmtTime, plain, textOrLink, typeOf } from './common.js';
 import { conversation } from './conversation.js';
+import { markdown } from './markdown.js';
 
 const FOLD_CHARS = 600;
 const FOLD_LINES = 12;
@@ -28,10 +29,12 @@ function sizeOf(text) {
   return { chars: text.length, lines: text.split('\n').length };
 }
 
-/** A block of text, pretty-printed as JSON when `asJson` and it parses. */
-function textBlock(text, asJson) {
+/** A block of text as written (`plain`), read as Markdown (`markdown`), or
+ * pretty-printed when it parses as JSON (`json`). */
+function textBlock(text, mode) {
+  if (mode === 'markdown') return folding(markdown(text), sizeOf(text));
   let shown = text;
-  if (asJson) {
+  if (mode === 'json') {
     try {
       shown = JSON.stringify(JSON.parse(text), null, 2);
     } catch {
@@ -96,27 +99,27 @@ function section(title, ...content) {
   return s;
 }
 
-function partNode(p, asJson) {
+function partNode(p, mode) {
   switch (p.type) {
     case 'text':
-      return textBlock(p.content, asJson);
+      return textBlock(p.content, mode);
     case 'reasoning': {
       const d = el('div', 'part-reasoning');
-      d.append(el('span', 'role', 'reasoning'), textBlock(p.content, false));
+      d.append(el('span', 'role', 'reasoning'), textBlock(p.content, 'plain'));
       return d;
     }
     case 'tool_call': {
       const d = el('div', 'part-tool');
       d.append(el('div', 'mono', `tool call ${p.name ?? ''}${p.id ? ` (${p.id})` : ''}`));
       const args = p.arguments === undefined ? '' : typeof p.arguments === 'string' ? p.arguments : JSON.stringify(p.arguments, null, 2);
-      d.append(textBlock(args, true));
+      d.append(textBlock(args, 'json'));
       return d;
     }
     case 'tool_call_response': {
       const d = el('div', 'part-tool');
       d.append(el('div', 'mono', `tool result${p.id ? ` (${p.id})` : ''}`));
       const r = p.response === undefined ? '' : typeof p.response === 'string' ? p.response : JSON.stringify(p.response, null, 2);
-      d.append(textBlock(r, asJson));
+      d.append(textBlock(r, mode === 'markdown' ? 'plain' : mode));
       return d;
     }
     case 'blob':
@@ -127,38 +130,47 @@ function partNode(p, asJson) {
       return d;
     }
     default:
-      return textBlock(`${p.label}: ${JSON.stringify(p.value, null, 2)}`, false);
+      return textBlock(`${p.label}: ${JSON.stringify(p.value, null, 2)}`, 'plain');
   }
 }
 
-function bubble(role, parts, finish, asJson) {
+function bubble(role, parts, finish, mode) {
   const r = String(role).toLowerCase();
   const cls = ['user', 'assistant', 'system', 'tool'].includes(r) ? r : 'assistant';
   const b = el('div', `bubble ${cls}`);
   b.append(el('div', 'role', role + (finish ? ` · finish: ${finish}` : '')));
-  for (const p of parts) b.append(partNode(p, asJson));
+  for (const p of parts) b.append(partNode(p, mode));
   return b;
 }
 
 function conversationView(convo) {
   const box = el('div');
   const label = el('div', 'convention', `read from: ${convo.convention}`);
-  const toggle = el('button', 'view-toggle', 'show JSON pretty-printed');
-  toggle.type = 'button';
+  // How message text is shown: as written, as Markdown, or as JSON.
+  const modes = [['plain', 'as written'], ['markdown', 'markdown'], ['json', 'JSON']];
+  const toggle = el('div', 'view-modes');
+  toggle.setAttribute('role', 'group');
+  toggle.setAttribute('aria-label', 'show messages');
   const list = el('div', 'convo');
-  let asJson = false;
+  let mode = 'plain';
   const draw = () => {
     clear(list);
-    if (convo.system.length) list.append(bubble('system', convo.system, null, asJson));
-    for (const m of convo.input) list.append(bubble(m.role, m.parts, null, asJson));
-    for (const m of convo.output) list.append(bubble(m.role, m.parts, m.finish_reason, asJson));
+    if (convo.system.length) list.append(bubble('system', convo.system, null, mode));
+    for (const m of convo.input) list.append(bubble(m.role, m.parts, null, mode));
+    for (const m of convo.output) list.append(bubble(m.role, m.parts, m.finish_reason, mode));
     if (!list.firstChild) list.append(el('p', 'muted', 'the span names a convention but holds no messages'));
+    for (const b of toggle.children) b.setAttribute('aria-pressed', String(b.dataset.mode === mode));
   };
-  toggle.addEventListener('click', () => {
-    asJson = !asJson;
-    toggle.textContent = asJson ? 'show as written' : 'show JSON pretty-printed';
-    draw();
-  });
+  for (const [value, name] of modes) {
+    const b = el('button', 'view-toggle', name);
+    b.type = 'button';
+    b.dataset.mode = value;
+    b.addEventListener('click', () => {
+      mode = value;
+      draw();
+    });
+    toggle.append(b);
+  }
   draw();
   box.append(label, toggle, list);
   return box;

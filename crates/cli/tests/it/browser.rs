@@ -95,7 +95,7 @@ pub fn fixtures(t0: u64) -> Vec<Value> {
     .to_string();
     let output = json!([
         {"role": "assistant", "finish_reason": "stop",
-         "parts": [{"type": "text", "content": "Paris is the capital of France."}]},
+         "parts": [{"type": "text", "content": "Paris is the capital of France.\n\n**Sources:** [Wikipedia](https://en.wikipedia.org/wiki/Paris)\n\n- population: `2.1M`\n- river: _Seine_"}]},
     ])
     .to_string();
     let system =
@@ -226,7 +226,7 @@ pub fn fixtures(t0: u64) -> Vec<Value> {
     let img = "<img src=x onerror=\"window.__pwned='img'\">";
     let hostile_t = HOSTILE;
     let evil_messages = json!([
-        {"role": "user", "parts": [{"type": "text", "content": format!("{script} and {img}")}]},
+        {"role": "user", "parts": [{"type": "text", "content": format!("{script} and {img} and [click](javascript:window.__pwned='md') **{img}**")}]},
         {"role": "tool", "parts": [{"type": "uri", "uri": "javascript:window.__pwned='uri'"}]},
     ])
     .to_string();

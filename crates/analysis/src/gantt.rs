@@ -89,13 +89,39 @@ pub fn cells(
 
 /// Lays out `trace` as a Gantt chart.
 pub fn layout(trace: &Trace) -> GanttLayout {
-    let spans = &trace.spans;
+    layout_with(trace, &SpanTree::build(trace))
+}
+
+/// The Gantt layout, critical path and LLM calls of one trace from one
+/// span tree: what the web UI's chart needs, each computed once (the tree
+/// is most of the cost at 100 000 spans).
+pub fn chart(trace: &Trace, prices: &crate::PriceTable) -> Chart {
     let tree = SpanTree::build(trace);
+    Chart {
+        layout: layout_with(trace, &tree),
+        path: crate::critical_path::critical_path_with(trace, &tree, &tree.interval),
+        calls: crate::llm::calls::llm_spans_with(trace, &tree, prices),
+    }
+}
+
+/// See [`chart`].
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// As [`layout`] gives it.
+    pub layout: GanttLayout,
+    /// As [`crate::critical_path`] gives it.
+    pub path: crate::CriticalPath,
+    /// As [`crate::llm_spans`] gives them.
+    pub calls: Vec<crate::LlmSpan>,
+}
+
+fn layout_with(trace: &Trace, tree: &SpanTree) -> GanttLayout {
+    let spans = &trace.spans;
     let self_nano = tree.self_times(&tree.interval);
-    let critical_nano = critical_nanos(&tree);
+    let critical_nano = critical_nanos(tree);
     let mut on_chain = vec![false; spans.len()];
     if let Some(root) = tree.root {
-        for i in chain(&tree, &tree.interval, root) {
+        for i in chain(tree, &tree.interval, root) {
             on_chain[i] = true;
         }
     }

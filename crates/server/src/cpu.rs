@@ -204,15 +204,27 @@ impl std::io::Write for CappedWriter {
 /// `value` as a JSON answer with `status`, serialised here (call it inside
 /// the pool); over [`MAX_ANSWER_BYTES`] it is a 400 that says so.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
-    capped_json_response(status, value, MAX_ANSWER_BYTES)
+    capped_json_response(status, value, MAX_ANSWER_BYTES, 0)
+}
+
+/// [`json_response`] into a buffer sized for about `expected` bytes (at
+/// most the cap): a 16 MB answer then is written once, not grown and
+/// copied a dozen times.
+pub fn json_response_sized<T: Serialize + ?Sized>(
+    status: StatusCode,
+    value: &T,
+    expected: usize,
+) -> Response {
+    capped_json_response(status, value, MAX_ANSWER_BYTES, expected)
 }
 
 fn capped_json_response<T: Serialize + ?Sized>(
     status: StatusCode,
     value: &T,
     cap: usize,
+    expected: usize,
 ) -> Response {
-    let mut out = CappedWriter(Vec::new(), cap);
+    let mut out = CappedWriter(Vec::with_capacity(expected.min(cap)), cap);
     match serde_json::to_writer(&mut out, value) {
         Ok(()) => (status, [(header::CONTENT_TYPE, "application/json")], out.0).into_response(),
         Err(e) if e.is_io() => (
@@ -244,9 +256,9 @@ mod tests {
     #[test]
     fn an_answer_over_the_cap_is_refused_not_built() {
         let big = vec!["x".repeat(1024); 3 << 10];
-        let ok = capped_json_response(StatusCode::OK, &big, 4 << 20);
+        let ok = capped_json_response(StatusCode::OK, &big, 4 << 20, 0);
         assert_eq!(ok.status(), StatusCode::OK);
-        let refused = capped_json_response(StatusCode::OK, &big, 2 << 20);
+        let refused = capped_json_response(StatusCode::OK, &big, 2 << 20, 0);
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 

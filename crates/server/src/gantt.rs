@@ -16,14 +16,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chaintrace_analysis::{
-    critical_path, error_type, gantt, llm_spans, parent_rows, sibling_groups, GroupKind, LlmTotals,
-    PriceTable,
+    error_type, gantt, parent_rows, sibling_groups, GroupKind, LlmTotals, PriceTable,
 };
 use chaintrace_model::Trace;
 use serde::Serialize;
 
 use crate::api::{error, parse_trace_id, store_error, AppState};
-use crate::cpu::json_response;
+use crate::cpu::json_response_sized;
 
 /// Interns strings into one table; rows refer to them by index.
 #[derive(Default)]
@@ -143,9 +142,12 @@ struct GanttDoc {
 }
 
 fn gantt_doc(trace: &Trace, prices: &PriceTable) -> GanttDoc {
-    let layout = gantt::layout(trace);
-    let path = critical_path(trace);
-    let calls = llm_spans(trace, prices);
+    // One span tree for layout, critical path and LLM calls.
+    let gantt::Chart {
+        layout,
+        path,
+        calls,
+    } = gantt::chart(trace, prices);
     let totals = LlmTotals::of(&calls);
     let summary = trace.summary();
     let mut strings = Strings::default();
@@ -252,8 +254,15 @@ pub async fn trace_gantt(State(state): State<AppState>, Path(trace_id): Path<Str
     match state.store.trace(id).await {
         Ok(Some(trace)) => {
             let prices = state.prices.clone();
-            slot.respond(move || json_response(StatusCode::OK, &gantt_doc(&trace, &prices)))
-                .await
+            // About 165 bytes of JSON per row.
+            slot.respond(move || {
+                json_response_sized(
+                    StatusCode::OK,
+                    &gantt_doc(&trace, &prices),
+                    trace.spans.len() * 170,
+                )
+            })
+            .await
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
         Err(e) => store_error(e),

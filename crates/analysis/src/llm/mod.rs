@@ -28,7 +28,7 @@
 //! enclosing LLM span, and each call is counted once even when a framework
 //! span and the client-library span below it both report usage.
 
-mod calls;
+pub(crate) mod calls;
 mod messages;
 
 pub(crate) use calls::llm_spans_with;

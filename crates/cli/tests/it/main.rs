@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod jaeger;
 mod json_spans;
+mod metrics;
 mod otlp;
 mod python_sdk;
 mod slow_clients;

@@ -13,8 +13,10 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use chaintrace_analysis::PriceTable;
 use chaintrace_ingest::jaeger::ThriftProtocol;
+use chaintrace_ingest::metrics::Protocol as IngestProtocol;
 use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
+use chaintrace_metrics::Registry;
 use chaintrace_model::{DurationNanos, Span};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
 
@@ -319,11 +321,33 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("store open task failed")?
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    // One registry for everything `/metrics` shows; each crate registers
+    // its own handles.
+    let registry = Registry::new();
+    chaintrace_metrics::process::register(&registry);
+    store.register_metrics(&registry);
     let store: Arc<dyn Store> = Arc::new(store);
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
     // Decoded requests in flight (decoding, or waiting for the store) hold
     // at most half the memory budget besides it.
     let limits = Limits::new(args.max_request_bytes, args.max_memory / 2);
+    let ingest_metrics = limits.metrics();
+    for (protocol, served) in [
+        (IngestProtocol::OtlpGrpc, true),
+        (IngestProtocol::OtlpHttp, true),
+        (IngestProtocol::JsonSpans, true),
+        (
+            IngestProtocol::JaegerCompact,
+            args.jaeger_compact.0.is_some(),
+        ),
+        (IngestProtocol::JaegerBinary, args.jaeger_binary.0.is_some()),
+        (IngestProtocol::JaegerHttp, args.jaeger_http.0.is_some()),
+        (IngestProtocol::Zipkin, args.zipkin.0.is_some()),
+    ] {
+        if served {
+            ingest_metrics.register(&registry, protocol);
+        }
+    }
     let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
 
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
@@ -362,14 +386,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "OTLP/HTTP listening on http://{}/v1/traces",
         otlp_http_listener.local_addr()?
     );
-    // Counted per receiver; the /metrics endpoint will read them.
+    // Counted per receiver, in the counters `/metrics` shows.
     let mut jaeger_tasks = Vec::new();
     for (socket, protocol) in jaeger_sockets {
         println!(
             "Jaeger Thrift {protocol} (UDP) listening on {}",
             socket.local_addr()?
         );
-        let stats = Arc::new(chaintrace_ingest::jaeger::UdpStats::new());
+        let counters = limits.metrics().receiver(match protocol {
+            ThriftProtocol::Compact => IngestProtocol::JaegerCompact,
+            ThriftProtocol::Binary => IngestProtocol::JaegerBinary,
+        });
+        let stats = Arc::new(chaintrace_ingest::jaeger::UdpStats::counting_in(
+            counters.clone(),
+        ));
         jaeger_tasks.push(tokio::spawn(chaintrace_ingest::jaeger::serve_udp(
             socket,
             protocol,
@@ -434,9 +464,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     // The query API also takes the founding document's JSON spans
     // (`POST /api/v1/spans`), within the receivers' gates.
-    let api_routes = chaintrace_server::router(store.clone(), prices).merge(
-        chaintrace_ingest::json_span::json_span_router(sink.clone(), limits.clone()),
-    );
+    let api_routes =
+        chaintrace_server::router_with_metrics(store.clone(), prices, &registry).merge(
+            chaintrace_ingest::json_span::json_span_router(sink.clone(), limits.clone()),
+        );
     let mut api = serve(api_listener, api_routes, Protocol::Http);
 
     // Run until asked to stop, or until a listener dies (then stop the others too).

@@ -52,8 +52,9 @@ use chaintrace_model::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::metrics::{Protocol, ReceiverMetrics};
 use crate::otlp::{DecodedSpans, Limits};
-use crate::receive::{decode_within, is_gzip, read_body, store, Refused};
+use crate::receive::{counted, decode_within, is_gzip, read_body, store, Refused};
 use crate::SpanSink;
 
 /// Attribute keeping a `trace_id` string that was not the id in hex.
@@ -403,17 +404,22 @@ fn span(
 pub fn json_span_router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
     Router::new()
         .route("/api/v1/spans", post(post_spans))
-        .with_state(Receiver { sink, limits })
+        .with_state(Receiver {
+            metrics: limits.metrics().receiver(Protocol::JsonSpans).clone(),
+            sink,
+            limits,
+        })
 }
 
 #[derive(Clone)]
 struct Receiver {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 async fn post_spans(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    match receive(&receiver, &headers, body).await {
+    match counted(&receiver.metrics, receive(&receiver, &headers, body)).await {
         Ok((status, answer)) => (status, Json(answer)).into_response(),
         Err(refused) => refused.json(),
     }
@@ -427,22 +433,29 @@ async fn receive(
     let gzip = is_gzip(headers)?;
     let limits = &receiver.limits;
     let most = limits.max_decoded_bytes();
-    let body = read_body(limits, headers, body, gzip, move |bytes| {
-        let bound = bytes.len().saturating_mul(BYTES_PER_BODY_BYTE);
-        if bound > most {
-            return Err(Refused::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "a JSON body of {} bytes may decode to more than the {} MiB decoded \
+    let body = read_body(
+        limits,
+        &receiver.metrics,
+        headers,
+        body,
+        gzip,
+        move |bytes| {
+            let bound = bytes.len().saturating_mul(BYTES_PER_BODY_BYTE);
+            if bound > most {
+                return Err(Refused::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "a JSON body of {} bytes may decode to more than the {} MiB decoded \
                      requests may hold; send smaller batches (at most {} bytes)",
-                    bytes.len(),
-                    most >> 20,
-                    most / BYTES_PER_BODY_BYTE
-                ),
-            ));
-        }
-        Ok(bound)
-    })
+                        bytes.len(),
+                        most >> 20,
+                        most / BYTES_PER_BODY_BYTE
+                    ),
+                ));
+            }
+            Ok(bound)
+        },
+    )
     .await?;
     let bound = body.bound;
     let (out, _admitted) = decode_within(limits, body, move |bytes, _| {
@@ -463,7 +476,7 @@ async fn receive(
     } else {
         StatusCode::OK
     };
-    store(&receiver.sink, decoded, "JSON").await?;
+    store(&receiver.sink, &receiver.metrics, decoded, "JSON").await?;
     Ok((status, answer))
 }
 

@@ -55,6 +55,7 @@
 
 pub mod jaeger;
 pub mod json_span;
+pub mod metrics;
 pub mod otlp;
 mod receive;
 mod sink;

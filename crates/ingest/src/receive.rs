@@ -6,6 +6,9 @@
 //! the limits, their messages and their statuses are the same for all.
 //! (OTLP/HTTP uses the same body reader and inflater but words its
 //! refusals for gRPC codes too.)
+//!
+//! Counting is here too, once for all three: [`counted`] counts the request
+//! and its refusal, [`read_body`] the bytes, [`store`] the spans.
 
 use std::sync::Arc;
 
@@ -14,9 +17,24 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use crate::metrics::{ReceiverMetrics, RequestRejection, SpanRejection};
 use crate::otlp::body::{inflate_onto, read_gated, BodyError};
 use crate::otlp::{Admitted, DecodedSpans, Limits, BODY_WAIT};
 use crate::{SinkError, SpanSink};
+
+/// Runs a receiver's handling of one request, counting the request and,
+/// when it is refused, why (from the status it is answered with).
+pub(crate) async fn counted<T>(
+    metrics: &ReceiverMetrics,
+    handling: impl std::future::Future<Output = Result<T, Refused>>,
+) -> Result<T, Refused> {
+    metrics.request();
+    let outcome = handling.await;
+    if let Err(refused) = &outcome {
+        metrics.refused(RequestRejection::from_status(refused.status));
+    }
+    outcome
+}
 
 /// A refused request: its status and a message naming what was wrong.
 #[derive(Debug)]
@@ -113,6 +131,7 @@ pub(crate) struct ReadBody {
 /// decode to, or why it cannot be decoded at all.
 pub(crate) async fn read_body(
     limits: &Limits,
+    metrics: &ReceiverMetrics,
     headers: &HeaderMap,
     body: Body,
     gzip: bool,
@@ -149,6 +168,7 @@ pub(crate) async fn read_body(
                 format!("could not read the request body: {e}"),
             ),
         })?;
+    metrics.bytes(raw.len());
     let runtime = tokio::runtime::Handle::current();
     off_the_workers("inflating a request body", move || {
         let bytes = if gzip {
@@ -203,30 +223,52 @@ pub(crate) async fn decode_within<T: Send + 'static>(
     Ok((decoded, admitted))
 }
 
-/// Hands the spans to the store; a refusal as the sender should see it.
+/// Hands the spans to the store, counting them; a refusal as the sender
+/// should see it.
 pub(crate) async fn store(
     sink: &Arc<dyn SpanSink>,
+    metrics: &ReceiverMetrics,
     decoded: DecodedSpans,
     what: &str,
 ) -> Result<(), Refused> {
     decoded.log_partial(what);
-    if decoded.spans.is_empty() {
+    let count = decoded.spans.len();
+    metrics.decoded(count, decoded.rejected);
+    if count == 0 {
         return Ok(());
     }
-    sink.accept(decoded.spans).await.map_err(|e| match e {
-        SinkError::Overloaded(m) => Refused::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("overloaded, retry later: {m}"),
-        ),
-        SinkError::TooLarge(m) => Refused::new(StatusCode::PAYLOAD_TOO_LARGE, m),
-        SinkError::Failed(m) => {
-            tracing::warn!(error = %m, "storing {what} spans failed");
-            Refused::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("storing spans failed: {m}"),
-            )
+    match sink.accept(decoded.spans).await {
+        Ok(()) => {
+            metrics.accepted(count);
+            Ok(())
         }
-    })
+        Err(e) => {
+            metrics.store_refused(count, span_rejection(&e));
+            Err(match e {
+                SinkError::Overloaded(m) => Refused::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("overloaded, retry later: {m}"),
+                ),
+                SinkError::TooLarge(m) => Refused::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+                SinkError::Failed(m) => {
+                    tracing::warn!(error = %m, "storing {what} spans failed");
+                    Refused::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("storing spans failed: {m}"),
+                    )
+                }
+            })
+        }
+    }
+}
+
+/// Why the store's refusal rejected spans, as counted.
+pub(crate) fn span_rejection(e: &SinkError) -> SpanRejection {
+    match e {
+        SinkError::Overloaded(_) => SpanRejection::Overloaded,
+        SinkError::TooLarge(_) => SpanRejection::TooLarge,
+        SinkError::Failed(_) => SpanRejection::Failed,
+    }
 }
 
 /// `accepted N spans`, and what was rejected and why.

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cpu::{json_response, CpuPool};
 use crate::jaeger::{to_jaeger, Envelope, EnvelopeError};
+use crate::metrics::{metrics_router, ApiMetrics};
+use chaintrace_metrics::Registry;
 
 /// Largest `limit` a trace list accepts.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -31,10 +33,34 @@ pub struct AppState {
     pub prices: Arc<PriceTable>,
     /// Where CPU-heavy work of a request runs.
     pub cpu: CpuPool,
+    /// What the handlers count for `/metrics`.
+    pub metrics: ApiMetrics,
 }
 
 /// Builds the query API router over `store`, pricing LLM calls with `prices`.
 pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
+    build(store, prices, ApiMetrics::default())
+}
+
+/// [`router`], timing every request and counting SQL queries in
+/// `registry`, and serving `registry` at `GET /metrics`.
+///
+/// ```
+/// # fn demo(store: std::sync::Arc<dyn chaintrace_store::Store>) {
+/// let registry = chaintrace_metrics::Registry::new();
+/// let prices = std::sync::Arc::new(chaintrace_analysis::PriceTable::empty());
+/// let app = chaintrace_server::router_with_metrics(store, prices, &registry);
+/// # }
+/// ```
+pub fn router_with_metrics(
+    store: Arc<dyn Store>,
+    prices: Arc<PriceTable>,
+    registry: &Registry,
+) -> Router {
+    build(store, prices, ApiMetrics::registered(registry)).merge(metrics_router(registry.clone()))
+}
+
+fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) -> Router {
     use crate::search::{analytics_handler, search, trace_analysis, Analytics};
     let router = Router::new()
         .route("/", get(crate::ui::search_page))
@@ -99,7 +125,17 @@ pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
             crate::compress::gzip_large_answers,
         ))
         .layer(tower_http::compression::CompressionLayer::new())
-        .with_state(AppState { store, prices, cpu })
+        // Outermost, so that the time includes compression.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            crate::metrics::time_requests,
+        ))
+        .with_state(AppState {
+            store,
+            prices,
+            cpu,
+            metrics,
+        })
 }
 
 async fn index() -> impl IntoResponse {
@@ -107,6 +143,7 @@ async fn index() -> impl IntoResponse {
         [("content-type", "text/plain; charset=utf-8")],
         "chaintrace query API (the web UI is at /)\n\n\
          GET /api/v1/health\n\
+         GET /metrics  Prometheus metrics (text format 0.0.4), served by chaintrace serve\n\
          GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
          GET /api/v1/traces/{trace_id}\n\

@@ -13,9 +13,11 @@ pub mod filter;
 mod gantt;
 pub mod jaeger;
 mod jaeger_api;
+mod metrics;
 pub mod range;
 pub mod search;
 pub mod sql;
 pub mod ui;
 
-pub use api::{router, AppState, MAX_LIST_LIMIT};
+pub use api::{router, router_with_metrics, AppState, MAX_LIST_LIMIT};
+pub use metrics::{metrics_router, ApiMetrics};

@@ -33,6 +33,11 @@ pub const MAX_SQL_SPANS: usize = 300_000;
 /// step, execution at its next batch): abandoned queries cannot pile up.
 static SQL_SLOT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
+/// SQL queries running now (holding the slot): 0 or 1.
+pub(crate) fn running() -> usize {
+    1 - SQL_SLOT.available_permits().min(1)
+}
+
 /// How long a request waits for the running one before it is turned away.
 const SQL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -71,7 +76,11 @@ impl TimeText {
 /// The body is read as JSON whatever its `Content-Type`, so a bare
 /// `curl -d '{"query": "…"}'` works.
 pub async fn sql(State(state): State<AppState>, body: Bytes) -> Response {
-    answer(&state, &body, MAX_SQL_SPANS).await
+    let response = answer(&state, &body, MAX_SQL_SPANS).await;
+    if response.status() == StatusCode::BAD_REQUEST {
+        state.metrics.sql_invalid.inc();
+    }
+    response
 }
 
 async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
@@ -109,6 +118,7 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
     let slot = match tokio::time::timeout(SQL_WAIT, SQL_SLOT.acquire()).await {
         Ok(Ok(permit)) => permit,
         _ => {
+            state.metrics.sql_busy.inc();
             let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "another SQL query has been running for 30 s; retry later".to_string(),
@@ -357,6 +367,7 @@ mod tests {
             store: Arc::clone(&f.store) as Arc<dyn Store>,
             prices: Arc::new(PriceTable::empty()),
             cpu: crate::cpu::CpuPool::default(),
+            metrics: crate::ApiMetrics::default(),
         };
         let response = answer(&state, br#"{"query": "SELECT 1", "since": "4h"}"#, 2).await;
         assert_eq!(response.status(), axum::http::StatusCode::BAD_REQUEST);

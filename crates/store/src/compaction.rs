@@ -77,7 +77,9 @@ pub(crate) fn compact(inner: &Inner, stopped: &dyn Fn() -> bool) -> Result<u64, 
             // survives is the one reads showed (the first to arrive).
             let mut chosen = chosen.to_vec();
             crate::generations::arrival_order(&mut chosen);
+            let started = Instant::now();
             merge(inner, level, &chosen, stopped)?;
+            inner.compaction_seconds.observe_duration(started.elapsed());
             merges += 1;
             inner.compactions.fetch_add(1, Ordering::Relaxed);
         }

@@ -274,6 +274,8 @@ pub(crate) struct Inner {
     pub(crate) blocks_cut: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) blocks_deleted: AtomicU64,
+    /// How long each compaction merge took.
+    pub(crate) compaction_seconds: chaintrace_metrics::Histogram,
     /// The data directory's lock, released when the last handle goes (or,
     /// in tests, at a simulated crash).
     _lock: Mutex<Option<DirLock>>,
@@ -562,6 +564,25 @@ impl EmbeddedStore {
         Self::open_on(config, Disk::Std)
     }
 
+    /// Shows the store's metrics in `registry`: WAL fsyncs and their
+    /// latency, head and block sizes, cuts, compactions (and their
+    /// duration) and retention deletions. Values are read at each scrape
+    /// (file I/O: render the registry where blocking is allowed).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), chaintrace_store::StoreError> {
+    /// use chaintrace_store::{EmbeddedConfig, EmbeddedStore};
+    /// let (store, _) = EmbeddedStore::open(EmbeddedConfig::new("./chaintrace-data"))?;
+    /// let registry = chaintrace_metrics::Registry::new();
+    /// store.register_metrics(&registry);
+    /// assert!(registry.render().contains("chaintrace_wal_syncs_total"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register_metrics(&self, registry: &chaintrace_metrics::Registry) {
+        crate::metrics::register(&self.inner, registry);
+    }
+
     /// [`EmbeddedStore::open`] with the WAL's files changed through `disk`:
     /// the power-cut tests pass a disk that loses unsynced bytes. Blocks are
     /// written with `std::fs` either way.
@@ -620,6 +641,9 @@ impl EmbeddedStore {
             blocks_cut: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             blocks_deleted: AtomicU64::new(0),
+            compaction_seconds: chaintrace_metrics::Histogram::new(
+                crate::metrics::COMPACTION_BUCKETS,
+            ),
             _lock: Mutex::new(Some(lock)),
         });
         let store = EmbeddedStore {
@@ -809,7 +833,7 @@ impl Store for EmbeddedStore {
 }
 
 impl Inner {
-    fn stats_blocking(&self) -> StoreStats {
+    pub(crate) fn stats_blocking(&self) -> StoreStats {
         let inner = self;
         let (active, frozen) = {
             let heads = inner.heads();

@@ -43,6 +43,7 @@ mod generations;
 mod head;
 mod lock;
 mod maintenance;
+mod metrics;
 #[cfg(test)]
 mod power_cut_tests;
 mod search;

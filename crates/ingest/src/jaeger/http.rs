@@ -26,21 +26,27 @@ use axum::routing::post;
 use axum::Router;
 
 use super::{decode_batch_within, ThriftProtocol, THRIFT_BYTES_PER_BODY_BYTE};
+use crate::metrics::{Protocol, ReceiverMetrics};
 use crate::otlp::Limits;
-use crate::receive::{decode_within, read_body, store, summary, Refused};
+use crate::receive::{counted, decode_within, read_body, store, summary, Refused};
 use crate::SpanSink;
 
 /// `POST /api/traces` for Jaeger Thrift batches.
 pub fn collector_router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
     Router::new()
         .route("/api/traces", post(post_traces))
-        .with_state(Receiver { sink, limits })
+        .with_state(Receiver {
+            metrics: limits.metrics().receiver(Protocol::JaegerHttp).clone(),
+            sink,
+            limits,
+        })
 }
 
 #[derive(Clone)]
 struct Receiver {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 fn is_thrift(headers: &HeaderMap) -> bool {
@@ -54,7 +60,7 @@ fn is_thrift(headers: &HeaderMap) -> bool {
 }
 
 async fn post_traces(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    match receive(&receiver, &headers, body).await {
+    match counted(&receiver.metrics, receive(&receiver, &headers, body)).await {
         Ok(accepted) => (StatusCode::ACCEPTED, accepted).into_response(),
         Err(refused) => refused.plain(),
     }
@@ -77,7 +83,7 @@ async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result
         ));
     }
     let limits = &receiver.limits;
-    let body = read_body(limits, headers, body, false, |bytes| {
+    let body = read_body(limits, &receiver.metrics, headers, body, false, |bytes| {
         Ok(bytes.len().saturating_mul(THRIFT_BYTES_PER_BODY_BYTE))
     })
     .await?;
@@ -93,6 +99,12 @@ async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result
     })
     .await?;
     let accepted = summary(&decoded);
-    store(&receiver.sink, decoded, "Jaeger Thrift HTTP").await?;
+    store(
+        &receiver.sink,
+        &receiver.metrics,
+        decoded,
+        "Jaeger Thrift HTTP",
+    )
+    .await?;
     Ok(accepted)
 }

@@ -1,18 +1,19 @@
 //! The Jaeger agent's UDP ports: one `emitBatch` message per datagram, in,
 //! spans handed to the [`SpanSink`], out. UDP has no answer, so nothing a
 //! sender does can stop the receiver: bad datagrams and refused batches
-//! are counted in [`UdpStats`] and logged at most once per
-//! [`LOG_INTERVAL`].
+//! are counted in [`UdpStats`] (the receiver's [`ReceiverMetrics`]) and
+//! logged at most once per [`LOG_INTERVAL`].
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 use super::{decode_emit_batch_within, ThriftProtocol};
+use crate::metrics::{ReceiverMetrics, RequestRejection, SpanRejection};
+use crate::receive::span_rejection;
 use crate::SpanSink;
 
 /// The largest UDP payload; also what the Jaeger agent reads per datagram.
@@ -59,14 +60,11 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 /// What a UDP receiver has seen since it started; shared with whoever
-/// reports it (logs, metrics).
+/// reports it (logs, metrics). The counts are the receiver's
+/// [`ReceiverMetrics`]: a datagram is a request.
 #[derive(Debug, Default)]
 pub struct UdpStats {
-    datagrams: AtomicU64,
-    spans_accepted: AtomicU64,
-    spans_rejected: AtomicU64,
-    malformed: AtomicU64,
-    sink_refusals: AtomicU64,
+    metrics: ReceiverMetrics,
     log: Mutex<ProblemLog>,
 }
 
@@ -99,15 +97,31 @@ impl UdpStats {
         UdpStats::default()
     }
 
+    /// Counting into `metrics`, e.g. a protocol's counters from
+    /// [`crate::metrics::IngestMetrics::receiver`].
+    pub fn counting_in(metrics: ReceiverMetrics) -> Self {
+        UdpStats {
+            metrics,
+            log: Mutex::default(),
+        }
+    }
+
     /// The counters now.
     pub fn counts(&self) -> UdpCounts {
-        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let m = &self.metrics;
         UdpCounts {
-            datagrams: read(&self.datagrams),
-            spans_accepted: read(&self.spans_accepted),
-            spans_rejected: read(&self.spans_rejected),
-            malformed: read(&self.malformed),
-            sink_refusals: read(&self.sink_refusals),
+            datagrams: m.requests(),
+            spans_accepted: m.spans_accepted(),
+            spans_rejected: m.spans_rejected(SpanRejection::Invalid),
+            malformed: m.requests_refused(RequestRejection::Malformed),
+            sink_refusals: [
+                RequestRejection::Overloaded,
+                RequestRejection::TooLarge,
+                RequestRejection::Failed,
+            ]
+            .into_iter()
+            .map(|r| m.requests_refused(r))
+            .sum(),
         }
     }
 
@@ -132,10 +146,6 @@ impl UdpStats {
         log.last = Some(now);
         log.unlogged = 0;
     }
-}
-
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Receives `emitBatch` datagrams on `socket` in `protocol` and hands their
@@ -178,7 +188,8 @@ pub async fn serve_udp(
                 continue;
             }
         };
-        add(&stats.datagrams, 1);
+        stats.metrics.request();
+        stats.metrics.bytes(datagram.len());
         let (sink, stats) = (Arc::clone(&sink), Arc::clone(&stats));
         tokio::spawn(async move {
             handle(datagram, protocol, sink.as_ref(), &stats).await;
@@ -200,31 +211,33 @@ async fn handle(
     let decoded = match decoded {
         Ok(Ok((decoded, _))) => decoded,
         Ok(Err(e)) => {
-            add(&stats.malformed, 1);
+            stats.metrics.refused(RequestRejection::Malformed);
             stats.report(protocol, &format_args!("malformed datagram: {e}"));
             return;
         }
         Err(e) => {
-            add(&stats.malformed, 1);
+            stats.metrics.refused(RequestRejection::Malformed);
             stats.report(protocol, &format_args!("decoding a datagram failed: {e}"));
             return;
         }
     };
+    let count = decoded.spans.len();
+    stats.metrics.decoded(count, decoded.rejected);
     if decoded.rejected > 0 || decoded.dropped_links > 0 {
-        add(&stats.spans_rejected, decoded.rejected);
         stats.report(
             protocol,
             &format_args!("spans rejected: {}", decoded.error_message()),
         );
     }
-    if decoded.spans.is_empty() {
+    if count == 0 {
         return;
     }
-    let count = decoded.spans.len() as u64;
     match sink.accept(decoded.spans).await {
-        Ok(()) => add(&stats.spans_accepted, count),
+        Ok(()) => stats.metrics.accepted(count),
         Err(e) => {
-            add(&stats.sink_refusals, 1);
+            let reason = span_rejection(&e);
+            stats.metrics.store_refused(count, reason);
+            stats.metrics.refused(reason.into());
             stats.report(
                 protocol,
                 &format_args!("{count} spans lost, the store refused them: {e}"),

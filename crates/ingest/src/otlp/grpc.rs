@@ -34,6 +34,8 @@ use tonic::Status;
 use super::body::{inflate_onto, read_gated, BodyError};
 use super::wire::decode_wire_within;
 use super::{export_response, protobuf_bound, Admitted, DecodeGate, Limits, BODY_WAIT};
+use crate::metrics::{Protocol, ReceiverMetrics, RequestRejection};
+use crate::receive::span_rejection;
 use crate::{SinkError, SpanSink};
 
 /// The gRPC service name OTLP exporters call.
@@ -53,7 +55,11 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 /// # }
 /// ```
 pub fn trace_service(sink: Arc<dyn SpanSink>, limits: Limits) -> GrpcTraceService {
-    GrpcTraceService { sink, limits }
+    GrpcTraceService {
+        metrics: limits.metrics().receiver(Protocol::OtlpGrpc).clone(),
+        sink,
+        limits,
+    }
 }
 
 /// The OTLP/gRPC trace receiver built by [`trace_service`]: a tower
@@ -62,6 +68,7 @@ pub fn trace_service(sink: Arc<dyn SpanSink>, limits: Limits) -> GrpcTraceServic
 pub struct GrpcTraceService {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 impl fmt::Debug for GrpcTraceService {
@@ -90,7 +97,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let metrics = self.metrics.clone();
+        metrics.request();
         if request.uri().path() != EXPORT_PATH {
+            metrics.refused(RequestRejection::Unsupported);
             let status = Status::unimplemented(format!(
                 "{} is not served here; {TRACE_SERVICE_NAME} serves only Export",
                 request.uri().path()
@@ -110,8 +120,9 @@ where
             let mut held = Admitted::default();
             let raw = match read_grpc_body(body, limit, &bodies, &mut held).await {
                 Ok(raw) => raw,
-                Err(status) => return Ok(status.into_http()),
+                Err(status) => return Ok(refused(&metrics, status)),
             };
+            metrics.bytes(raw.len());
             let gzip = parts
                 .headers
                 .get("grpc-encoding")
@@ -131,13 +142,13 @@ where
                 .await;
                 match inflated {
                     Ok(Ok(done)) => done,
-                    Ok(Err(status)) => return Ok(status.into_http()),
+                    Ok(Err(status)) => return Ok(refused(&metrics, status)),
                     Err(e) => {
                         tracing::error!(error = %e, "inflating an OTLP/gRPC export panicked");
-                        return Ok(Status::internal(
-                            "inflating the request failed (a bug; it is logged)",
-                        )
-                        .into_http());
+                        return Ok(refused(
+                            &metrics,
+                            Status::internal("inflating the request failed (a bug; it is logged)"),
+                        ));
                     }
                 }
             } else {
@@ -146,6 +157,7 @@ where
             let request = http::Request::from_parts(parts, http_body_util::Full::new(raw));
             let export = Export {
                 sink,
+                metrics: metrics.clone(),
                 reached: Arc::clone(&reached),
                 gate,
                 body_room: Some(held),
@@ -154,9 +166,25 @@ where
                 .accept_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
             let response = grpc.unary(export, request).await;
-            Ok(client_fault_is_invalid_argument(response, &reached))
+            let response = client_fault_is_invalid_argument(response, &reached);
+            // A call that reached `Export` counted its own refusal, with
+            // the store's reason rather than the code's.
+            if !reached.load(Ordering::Acquire) {
+                if let Some(status) = Status::from_header_map(response.headers()) {
+                    if status.code() != tonic::Code::Ok {
+                        metrics.refused(RequestRejection::from_grpc(status.code()));
+                    }
+                }
+            }
+            Ok(response)
         })
     }
+}
+
+/// Counts a refusal before the call reached `Export`, and answers it.
+fn refused(metrics: &ReceiverMetrics, status: Status) -> http::Response<tonic::body::Body> {
+    metrics.refused(RequestRejection::from_grpc(status.code()));
+    status.into_http()
 }
 
 /// Reads a whole gRPC request body: at most `limit` bytes of message plus
@@ -254,6 +282,7 @@ fn client_fault_is_invalid_argument(
 /// One `Export` call: decode, store, answer.
 struct Export {
     sink: Arc<dyn SpanSink>,
+    metrics: ReceiverMetrics,
     /// Set once the call gets its message (see
     /// [`client_fault_is_invalid_argument`]).
     reached: Arc<AtomicBool>,
@@ -275,6 +304,7 @@ impl UnaryService<Bytes> for Export {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         self.reached.store(true, Ordering::Release);
         let sink = Arc::clone(&self.sink);
+        let metrics = self.metrics.clone();
         let gate = self.gate.clone();
         let held = self.body_room.take();
         Box::pin(async move {
@@ -293,25 +323,37 @@ impl UnaryService<Bytes> for Export {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "decoding an OTLP/gRPC export panicked");
+                metrics.refused(RequestRejection::Failed);
                 Status::internal("decoding the request failed (a bug; it is logged)")
             })?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| {
+                metrics.refused(RequestRejection::Malformed);
+                Status::invalid_argument(e.to_string())
+            })?;
             // Held, for what was decoded, until the store has answered.
             drop(held);
             admitted.shrink_to(used);
             decoded.log_partial("OTLP/gRPC");
+            let count = decoded.spans.len();
+            metrics.decoded(count, decoded.rejected);
             let response = export_response(&decoded);
-            if !decoded.spans.is_empty() {
-                sink.accept(decoded.spans).await.map_err(|e| match e {
-                    SinkError::Overloaded(m) => {
-                        Status::unavailable(format!("overloaded, retry later: {m}"))
-                    }
-                    SinkError::TooLarge(m) => Status::invalid_argument(m),
-                    SinkError::Failed(m) => {
-                        tracing::warn!(error = %m, "storing an OTLP/gRPC export failed");
-                        Status::internal(format!("storing spans failed: {m}"))
+            if count > 0 {
+                sink.accept(decoded.spans).await.map_err(|e| {
+                    let reason = span_rejection(&e);
+                    metrics.store_refused(count, reason);
+                    metrics.refused(reason.into());
+                    match e {
+                        SinkError::Overloaded(m) => {
+                            Status::unavailable(format!("overloaded, retry later: {m}"))
+                        }
+                        SinkError::TooLarge(m) => Status::invalid_argument(m),
+                        SinkError::Failed(m) => {
+                            tracing::warn!(error = %m, "storing an OTLP/gRPC export failed");
+                            Status::internal(format!("storing spans failed: {m}"))
+                        }
                     }
                 })?;
+                metrics.accepted(count);
             }
             Ok(tonic::Response::new(response))
         })

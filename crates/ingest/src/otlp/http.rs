@@ -41,6 +41,8 @@ use super::wire::decode_wire_within;
 use super::{
     export_response, protobuf_bound, Admitted, DecodeError, DecodeGate, Limits, BODY_WAIT,
 };
+use crate::metrics::{Protocol, ReceiverMetrics, RequestRejection};
+use crate::receive::span_rejection;
 use crate::{SinkError, SpanSink};
 
 /// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
@@ -58,13 +60,18 @@ use crate::{SinkError, SpanSink};
 pub fn router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
     Router::new()
         .route("/v1/traces", post(export_traces))
-        .with_state(Receiver { sink, limits })
+        .with_state(Receiver {
+            metrics: limits.metrics().receiver(Protocol::OtlpHttp).clone(),
+            sink,
+            limits,
+        })
 }
 
 #[derive(Clone)]
 struct Receiver {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 /// The body format, from `Content-Type`.
@@ -165,15 +172,20 @@ async fn export_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    receiver.metrics.request();
     let format = match request_format(&headers) {
         Ok(format) => format,
         Err(message) => {
+            receiver.metrics.refused(RequestRejection::Unsupported);
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
         }
     };
     match export(&receiver, format, &headers, body).await {
         Ok(response) => success(format, &response),
         Err(refusal) => {
+            receiver
+                .metrics
+                .refused(RequestRejection::from_status(refusal.status));
             tracing::debug!(status = %refusal.status, message = %refusal.message, "OTLP/HTTP export refused");
             refusal.into_response(format)
         }
@@ -193,6 +205,7 @@ async fn export(
     let bodies = receiver.limits.bodies.clone();
     let mut held = Admitted::default();
     let raw = read_body(body, headers, limit, &bodies, &mut held).await?;
+    receiver.metrics.bytes(raw.len());
     // Gunzip and decoding cost CPU in proportion to the body: off the async
     // workers, which must stay free to accept and answer. First gunzip and
     // bound what the body can decode to, then wait for that much room in
@@ -241,13 +254,16 @@ async fn export(
     drop(held);
     admitted.shrink_to(used);
     decoded.log_partial("OTLP/HTTP");
+    let count = decoded.spans.len();
+    receiver.metrics.decoded(count, decoded.rejected);
 
     let response = export_response(&decoded);
-    if !decoded.spans.is_empty() {
+    if count > 0 {
         receiver
             .sink
             .accept(decoded.spans)
             .await
+            .inspect_err(|e| receiver.metrics.store_refused(count, span_rejection(e)))
             .map_err(|e| match e {
                 SinkError::Overloaded(m) => Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -268,6 +284,7 @@ async fn export(
                     )
                 }
             })?;
+        receiver.metrics.accepted(count);
     }
     Ok(response)
 }

@@ -33,8 +33,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
-/// Size bounds shared by the OTLP receivers. Clones share one
-/// [`DecodeGate`]: give both receivers clones of one `Limits`.
+use crate::metrics::IngestMetrics;
+
+/// Size bounds shared by the receivers, and their counters. Clones share
+/// one [`DecodeGate`] and one [`IngestMetrics`]: give every receiver clones
+/// of one `Limits`.
 ///
 /// ```
 /// let limits = chaintrace_ingest::otlp::Limits::new(4 << 20, 64 << 20);
@@ -53,6 +56,8 @@ pub struct Limits {
     /// what they decode to, and always taken first, so no request waits
     /// for one gate while holding the other's room another request needs.
     pub(crate) bodies: DecodeGate,
+    /// What every receiver given a clone counts, per protocol.
+    metrics: Arc<IngestMetrics>,
 }
 
 /// How long a request waits for room for its body before it is answered
@@ -70,7 +75,14 @@ impl Limits {
             max_request_bytes,
             gate: DecodeGate::new(max_decoded_bytes),
             bodies: DecodeGate::new(max_decoded_bytes / 2),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The counters of the receivers sharing these limits; register them
+    /// in a [`chaintrace_metrics::Registry`] to serve them.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
     }
 
     /// The decoded-memory bound given to [`Limits::new`].

@@ -30,21 +30,27 @@ use axum::Router;
 use super::json::json_bound;
 use super::proto::protobuf_bound;
 use super::{decode_json_within, decode_protobuf_within, ZipkinError};
+use crate::metrics::{Protocol, ReceiverMetrics};
 use crate::otlp::Limits;
-use crate::receive::{decode_within, is_gzip, read_body, store, summary, Refused};
+use crate::receive::{counted, decode_within, is_gzip, read_body, store, summary, Refused};
 use crate::SpanSink;
 
 /// `POST /api/v2/spans` for Zipkin v2 spans.
 pub fn zipkin_router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
     Router::new()
         .route("/api/v2/spans", post(post_spans))
-        .with_state(Receiver { sink, limits })
+        .with_state(Receiver {
+            metrics: limits.metrics().receiver(Protocol::Zipkin).clone(),
+            sink,
+            limits,
+        })
 }
 
 #[derive(Clone)]
 struct Receiver {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +91,7 @@ fn refusal(e: ZipkinError) -> Refused {
 }
 
 async fn post_spans(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
-    match receive(&receiver, &headers, body).await {
+    match counted(&receiver.metrics, receive(&receiver, &headers, body)).await {
         Ok(accepted) => (StatusCode::ACCEPTED, accepted).into_response(),
         Err(refused) => refused.plain(),
     }
@@ -96,13 +102,20 @@ async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result
     let gzip = is_gzip(headers)?;
     let limits = &receiver.limits;
     // The bound scan reads the body's framing (protobuf) or shape (JSON).
-    let body = read_body(limits, headers, body, gzip, move |bytes| {
-        match format {
-            Format::Json => json_bound(bytes),
-            Format::Protobuf => protobuf_bound(bytes),
-        }
-        .map_err(refusal)
-    })
+    let body = read_body(
+        limits,
+        &receiver.metrics,
+        headers,
+        body,
+        gzip,
+        move |bytes| {
+            match format {
+                Format::Json => json_bound(bytes),
+                Format::Protobuf => protobuf_bound(bytes),
+            }
+            .map_err(refusal)
+        },
+    )
     .await?;
     let (decoded, _admitted) = decode_within(limits, body, move |bytes, budget| {
         match format {
@@ -113,6 +126,6 @@ async fn receive(receiver: &Receiver, headers: &HeaderMap, body: Body) -> Result
     })
     .await?;
     let accepted = summary(&decoded);
-    store(&receiver.sink, decoded, "Zipkin").await?;
+    store(&receiver.sink, &receiver.metrics, decoded, "Zipkin").await?;
     Ok(accepted)
 }

@@ -193,6 +193,11 @@ impl Wal {
         Ok(())
     }
 
+    /// The latency of each fsync that committed records.
+    pub(crate) fn sync_seconds(&self) -> &chaintrace_metrics::Histogram {
+        &self.counters.sync_seconds
+    }
+
     /// The WAL's counters.
     pub(crate) fn stats(&self) -> WalStats {
         WalStats {

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
 
+use chaintrace_metrics::Histogram;
 use tokio::sync::oneshot;
 
 use crate::store::StoreError;
@@ -81,7 +83,7 @@ pub(crate) enum Command {
 }
 
 /// Counters shared between the writer thread and whoever reports stats.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WalCounters {
     /// Bytes in segment files.
     pub(crate) bytes: AtomicU64,
@@ -91,6 +93,28 @@ pub(crate) struct WalCounters {
     pub(crate) syncs: AtomicU64,
     /// Bytes submitted but not yet written: memory the queue holds.
     pub(crate) queued_bytes: AtomicU64,
+    /// How long each of those `sync_data` calls took.
+    pub(crate) sync_seconds: Histogram,
+}
+
+/// Bounds of [`WalCounters::sync_seconds`]: an fsync takes tens of
+/// microseconds on a fast SSD, tens of milliseconds on a disk or a busy
+/// cloud volume, and seconds when the device is in trouble.
+const SYNC_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+impl Default for WalCounters {
+    fn default() -> Self {
+        WalCounters {
+            bytes: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
+            sync_seconds: Histogram::new(SYNC_BUCKETS),
+        }
+    }
 }
 
 /// The segment currently appended to.
@@ -244,9 +268,13 @@ impl SegmentWriter {
         if seg.len == seg.synced_len {
             return Ok(());
         }
+        let started = Instant::now();
         if let Err(e) = seg.file.sync_data() {
             return Err(self.abandon_current("sync WAL segment", e));
         }
+        self.counters
+            .sync_seconds
+            .observe_duration(started.elapsed());
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         if let Some(seg) = self.current.as_mut() {
             seg.synced_len = seg.len;

@@ -304,8 +304,10 @@ fn jaeger_kind(kind: SpanKind) -> &'static str {
 /// Service → its (span name, span kind) pairs, from recent spans.
 type Catalog = BTreeMap<String, BTreeSet<(String, &'static str)>>;
 
-/// The catalog, or the answer to give instead. It holds a CPU-pool slot
-/// while it reads: a window holds up to [`MAX_SCAN_SPANS`] spans, and the
+/// The catalog, or the answer to give instead: from the store's
+/// operations of the last day when it keeps them (every block written by
+/// this build does), else from the spans of the first window holding at
+/// most [`MAX_SCAN_SPANS`]. It holds a CPU-pool slot while it reads: the
 /// Jaeger UI asks for the services on every page.
 async fn catalog(state: &AppState) -> Result<Catalog, Response> {
     let slot =
@@ -313,6 +315,28 @@ async fn catalog(state: &AppState) -> Result<Catalog, Response> {
             crate::api::jaeger_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         })?;
     let now = UnixNanos::now();
+    // First what the store keeps beside its spans (block metas and the
+    // spans in memory): no span decoded.
+    let day = UnixNanos(now.0.saturating_sub(CATALOG_WINDOWS[0].0));
+    match state.store.operations(day).await {
+        Ok(Some(operations)) => {
+            return slot
+                .run(move || {
+                    let mut catalog = Catalog::new();
+                    for op in operations {
+                        catalog
+                            .entry(op.service)
+                            .or_default()
+                            .insert((op.name, jaeger_kind(op.kind)));
+                    }
+                    catalog
+                })
+                .await
+                .map_err(axum::response::IntoResponse::into_response);
+        }
+        Ok(None) => {}
+        Err(e) => return Err(store_failure(e)),
+    }
     let mut too_much = None;
     for window in CATALOG_WINDOWS {
         let start = UnixNanos(now.0.saturating_sub(window.0));

@@ -467,6 +467,58 @@ impl Inner {
     /// decoded: their ids come from the heads' and each block's trace
     /// summaries, whose span counts refuse an oversized range before
     /// anything is decoded.
+    /// See [`Store::operations`]: block metas, then the spans in memory.
+    fn operations_blocking(&self, start: UnixNanos) -> Option<Vec<crate::block::Operation>> {
+        use chaintrace_model::SpanKind;
+        // Keyed by the kind's name: SpanKind has no order of its own.
+        let mut seen: std::collections::BTreeMap<(String, String, &'static str), SpanKind> =
+            std::collections::BTreeMap::new();
+        for block in self.catalog.blocks() {
+            let meta = block.meta();
+            if meta.max_end < start {
+                continue;
+            }
+            let counts = meta.span_counts.as_ref()?;
+            if !counts.operations_known || counts.operations_truncated {
+                return None;
+            }
+            for op in &counts.operations {
+                seen.insert(
+                    (op.service.clone(), op.name.clone(), op.kind.as_str()),
+                    op.kind,
+                );
+            }
+        }
+        {
+            let heads = self.heads();
+            let generations =
+                std::iter::once(&heads.active).chain(heads.frozen.iter().map(|f| &f.head));
+            // Spans of one export share a resource: its service is looked
+            // up once per run; names are compared before being copied.
+            let mut memo: std::collections::HashSet<(&str, &str, SpanKind)> =
+                std::collections::HashSet::new();
+            for head in generations {
+                for span in head.all_spans() {
+                    if span.end >= start {
+                        memo.insert((span.service_name(), span.name.as_str(), span.kind));
+                    }
+                }
+            }
+            for (service, name, kind) in memo {
+                seen.insert((service.to_string(), name.to_string(), kind.as_str()), kind);
+            }
+        }
+        Some(
+            seen.into_iter()
+                .map(|((service, name, _), kind)| crate::block::Operation {
+                    service,
+                    name,
+                    kind,
+                })
+                .collect(),
+        )
+    }
+
     fn scan_spans_blocking(
         &self,
         start: Option<UnixNanos>,
@@ -825,6 +877,14 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn operations(
+        &self,
+        start: UnixNanos,
+    ) -> Result<Option<Vec<crate::block::Operation>>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || Ok(inner.operations_blocking(start))).await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         // Summing block sizes walks the blocks' directories: file I/O.
         let inner = Arc::clone(&self.inner);
@@ -933,6 +993,43 @@ mod tests {
             offset += 8 + u64::from(len);
         }
         offsets
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operations_come_from_memory_and_block_metas_without_reading_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path());
+        let mut client = span(1, 2, Some(1), "gateway", "call_llm", 150, 190);
+        client.kind = chaintrace_model::SpanKind::Client;
+        store
+            .append(vec![
+                span(1, 1, None, "gateway", "handle", 100, 200),
+                client,
+                span(2, 1, None, "llm", "chat", 300, 400),
+            ])
+            .await
+            .unwrap();
+        let names = |ops: Vec<crate::block::Operation>| -> Vec<String> {
+            ops.iter()
+                .map(|o| format!("{}/{}/{}", o.service, o.name, o.kind.as_str()))
+                .collect()
+        };
+        let want = [
+            "gateway/call_llm/client",
+            "gateway/handle/internal",
+            "llm/chat/internal",
+        ];
+        // From memory.
+        let ops = store.operations(UnixNanos(0)).await.unwrap().unwrap();
+        assert_eq!(names(ops), want);
+        // Cut into a block: from its meta, the same.
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        assert_eq!(store.stats().await.unwrap().blocks, 1);
+        let ops = store.operations(UnixNanos(0)).await.unwrap().unwrap();
+        assert_eq!(names(ops), want);
+        // A block whose data ended before the start is left out.
+        let later = store.operations(UnixNanos(10_000)).await.unwrap().unwrap();
+        assert!(later.is_empty(), "{later:?}");
     }
 
     /// Three single-span traces, one batch each.
@@ -1544,6 +1641,8 @@ mod conformance_tests {
         store.append(vec![late.clone()]).await.unwrap();
         tokio::task::block_in_place(|| store.flush()).unwrap();
         assert_eq!(store.stats().await.unwrap().blocks, 3);
+        // Older blocks keep no operations: the store says it cannot tell.
+        assert!(store.operations(UnixNanos(0)).await.unwrap().is_none());
         assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
         let stats = store.stats().await.unwrap();
         assert_eq!(stats.blocks, 1);
@@ -1553,6 +1652,31 @@ mod conformance_tests {
         );
         let mut expected = crate::block::testing::fixture_spans_v2();
         expected.push(late);
+        // The merged block, written by this build (streaming, as compaction
+        // writes), keeps every operation of its spans.
+        let ops = store
+            .operations(UnixNanos(0))
+            .await
+            .unwrap()
+            .expect("a current block keeps its operations");
+        let mut want: Vec<(String, String, &str)> = expected
+            .iter()
+            .map(|s| {
+                (
+                    s.service_name().to_string(),
+                    s.name.to_string(),
+                    s.kind.as_str(),
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        want.sort();
+        let got: Vec<(String, String, &str)> = ops
+            .iter()
+            .map(|o| (o.service.clone(), o.name.clone(), o.kind.as_str()))
+            .collect();
+        assert_eq!(got, want);
         for id in expected
             .iter()
             .map(|s| s.trace_id)

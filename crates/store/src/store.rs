@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
 
+use crate::block::Operation;
 use crate::search::{SearchRequest, SearchStats};
 
 /// The number of summaries [`Store::recent_traces`] returns when
@@ -65,6 +66,17 @@ pub trait Store: Send + Sync + 'static {
         request: SearchRequest,
         visit: Box<dyn FnMut(Trace) -> bool + Send>,
     ) -> Result<SearchStats, StoreError>;
+
+    /// Every distinct (service, span name, kind) of the spans stored since
+    /// about `start` — of every piece of storage (a block, memory) holding
+    /// data that ends after it — sorted, read from what the store keeps
+    /// beside its spans rather than by decoding them. `Ok(None)` when the
+    /// store cannot tell that way (the caller reads spans instead): the
+    /// default, and the embedded store's answer while a block written by an
+    /// older build, or with more operations than its meta keeps, is in range.
+    async fn operations(&self, _start: UnixNanos) -> Result<Option<Vec<Operation>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Which traces [`Store::recent_traces`] lists.

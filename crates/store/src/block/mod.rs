@@ -77,7 +77,7 @@ pub(crate) mod testing;
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
 pub use read::{Block, LookupStats, SpanIds, SpanStream};
-pub use stats::SpanCounts;
+pub use stats::{Operation, SpanCounts, MAX_META_OPERATIONS};
 pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
 pub use write_stream::BlockWriter;
 

@@ -6,11 +6,11 @@
 //! this module does no I/O and knows nothing of the Parquet layout beyond
 //! the hot `error_type` column's rule ([`super::hot`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
 
-use chaintrace_model::{find_attr, Resource, Span};
+use chaintrace_model::{find_attr, Resource, Span, SpanKind};
 use serde::{Deserialize, Serialize};
 
 use super::hot::HotFields;
@@ -45,6 +45,62 @@ pub struct SpanCounts {
     /// column holds. The column keeps only the first spelling, so where
     /// spellings disagree a search must not prune by it.
     pub error_types_exact: bool,
+    /// Every distinct (service, span name, kind) of the block, sorted: the
+    /// Jaeger API's services and operations come from these, not from
+    /// decoding spans. At most [`MAX_META_OPERATIONS`].
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    /// Whether `operations` was written at all: blocks of builds before it
+    /// have none, and their operations must be read from their spans.
+    #[serde(default)]
+    pub operations_known: bool,
+    /// Whether `operations` was cut at [`MAX_META_OPERATIONS`].
+    #[serde(default)]
+    pub operations_truncated: bool,
+}
+
+/// Every span kind, in a fixed order (bit positions of [`CountsBuilder`]).
+const KINDS: [SpanKind; 6] = [
+    SpanKind::Unspecified,
+    SpanKind::Internal,
+    SpanKind::Server,
+    SpanKind::Client,
+    SpanKind::Producer,
+    SpanKind::Consumer,
+];
+
+/// Most (service, name, kind) triples a block's meta keeps.
+pub const MAX_META_OPERATIONS: usize = 10_000;
+
+/// One operation of a service: a span name with its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Operation {
+    /// `service.name` (`unknown_service` when absent).
+    pub service: String,
+    /// Span name.
+    pub name: String,
+    /// Span kind.
+    pub kind: SpanKind,
+}
+
+/// The distinct operations, sorted, at most [`MAX_META_OPERATIONS`], and
+/// whether any was cut.
+fn operations<'a>(
+    set: impl Iterator<Item = (&'a str, &'a str, SpanKind)>,
+) -> (Vec<Operation>, bool) {
+    let mut list: Vec<(&str, &str, SpanKind)> = set.collect();
+    list.sort_unstable_by(|a, b| (a.0, a.1, a.2.as_str()).cmp(&(b.0, b.1, b.2.as_str())));
+    let truncated = list.len() > MAX_META_OPERATIONS;
+    list.truncate(MAX_META_OPERATIONS);
+    let ops = list
+        .into_iter()
+        .map(|(service, name, kind)| Operation {
+            service: service.to_string(),
+            name: name.to_string(),
+            kind,
+        })
+        .collect();
+    (ops, truncated)
 }
 
 impl SpanCounts {
@@ -71,8 +127,11 @@ impl BlockCounts {
         let mut names: FoldMap<&str, u64> = FoldMap::default();
         let mut services: FoldMap<&str, u64> = FoldMap::default();
         let mut error_types: FoldMap<&str, u64> = FoldMap::default();
+        let mut ops: HashSet<(&str, &str, SpanKind), foldhash::fast::RandomState> =
+            HashSet::default();
         let mut counts = SpanCounts {
             error_types_exact: true,
+            operations_known: true,
             ..SpanCounts::default()
         };
         // Spans of one export share their resource: look its service and
@@ -93,6 +152,7 @@ impl BlockCounts {
             };
             *names.entry(span.name.as_str()).or_default() += 1;
             *services.entry(service).or_default() += 1;
+            ops.insert((service, span.name.as_str(), span.kind));
             counts.status_error += u64::from(span.is_error());
             if let Some(value) = hot.error_type {
                 *error_types.entry(value).or_default() += 1;
@@ -108,6 +168,7 @@ impl BlockCounts {
             v
         };
         let (all_services, all_names) = (sorted(&services), sorted(&names));
+        (counts.operations, counts.operations_truncated) = operations(ops.into_iter());
         (counts.names, counts.names_truncated) = capped(names);
         (counts.services, counts.services_truncated) = capped(services);
         (counts.error_types, counts.error_types_truncated) = capped(error_types);
@@ -143,6 +204,8 @@ pub(crate) struct CountsBuilder {
     names: FoldMap<String, u64>,
     services: FoldMap<String, u64>,
     error_types: FoldMap<String, u64>,
+    /// Service → span name → the kinds seen (a bit per kind).
+    operations: FoldMap<String, FoldMap<String, u8>>,
     counts: SpanCounts,
     /// The last resource seen, its service name and whether it names no
     /// error class (spans of one export share their resource).
@@ -155,8 +218,10 @@ impl Default for CountsBuilder {
             names: FoldMap::default(),
             services: FoldMap::default(),
             error_types: FoldMap::default(),
+            operations: FoldMap::default(),
             counts: SpanCounts {
                 error_types_exact: true,
+                operations_known: true,
                 ..SpanCounts::default()
             },
             last: None,
@@ -188,6 +253,19 @@ impl CountsBuilder {
         };
         bump(&mut self.names, &span.name);
         bump(&mut self.services, service);
+        // Looked up by reference: a string is allocated only the first
+        // time a service or name is seen.
+        let names = match self.operations.get_mut(service.as_str()) {
+            Some(names) => names,
+            None => self.operations.entry(service.clone()).or_default(),
+        };
+        let bit = 1u8 << KINDS.iter().position(|k| *k == span.kind).unwrap_or(0);
+        match names.get_mut(span.name.as_str()) {
+            Some(kinds) => *kinds |= bit,
+            None => {
+                names.insert(span.name.to_string(), bit);
+            }
+        }
         let counts = &mut self.counts;
         counts.status_error += u64::from(span.is_error());
         if let Some(value) = hot.error_type {
@@ -210,6 +288,16 @@ impl CountsBuilder {
             v
         };
         let mut counts = self.counts;
+        (counts.operations, counts.operations_truncated) =
+            operations(self.operations.iter().flat_map(|(service, names)| {
+                names.iter().flat_map(move |(name, kinds)| {
+                    KINDS
+                        .iter()
+                        .enumerate()
+                        .filter(move |(i, _)| kinds & (1 << i) != 0)
+                        .map(move |(_, kind)| (service.as_str(), name.as_str(), *kind))
+                })
+            }));
         (counts.names, counts.names_truncated) = capped(borrowed(&self.names));
         (counts.services, counts.services_truncated) = capped(borrowed(&self.services));
         (counts.error_types, counts.error_types_truncated) = capped(borrowed(&self.error_types));

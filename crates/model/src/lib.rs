@@ -9,6 +9,7 @@
 //! - [`Span`]: one operation with typed [`AnyValue`] attributes, [`Event`]s,
 //!   [`Link`]s, [`Status`], [`Resource`] and [`Scope`].
 //! - [`Trace`] and [`TraceSummary`]: all spans of one request, and its line in a list.
+//! - [`LogRecord`]: a log line, tied to its span by trace and span ids.
 //!
 //! ```
 //! use chaintrace_model::{SpanId, TraceId};
@@ -19,6 +20,7 @@
 
 mod ids;
 mod json_depth;
+mod log;
 pub mod memory;
 mod span;
 mod trace;
@@ -27,6 +29,7 @@ mod trace_json;
 pub use compact_str::CompactString;
 pub use ids::{IdError, SpanId, TraceId};
 pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
+pub use log::{LogRecord, Severity, SeverityParseError};
 pub use span::{
     error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
     Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,

@@ -27,25 +27,32 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLoc
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{LogRecord, Span, Trace, TraceId, TraceSummary, UnixNanos};
 
 use crate::catalog::Catalog;
 use crate::head::Head;
 use crate::lock::DirLock;
+use crate::logs::LogStore;
 use crate::maintenance;
 use crate::search::{SearchRequest, SearchStats};
-use crate::store::{Store, StoreError, StoreStats, TraceListQuery};
+use crate::store::{LogPage, LogQuery, Store, StoreError, StoreStats, TraceListQuery};
 use crate::wal::{self, Disk, ReplayReport, SegmentSeq, Wal};
 
 /// Where and how the embedded store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedConfig {
-    /// Data directory; the WAL lives in `<dir>/wal/`, blocks in `<dir>/blocks/`.
+    /// Data directory; the WAL lives in `<dir>/wal/`, blocks in
+    /// `<dir>/blocks/`, log records in `<dir>/logs/`.
     pub dir: PathBuf,
     /// A WAL segment is closed and a new one started once the next record
     /// would take it past this many bytes (a single larger record still gets
     /// a segment of its own).
     pub wal_segment_bytes: u64,
+    /// A log segment is closed and a new one started past this many bytes.
+    /// Log segments are also the logs' storage: a lookup by trace reads
+    /// whole segments that may hold it, so they are kept smaller than span
+    /// segments.
+    pub log_segment_bytes: u64,
     /// Cut the head into a block once it holds about this many bytes in memory.
     pub block_max_bytes: u64,
     /// Cut the head into a block once its oldest span arrived this long ago.
@@ -92,6 +99,7 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             dir: dir.into(),
             wal_segment_bytes: Self::DEFAULT_WAL_SEGMENT_BYTES,
+            log_segment_bytes: 16 * 1024 * 1024,
             block_max_bytes: 64 * 1024 * 1024,
             block_max_age: Duration::from_secs(5 * 60),
             max_memory: 384 * 1024 * 1024,
@@ -123,6 +131,11 @@ impl EmbeddedConfig {
     /// The blocks directory, `<dir>/blocks`.
     pub fn blocks_dir(&self) -> PathBuf {
         self.dir.join("blocks")
+    }
+
+    /// The log directory, `<dir>/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
     }
 }
 
@@ -250,6 +263,8 @@ type MaintenanceLoop = fn(&Arc<Inner>);
 pub(crate) struct Inner {
     pub(crate) config: EmbeddedConfig,
     pub(crate) wal: Wal,
+    /// Log records, apart from spans.
+    pub(crate) logs: LogStore,
     /// Shared with the WAL writer thread's insert callbacks. Not `Inner`
     /// itself: a callback must never hold the last reference to the WAL.
     pub(crate) heads: Arc<RwLock<Heads>>,
@@ -649,6 +664,7 @@ impl EmbeddedStore {
         let covered = catalog.covered_through();
         let mut head = Head::default();
         let mut replayed_through = covered;
+        let disk_for_logs = disk.clone();
         let (wal, report) = Wal::open(
             &config.wal_dir(),
             disk,
@@ -659,6 +675,8 @@ impl EmbeddedStore {
                 head.insert(spans);
             },
         )?;
+        let (logs, log_report) =
+            LogStore::open(&config.logs_dir(), disk_for_logs, config.log_segment_bytes)?;
         let stats = head.stats();
         tracing::info!(
             dir = %config.dir.display(),
@@ -669,6 +687,8 @@ impl EmbeddedStore {
             duplicates = stats.duplicates,
             traces = stats.traces,
             truncated_bytes = report.truncated_bytes,
+            log_records = log_report.spans,
+            log_truncated_bytes = log_report.truncated_bytes,
             "opened embedded store"
         );
         let active_since = (!head.is_empty()).then(Instant::now);
@@ -683,6 +703,7 @@ impl EmbeddedStore {
             heads: Arc::new(RwLock::new(heads)),
             config,
             wal,
+            logs,
             catalog,
             signal: Arc::new(Signal::default()),
             freed: tokio::sync::Notify::new(),
@@ -748,6 +769,7 @@ impl EmbeddedStore {
             }
         }
         self.inner.wal.close();
+        self.inner.logs.close();
     }
 
     /// Like `kill -9` in a test, with `std::mem::forget` of the store
@@ -885,6 +907,18 @@ impl Store for EmbeddedStore {
         blocking(move || Ok(inner.operations_blocking(start))).await
     }
 
+    async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), StoreError> {
+        if self.inner.signal.is_stopped() {
+            return Err(StoreError::Closed("the store is closing"));
+        }
+        self.inner.logs.append(logs).await
+    }
+
+    async fn logs(&self, query: LogQuery) -> Result<LogPage, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.logs.query(&query)).await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         // Summing block sizes walks the blocks' directories: file I/O.
         let inner = Arc::clone(&self.inner);
@@ -901,6 +935,7 @@ impl Inner {
             (heads.active.stats(), frozen)
         };
         let wal = inner.wal.stats();
+        let logs = inner.logs.stats();
         let blocks = inner.catalog.blocks();
         StoreStats {
             traces: active.traces + frozen.iter().map(|f| f.traces).sum::<u64>(),
@@ -920,6 +955,8 @@ impl Inner {
             compactions: inner.compactions.load(Ordering::Relaxed),
             compacting: inner.compaction_lock.try_lock().is_err(),
             blocks_deleted: inner.blocks_deleted.load(Ordering::Relaxed),
+            log_records: logs.records,
+            log_bytes: logs.bytes,
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod fuzz_api;
 mod generations;
 mod head;
 mod lock;
+mod logs;
 mod maintenance;
 mod metrics;
 #[cfg(test)]
@@ -58,5 +59,8 @@ pub use block::Operation;
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
 pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};
-pub use store::{Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT};
+pub use store::{
+    LogPage, LogQuery, Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT,
+    MAX_LOG_LIMIT,
+};
 pub use wal::ReplayReport;

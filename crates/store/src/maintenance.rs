@@ -265,6 +265,8 @@ pub(crate) fn retention(inner: &Inner) -> Result<u64, StoreError> {
                 .0
                 .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
         );
+        // Logs age out by the same rule, segment by segment.
+        inner.logs.retain(cutoff)?;
         doomed.extend(
             blocks
                 .iter()

@@ -8,7 +8,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use chaintrace_model::{Span, Trace, TraceId, TraceSummary, UnixNanos};
+use chaintrace_model::{
+    LogRecord, Severity, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
+};
 
 use crate::block::Operation;
 use crate::search::{SearchRequest, SearchStats};
@@ -77,6 +79,116 @@ pub trait Store: Send + Sync + 'static {
     async fn operations(&self, _start: UnixNanos) -> Result<Option<Vec<Operation>>, StoreError> {
         Ok(None)
     }
+
+    /// Stores log records durably, like [`Store::append`] spans: on `Ok`
+    /// they survive `kill -9` and a restart. Logs have no ids, so a batch
+    /// sent twice is stored twice (as the OpenTelemetry Collector does).
+    /// The default refuses: a store without logs says so.
+    async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported {
+            what: "storing logs",
+            items: logs.len(),
+        })
+    }
+
+    /// The stored log records matching `query`, newest first.
+    async fn logs(&self, _query: LogQuery) -> Result<LogPage, StoreError> {
+        Ok(LogPage::default())
+    }
+}
+
+/// The largest [`LogQuery::limit`].
+pub const MAX_LOG_LIMIT: usize = 10_000;
+
+/// Which log records [`Store::logs`] returns: every condition set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    /// Records written in this trace.
+    pub trace_id: Option<TraceId>,
+    /// Records written in this span.
+    pub span_id: Option<SpanId>,
+    /// Records of this severity or worse (a record with neither number
+    /// nor a known severity text never passes).
+    pub min_severity: Option<Severity>,
+    /// Records of this `service.name`.
+    pub service: Option<String>,
+    /// Records whose body or an attribute value contains this text,
+    /// ignoring ASCII case.
+    pub text: Option<String>,
+    /// Records at or after this time.
+    pub start: Option<UnixNanos>,
+    /// Records at or before this time.
+    pub end: Option<UnixNanos>,
+    /// The most records to return: 0 means 100; at most [`MAX_LOG_LIMIT`].
+    pub limit: usize,
+}
+
+impl LogQuery {
+    /// The limit to apply.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 100,
+            n => n.min(MAX_LOG_LIMIT),
+        }
+    }
+
+    /// Whether `log` passes every condition but the time range.
+    pub fn matches(&self, log: &LogRecord) -> bool {
+        if self.trace_id.is_some() && log.trace_id != self.trace_id {
+            return false;
+        }
+        if self.span_id.is_some() && log.span_id != self.span_id {
+            return false;
+        }
+        if let Some(min) = self.min_severity {
+            if log.severity().is_none_or(|s| s < min) {
+                return false;
+            }
+        }
+        if let Some(service) = &self.service {
+            if log.service_name() != service {
+                return false;
+            }
+        }
+        if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
+            let found = contains_ignoring_case(&log.body, text)
+                || log
+                    .attributes
+                    .iter()
+                    .any(|kv| contains_ignoring_case(&kv.value, text));
+            if !found {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether `value`'s display text contains `needle`, ignoring ASCII case.
+fn contains_ignoring_case(value: &chaintrace_model::AnyValue, needle: &str) -> bool {
+    let hay = match value.as_str() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(value.to_display_string()),
+    };
+    let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+    needle.len() <= hay.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// What [`Store::logs`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LogPage {
+    /// The records, newest first.
+    pub logs: Vec<LogRecord>,
+    /// Records that matched (more than `logs` holds when the limit cut).
+    pub matched: u64,
+    /// Records read to answer.
+    pub inspected: u64,
+    /// Whether the store stopped reading at its bound before it had seen
+    /// every record in range: more may match.
+    pub truncated: bool,
 }
 
 /// Which traces [`Store::recent_traces`] lists.
@@ -137,6 +249,10 @@ pub struct StoreStats {
     pub compacting: bool,
     /// Blocks deleted by retention since open.
     pub blocks_deleted: u64,
+    /// Log records stored.
+    pub log_records: u64,
+    /// Bytes of the log segment files.
+    pub log_bytes: u64,
 }
 
 /// Why a store operation failed.
@@ -231,6 +347,14 @@ pub enum StoreError {
     /// The store is over a budget (memory, disk); try again later.
     #[error("the store is over budget, try again later: {0}")]
     Overloaded(String),
+    /// This store does not do that.
+    #[error("this store does not support {what} ({items} items refused)")]
+    Unsupported {
+        /// What was asked, e.g. `storing logs`.
+        what: &'static str,
+        /// How many items were refused.
+        items: usize,
+    },
 }
 
 impl StoreError {
@@ -252,6 +376,7 @@ impl StoreError {
             | StoreError::BatchTooLarge { .. }
             | StoreError::OverMemoryBudget { .. }
             | StoreError::DirectoryInUse { .. }
+            | StoreError::Unsupported { .. }
             | StoreError::Internal(_) => false,
         }
     }

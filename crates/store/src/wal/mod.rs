@@ -38,10 +38,10 @@ use tokio::sync::oneshot;
 use crate::store::StoreError;
 
 pub(crate) use disk::Disk;
-pub(crate) use record::Record;
+pub(crate) use record::{Record, WalKind};
 pub use replay::ReplayReport;
 pub(crate) use segment::SegmentSeq;
-pub(crate) use writer::{OnDurable, OnSeal, WriteResult};
+pub(crate) use writer::{OnDurable, OnSeal, WalPosition, WriteResult};
 
 use writer::{Command, SealRequest, SegmentWriter, WalCounters, WriteRequest};
 
@@ -50,6 +50,12 @@ use writer::{Command, SealRequest, SegmentWriter, WalCounters, WriteRequest};
 pub(crate) fn encode_batch(spans: &[Span]) -> Result<Record, StoreError> {
     let framed = codec::encode_spans_after(spans, record::FRAME_LEN as usize)?;
     Record::frame_in_place(framed, spans.len())
+}
+
+/// The segment files in `dir`, oldest first (for tests elsewhere in the crate).
+#[cfg(test)]
+pub(crate) fn tests_list_segments(dir: &Path) -> Vec<(SegmentSeq, PathBuf)> {
+    segment::list_segments(dir).unwrap()
 }
 
 /// Counters describing the WAL on disk.
@@ -88,13 +94,41 @@ impl Wal {
         covered_through: SegmentSeq,
         on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
     ) -> Result<(Wal, ReplayReport), StoreError> {
+        Wal::open_kind(
+            dir,
+            disk,
+            segment_bytes,
+            covered_through,
+            WalKind::Spans,
+            &|payload| {
+                codec::decode_spans(payload)
+                    .map(|spans| (spans.len() as u64, spans))
+                    .map_err(|e| e.to_string())
+            },
+            on_batch,
+        )
+    }
+
+    /// [`Wal::open`] for a WAL of `kind`, whose record payloads `decode`
+    /// reads into the batches `on_batch` gets (with the number of items in
+    /// each, for the report).
+    pub(crate) fn open_kind<T>(
+        dir: &Path,
+        disk: Disk,
+        segment_bytes: u64,
+        covered_through: SegmentSeq,
+        kind: WalKind,
+        decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+        on_batch: &mut dyn FnMut(SegmentSeq, T),
+    ) -> Result<(Wal, ReplayReport), StoreError> {
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create WAL directory", dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                 segment::sync_dir(&disk, parent)?;
             }
         }
-        let (report, segments) = replay::replay_dir(&disk, dir, covered_through, on_batch)?;
+        let (report, segments) =
+            replay::replay_kind(&disk, dir, covered_through, kind, decode, on_batch)?;
         let counters = Arc::new(WalCounters::default());
         counters
             .bytes
@@ -102,13 +136,14 @@ impl Wal {
         counters
             .segments
             .store(segments.len() as u64, Ordering::Relaxed);
-        let writer = SegmentWriter::new(
+        let writer = SegmentWriter::for_version(
             dir.to_path_buf(),
             disk.clone(),
             segment_bytes,
             segments.last(),
             covered_through,
             Arc::clone(&counters),
+            kind.writes(),
         )?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -191,6 +226,11 @@ impl Wal {
             segment::sync_dir(&self.disk, &self.dir)?;
         }
         Ok(())
+    }
+
+    /// The file of segment `seq` (which may have been deleted since).
+    pub(crate) fn segment_path(&self, seq: SegmentSeq) -> PathBuf {
+        segment::segment_path(&self.dir, seq)
     }
 
     /// The latency of each fsync that committed records.
@@ -487,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_version_4_is_refused_before_anything_is_touched() {
+    fn unknown_version_5_is_refused_before_anything_is_touched() {
         let dir = tempfile::tempdir().unwrap();
         // Each of these would be changed by a replay that got that far: a
         // segment covered by a block (deleted), a torn tail (truncated), a
@@ -502,7 +542,7 @@ mod tests {
         )
         .unwrap();
         let mut future = record::header(SegmentVersion::V3).to_vec();
-        future[6] = 4;
+        future[6] = 5;
         future.extend_from_slice(b"future data");
         fs::write(segment::segment_path(dir.path(), 4), &future).unwrap();
         let before = snapshot(dir.path());
@@ -513,14 +553,14 @@ mod tests {
         assert!(matches!(
             err,
             StoreError::UnsupportedWalVersion {
-                found: 4,
+                found: 5,
                 supported: 3,
                 ..
             }
         ));
         let message = err.to_string();
         assert!(
-            message.contains("00000000000000000004.wal") && message.contains("format version 4"),
+            message.contains("00000000000000000004.wal") && message.contains("format version 5"),
             "{message}"
         );
         assert_eq!(snapshot(dir.path()), before);

@@ -44,13 +44,52 @@ pub(crate) enum SegmentVersion {
     /// know layouts 1 and 2 refuse the segment rather than truncate it at
     /// the first record they cannot read.
     V3,
+    /// A log segment: payload layout 4 (log records) only. Log segments
+    /// live in their own directory ([`WalKind::Logs`]); a build without
+    /// logs never looks there, and one that finds a log segment among span
+    /// segments refuses it like an unknown version.
+    V4,
+}
+
+/// What a WAL directory holds: which segment version it writes and which
+/// it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalKind {
+    /// Span batches: writes version 3, reads 1 to 3.
+    Spans,
+    /// Log batches: writes and reads version 4.
+    Logs,
+}
+
+impl WalKind {
+    /// The version of the segments this kind of WAL creates.
+    pub(crate) fn writes(self) -> SegmentVersion {
+        match self {
+            WalKind::Spans => SegmentVersion::CURRENT,
+            WalKind::Logs => SegmentVersion::V4,
+        }
+    }
+
+    /// Whether a segment of `version` belongs in this kind of WAL.
+    pub(crate) fn reads(self, version: SegmentVersion) -> bool {
+        match self {
+            WalKind::Spans => version != SegmentVersion::V4,
+            WalKind::Logs => version == SegmentVersion::V4,
+        }
+    }
 }
 
 impl SegmentVersion {
-    /// The version this build writes; appends go only to segments of it.
+    /// The version this build writes to span segments; span appends go
+    /// only to segments of it.
     pub(crate) const CURRENT: SegmentVersion = SegmentVersion::V3;
     /// Every version this build reads, oldest first.
-    const ALL: [SegmentVersion; 3] = [SegmentVersion::V1, SegmentVersion::V2, SegmentVersion::V3];
+    const ALL: [SegmentVersion; 4] = [
+        SegmentVersion::V1,
+        SegmentVersion::V2,
+        SegmentVersion::V3,
+        SegmentVersion::V4,
+    ];
 
     /// The number in the header.
     pub(crate) fn number(self) -> u16 {
@@ -58,6 +97,7 @@ impl SegmentVersion {
             SegmentVersion::V1 => 1,
             SegmentVersion::V2 => 2,
             SegmentVersion::V3 => 3,
+            SegmentVersion::V4 => 4,
         }
     }
 
@@ -69,6 +109,7 @@ impl SegmentVersion {
             SegmentVersion::V1 => matches!(layout, 1 | 2),
             SegmentVersion::V2 => layout == 2,
             SegmentVersion::V3 => layout == 3,
+            SegmentVersion::V4 => layout == 4,
         }
     }
 }
@@ -304,11 +345,21 @@ mod tests {
         assert_eq!(check_header(&v1[..7]), HeaderCheck::Torn);
         assert_eq!(check_header(&v2[..7]), HeaderCheck::Torn);
         assert_eq!(check_header(&[]), HeaderCheck::Torn);
-        assert_eq!(check_header(b"CTWAL\n\x04"), HeaderCheck::NotAWalSegment);
+        assert_eq!(check_header(b"CTWAL\n\x05"), HeaderCheck::NotAWalSegment);
+        assert_eq!(check_header(b"CTWAL\n\x04"), HeaderCheck::Torn);
+        assert_eq!(
+            check_header(b"CTWAL\n\x04\x00"),
+            HeaderCheck::Valid(SegmentVersion::V4)
+        );
+        assert!(SegmentVersion::V4.holds_layout(4) && !SegmentVersion::V4.holds_layout(3));
+        assert!(
+            WalKind::Logs.reads(SegmentVersion::V4) && !WalKind::Spans.reads(SegmentVersion::V4)
+        );
+        assert!(!WalKind::Logs.reads(SegmentVersion::V3));
         assert_eq!(check_header(b"PAR1xxxx"), HeaderCheck::NotAWalSegment);
-        let mut v4 = v2;
-        v4[6] = 4;
-        assert_eq!(check_header(&v4), HeaderCheck::OtherVersion(4));
+        let mut v5 = v2;
+        v5[6] = 5;
+        assert_eq!(check_header(&v5), HeaderCheck::OtherVersion(5));
         let mut big = v2;
         big[7] = 1;
         assert_eq!(check_header(&big), HeaderCheck::OtherVersion(258));

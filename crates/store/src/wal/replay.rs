@@ -15,13 +15,11 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use chaintrace_model::Span;
-
 use crate::store::StoreError;
 
-use super::codec::{decode_spans, payload_layout};
+use super::codec::payload_layout;
 use super::disk::Disk;
-use super::record::{check_header, read_frame, HeaderCheck, SegmentVersion, HEADER_LEN};
+use super::record::{check_header, read_frame, HeaderCheck, SegmentVersion, WalKind, HEADER_LEN};
 use super::segment::{self, SegmentSeq};
 
 /// What replaying the write-ahead log found at open.
@@ -31,7 +29,8 @@ pub struct ReplayReport {
     pub segments: u64,
     /// Whole, valid records replayed.
     pub records: u64,
-    /// Spans in those records, duplicates included.
+    /// Spans in those records, duplicates included (log records, in the
+    /// log WAL's report).
     pub spans: u64,
     /// Bytes not replayed: cut from torn or corrupt segment tails, or in
     /// unreadable files set aside as `*.corrupt`.
@@ -53,21 +52,24 @@ pub(crate) struct ReplayedSegment {
 }
 
 /// Replays every segment in `dir`, oldest first, calling `on_batch` with each
-/// record's segment and spans in write order. Segments numbered up to
+/// record's segment and batch (read by `decode`, which also counts its
+/// items for the report) in write order. Segments numbered up to
 /// `covered_through` hold spans that are already in blocks (a crash came
 /// between writing the block and deleting them): they are deleted, not
 /// replayed. Returns the report and the segments left.
-pub(crate) fn replay_dir(
+pub(crate) fn replay_kind<T>(
     disk: &Disk,
     dir: &Path,
     covered_through: SegmentSeq,
-    on_batch: &mut dyn FnMut(SegmentSeq, Vec<Span>),
+    kind: WalKind,
+    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+    on_batch: &mut dyn FnMut(SegmentSeq, T),
 ) -> Result<(ReplayReport, Vec<ReplayedSegment>), StoreError> {
     let mut report = ReplayReport::default();
     let mut kept = Vec::new();
     let mut listed = segment::list_segments(dir)?;
     for (_, path) in &listed {
-        refuse_unknown_version(path)?;
+        refuse_unknown_version(path, kind)?;
     }
     let mut removed = false;
     listed.retain(|(seq, path)| {
@@ -86,8 +88,17 @@ pub(crate) fn replay_dir(
     let count = listed.len();
     for (i, (seq, path)) in listed.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        let mut on_record = |spans: Vec<Span>| on_batch(seq, spans);
-        let replayed = replay_segment(disk, dir, &path, is_last, &mut on_record, &mut report)?;
+        let mut on_record = |batch: T| on_batch(seq, batch);
+        let replayed = replay_segment(
+            disk,
+            dir,
+            &path,
+            is_last,
+            kind,
+            decode,
+            &mut on_record,
+            &mut report,
+        )?;
         if let Some((len, version)) = replayed {
             kept.push(ReplayedSegment {
                 seq,
@@ -102,40 +113,49 @@ pub(crate) fn replay_dir(
 
 /// Fails if the segment at `path` has a header of a version this build does
 /// not read. Reads the header only.
-fn refuse_unknown_version(path: &Path) -> Result<(), StoreError> {
+fn refuse_unknown_version(path: &Path, kind: WalKind) -> Result<(), StoreError> {
     let mut header = Vec::with_capacity(HEADER_LEN as usize);
     File::open(path)
         .and_then(|file| file.take(HEADER_LEN).read_to_end(&mut header))
         .map_err(|e| StoreError::io("read WAL segment header", path, e))?;
     match check_header(&header) {
-        HeaderCheck::OtherVersion(found) => Err(unsupported_version(path, found)),
+        HeaderCheck::OtherVersion(found) => Err(unsupported_version(path, found, kind)),
+        HeaderCheck::Valid(version) if !kind.reads(version) => {
+            Err(unsupported_version(path, version.number(), kind))
+        }
         HeaderCheck::Valid(_) | HeaderCheck::Torn | HeaderCheck::NotAWalSegment => Ok(()),
     }
 }
 
-/// The refusal of a segment of version `found`.
-fn unsupported_version(path: &Path, found: u16) -> StoreError {
+/// The refusal of a segment of version `found` in a WAL of `kind`.
+fn unsupported_version(path: &Path, found: u16, kind: WalKind) -> StoreError {
     StoreError::UnsupportedWalVersion {
         path: path.to_path_buf(),
         found,
-        supported: SegmentVersion::CURRENT.number(),
+        supported: kind.writes().number(),
     }
 }
 
 /// Replays one segment; returns its valid length and version, or `None` if
 /// it was deleted or set aside.
-fn replay_segment(
+#[allow(clippy::too_many_arguments)]
+fn replay_segment<T>(
     disk: &Disk,
     dir: &Path,
     path: &Path,
     is_last: bool,
-    on_batch: &mut dyn FnMut(Vec<Span>),
+    kind: WalKind,
+    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+    on_batch: &mut dyn FnMut(T),
     report: &mut ReplayReport,
 ) -> Result<Option<(u64, SegmentVersion)>, StoreError> {
     let bytes = fs::read(path).map_err(|e| StoreError::io("read WAL segment", path, e))?;
     let file_len = bytes.len() as u64;
     let version = match check_header(&bytes) {
-        HeaderCheck::Valid(version) => version,
+        HeaderCheck::Valid(version) if kind.reads(version) => version,
+        HeaderCheck::Valid(version) => {
+            return Err(unsupported_version(path, version.number(), kind))
+        }
         HeaderCheck::Torn => {
             // It holds no record. Deleting it (rather than rewriting its
             // header) also works on a full disk, where a rewrite could fail
@@ -151,7 +171,7 @@ fn replay_segment(
             return Ok(None);
         }
         // Refused before replay began; met here only if the file changed since.
-        HeaderCheck::OtherVersion(found) => return Err(unsupported_version(path, found)),
+        HeaderCheck::OtherVersion(found) => return Err(unsupported_version(path, found, kind)),
         HeaderCheck::NotAWalSegment => {
             let aside = segment::set_aside(disk, dir, path)?;
             tracing::warn!(
@@ -176,11 +196,11 @@ fn replay_segment(
                 break;
             }
         };
-        match decode_record(payload, version) {
-            Ok(spans) => {
+        match decode_record(payload, version, decode) {
+            Ok((items, batch)) => {
                 report.records += 1;
-                report.spans += spans.len() as u64;
-                on_batch(spans);
+                report.spans += items;
+                on_batch(batch);
                 offset += used;
             }
             Err(e) => {
@@ -212,7 +232,11 @@ fn replay_segment(
 
 /// Decodes a record's payload, which must be of a layout that a segment of
 /// `version` holds: no build writes any other there.
-fn decode_record(payload: &[u8], version: SegmentVersion) -> Result<Vec<Span>, String> {
+fn decode_record<T>(
+    payload: &[u8],
+    version: SegmentVersion,
+    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+) -> Result<(u64, T), String> {
     let layout = payload_layout(payload).map_err(|e| e.to_string())?;
     if !version.holds_layout(layout) {
         return Err(format!(
@@ -220,5 +244,5 @@ fn decode_record(payload: &[u8], version: SegmentVersion) -> Result<Vec<Span>, S
             version.number()
         ));
     }
-    decode_spans(payload).map_err(|e| e.to_string())
+    decode(payload)
 }

@@ -59,13 +59,14 @@ pub(crate) fn create_segment(
     disk: &Disk,
     dir: &Path,
     seq: SegmentSeq,
+    version: SegmentVersion,
 ) -> Result<(SegmentFile, PathBuf), StoreError> {
     let path = segment_path(dir, seq);
     let mut file = disk
         .create_new(&path)
         .map_err(|e| StoreError::io("create WAL segment", &path, e))?;
     let written = file
-        .write_all(&record::header(SegmentVersion::CURRENT))
+        .write_all(&record::header(version))
         .map_err(|e| StoreError::io("write WAL segment header", &path, e))
         .and_then(|()| {
             file.sync_all()
@@ -125,7 +126,7 @@ mod tests {
     fn segments_are_listed_in_sequence_order() {
         let dir = tempfile::tempdir().unwrap();
         for seq in [10, 2, 1] {
-            create_segment(&Disk::Std, dir.path(), seq).unwrap();
+            create_segment(&Disk::Std, dir.path(), seq, SegmentVersion::CURRENT).unwrap();
         }
         fs::write(dir.path().join("notes.txt"), b"hi").unwrap();
         fs::write(dir.path().join("x.wal"), b"hi").unwrap();
@@ -140,7 +141,7 @@ mod tests {
             "00000000000000000001.wal"
         );
         assert!(
-            create_segment(&Disk::Std, dir.path(), 2).is_err(),
+            create_segment(&Disk::Std, dir.path(), 2, SegmentVersion::CURRENT).is_err(),
             "never overwrite a segment"
         );
     }
@@ -148,7 +149,7 @@ mod tests {
     #[test]
     fn new_segments_get_a_version_3_header() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, path) = create_segment(&Disk::Std, dir.path(), 1).unwrap();
+        let (_, path) = create_segment(&Disk::Std, dir.path(), 1, SegmentVersion::CURRENT).unwrap();
         assert_eq!(fs::read(path).unwrap(), b"CTWAL\n\x03\x00");
     }
 }

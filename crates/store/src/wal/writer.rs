@@ -136,6 +136,8 @@ pub(crate) struct SegmentWriter {
     current: Option<OpenSegment>,
     next_seq: SegmentSeq,
     counters: Arc<WalCounters>,
+    /// The version of the segments it creates (and may continue).
+    version: SegmentVersion,
 }
 
 impl SegmentWriter {
@@ -148,6 +150,7 @@ impl SegmentWriter {
     /// New segments are numbered above `used_through` too: numbers that
     /// blocks already claim must never be reused, or a later open would take
     /// the new segment for one already in a block and delete it.
+    #[cfg(test)]
     pub(crate) fn new(
         dir: PathBuf,
         disk: Disk,
@@ -156,9 +159,29 @@ impl SegmentWriter {
         used_through: SegmentSeq,
         counters: Arc<WalCounters>,
     ) -> Result<SegmentWriter, StoreError> {
+        SegmentWriter::for_version(
+            dir,
+            disk,
+            segment_bytes,
+            last,
+            used_through,
+            counters,
+            SegmentVersion::CURRENT,
+        )
+    }
+
+    /// A writer of segments of `version` (see [`WalKind`](super::WalKind)).
+    pub(crate) fn for_version(
+        dir: PathBuf,
+        disk: Disk,
+        segment_bytes: u64,
+        last: Option<&ReplayedSegment>,
+        used_through: SegmentSeq,
+        counters: Arc<WalCounters>,
+        version: SegmentVersion,
+    ) -> Result<SegmentWriter, StoreError> {
         let mut current = None;
-        let appendable =
-            |l: &&ReplayedSegment| l.version == SegmentVersion::CURRENT && l.len < segment_bytes;
+        let appendable = |l: &&ReplayedSegment| l.version == version && l.len < segment_bytes;
         if let Some(last) = last.filter(appendable) {
             // Replay truncated the file to its valid length, so appending
             // continues right after the last good record.
@@ -177,6 +200,7 @@ impl SegmentWriter {
             current,
             next_seq: last.map_or(1, |l| l.seq + 1).max(used_through + 1),
             counters,
+            version,
         })
     }
 
@@ -239,7 +263,7 @@ impl SegmentWriter {
         // attempt collide with the half-made file.
         let seq = self.next_seq;
         self.next_seq += 1;
-        let (file, path) = segment::create_segment(&self.disk, &self.dir, seq)?;
+        let (file, path) = segment::create_segment(&self.disk, &self.dir, seq, self.version)?;
         self.counters.segments.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(HEADER_LEN, Ordering::Relaxed);
         tracing::debug!(path = %path.display(), "started WAL segment");
@@ -553,7 +577,8 @@ mod tests {
     fn never_continues_a_segment_of_an_older_version() {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(WalCounters::default());
-        let (_, path) = segment::create_segment(&Disk::Std, dir.path(), 7).unwrap();
+        let (_, path) =
+            segment::create_segment(&Disk::Std, dir.path(), 7, SegmentVersion::V3).unwrap();
         let old = ReplayedSegment {
             seq: 7,
             path,

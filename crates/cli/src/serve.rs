@@ -250,13 +250,22 @@ struct StoreSink(Arc<dyn Store>);
 #[async_trait]
 impl SpanSink for StoreSink {
     async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError> {
-        self.0.append(spans).await.map_err(|e| match e {
-            StoreError::BatchTooLarge { .. } | StoreError::OverMemoryBudget { .. } => {
-                SinkError::TooLarge(e.to_string())
-            }
-            e if e.is_retryable() => SinkError::Overloaded(e.to_string()),
-            e => SinkError::Failed(e.to_string()),
-        })
+        self.0.append(spans).await.map_err(sink_error)
+    }
+
+    async fn accept_logs(&self, logs: Vec<chaintrace_model::LogRecord>) -> Result<(), SinkError> {
+        self.0.append_logs(logs).await.map_err(sink_error)
+    }
+}
+
+/// What a sender hears when the store refused its batch.
+fn sink_error(e: StoreError) -> SinkError {
+    match e {
+        StoreError::BatchTooLarge { .. } | StoreError::OverMemoryBudget { .. } => {
+            SinkError::TooLarge(e.to_string())
+        }
+        e if e.is_retryable() => SinkError::Overloaded(e.to_string()),
+        e => SinkError::Failed(e.to_string()),
     }
 }
 
@@ -427,6 +436,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let grpc_routes = tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
+        sink.clone(),
+        limits.clone(),
+    ))
+    .add_service(chaintrace_ingest::otlp::logs_service(
         sink.clone(),
         limits.clone(),
     ))

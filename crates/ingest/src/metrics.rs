@@ -187,6 +187,9 @@ pub struct ReceiverMetrics {
     spans_accepted: Counter,
     spans_rejected: [Counter; SpanRejection::ALL.len()],
     requests_refused: [Counter; RequestRejection::ALL.len()],
+    logs_received: Counter,
+    logs_accepted: Counter,
+    logs_rejected: [Counter; SpanRejection::ALL.len()],
 }
 
 impl ReceiverMetrics {
@@ -220,6 +223,28 @@ impl ReceiverMetrics {
     /// The store refused `n` spans.
     pub fn store_refused(&self, n: usize, reason: SpanRejection) {
         self.spans_rejected[reason as usize].inc_by(n as u64);
+    }
+
+    /// A logs request decoded to `kept` records for the store and
+    /// `invalid` records the decoder refused.
+    pub fn logs_decoded(&self, kept: usize, invalid: u64) {
+        self.logs_received.inc_by(kept as u64 + invalid);
+        self.logs_rejected[SpanRejection::Invalid as usize].inc_by(invalid);
+    }
+
+    /// The store took `n` log records.
+    pub fn logs_accepted(&self, n: usize) {
+        self.logs_accepted.inc_by(n as u64);
+    }
+
+    /// The store refused `n` log records.
+    pub fn logs_store_refused(&self, n: usize, reason: SpanRejection) {
+        self.logs_rejected[reason as usize].inc_by(n as u64);
+    }
+
+    /// Log records the store took so far.
+    pub fn logs_accepted_total(&self) -> u64 {
+        self.logs_accepted.get()
     }
 
     /// Requests counted so far.
@@ -275,6 +300,28 @@ impl ReceiverMetrics {
                 &[p, ("reason", reason.label())],
                 self.spans_rejected[reason as usize].clone(),
             );
+        }
+        if matches!(protocol, Protocol::OtlpGrpc | Protocol::OtlpHttp) {
+            registry.register(
+                "chaintrace_receiver_logs_received_total",
+                "OTLP log records decoded from requests (accepted plus rejected).",
+                &[p],
+                self.logs_received.clone(),
+            );
+            registry.register(
+                "chaintrace_receiver_logs_accepted_total",
+                "OTLP log records stored (in the log write-ahead log) and acknowledged.",
+                &[p],
+                self.logs_accepted.clone(),
+            );
+            for reason in SpanRejection::ALL {
+                registry.register(
+                    "chaintrace_receiver_logs_rejected_total",
+                    "Decoded log records not stored, by reason: invalid (bad id), overloaded, too_large, failed.",
+                    &[p, ("reason", reason.label())],
+                    self.logs_rejected[reason as usize].clone(),
+                );
+            }
         }
         for reason in RequestRejection::ALL {
             registry.register(

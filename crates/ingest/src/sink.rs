@@ -6,13 +6,23 @@
 //! [`SinkError::TooLarge`] "send it in smaller pieces" and
 //! [`SinkError::Failed`] "this failed".
 
-use chaintrace_model::Span;
+use chaintrace_model::{LogRecord, Span};
 
-/// Something that takes batches of decoded spans, usually the store.
+/// Something that takes batches of decoded spans (and log records),
+/// usually the store.
 #[async_trait::async_trait]
 pub trait SpanSink: Send + Sync + 'static {
     /// Stores the spans durably; Ok only once they survive a crash.
     async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError>;
+
+    /// Stores log records durably; Ok only once they survive a crash. The
+    /// default refuses them: a sink that keeps only spans says so.
+    async fn accept_logs(&self, logs: Vec<LogRecord>) -> Result<(), SinkError> {
+        Err(SinkError::Failed(format!(
+            "this server does not store logs ({} records refused)",
+            logs.len()
+        )))
+    }
 }
 
 /// Why a sink did not take a batch.

@@ -32,6 +32,7 @@ pub enum SinkMode {
 pub struct RecordingSink {
     pub mode: SinkMode,
     pub batches: Mutex<Vec<Vec<Span>>>,
+    pub log_batches: Mutex<Vec<Vec<chaintrace_model::LogRecord>>>,
 }
 
 impl RecordingSink {
@@ -39,6 +40,7 @@ impl RecordingSink {
         RecordingSink {
             mode,
             batches: Mutex::new(Vec::new()),
+            log_batches: Mutex::new(Vec::new()),
         }
     }
 
@@ -54,6 +56,17 @@ impl SpanSink for RecordingSink {
         match self.mode {
             SinkMode::Accept => {
                 self.batches.lock().unwrap().push(spans);
+                Ok(())
+            }
+            SinkMode::Overloaded => Err(SinkError::Overloaded("wal over budget".into())),
+            SinkMode::Failed => Err(SinkError::Failed("disk on fire".into())),
+        }
+    }
+
+    async fn accept_logs(&self, logs: Vec<chaintrace_model::LogRecord>) -> Result<(), SinkError> {
+        match self.mode {
+            SinkMode::Accept => {
+                self.log_batches.lock().unwrap().push(logs);
                 Ok(())
             }
             SinkMode::Overloaded => Err(SinkError::Overloaded("wal over budget".into())),

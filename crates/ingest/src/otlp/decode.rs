@@ -313,7 +313,7 @@ fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, IdError> {
     })
 }
 
-fn convert_attributes(attributes: Vec<otlp_common::KeyValue>) -> Vec<KeyValue> {
+pub(crate) fn convert_attributes(attributes: Vec<otlp_common::KeyValue>) -> Vec<KeyValue> {
     attributes.into_iter().map(convert_key_value).collect()
 }
 
@@ -326,7 +326,7 @@ fn convert_key_value(kv: otlp_common::KeyValue) -> KeyValue {
 
 /// Converts a value fully. Nesting depth needs no guard of its own: prost
 /// (100 levels) and serde_json (128) bound it while parsing.
-fn convert_any_value(value: otlp_common::AnyValue) -> AnyValue {
+pub(crate) fn convert_any_value(value: otlp_common::AnyValue) -> AnyValue {
     use otlp_common::any_value::Value;
     match value.value {
         None => AnyValue::Empty,

@@ -1,4 +1,6 @@
-//! The OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//! The OTLP/gRPC receivers: `opentelemetry.proto.collector.trace.v1.TraceService/Export`
+//! and `opentelemetry.proto.collector.logs.v1.LogsService/Export`, one type
+//! ([`GrpcOtlpService`]) told apart by a const parameter.
 //!
 //! Hand-written instead of opentelemetry-proto's generated server because
 //! the generated one decodes with tonic's `ProstCodec`, which answers a
@@ -24,7 +26,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, Service, StdError};
@@ -32,15 +33,18 @@ use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
 use super::body::{inflate_onto, read_gated, BodyError};
-use super::wire::decode_wire_within;
-use super::{export_response, protobuf_bound, Admitted, DecodeGate, Limits, BODY_WAIT};
+use super::wire::{decode_logs_within, decode_wire_within};
+use super::{
+    export_response, logs_protobuf_bound, protobuf_bound, Admitted, DecodeGate, Limits, BODY_WAIT,
+};
 use crate::metrics::{Protocol, ReceiverMetrics, RequestRejection};
 use crate::receive::span_rejection;
 use crate::{SinkError, SpanSink};
 
-/// The gRPC service name OTLP exporters call.
+/// The gRPC service name OTLP trace exporters call.
 pub const TRACE_SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The gRPC service name OTLP log exporters call.
+pub const LOGS_SERVICE_NAME: &str = "opentelemetry.proto.collector.logs.v1.LogsService";
 
 /// The OTLP trace service, ready for [`tonic::transport::Server::add_service`].
 ///
@@ -55,27 +59,52 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 /// # }
 /// ```
 pub fn trace_service(sink: Arc<dyn SpanSink>, limits: Limits) -> GrpcTraceService {
-    GrpcTraceService {
+    GrpcOtlpService {
         metrics: limits.metrics().receiver(Protocol::OtlpGrpc).clone(),
         sink,
         limits,
     }
 }
 
-/// The OTLP/gRPC trace receiver built by [`trace_service`]: a tower
-/// service over HTTP/2 gRPC requests, cheap to clone.
+/// The OTLP logs service, beside [`trace_service`] on the same server.
+pub fn logs_service(sink: Arc<dyn SpanSink>, limits: Limits) -> GrpcLogsService {
+    GrpcOtlpService {
+        metrics: limits.metrics().receiver(Protocol::OtlpGrpc).clone(),
+        sink,
+        limits,
+    }
+}
+
+/// An OTLP/gRPC receiver: a tower service over HTTP/2 gRPC requests, cheap
+/// to clone. `LOGS` picks the signal: see [`GrpcTraceService`] and
+/// [`GrpcLogsService`].
 #[derive(Clone)]
-pub struct GrpcTraceService {
+pub struct GrpcOtlpService<const LOGS: bool> {
     sink: Arc<dyn SpanSink>,
     limits: Limits,
     metrics: ReceiverMetrics,
 }
 
-impl fmt::Debug for GrpcTraceService {
+/// The trace receiver built by [`trace_service`].
+pub type GrpcTraceService = GrpcOtlpService<false>;
+/// The logs receiver built by [`logs_service`].
+pub type GrpcLogsService = GrpcOtlpService<true>;
+
+impl<const LOGS: bool> fmt::Debug for GrpcOtlpService<LOGS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcTraceService")
+        f.debug_struct(Self::service_name())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+impl<const LOGS: bool> GrpcOtlpService<LOGS> {
+    fn service_name() -> &'static str {
+        if LOGS {
+            LOGS_SERVICE_NAME
+        } else {
+            TRACE_SERVICE_NAME
+        }
     }
 }
 
@@ -83,7 +112,11 @@ impl NamedService for GrpcTraceService {
     const NAME: &'static str = TRACE_SERVICE_NAME;
 }
 
-impl<B> Service<http::Request<B>> for GrpcTraceService
+impl NamedService for GrpcLogsService {
+    const NAME: &'static str = LOGS_SERVICE_NAME;
+}
+
+impl<const LOGS: bool, B> Service<http::Request<B>> for GrpcOtlpService<LOGS>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -99,11 +132,16 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let metrics = self.metrics.clone();
         metrics.request();
-        if request.uri().path() != EXPORT_PATH {
+        let service = Self::service_name();
+        let path = request.uri().path();
+        let is_export = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(service))
+            .is_some_and(|m| m == "/Export");
+        if !is_export {
             metrics.refused(RequestRejection::Unsupported);
             let status = Status::unimplemented(format!(
-                "{} is not served here; {TRACE_SERVICE_NAME} serves only Export",
-                request.uri().path()
+                "{path} is not served here; {service} serves only Export"
             ));
             return Box::pin(async move { Ok(status.into_http()) });
         }
@@ -156,6 +194,7 @@ where
             };
             let request = http::Request::from_parts(parts, http_body_util::Full::new(raw));
             let export = Export {
+                logs: LOGS,
                 sink,
                 metrics: metrics.clone(),
                 reached: Arc::clone(&reached),
@@ -281,6 +320,8 @@ fn client_fault_is_invalid_argument(
 
 /// One `Export` call: decode, store, answer.
 struct Export {
+    /// A logs export, not a traces one.
+    logs: bool,
     sink: Arc<dyn SpanSink>,
     metrics: ReceiverMetrics,
     /// Set once the call gets its message (see
@@ -297,7 +338,8 @@ struct Export {
 /// rather than in the codec, lets a malformed message be answered with
 /// `INVALID_ARGUMENT` and lets [`decode_protobuf`] skip prost's structs.
 impl UnaryService<Bytes> for Export {
-    type Response = ExportTraceServiceResponse;
+    /// The encoded response message (of the export's signal).
+    type Response = Bytes;
     type Future =
         Pin<Box<dyn Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
 
@@ -307,6 +349,13 @@ impl UnaryService<Bytes> for Export {
         let metrics = self.metrics.clone();
         let gate = self.gate.clone();
         let held = self.body_room.take();
+        if self.logs {
+            return Box::pin(async move {
+                export_logs(request.into_inner(), sink, metrics, gate, held)
+                    .await
+                    .map(|r| tonic::Response::new(Bytes::from(r.encode_to_vec())))
+            });
+        }
         Box::pin(async move {
             // Decoding costs CPU in proportion to the message: off the
             // async workers (the call has inflated it off them too).
@@ -355,9 +404,60 @@ impl UnaryService<Bytes> for Export {
                 })?;
                 metrics.accepted(count);
             }
-            Ok(tonic::Response::new(response))
+            Ok(tonic::Response::new(Bytes::from(response.encode_to_vec())))
         })
     }
+}
+
+/// A logs `Export`: decode off the workers within the gate, store, answer.
+async fn export_logs(
+    body: Bytes,
+    sink: Arc<dyn SpanSink>,
+    metrics: ReceiverMetrics,
+    gate: DecodeGate,
+    held: Option<Admitted>,
+) -> Result<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse, Status> {
+    let (mut admitted, budget) = gate.enter(logs_protobuf_bound(body.len())).await;
+    let (decoded, used) = tokio::task::spawn_blocking(move || {
+        let decoded = decode_logs_within(&body, budget);
+        drop(body);
+        chaintrace_model::memory::release_after(decoded.as_ref().map_or(budget, |(_, used)| *used));
+        decoded
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "decoding an OTLP/gRPC logs export panicked");
+        metrics.refused(RequestRejection::Failed);
+        Status::internal("decoding the request failed (a bug; it is logged)")
+    })?
+    .map_err(|e| {
+        metrics.refused(RequestRejection::Malformed);
+        Status::invalid_argument(e.to_string())
+    })?;
+    drop(held);
+    admitted.shrink_to(used);
+    let count = decoded.logs.len();
+    metrics.logs_decoded(count, decoded.rejected);
+    let response = decoded.response();
+    if count > 0 {
+        sink.accept_logs(decoded.logs).await.map_err(|e| {
+            let reason = span_rejection(&e);
+            metrics.logs_store_refused(count, reason);
+            metrics.refused(reason.into());
+            match e {
+                SinkError::Overloaded(m) => {
+                    Status::unavailable(format!("overloaded, retry later: {m}"))
+                }
+                SinkError::TooLarge(m) => Status::invalid_argument(m),
+                SinkError::Failed(m) => {
+                    tracing::warn!(error = %m, "storing an OTLP/gRPC logs export failed");
+                    Status::internal(format!("storing log records failed: {m}"))
+                }
+            }
+        })?;
+        metrics.logs_accepted(count);
+    }
+    Ok(response)
 }
 
 /// Like tonic's `ProstCodec` for the response; the request is handed on
@@ -367,7 +467,7 @@ impl UnaryService<Bytes> for Export {
 struct OtlpCodec;
 
 impl Codec for OtlpCodec {
-    type Encode = ExportTraceServiceResponse;
+    type Encode = Bytes;
     type Decode = Bytes;
     type Encoder = ResponseEncoder;
     type Decoder = RequestDecoder;
@@ -385,12 +485,13 @@ impl Codec for OtlpCodec {
 struct ResponseEncoder;
 
 impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
+    /// The response message, already encoded by the export.
+    type Item = Bytes;
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
     }
 }
 

@@ -6,13 +6,17 @@ use std::net::SocketAddr;
 use bytes::BufMut;
 use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::Code;
 
 use super::*;
 use crate::testing::{fixture, RecordingSink, SinkMode, PB_FIXTURE};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 async fn serve(mode: SinkMode, max_request_bytes: usize) -> (SocketAddr, Arc<RecordingSink>) {
     let sink = Arc::new(RecordingSink::new(mode));
@@ -399,4 +403,48 @@ async fn messages_in_flight_share_the_body_gate_with_http() {
     let (code, text) = export_frames(addr, body).await;
     assert_eq!(code, Code::Ok, "{text}");
     assert_eq!(sink.spans().len(), 14);
+}
+
+#[tokio::test]
+async fn the_logs_service_stores_records_beside_the_trace_service() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let sink = Arc::new(RecordingSink::new(SinkMode::Accept));
+    let limits = Limits::new(1 << 20, 192 << 20);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(trace_service(sink.clone(), limits.clone()))
+            .add_service(logs_service(sink.clone(), limits))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = ExportLogsServiceRequest::decode(&fixture("otlp-logs-python.pb")[..]).unwrap();
+    let response = LogsServiceClient::new(channel.clone())
+        .send_compressed(CompressionEncoding::Gzip)
+        .export(request.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().partial_success, None);
+    TraceServiceClient::new(channel)
+        .export(fixture_request())
+        .await
+        .unwrap();
+    assert_eq!(sink.log_batches.lock().unwrap().concat().len(), 2);
+    assert_eq!(sink.spans().len(), 14);
+
+    // Bad bytes on the logs path are the sender's fault too.
+    let status = send_raw(
+        addr,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        vec![0x0a, 0x05, 0x01],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }

@@ -1,4 +1,6 @@
-//! The OTLP/HTTP receiver: `POST /v1/traces` as an axum [`Router`].
+//! The OTLP/HTTP receiver: `POST /v1/traces` and `POST /v1/logs` as an
+//! axum [`Router`]. Both take the same path; only decoding, the sink call
+//! and the response message differ ([`Signal`]).
 //!
 //! Accepts `application/x-protobuf` and `application/json` bodies, plain or
 //! `Content-Encoding: gzip`, bounded by [`Limits::max_request_bytes`] while
@@ -32,22 +34,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 use super::body::{inflate_onto, read_gated, BodyError};
 use super::json::{decode_shaped, json_shape, JsonShape};
-use super::wire::decode_wire_within;
+use super::logs::{decode_logs_shaped, DecodedLogs};
+use super::wire::{decode_logs_within, decode_wire_within};
 use super::{
-    export_response, protobuf_bound, Admitted, DecodeError, DecodeGate, Limits, BODY_WAIT,
+    export_response, logs_protobuf_bound, protobuf_bound, Admitted, DecodeError, DecodeGate,
+    DecodedSpans, Limits, BODY_WAIT,
 };
 use crate::metrics::{Protocol, ReceiverMetrics, RequestRejection};
 use crate::receive::span_rejection;
 use crate::{SinkError, SpanSink};
 
-/// The OTLP/HTTP traces endpoint, `POST /v1/traces`, feeding `sink`.
+/// The OTLP/HTTP endpoints, `POST /v1/traces` and `POST /v1/logs`,
+/// feeding `sink`.
 ///
-/// Other paths answer 404 (logs arrive in a later version), other methods 405.
+/// Other paths answer 404 (metrics are not taken), other methods 405.
 ///
 /// ```no_run
 /// # async fn run(sink: std::sync::Arc<dyn chaintrace_ingest::SpanSink>) -> std::io::Result<()> {
@@ -60,6 +64,7 @@ use crate::{SinkError, SpanSink};
 pub fn router(sink: Arc<dyn SpanSink>, limits: Limits) -> Router {
     Router::new()
         .route("/v1/traces", post(export_traces))
+        .route("/v1/logs", post(export_logs))
         .with_state(Receiver {
             metrics: limits.metrics().receiver(Protocol::OtlpHttp).clone(),
             sink,
@@ -167,8 +172,40 @@ struct RpcStatus {
     message: String,
 }
 
+/// What an export carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+/// An export, decoded.
+enum Decoded {
+    Spans(DecodedSpans),
+    Logs(DecodedLogs),
+}
+
+/// The OTLP response to an export, by signal.
+enum Answer {
+    Traces(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse),
+    Logs(opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse),
+}
+
 async fn export_traces(
     State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export_signal(receiver, Signal::Traces, headers, body).await
+}
+
+async fn export_logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> Response {
+    export_signal(receiver, Signal::Logs, headers, body).await
+}
+
+async fn export_signal(
+    receiver: Receiver,
+    signal: Signal,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -180,7 +217,7 @@ async fn export_traces(
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
         }
     };
-    match export(&receiver, format, &headers, body).await {
+    match export(&receiver, signal, format, &headers, body).await {
         Ok(response) => success(format, &response),
         Err(refusal) => {
             receiver
@@ -194,10 +231,11 @@ async fn export_traces(
 
 async fn export(
     receiver: &Receiver,
+    signal: Signal,
     format: Format,
     headers: &HeaderMap,
     body: Body,
-) -> Result<ExportTraceServiceResponse, Refusal> {
+) -> Result<Answer, Refusal> {
     let gzip = is_gzip(headers)?;
     let limit = receiver.limits.max_request_bytes;
     // The body holds room in the body gate from its first byte until it
@@ -232,12 +270,26 @@ async fn export(
         },
     )
     .await??;
-    let bound = shape.map_or_else(|| protobuf_bound(bytes.len()), |s| s.bound);
+    let bound = match (shape, signal) {
+        (Some(shape), _) => shape.bound,
+        (None, Signal::Traces) => protobuf_bound(bytes.len()),
+        (None, Signal::Logs) => logs_protobuf_bound(bytes.len()),
+    };
     let (mut admitted, budget) = receiver.limits.gate.enter(bound).await;
     let (decoded, used) = off_the_workers(move || {
-        let decoded = match shape {
-            None => decode_wire_within(&bytes, budget),
-            Some(shape) => decode_shaped(&bytes, shape, budget).map(|d| (d, bound)),
+        let decoded = match (shape, signal) {
+            (None, Signal::Traces) => {
+                decode_wire_within(&bytes, budget).map(|(d, used)| (Decoded::Spans(d), used))
+            }
+            (Some(shape), Signal::Traces) => {
+                decode_shaped(&bytes, shape, budget).map(|d| (Decoded::Spans(d), bound))
+            }
+            (None, Signal::Logs) => {
+                decode_logs_within(&bytes, budget).map(|(d, used)| (Decoded::Logs(d), used))
+            }
+            (Some(shape), Signal::Logs) => {
+                decode_logs_shaped(&bytes, shape, budget).map(|d| (Decoded::Logs(d), bound))
+            }
         };
         let peak = match &decoded {
             Ok((_, used)) => *used,
@@ -253,6 +305,10 @@ async fn export(
     // answered.
     drop(held);
     admitted.shrink_to(used);
+    let decoded = match decoded {
+        Decoded::Spans(decoded) => decoded,
+        Decoded::Logs(decoded) => return store_logs(receiver, decoded).await.map(Answer::Logs),
+    };
     decoded.log_partial("OTLP/HTTP");
     let count = decoded.spans.len();
     receiver.metrics.decoded(count, decoded.rejected);
@@ -264,29 +320,61 @@ async fn export(
             .accept(decoded.spans)
             .await
             .inspect_err(|e| receiver.metrics.store_refused(count, span_rejection(e)))
-            .map_err(|e| match e {
-                SinkError::Overloaded(m) => Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    tonic::Code::Unavailable,
-                    format!("overloaded, retry later: {m}"),
-                ),
-                SinkError::TooLarge(m) => Refusal::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    tonic::Code::InvalidArgument,
-                    m,
-                ),
-                SinkError::Failed(m) => {
-                    tracing::warn!(error = %m, "storing an OTLP/HTTP export failed");
-                    Refusal::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        tonic::Code::Internal,
-                        format!("storing spans failed: {m}"),
-                    )
-                }
-            })?;
+            .map_err(|e| sink_refusal(e, "spans"))?;
         receiver.metrics.accepted(count);
     }
+    Ok(Answer::Traces(response))
+}
+
+/// Stores a logs export's records; answers its response.
+async fn store_logs(
+    receiver: &Receiver,
+    decoded: DecodedLogs,
+) -> Result<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse, Refusal> {
+    if decoded.rejected > 0 {
+        tracing::debug!(rejected = decoded.rejected, first = ?decoded.errors.first(), "OTLP/HTTP logs export partly rejected");
+    }
+    let count = decoded.logs.len();
+    receiver.metrics.logs_decoded(count, decoded.rejected);
+    let response = decoded.response();
+    if count > 0 {
+        receiver
+            .sink
+            .accept_logs(decoded.logs)
+            .await
+            .inspect_err(|e| {
+                receiver
+                    .metrics
+                    .logs_store_refused(count, span_rejection(e))
+            })
+            .map_err(|e| sink_refusal(e, "log records"))?;
+        receiver.metrics.logs_accepted(count);
+    }
     Ok(response)
+}
+
+/// The answer when the sink refused a batch of `what`.
+fn sink_refusal(e: SinkError, what: &str) -> Refusal {
+    match e {
+        SinkError::Overloaded(m) => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            format!("overloaded, retry later: {m}"),
+        ),
+        SinkError::TooLarge(m) => Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::InvalidArgument,
+            m,
+        ),
+        SinkError::Failed(m) => {
+            tracing::warn!(error = %m, "storing an OTLP/HTTP export failed");
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                tonic::Code::Internal,
+                format!("storing {what} failed: {m}"),
+            )
+        }
+    }
 }
 
 /// The format named by `Content-Type`, parameters such as `charset` ignored.
@@ -418,13 +506,25 @@ fn gunzip(
 
 /// 200 with the response in the request's format. In JSON an absent
 /// `partial_success` is left out (`{}`), as the spec asks for full success.
-fn success(format: Format, response: &ExportTraceServiceResponse) -> Response {
-    let body = match format {
-        Format::Protobuf => response.encode_to_vec(),
-        Format::Json => match &response.partial_success {
+fn success(format: Format, response: &Answer) -> Response {
+    let body = match (format, response) {
+        (Format::Protobuf, Answer::Traces(r)) => r.encode_to_vec(),
+        (Format::Protobuf, Answer::Logs(r)) => r.encode_to_vec(),
+        (Format::Json, Answer::Traces(r)) => match &r.partial_success {
             Some(partial) => serde_json::json!({
                 "partialSuccess": {
                     "rejectedSpans": partial.rejected_spans,
+                    "errorMessage": partial.error_message,
+                }
+            }),
+            None => serde_json::json!({}),
+        }
+        .to_string()
+        .into_bytes(),
+        (Format::Json, Answer::Logs(r)) => match &r.partial_success {
+            Some(partial) => serde_json::json!({
+                "partialSuccess": {
+                    "rejectedLogRecords": partial.rejected_log_records,
                     "errorMessage": partial.error_message,
                 }
             }),

@@ -10,6 +10,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::testing::{fixture, RecordingSink, SinkMode, JSON_FIXTURE, PB_FIXTURE};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
 const PB: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -281,11 +282,11 @@ async fn empty_request_is_ok_without_calling_the_sink() {
 #[tokio::test]
 async fn other_paths_and_methods_are_not_served() {
     let (app, _) = receiver(SinkMode::Accept, 1 << 20);
-    let logs = Request::post("/v1/logs")
+    let metrics = Request::post("/v1/metrics")
         .header(header::CONTENT_TYPE, PB)
         .body(Body::empty())
         .unwrap();
-    assert_eq!(send(app.clone(), logs).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(app.clone(), metrics).await.0, StatusCode::NOT_FOUND);
     let get = Request::get("/v1/traces").body(Body::empty()).unwrap();
     assert_eq!(send(app, get).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
@@ -331,4 +332,77 @@ async fn bodies_in_flight_share_one_memory_gate() {
     let (status, _, _) = send(app, post(PB, body)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(sink.spans().len(), 14);
+}
+
+fn post_logs(content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post("/v1/logs")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logs_exports_are_stored_in_protobuf_json_and_gzip() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    let (app, sink) = receiver(SinkMode::Accept, 1 << 20);
+    let (status, headers, body) =
+        send(app.clone(), post_logs(PB, fixture("otlp-logs-python.pb"))).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(headers[header::CONTENT_TYPE], PB);
+    assert_eq!(
+        ExportLogsServiceResponse::decode(body)
+            .unwrap()
+            .partial_success,
+        None
+    );
+    let gzipped = Request::post("/v1/logs")
+        .header(header::CONTENT_TYPE, PB)
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip(&fixture("otlp-logs-python.pb"))))
+        .unwrap();
+    assert_eq!(send(app.clone(), gzipped).await.0, StatusCode::OK);
+    let json = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+        {"body":{"stringValue":"kept"},"traceId":"5b8efff798038103d269b633813fc60c"},
+        {"body":{"stringValue":"bad id"},"traceId":"5b8e"}]}]}]}"#;
+    let (status, _, body) = send(app.clone(), post_logs(JSON, &json[..])).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], 1,
+        "{answer}"
+    );
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("logRecords[1]: traceId has 2 bytes, want 16"),
+        "{answer}"
+    );
+    let batches = sink.log_batches.lock().unwrap();
+    let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert!(sink.spans().is_empty(), "logs are not spans");
+}
+
+#[tokio::test]
+async fn a_malformed_logs_body_is_400_naming_the_field() {
+    let (app, sink) = receiver(SinkMode::Accept, 1 << 20);
+    // A log record (field 2 of ScopeLogs) whose severity text (field 3)
+    // claims more bytes than there are.
+    let body = vec![0x0a, 0x06, 0x12, 0x04, 0x12, 0x02, 0x1a, 0x09];
+    let (status, _, body) = send(app.clone(), post_logs(PB, body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = rpc_status(&body).message;
+    assert!(message.contains("invalid OTLP protobuf"), "{message}");
+    let (status, _, _) = send(app, post_logs(JSON, &b"{\"resourceLogs\":{}}"[..])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(sink.log_batches.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_overloaded_store_is_503_for_logs_too() {
+    let (app, _) = receiver(SinkMode::Overloaded, 1 << 20);
+    let (status, headers, _) = send(app, post_logs(PB, fixture("otlp-logs-python.pb"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
 }

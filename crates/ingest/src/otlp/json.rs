@@ -68,6 +68,21 @@ pub(crate) struct JsonShape {
     pub(crate) bound: usize,
 }
 
+impl JsonShape {
+    /// Refuses a body that could decode to more than `max_decoded_bytes`.
+    pub(crate) fn check(self, max_decoded_bytes: usize) -> Result<(), DecodeError> {
+        let JsonShape { containers, bound } = self;
+        if bound > max_decoded_bytes {
+            return Err(DecodeError::TooLarge(format!(
+                "the body holds {containers} JSON objects and arrays, which could decode to \
+                 {bound} bytes, more than the memory budget of one request \
+                 ({max_decoded_bytes} bytes); send smaller batches"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// [`decode_json_within`] for a body whose `shape` was already taken (the
 /// OTLP/HTTP receiver takes it first, to wait in the decode gate for its
 /// bound), so the bytes are scanned once.
@@ -76,14 +91,7 @@ pub(crate) fn decode_shaped(
     shape: JsonShape,
     max_decoded_bytes: usize,
 ) -> Result<DecodedSpans, DecodeError> {
-    let JsonShape { containers, bound } = shape;
-    if bound > max_decoded_bytes {
-        return Err(DecodeError::TooLarge(format!(
-            "the body holds {containers} JSON objects and arrays, which could decode to \
-             {bound} bytes, more than the memory budget of one request \
-             ({max_decoded_bytes} bytes); send smaller batches"
-        )));
-    }
+    shape.check(max_decoded_bytes)?;
     match serde_json::from_slice::<ExportTraceServiceRequest>(body) {
         Ok(request) => Ok(decode_request(request)),
         Err(_) => decode_with_repairs(body),

@@ -1,4 +1,4 @@
-//! OTLP traces: decoders (protobuf, JSON) and receivers (HTTP, gRPC).
+//! OTLP traces and logs: decoders (protobuf, JSON) and receivers (HTTP, gRPC).
 //!
 //! Both receivers share one path: bytes → [`DecodedSpans`] →
 //! [`SpanSink::accept`](crate::SpanSink::accept) → an
@@ -6,8 +6,8 @@
 //! partial success. Protobuf bytes (HTTP and gRPC) are read straight into
 //! model spans by [`decode_protobuf`]; OTLP/JSON goes through
 //! [`ExportTraceServiceRequest`] and [`decode_request`], which define what
-//! the protobuf path must agree with. Logs (`/v1/logs`) are not handled
-//! here yet.
+//! the protobuf path must agree with. Logs (`/v1/logs`, `LogsService`)
+//! take the same path with [`DecodedLogs`] ([`logs`]).
 //!
 //! [`ExportTraceServiceRequest`]: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest
 
@@ -17,14 +17,19 @@ mod encode;
 mod grpc;
 mod http;
 mod json;
+mod logs;
 mod proto;
 mod wire;
 
 pub use decode::{decode_request, DecodeError, DecodedSpans, MAX_ERROR_MESSAGES};
 pub use encode::to_otlp;
-pub use grpc::{trace_service, GrpcTraceService, TRACE_SERVICE_NAME};
+pub use grpc::{
+    logs_service, trace_service, GrpcLogsService, GrpcOtlpService, GrpcTraceService,
+    LOGS_SERVICE_NAME, TRACE_SERVICE_NAME,
+};
 pub use http::router;
 pub use json::{decode_json, decode_json_within, JSON_CONTAINER_BYTES};
+pub use logs::{decode_logs_json, decode_logs_protobuf, decode_logs_request, DecodedLogs};
 pub use proto::decode_protobuf;
 
 use std::sync::Arc;
@@ -209,6 +214,11 @@ pub(crate) fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 /// strings one for one.
 pub(crate) fn protobuf_bound(len: usize) -> usize {
     len.saturating_mul(wire::PROTOBUF_BYTES_PER_BODY_BYTE)
+}
+
+/// The most a protobuf logs body of `len` bytes can decode to.
+pub(crate) fn logs_protobuf_bound(len: usize) -> usize {
+    len.saturating_mul(wire::LOG_BYTES_PER_BODY_BYTE)
 }
 
 /// The OTLP answer for a decoded batch: partial success when spans were

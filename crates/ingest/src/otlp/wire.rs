@@ -21,7 +21,12 @@
 //! those checks are [`super::decode`]'s and are shared with the other
 //! decoders.
 
+mod logs;
 mod reader;
+
+#[cfg(test)]
+pub(crate) use logs::decode_logs_within_at;
+pub(crate) use logs::{decode_logs_within, LOG_BYTES_PER_BODY_BYTE};
 
 use std::mem::size_of;
 use std::sync::Arc;
@@ -589,7 +594,8 @@ fn each_field<'a>(
     Ok(())
 }
 
-/// The messages of `ExportTraceServiceRequest`, to name fields in errors.
+/// The messages of `ExportTraceServiceRequest` and
+/// `ExportLogsServiceRequest`, to name fields in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Message {
     Request,
@@ -606,6 +612,10 @@ enum Message {
     AnyValue,
     ArrayValue,
     KeyValueList,
+    LogsRequest,
+    ResourceLogs,
+    ScopeLogs,
+    LogRecord,
 }
 
 impl Message {
@@ -664,6 +674,24 @@ impl Message {
                 "stringValueStrindex",
             ],
             Message::ArrayValue | Message::KeyValueList => &["values"],
+            Message::LogsRequest => &["resourceLogs"],
+            Message::ResourceLogs => &["resource", "scopeLogs", "schemaUrl"],
+            Message::ScopeLogs => &["scope", "logRecords", "schemaUrl"],
+            // Field 4 is reserved.
+            Message::LogRecord => &[
+                "timeUnixNano",
+                "severityNumber",
+                "severityText",
+                "",
+                "body",
+                "attributes",
+                "droppedAttributesCount",
+                "flags",
+                "traceId",
+                "spanId",
+                "observedTimeUnixNano",
+                "eventName",
+            ],
         };
         let index = usize::try_from(tag).ok()?.checked_sub(1)?;
         names.get(index).copied().filter(|name| !name.is_empty())

@@ -280,6 +280,9 @@ impl Msg {
             Link => 6,
             AnyValue => 8,
             Span => 16,
+            LogsRequest | ResourceLogs | ScopeLogs | LogRecord => {
+                unreachable!("these requests are traces requests")
+            }
         };
         last + 1 + n
     }
@@ -505,6 +508,9 @@ pub(super) fn inside(msg: Msg, body: &[u8]) -> Vec<u8> {
         AnyValue => inside(KeyValue, &len_field(2, body)),
         ArrayValue => inside(AnyValue, &len_field(5, body)),
         KeyValueList => inside(AnyValue, &len_field(6, body)),
+        LogsRequest | ResourceLogs | ScopeLogs | LogRecord => {
+            unreachable!("these requests are traces requests")
+        }
     }
 }
 

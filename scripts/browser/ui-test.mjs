@@ -130,6 +130,8 @@ try {
   const ex = await page.locator('#panel .exception').textContent();
   check(ex.includes('Rate limit reached for gpt-4o-mini') && ex.includes('Traceback') && ex.includes('openai.RateLimitError'), 'the panel shows the exception with its stack trace');
   check((await page.locator('#panel h2').textContent()) === 'api_call', 'the panel is the api_call');
+  const spanLogs = await page.locator('#panel .span-logs').textContent();
+  check(spanLogs.includes('WARN') && spanLogs.includes('backing off after 429') && spanLogs.includes('retry_attempt'), `the panel lists the log record the span wrote: ${spanLogs}`);
   check(new URL(page.url()).searchParams.has('span'), 'the selection is in the URL');
   // By its span id, once the panel has it: a link that survives spans
   // arriving later. Opening it selects the same span.

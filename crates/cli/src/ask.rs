@@ -169,7 +169,7 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
 /// The Gantt with critical-path marks and self times, then the figures.
 pub fn render_analysis(trace: &Trace, analysis: &Value, color: bool, fold: bool) -> String {
     let layout = gantt::layout(trace);
-    let mut out = crate::render::gantt_with(trace, &layout, color, true, fold);
+    let mut out = crate::render::gantt_with(trace, &layout, color, true, fold, &[]);
     let chain: Vec<Cow<str>> = analysis["critical_path"]
         .as_array()
         .map(|c| c.iter().map(|p| s(p, "name")).collect())

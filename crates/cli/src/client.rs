@@ -1,10 +1,12 @@
-//! `chaintrace trace` and `chaintrace traces`: read from a running server's
-//! native JSON API and print for people (Gantt, table) or programs (`--json`).
+//! `chaintrace trace`, `chaintrace traces` and `chaintrace logs`: read from a
+//! running server's native JSON API and print for people (Gantt, table) or programs (`--json`).
 
 use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
-use chaintrace_model::{Trace, TraceId, TraceSummary};
+use std::sync::Arc;
+
+use chaintrace_model::{resolve_logs, LogIn, Resource, Scope, Trace, TraceId, TraceSummary};
 use clap::Args;
 use serde::Deserialize;
 
@@ -109,14 +111,124 @@ pub async fn trace(args: TraceArgs) -> Result<()> {
         .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
     let response = get(&args.server.server, &format!("/api/v1/traces/{id}"), &[]).await?;
     let body = response.text().await.context("reading the trace")?;
+    if args.json {
+        let doc: serde_json::Value =
+            serde_json::from_str(&body).context("the server's answer is not JSON")?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
     let trace: Trace =
         serde_json::from_str(&body).context("the server sent a trace this CLI cannot read")?;
+    let logs: TraceLogs =
+        serde_json::from_str(&body).context("the server sent log records this CLI cannot read")?;
+    let truncated = logs.logs_truncated;
+    let logs = resolve_logs(&logs.log_resources, &logs.log_scopes, logs.logs)
+        .map_err(anyhow::Error::msg)
+        .context("the server sent log records this CLI cannot read")?;
+    print!(
+        "{}",
+        render::gantt(&trace, std::io::stdout().is_terminal(), !args.expand, &logs)
+    );
+    if truncated {
+        println!(
+            "(the trace has more log records than shown: chaintrace logs --trace-id {id} --limit 10000)"
+        );
+    }
+    Ok(())
+}
+
+/// The log records a trace answer carries beside its spans.
+#[derive(Deserialize)]
+struct TraceLogs {
+    #[serde(default)]
+    logs: Vec<LogIn>,
+    #[serde(default)]
+    log_resources: Vec<Arc<Resource>>,
+    #[serde(default)]
+    log_scopes: Vec<Arc<Scope>>,
+    #[serde(default)]
+    logs_truncated: bool,
+}
+
+/// Flags of `chaintrace logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only records written in this trace.
+    #[arg(long)]
+    pub trace_id: Option<String>,
+    /// Only records written in this span (16 hex digits).
+    #[arg(long)]
+    pub span_id: Option<String>,
+    /// Only records of this severity or worse: trace, debug, info, warn, error, fatal.
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// Only records of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only records whose message or an attribute value contains this text (any case).
+    #[arg(long, short = 'q')]
+    pub query: Option<String>,
+    /// Only records written within this long ago, e.g. `15m`, `1h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// How many records to list, newest first (at most 10 000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// The answer of `GET /api/v1/logs`.
+#[derive(Deserialize)]
+struct LogList {
+    logs: Vec<LogIn>,
+    resources: Vec<Arc<Resource>>,
+    scopes: Vec<Arc<Scope>>,
+    matched: u64,
+    truncated: bool,
+}
+
+/// Lists log records, newest first.
+pub async fn logs(args: LogsArgs) -> Result<()> {
+    let mut query = vec![("limit", args.limit.to_string())];
+    for (key, value) in [
+        ("trace_id", &args.trace_id),
+        ("span_id", &args.span_id),
+        ("severity", &args.severity),
+        ("service", &args.service),
+        ("q", &args.query),
+        ("since", &args.since),
+    ] {
+        if let Some(value) = value {
+            query.push((key, value.clone()));
+        }
+    }
+    let response = get(&args.server.server, "/api/v1/logs", &query).await?;
+    let body = response.text().await.context("reading the log records")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&trace)?);
-    } else {
-        print!(
-            "{}",
-            render::gantt(&trace, std::io::stdout().is_terminal(), !args.expand)
+        let doc: serde_json::Value =
+            serde_json::from_str(&body).context("the server's answer is not JSON")?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    let list: LogList =
+        serde_json::from_str(&body).context("the server sent records this CLI cannot read")?;
+    let (matched, truncated) = (list.matched, list.truncated);
+    let logs = resolve_logs(&list.resources, &list.scopes, list.logs)
+        .map_err(anyhow::Error::msg)
+        .context("the server sent records this CLI cannot read")?;
+    print!(
+        "{}",
+        render::log_table(&logs, std::io::stdout().is_terminal())
+    );
+    if matched > logs.len() as u64 || truncated {
+        let more = if truncated { "at least " } else { "" };
+        println!(
+            "({} of {more}{matched} matching records; narrow the query or raise --limit)",
+            logs.len()
         );
     }
     Ok(())

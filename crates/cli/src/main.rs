@@ -34,6 +34,8 @@ enum Command {
     Trace(client::TraceArgs),
     /// List recent traces, newest first.
     Traces(client::TracesArgs),
+    /// List log records (OTLP logs): by trace, span, severity, service, text.
+    Logs(client::LogsArgs),
     /// Find traces with a TraceQL query.
     Search(ask::SearchArgs),
     /// Critical path, self times, parallelism what-if, tokens and cost of one trace.
@@ -139,6 +141,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(*args).await,
         Command::Trace(args) => client::trace(args).await,
         Command::Traces(args) => client::traces(args).await,
+        Command::Logs(args) => client::logs(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Search(args) => ask::search(args).await,
         Command::Analyze(args) => ask::analyze(args).await,

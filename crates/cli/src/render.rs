@@ -1,5 +1,6 @@
 //! Terminal rendering of traces: the Gantt tree of `chaintrace trace` and the
-//! table of `chaintrace traces`.
+//! table of `chaintrace traces`, with the log records written in each span
+//! under its row.
 //!
 //! Layout comes from `chaintrace_analysis::gantt`; this module only turns it
 //! into text. Colour is used only when asked (a tty), never needed: error
@@ -9,7 +10,7 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 use chaintrace_analysis::gantt;
-use chaintrace_model::{Trace, TraceSummary, UnixNanos};
+use chaintrace_model::{LogRecord, Trace, TraceSummary, UnixNanos};
 
 const RED: &str = "\x1b[31m";
 const DIM: &str = "\x1b[2m";
@@ -101,9 +102,13 @@ fn cut(text: &str, max: usize) -> String {
 
 /// Renders `trace` as an indented tree with one bar per span on a common
 /// time axis, sibling runs and retries folded into one row each.
-pub fn gantt(trace: &Trace, color: bool, fold: bool) -> String {
-    gantt_with(trace, &gantt::layout(trace), color, false, fold)
+pub fn gantt(trace: &Trace, color: bool, fold: bool, logs: &[LogRecord]) -> String {
+    gantt_with(trace, &gantt::layout(trace), color, false, fold, logs)
 }
+
+/// The most log records printed under one row of the chart; the rest are
+/// counted (`chaintrace logs --trace-id` lists them all).
+const MAX_LOGS_PER_LINE: usize = 8;
 
 /// One line of the chart: a span, or a folded group of siblings.
 struct Line {
@@ -115,6 +120,11 @@ struct Line {
     on_critical_path: bool,
     is_error: bool,
     mark: String,
+    /// Depth of the row (of the group's first member).
+    depth: usize,
+    /// The spans the line stands for: one, or a group's members and
+    /// their subtrees.
+    spans: Vec<chaintrace_model::SpanId>,
 }
 
 /// The chart's lines: every row, or with `fold` each group of the web
@@ -164,7 +174,15 @@ fn lines(layout: &gantt::GanttLayout, fold: bool) -> Vec<Line> {
                 }
                 chaintrace_analysis::GroupKind::Run => (String::new(), false),
             };
+            let last = subtree_end(g.rows.last().copied().unwrap_or(i));
             out.push(Line {
+                depth: row.depth,
+                spans: g
+                    .rows
+                    .iter()
+                    .flat_map(|&m| m..subtree_end(m))
+                    .map(|r| rows[r].span_id)
+                    .collect(),
                 label: format!("{} ×{n}", indent(row.depth, &row.name)),
                 offset_nano: start,
                 duration_nano: end - start,
@@ -174,10 +192,12 @@ fn lines(layout: &gantt::GanttLayout, fold: bool) -> Vec<Line> {
                 is_error,
                 mark,
             });
-            i = subtree_end(g.rows.last().copied().unwrap_or(i));
+            i = last;
             continue;
         }
         out.push(Line {
+            depth: row.depth,
+            spans: vec![row.span_id],
             label: indent(row.depth, &row.name),
             offset_nano: row.offset_nano,
             duration_nano: row.duration_nano,
@@ -205,8 +225,22 @@ pub fn gantt_with(
     color: bool,
     critical: bool,
     fold: bool,
+    logs: &[LogRecord],
 ) -> String {
     let summary = trace.summary();
+    let trace_start = trace
+        .spans
+        .iter()
+        .map(|s| s.start)
+        .min()
+        .unwrap_or_default();
+    let mut logs_of: std::collections::HashMap<chaintrace_model::SpanId, Vec<&LogRecord>> =
+        std::collections::HashMap::new();
+    for log in logs {
+        if let Some(span) = log.span_id {
+            logs_of.entry(span).or_default().push(log);
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -273,6 +307,108 @@ pub fn gantt_with(
             }
         }
         out.push('\n');
+        let mut mine: Vec<&LogRecord> = line
+            .spans
+            .iter()
+            .filter_map(|s| logs_of.get(s))
+            .flatten()
+            .copied()
+            .collect();
+        mine.sort_by_key(|l| l.time);
+        let pad = if critical { 2 } else { 0 } + 2 * line.depth + 2;
+        write_logs(&mut out, &mine, trace_start, pad, color);
+    }
+    let in_trace: std::collections::HashSet<_> = trace.spans.iter().map(|s| s.span_id).collect();
+    let outside: Vec<&LogRecord> = logs
+        .iter()
+        .filter(|l| l.span_id.is_none_or(|s| !in_trace.contains(&s)))
+        .collect();
+    if !outside.is_empty() {
+        let _ = writeln!(out, "logs outside the trace's spans:");
+        write_logs(&mut out, &outside, trace_start, 2, color);
+    }
+    out
+}
+
+/// A record's severity as shown (its range, else its text, else `-`), and
+/// whether it is ERROR or worse.
+fn level_of(log: &LogRecord) -> (&str, bool) {
+    let level = match (log.severity(), log.severity_text.as_str()) {
+        (Some(s), _) => s.as_str(),
+        (None, "") => "-",
+        (None, text) => text,
+    };
+    let loud = log
+        .severity()
+        .is_some_and(|s| s >= chaintrace_model::Severity::Error);
+    (level, loud)
+}
+
+/// Writes log records under a chart row: time from the trace start,
+/// severity, message; at most [`MAX_LOGS_PER_LINE`], then a count.
+fn write_logs(
+    out: &mut String,
+    logs: &[&LogRecord],
+    trace_start: UnixNanos,
+    pad: usize,
+    color: bool,
+) {
+    for log in logs.iter().take(MAX_LOGS_PER_LINE) {
+        let offset = fmt_ms(log.time.0.saturating_sub(trace_start.0));
+        let (level, loud) = level_of(log);
+        let (on, off) = match (color, loud) {
+            (true, true) => (RED, RESET),
+            (true, false) => (DIM, RESET),
+            _ => ("", ""),
+        };
+        let message = cut(&shown(&log.message().replace('\n', " ")), 120);
+        let _ = writeln!(
+            out,
+            "{on}{}▸ {offset:>9} {:<5} {message}{off}",
+            " ".repeat(pad),
+            shown(level),
+        );
+    }
+    if logs.len() > MAX_LOGS_PER_LINE {
+        let _ = writeln!(
+            out,
+            "{}▸ … {} more log records",
+            " ".repeat(pad),
+            logs.len() - MAX_LOGS_PER_LINE
+        );
+    }
+}
+
+/// Renders log records as a table, in the order given: time, severity,
+/// service, trace and span ids, message.
+pub fn log_table(logs: &[LogRecord], color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24}  {:<5}  {:<16}  {:<32}  {:<16}  MESSAGE",
+        "TIME (UTC)", "LEVEL", "SERVICE", "TRACE ID", "SPAN ID"
+    );
+    for log in logs {
+        let (level, loud) = level_of(log);
+        let (on, off) = if color && loud {
+            (RED, RESET)
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(
+            out,
+            "{on}{:<24}  {:<5}  {:<16}  {:<32}  {:<16}  {}{off}",
+            fmt_time(log.time),
+            cut(&shown(level), 5),
+            cut(&shown(log.service_name()), 16),
+            log.trace_id
+                .map(|t| t.to_hex())
+                .unwrap_or_else(|| "-".into()),
+            log.span_id
+                .map(|s| s.to_hex())
+                .unwrap_or_else(|| "-".into()),
+            cut(&shown(&log.message().replace('\n', " ")), 160),
+        );
     }
     out
 }
@@ -337,6 +473,84 @@ mod tests {
             fmt_time(UnixNanos(1_780_410_600_050_000_000)),
             "2026-06-02T14:30:00.050Z"
         );
+    }
+
+    fn span(
+        id: u8,
+        parent: Option<u8>,
+        name: &str,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> chaintrace_model::Span {
+        use chaintrace_model::*;
+        Span {
+            trace_id: TraceId([9; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            name: name.into(),
+            kind: SpanKind::Internal,
+            start: UnixNanos(start_ms * 1_000_000),
+            end: UnixNanos(end_ms * 1_000_000),
+            status: Status::default(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            resource: std::sync::Arc::new(Resource::default()),
+            scope: std::sync::Arc::new(Scope::default()),
+        }
+    }
+
+    fn log(span: Option<u8>, at_ms: u64, severity: u8, message: &str) -> LogRecord {
+        use chaintrace_model::*;
+        LogRecord {
+            time: UnixNanos(at_ms * 1_000_000),
+            observed_time: UnixNanos(0),
+            severity_number: severity,
+            severity_text: CompactString::default(),
+            body: AnyValue::String(message.into()),
+            attributes: Vec::new(),
+            trace_id: Some(TraceId([9; 16])),
+            span_id: span.map(|s| SpanId([s; 8])),
+            flags: 0,
+            event_name: CompactString::default(),
+            dropped_attributes_count: 0,
+            resource: std::sync::Arc::new(Resource::default()),
+            scope: std::sync::Arc::new(Scope::default()),
+        }
+    }
+
+    #[test]
+    fn log_records_print_under_their_span_and_the_rest_after() {
+        let trace = Trace {
+            trace_id: chaintrace_model::TraceId([9; 16]),
+            spans: vec![
+                span(1, None, "process_query", 1000, 1100),
+                span(2, Some(1), "llm_call", 1010, 1090),
+            ],
+        };
+        let logs = vec![
+            log(Some(2), 1050, 17, "rate limited\nretrying"),
+            log(Some(2), 1020, 9, "calling gpt-4"),
+            log(Some(7), 1030, 13, "from a span not in the trace"),
+        ];
+        let text = gantt(&trace, false, true, &logs);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle:?} not in\n{text}"))
+        };
+        let llm = at("llm_call");
+        assert_eq!(at("calling gpt-4"), llm + 1, "{text}");
+        assert_eq!(at("rate limited retrying"), llm + 2, "{text}");
+        assert!(
+            lines[llm + 1].contains("INFO") && lines[llm + 1].contains("20.0 ms"),
+            "{text}"
+        );
+        assert!(lines[llm + 2].contains("ERROR"), "{text}");
+        assert!(at("logs outside the trace's spans") < at("from a span not in the trace"));
+        assert!(at("from a span not in the trace") > llm + 2);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 mod ids;
 mod json_depth;
 mod log;
+mod log_json;
 pub mod memory;
 mod span;
 mod trace;
@@ -30,6 +31,7 @@ pub use compact_str::CompactString;
 pub use ids::{IdError, SpanId, TraceId};
 pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use log::{LogRecord, Severity, SeverityParseError};
+pub use log_json::{resolve_logs, LogIn, LogOut, LogTables};
 pub use span::{
     error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
     Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,

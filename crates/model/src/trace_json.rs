@@ -89,13 +89,13 @@ struct DocIn {
 /// The distinct values of shared parts (resources, scopes) in first-use
 /// order: by pointer first (spans of one batch share the `Arc`), then by
 /// value, so equal values in different `Arc`s are written once too.
-struct Distinct<'a, T> {
+pub(crate) struct Distinct<'a, T> {
     by_ptr: HashMap<*const T, usize>,
-    values: Vec<&'a T>,
+    pub(crate) values: Vec<&'a T>,
 }
 
 impl<'a, T: PartialEq> Distinct<'a, T> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Distinct {
             by_ptr: HashMap::new(),
             values: Vec::new(),
@@ -103,7 +103,7 @@ impl<'a, T: PartialEq> Distinct<'a, T> {
     }
 
     /// The index of `value`, added if it is new.
-    fn index_of(&mut self, value: &'a Arc<T>) -> usize {
+    pub(crate) fn index_of(&mut self, value: &'a Arc<T>) -> usize {
         let values = &mut self.values;
         *self.by_ptr.entry(Arc::as_ptr(value)).or_insert_with(|| {
             match values.iter().position(|v| **v == **value) {

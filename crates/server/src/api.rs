@@ -17,7 +17,7 @@ use chaintrace_store::{Store, StoreError, TraceListQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{json_response, CpuPool};
-use crate::jaeger::{to_jaeger, Envelope, EnvelopeError};
+use crate::jaeger::{to_jaeger_with_logs, Envelope, EnvelopeError};
 use crate::metrics::{metrics_router, ApiMetrics};
 use chaintrace_metrics::Registry;
 
@@ -83,6 +83,7 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
         )
         .route("/api/v1/traceql/check", get(crate::search::check_query))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/logs", get(crate::logs::logs))
         .route("/api/v1/sql", post(crate::sql::sql))
         .route(
             "/api/v1/analytics/operations",
@@ -146,13 +147,14 @@ async fn index() -> impl IntoResponse {
          GET /metrics  Prometheus metrics (text format 0.0.4), served by chaintrace serve\n\
          GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\
-         GET /api/v1/traces/{trace_id}\n\
+         GET /api/v1/traces/{trace_id}  the spans and the log records written in them\n\
          GET /api/v1/traces/{trace_id}/spans/{span_id or index}\n\
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/traces/{trace_id}/gantt\n\
          GET /api/v1/traces/{trace_id}/match?q=<TraceQL>\n\
          GET /api/v1/traceql/check?q=<TraceQL>\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
+         GET /api/v1/logs?trace_id=&span_id=&severity=warn&service=&q=<text>&since=1h&limit=100\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
          POST /api/v1/spans  JSON spans (one object, an array, or one per line), served by chaintrace serve\n\
@@ -264,11 +266,35 @@ async fn native_trace(
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    match store.trace(id).await {
-        Ok(Some(trace)) => slot.json(StatusCode::OK, trace).await,
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
-        Err(e) => store_error(e),
-    }
+    let trace = match store.trace(id).await {
+        Ok(Some(trace)) => trace,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    let (logs, logs_truncated) = match crate::logs::trace_logs(store.as_ref(), id, None).await {
+        Ok(found) => found,
+        Err(e) => return store_error(e),
+    };
+    slot.respond(move || {
+        json_response(
+            StatusCode::OK,
+            &TraceAnswer {
+                trace: &trace,
+                logs: crate::logs::TraceLogs::new(&logs, logs_truncated),
+            },
+        )
+    })
+    .await
+}
+
+/// A trace as `GET /api/v1/traces/{id}` answers it: the trace document
+/// (`chaintrace_model::Trace`'s JSON) plus the log records written in it.
+#[derive(Serialize)]
+struct TraceAnswer<'a> {
+    #[serde(flatten)]
+    trace: &'a chaintrace_model::Trace,
+    #[serde(flatten)]
+    logs: crate::logs::TraceLogs<'a>,
 }
 
 /// `GET /api/v1/traces/{trace_id}/spans/{span}`: one span of a trace, by
@@ -304,33 +330,53 @@ async fn native_span(
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    match store.trace(id).await {
-        Ok(Some(trace)) => {
-            slot.respond(move || {
-                let index = match wanted {
-                    Ok(span_id) => trace.spans.iter().position(|s| s.span_id == span_id),
-                    Err(index) => (index < trace.spans.len()).then_some(index),
-                };
-                let Some(index) = index else {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        format!("trace {id} has no span {span}"),
-                    );
-                };
-                let one = chaintrace_model::Trace {
-                    trace_id: trace.trace_id,
-                    spans: vec![trace.spans[index].clone()],
-                };
-                json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({ "index": index, "trace": one }),
-                )
-            })
-            .await
-        }
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
-        Err(e) => store_error(e),
-    }
+    let trace = match store.trace(id).await {
+        Ok(Some(trace)) => trace,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+        Err(e) => return store_error(e),
+    };
+    // A linear scan of at most the trace's spans: microseconds.
+    let index = match wanted {
+        Ok(span_id) => trace.spans.iter().position(|s| s.span_id == span_id),
+        Err(index) => (index < trace.spans.len()).then_some(index),
+    };
+    let Some(index) = index else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("trace {id} has no span {span}"),
+        );
+    };
+    let span_id = trace.spans[index].span_id;
+    let (logs, logs_truncated) =
+        match crate::logs::trace_logs(store.as_ref(), id, Some(span_id)).await {
+            Ok(found) => found,
+            Err(e) => return store_error(e),
+        };
+    slot.respond(move || {
+        let one = chaintrace_model::Trace {
+            trace_id: trace.trace_id,
+            spans: vec![trace.spans[index].clone()],
+        };
+        json_response(
+            StatusCode::OK,
+            &SpanAnswer {
+                index,
+                trace: TraceAnswer {
+                    trace: &one,
+                    logs: crate::logs::TraceLogs::new(&logs, logs_truncated),
+                },
+            },
+        )
+    })
+    .await
+}
+
+/// `GET /api/v1/traces/{id}/spans/{span}`'s answer: the span's index and a
+/// trace holding only it, with its log records.
+#[derive(Serialize)]
+struct SpanAnswer<'a> {
+    index: usize,
+    trace: TraceAnswer<'a>,
 }
 
 /// A Jaeger envelope carrying one error, with `data: null`.
@@ -362,9 +408,13 @@ async fn jaeger_trace(
     };
     match store.trace(id).await {
         Ok(Some(trace)) => {
+            let logs = match crate::logs::trace_logs(store.as_ref(), id, None).await {
+                Ok((logs, _)) => logs,
+                Err(e) => return jaeger_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
             slot.respond(move || {
                 let envelope = Envelope {
-                    data: Some(vec![to_jaeger(&trace)]),
+                    data: Some(vec![to_jaeger_with_logs(&trace, &logs)]),
                     total: 1,
                     limit: 0,
                     offset: 0,

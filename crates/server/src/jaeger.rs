@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use chaintrace_model::{AnyValue, KeyValue, Resource, Span, SpanKind, StatusCode, Trace};
+use chaintrace_model::{
+    AnyValue, KeyValue, LogRecord, Resource, Span, SpanKind, StatusCode, Trace,
+};
 use serde::Serialize;
 
 /// The envelope every Jaeger API answer comes in.
@@ -217,6 +219,74 @@ fn span_tags(span: &Span) -> Vec<JaegerTag> {
         }
     }
     tags
+}
+
+/// A log record as a Jaeger span log (see the module docs).
+fn log_of(record: &LogRecord) -> JaegerLog {
+    let event = if record.event_name.is_empty() {
+        "log"
+    } else {
+        record.event_name.as_str()
+    };
+    let level = if record.severity_text.is_empty() {
+        record.severity().map_or("", |s| s.as_str())
+    } else {
+        record.severity_text.as_str()
+    };
+    let mut fields = vec![
+        tag("event", &event.into()),
+        tag("message", &record.message().into()),
+    ];
+    if !level.is_empty() {
+        fields.push(tag("level", &level.into()));
+    }
+    fields.push(tag("otel.log_record", &AnyValue::Bool(true)));
+    if record.severity_number != 0 {
+        fields.push(tag(
+            "otel.log.severity_number",
+            &AnyValue::Int(i64::from(record.severity_number)),
+        ));
+    }
+    fields.extend(tags_of(&record.attributes));
+    JaegerLog {
+        timestamp: record.time.as_micros(),
+        fields,
+    }
+}
+
+/// [`to_jaeger`], with `logs` (records of this trace) as span logs of the
+/// spans they were written in; see the module docs.
+pub fn to_jaeger_with_logs(trace: &Trace, logs: &[LogRecord]) -> JaegerTrace {
+    let mut out = to_jaeger(trace);
+    if logs.is_empty() || out.spans.is_empty() {
+        return out;
+    }
+    let by_id: std::collections::HashMap<_, _> = trace
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
+    let root = trace
+        .spans
+        .iter()
+        .position(|s| s.parent_span_id.is_none_or(|p| !by_id.contains_key(&p)))
+        .unwrap_or(0);
+    let mut touched = Vec::new();
+    for record in logs {
+        let at = record
+            .span_id
+            .and_then(|id| by_id.get(&id).copied())
+            .unwrap_or(root);
+        out.spans[at].logs.push(log_of(record));
+        touched.push(at);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    for at in touched {
+        out.spans[at].logs.sort_by_key(|l| l.timestamp);
+    }
+    out
 }
 
 /// Converts a trace into Jaeger's shape; one process per distinct resource.

@@ -278,6 +278,21 @@ export function showSpan(panel, doc, row, trace, actions = {}) {
   if (!span.events.length) events.append(el('p', 'muted', 'none'));
   panel.append(section('Events', events));
 
+  // OTLP log records written in this span, oldest first.
+  const logs = (trace.logs || []).filter((r) => r.span_id === span.span_id);
+  if (logs.length) {
+    const box = el('div', 'span-logs');
+    for (const r of logs) {
+      const level = r.severity ?? (r.severity_text || 'LOG');
+      const line = el('div', 'mono log-line');
+      const sev = el('span', `log-level${r.severity === 'ERROR' || r.severity === 'FATAL' ? ' err' : ''}`, level);
+      line.append(`+${fmtDur(r.time - span.start)}  `, sev, `  ${r.message}`);
+      box.append(line);
+      if (r.attributes.length) box.append(attrTable(r.attributes, false));
+    }
+    panel.append(section(`Logs (${logs.length})`, box));
+  }
+
   const links = el('div');
   for (const k of span.links) {
     const a = el('a', 'mono', `${k.trace_id} / ${k.span_id}`);

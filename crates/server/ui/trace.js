@@ -45,7 +45,7 @@ const spanLoads = new Map();
 function loadSpan(ref) {
   if (!spanLoads.has(ref)) {
     spanLoads.set(ref, getJson(`/api/v1/traces/${encodeURIComponent(traceId)}/spans/${encodeURIComponent(ref)}`).then((a) => {
-      const one = { spans: [], resources: a.trace.resources, scopes: a.trace.scopes };
+      const one = { spans: [], resources: a.trace.resources, scopes: a.trace.scopes, logs: a.trace.logs || [] };
       one.spans[a.index] = a.trace.spans[0];
       spanIds.set(a.index, a.trace.spans[0].span_id);
       return { index: a.index, trace: one };

@@ -74,7 +74,7 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &Registry) {
             |s| s.duplicate_spans,
         ),
     ];
-    let levels: [(Gauge, Read); 8] = [
+    let levels: [(Gauge, Read); 10] = [
         (
             gauge(
                 "chaintrace_head_bytes",
@@ -112,6 +112,17 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &Registry) {
         (gauge("chaintrace_block_spans", "Spans in blocks."), |s| {
             s.block_spans
         }),
+        (
+            gauge("chaintrace_log_records", "OTLP log records stored."),
+            |s| s.log_records,
+        ),
+        (
+            gauge(
+                "chaintrace_log_bytes",
+                "Bytes of the log records' segment files.",
+            ),
+            |s| s.log_bytes,
+        ),
     ];
     let compacting = gauge(
         "chaintrace_compacting",

@@ -318,6 +318,27 @@ async fn the_web_ui_in_chromium() {
             .await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     }
+    // A log record the failed api_call wrote: the span panel lists it.
+    let logs = json!({"resourceLogs": [{
+        "resource": {"attributes": [s("service.name", "rag-chain")]},
+        "scopeLogs": [{"scope": {"name": "chain"}, "logRecords": [{
+            "timeUnixNano": (t0 + 300 * 1_000_000).to_string(),
+            "severityNumber": 13,
+            "severityText": "WARNING",
+            "body": {"stringValue": "backing off after 429"},
+            "attributes": [i("retry_attempt", 1)],
+            "traceId": RAG,
+            "spanId": format!("{:016x}", 7),
+        }]}],
+    }]});
+    let answer = reqwest::Client::new()
+        .post(server.otlp_http.replace("/v1/traces", "/v1/logs"))
+        .header("content-type", "application/json")
+        .body(logs.to_string())
+        .send()
+        .await
+        .expect("POST /v1/logs");
+    assert_eq!(answer.status(), 200);
     for id in [RAG, CONVENTIONS, HOSTILE] {
         let (status, body) = server.get_json(&format!("/api/v1/traces/{id}/gantt")).await;
         assert_eq!(status, 200, "{body}");

@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod jaeger;
 mod json_spans;
+mod logs;
 mod metrics;
 mod openai;
 mod otlp;

@@ -58,6 +58,10 @@ pub(crate) fn tests_list_segments(dir: &Path) -> Vec<(SegmentSeq, PathBuf)> {
     segment::list_segments(dir).unwrap()
 }
 
+/// Reads one WAL record's payload: the sequence number it covers and what
+/// it holds (a span batch, a log batch), or why it cannot.
+pub(crate) type DecodePayload<T> = dyn Fn(&[u8]) -> Result<(u64, T), String>;
+
 /// Counters describing the WAL on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WalStats {
@@ -118,7 +122,7 @@ impl Wal {
         segment_bytes: u64,
         covered_through: SegmentSeq,
         kind: WalKind,
-        decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+        decode: &DecodePayload<T>,
         on_batch: &mut dyn FnMut(SegmentSeq, T),
     ) -> Result<(Wal, ReplayReport), StoreError> {
         if !dir.is_dir() {

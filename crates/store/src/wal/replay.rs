@@ -21,6 +21,7 @@ use super::codec::payload_layout;
 use super::disk::Disk;
 use super::record::{check_header, read_frame, HeaderCheck, SegmentVersion, WalKind, HEADER_LEN};
 use super::segment::{self, SegmentSeq};
+use super::DecodePayload;
 
 /// What replaying the write-ahead log found at open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub(crate) fn replay_kind<T>(
     dir: &Path,
     covered_through: SegmentSeq,
     kind: WalKind,
-    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+    decode: &DecodePayload<T>,
     on_batch: &mut dyn FnMut(SegmentSeq, T),
 ) -> Result<(ReplayReport, Vec<ReplayedSegment>), StoreError> {
     let mut report = ReplayReport::default();
@@ -145,7 +146,7 @@ fn replay_segment<T>(
     path: &Path,
     is_last: bool,
     kind: WalKind,
-    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+    decode: &DecodePayload<T>,
     on_batch: &mut dyn FnMut(T),
     report: &mut ReplayReport,
 ) -> Result<Option<(u64, SegmentVersion)>, StoreError> {
@@ -235,7 +236,7 @@ fn replay_segment<T>(
 fn decode_record<T>(
     payload: &[u8],
     version: SegmentVersion,
-    decode: &dyn Fn(&[u8]) -> Result<(u64, T), String>,
+    decode: &DecodePayload<T>,
 ) -> Result<(u64, T), String> {
     let layout = payload_layout(payload).map_err(|e| e.to_string())?;
     if !version.holds_layout(layout) {

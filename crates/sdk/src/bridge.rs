@@ -25,7 +25,7 @@ use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::span::SCOPE;
+use crate::span::scope;
 
 /// The `tracing` layer for `provider`: spans and events at `level` or
 /// more severe, from every target except the exporter's own stack (whose
@@ -46,7 +46,7 @@ where
         .map(|t| (t, LevelFilter::OFF)),
     );
     let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(SCOPE))
+        .with_tracer(provider.tracer_with_scope(scope()))
         .with_filter(filter_fn(|meta| meta.is_span()).and(targets.clone()));
     let events = ActiveSpanEvents.with_filter(targets);
     spans.and_then(events)

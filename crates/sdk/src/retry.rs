@@ -7,7 +7,6 @@
 //! This module decides when to try again and how long to wait; it knows
 //! nothing of what the call does.
 
-use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -15,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::span::span;
+use crate::span::NewSpan;
 
 type RetryIf = Arc<dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync>;
 
@@ -115,15 +114,16 @@ impl Retry {
 
     /// Calls `op(attempt)` (1-based) until it succeeds, fails with an error
     /// not to be retried, or the attempts are used up; returns the last
-    /// result. Each attempt runs in its own span named `name`, a child of
-    /// the span current where the returned future runs, with a `retry.attempt`
+    /// result. Each attempt runs in its own span made from `attempt_span`
+    /// (a name, or a [`NewSpan`] with kind and attributes), a child of the
+    /// span current where the returned future runs, with a `retry.attempt`
     /// attribute; a failed attempt's span records its error.
     ///
     /// Waits use `tokio::time::sleep`: run it on a Tokio runtime with time
     /// enabled.
     pub async fn run<T, E, F, Fut>(
         &self,
-        name: impl Into<Cow<'static, str>>,
+        attempt_span: impl Into<NewSpan>,
         mut op: F,
     ) -> Result<T, E>
     where
@@ -131,10 +131,11 @@ impl Retry {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let name = name.into();
+        let attempt_span = attempt_span.into();
         let mut attempt = 1;
         loop {
-            let result = span(name.clone())
+            let result = attempt_span
+                .clone()
                 .attr("retry.attempt", i64::from(attempt))
                 .try_run(op(attempt))
                 .await;

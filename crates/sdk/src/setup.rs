@@ -9,11 +9,17 @@
 //!
 //! This module wires things together; it must not know what a span means.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::{global, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, SdkTracerProvider, Span, SpanData, SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use tracing::Level;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -28,6 +34,17 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4317";
 /// Why [`init`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// The endpoint is not an `http://` or `https://` URL.
+    #[error(
+        "OTLP/gRPC endpoint {endpoint:?} (from {from}) has no scheme: \
+         write http://{endpoint} (or https:// for TLS)"
+    )]
+    EndpointWithoutScheme {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Where it came from: the variable's name, or the code.
+        from: &'static str,
+    },
     /// The OTLP exporter could not be built for the endpoint (a malformed
     /// URL, usually).
     #[error("cannot export to OTLP/gRPC endpoint {endpoint:?}: {source}")]
@@ -107,6 +124,8 @@ pub struct Builder {
 #[derive(Debug, PartialEq)]
 struct Settings {
     endpoint: String,
+    /// The variable the endpoint came from, or "the code" / "the default".
+    endpoint_from: &'static str,
     service_name_override: Option<String>,
     capture_message_content: bool,
 }
@@ -163,22 +182,37 @@ impl Builder {
         self
     }
 
-    fn settings(&self, env: impl Fn(&str) -> Option<String>) -> Settings {
+    fn settings(&self, env: impl Fn(&str) -> Option<String>) -> Result<Settings, InitError> {
         let env = |key: &str| env(key).filter(|v| !v.trim().is_empty());
-        let endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-            .or_else(|| self.endpoint.clone())
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let (endpoint, endpoint_from) = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .into_iter()
+        .find_map(|key| env(key).map(|v| (v.trim().to_string(), key)))
+        .or_else(|| self.endpoint.clone().map(|e| (e, "the code")))
+        .unwrap_or_else(|| (DEFAULT_ENDPOINT.to_string(), "the default"));
+        if !["http://", "https://"]
+            .iter()
+            .any(|scheme| endpoint.starts_with(scheme))
+        {
+            // The exporter would take it for https:// and ask for TLS.
+            return Err(InitError::EndpointWithoutScheme {
+                endpoint,
+                from: endpoint_from,
+            });
+        }
         let capture_message_content =
             match env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT") {
                 Some(v) => v.trim().eq_ignore_ascii_case("true"),
                 None => self.capture_message_content,
             };
-        Settings {
+        Ok(Settings {
             endpoint,
+            endpoint_from,
             service_name_override: env("OTEL_SERVICE_NAME"),
             capture_message_content,
-        }
+        })
     }
 
     /// Installs the tracer provider as OpenTelemetry's global one (which
@@ -188,7 +222,7 @@ impl Builder {
         if self.tracing && tracing::dispatcher::has_been_set() {
             return Err(InitError::TracingSubscriberAlreadySet);
         }
-        let settings = self.settings(|key| std::env::var(key).ok());
+        let settings = self.settings(|key| std::env::var(key).ok())?;
 
         // Code first, then the environment over it.
         let mut resource = Resource::builder_empty()
@@ -200,11 +234,15 @@ impl Builder {
             resource = resource.with_service_name(name.clone());
         }
 
+        let resource = resource.build();
         let (export, exporter) = ExportRuntime::start(&settings.endpoint)?;
+        let mut batch = BatchSpanProcessor::builder(exporter).build();
+        batch.set_resource(&resource);
+        let batch = SharedBatch(Arc::new(batch));
         let provider = SdkTracerProvider::builder()
-            .with_resource(resource.build())
+            .with_resource(resource)
             .with_span_processor(RequestIdsProcessor)
-            .with_batch_exporter(exporter)
+            .with_span_processor(batch.clone())
             .build();
         global::set_tracer_provider(provider.clone());
         global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
@@ -215,6 +253,7 @@ impl Builder {
 
         let guard = Guard {
             provider,
+            batch,
             export,
             endpoint: settings.endpoint,
             tracing_level: self.tracing_level,
@@ -236,11 +275,13 @@ impl Builder {
 ///
 /// Dropping cannot return an error, so a failed final export is reported
 /// on stderr; call [`shutdown`](Guard::shutdown) to handle it yourself.
-/// Flushing blocks the calling thread for at most about five seconds.
+/// Flushing blocks the calling thread: for as long as the export takes,
+/// and about ten seconds at worst when the endpoint does not answer.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts tracing down at once"]
 pub struct Guard {
     provider: SdkTracerProvider,
+    batch: SharedBatch,
     export: ExportRuntime,
     endpoint: String,
     tracing_level: Level,
@@ -255,7 +296,7 @@ impl Guard {
 
     /// Exports every span ended so far, now.
     pub fn flush(&self) -> Result<(), ExportError> {
-        self.provider.force_flush().map_err(|source| ExportError {
+        self.batch.force_flush().map_err(|source| ExportError {
             endpoint: self.endpoint.clone(),
             source,
         })
@@ -293,14 +334,44 @@ impl Guard {
         if std::mem::replace(&mut self.finished, true) {
             return Ok(());
         }
-        let result = self.provider.shutdown();
-        // Only now: the final export above ran on this runtime.
+        // The batch processor's shutdown exports what is queued but does
+        // not report how that went; a flush first does.
+        let flushed = self.batch.force_flush();
+        let shut_down = self.provider.shutdown();
+        // Only now: the exports above ran on this runtime.
         self.export.stop();
-        result.map_err(|source| ExportError {
+        flushed.and(shut_down).map_err(|source| ExportError {
             endpoint: self.endpoint.clone(),
             source,
         })
     }
+}
+
+/// The batch span processor, shared by the provider and the guard: the
+/// provider's flush folds every processor's result into one debug string,
+/// the processor's own says what went wrong ("…Connection refused").
+#[derive(Debug, Clone)]
+struct SharedBatch(Arc<BatchSpanProcessor>);
+
+impl SpanProcessor for SharedBatch {
+    fn on_start(&self, span: &mut Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    // `set_resource` stays the default no-op: the resource was given to
+    // the processor before it was shared (it needs `&mut`).
 }
 
 impl Drop for Guard {
@@ -317,12 +388,16 @@ mod tests {
 
     use super::*;
 
-    fn settings(builder: &Builder, env: &[(&str, &str)]) -> Settings {
+    fn resolve(builder: &Builder, env: &[(&str, &str)]) -> Result<Settings, InitError> {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         builder.settings(|key| env.get(key).cloned())
+    }
+
+    fn settings(builder: &Builder, env: &[(&str, &str)]) -> Settings {
+        resolve(builder, env).expect("valid settings")
     }
 
     #[test]
@@ -331,6 +406,7 @@ mod tests {
             settings(&Builder::new("svc"), &[]),
             Settings {
                 endpoint: DEFAULT_ENDPOINT.into(),
+                endpoint_from: "the default",
                 service_name_override: None,
                 capture_message_content: false,
             }
@@ -344,6 +420,7 @@ mod tests {
             .capture_message_content(true);
         let from_code = settings(&builder, &[("OTEL_SERVICE_NAME", "  ")]);
         assert_eq!(from_code.endpoint, "http://code:4317");
+        assert_eq!(from_code.endpoint_from, "the code");
         assert_eq!(from_code.service_name_override, None, "blank is unset");
         assert!(from_code.capture_message_content);
 
@@ -359,6 +436,7 @@ mod tests {
             ],
         );
         assert_eq!(from_env.endpoint, "http://generic:4317");
+        assert_eq!(from_env.endpoint_from, "OTEL_EXPORTER_OTLP_ENDPOINT");
         assert_eq!(from_env.service_name_override.as_deref(), Some("renamed"));
         assert!(!from_env.capture_message_content);
 
@@ -370,6 +448,27 @@ mod tests {
             ],
         );
         assert_eq!(traces_first.endpoint, "http://traces:4317");
+    }
+
+    #[test]
+    fn an_endpoint_without_scheme_is_refused_with_its_source() {
+        let builder = Builder::new("svc").endpoint("127.0.0.1:4317");
+        let err = |env: &[(&str, &str)]| match resolve(&builder, env) {
+            Err(e) => e.to_string(),
+            Ok(s) => panic!("accepted {s:?}"),
+        };
+        assert_eq!(
+            err(&[]),
+            "OTLP/gRPC endpoint \"127.0.0.1:4317\" (from the code) has no scheme: \
+             write http://127.0.0.1:4317 (or https:// for TLS)"
+        );
+        assert!(err(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")])
+            .contains("(from OTEL_EXPORTER_OTLP_ENDPOINT)"));
+        let fixed = [("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317")];
+        assert_eq!(
+            settings(&builder, &fixed).endpoint,
+            "https://collector:4317"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::error::Error;
 use std::future::Future;
+use std::time::SystemTime;
 
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId, Tracer};
@@ -16,18 +17,22 @@ use opentelemetry::{global, Context, ContextGuard, InstrumentationScope, Key, Ke
 
 use crate::error::record_error_on;
 
-/// The instrumentation scope of every span this crate starts.
-pub(crate) const SCOPE: &str = "chaintrace-sdk";
+/// The name of this crate's instrumentation scope.
+const SCOPE: &str = "chaintrace-sdk";
+
+/// The instrumentation scope of every span this crate starts (the
+/// `tracing` bridge's included): `chaintrace-sdk` and its version.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(SCOPE)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
 
 fn tracer() -> global::BoxedTracer {
     // Unit tests share one in-memory provider, installed before any span.
     #[cfg(test)]
     crate::test_support::provider();
-    global::tracer_with_scope(
-        InstrumentationScope::builder(SCOPE)
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build(),
-    )
+    global::tracer_with_scope(scope())
 }
 
 /// A span about to start: its name, kind and first attributes.
@@ -60,6 +65,24 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> NewSpan {
         name: name.into(),
         kind: SpanKind::Internal,
         attributes: Vec::new(),
+    }
+}
+
+impl From<&'static str> for NewSpan {
+    fn from(name: &'static str) -> NewSpan {
+        span(name)
+    }
+}
+
+impl From<String> for NewSpan {
+    fn from(name: String) -> NewSpan {
+        span(name)
+    }
+}
+
+impl From<Cow<'static, str>> for NewSpan {
+    fn from(name: Cow<'static, str>) -> NewSpan {
+        span(name)
     }
 }
 
@@ -151,7 +174,11 @@ impl NewSpan {
         let guard = self.enter();
         let result = f(&guard.cx);
         if let Err(err) = &result {
-            record_error_on(&guard.cx.span(), err, None);
+            let span = guard.cx.span();
+            // Recording (a backtrace above all) takes time the work did not.
+            let finished = SystemTime::now();
+            record_error_on(&span, err, None);
+            span.end_with_timestamp(finished);
         }
         result
     }
@@ -198,10 +225,12 @@ impl NewSpan {
         let cx = self.start();
         let result = fut.with_context(cx.clone()).await;
         let span = cx.span();
+        // Recording (a backtrace above all) takes time the work did not.
+        let finished = SystemTime::now();
         if let Err(err) = &result {
             record_error_on(&span, err, None);
         }
-        span.end();
+        span.end_with_timestamp(finished);
         result
     }
 }

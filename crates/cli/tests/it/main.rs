@@ -17,6 +17,7 @@ mod metrics;
 mod openai;
 mod otlp;
 mod python_sdk;
+mod sdk;
 mod slow_clients;
 mod store;
 mod transfer;

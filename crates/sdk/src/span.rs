@@ -128,11 +128,12 @@ impl NewSpan {
     ///
     /// [`end`]: opentelemetry::trace::SpanRef::end
     pub fn start_with_parent(self, parent: &Context) -> Context {
-        let builder = tracer()
+        let tracer = tracer();
+        let builder = tracer
             .span_builder(self.name)
             .with_kind(self.kind)
             .with_attributes(self.attributes);
-        let span = tracer().build_with_context(builder, parent);
+        let span = tracer.build_with_context(builder, parent);
         parent.with_span(span)
     }
 

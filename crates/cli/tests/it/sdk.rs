@@ -9,12 +9,11 @@
 //! member's examples into `examples/` beside the `chaintrace` binary, and
 //! `cargo build -p chaintrace-sdk --examples` does it alone. One that is
 //! missing skips the test off CI, with a message, and fails it under
-//! `CI=true`; one older than the SDK's sources always fails it, rather than
-//! test yesterday's code.
+//! `CI=true`; one older than its sources always fails it, rather than test
+//! yesterday's code.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
@@ -32,27 +31,29 @@ fn example_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The newest modification time under `dir` (Rust sources and manifests).
-fn newest_source(dir: &Path) -> SystemTime {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return newest;
+/// The sources of `binary` changed since it was built, from the dep-info
+/// file cargo writes beside it (`<name>.d`: the binary, a colon, then every
+/// local source it was built from): the same test cargo's own rebuild
+/// makes, so a file only tests compile does not count. Empty when the
+/// dep-info is missing.
+fn changed_sources(binary: &Path) -> Vec<PathBuf> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(binary) else {
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_source(&path)
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        } else {
-            continue;
-        };
-        newest = newest.max(time);
-    }
-    newest
+    let Ok(dep_info) = std::fs::read_to_string(binary.with_extension("d")) else {
+        return Vec::new();
+    };
+    let Some((_, sources)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    // Spaces inside a path are escaped as `\ `.
+    sources
+        .replace("\\ ", "\0")
+        .split_whitespace()
+        .map(|p| PathBuf::from(p.replace('\0', " ")))
+        .filter(|p| modified(p).is_some_and(|t| t > built))
+        .collect()
 }
 
 /// The example binaries, or `None` (off CI) when one is missing.
@@ -73,14 +74,11 @@ fn examples() -> Option<Vec<PathBuf>> {
         eprintln!("SKIPPED: {msg}");
         return None;
     }
-    let sources = newest_source(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"));
     for path in &paths {
-        let built = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let changed = changed_sources(path);
         assert!(
-            built >= sources,
-            "{} is older than crates/sdk's sources; {fix}",
+            changed.is_empty(),
+            "{} is older than its sources {changed:?}; {fix}",
             path.display()
         );
     }

@@ -18,6 +18,7 @@ mod metrics;
 mod openai;
 mod otlp;
 mod python_sdk;
+mod sdk;
 mod slow_clients;
 mod store;
 mod transfer;

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use chaintrace_model::{find_attr, AnyValue, Span, Trace, TraceId, UnixNanos};
+use chaintrace_model::conventions::{exception_type, ERROR_TYPE_ATTRIBUTE_KEYS};
+use chaintrace_model::{AnyValue, Span, Trace, TraceId, UnixNanos};
 use serde::Serialize;
 
 /// Where an error type came from.
@@ -74,19 +75,17 @@ pub fn error_type(span: &Span) -> Option<ErrorType> {
             source,
         })
     };
-    named(span.attr("error.type"), ErrorTypeSource::ErrorTypeAttribute)
-        .or_else(|| named(span.attr("error_type"), ErrorTypeSource::PlainErrorType))
+    // The order of `chaintrace_model::conventions::error_type`, which the
+    // store's `error_type` column and SQL follow too.
+    let [dotted, plain] = ERROR_TYPE_ATTRIBUTE_KEYS;
+    named(span.attr(dotted), ErrorTypeSource::ErrorTypeAttribute)
+        .or_else(|| named(span.attr(plain), ErrorTypeSource::PlainErrorType))
         .or_else(|| {
-            span.events
-                .iter()
-                .rev()
-                .filter(|e| e.name == "exception")
-                .find_map(|e| {
-                    named(
-                        find_attr(&e.attributes, "exception.type"),
-                        ErrorTypeSource::ExceptionEvent,
-                    )
-                })
+            exception_type(span).map(|full| ErrorType {
+                full: full.to_string(),
+                short: last_segment(full).to_string(),
+                source: ErrorTypeSource::ExceptionEvent,
+            })
         })
         .or_else(|| {
             let line = span.status.message.lines().next().unwrap_or("").trim();

@@ -18,6 +18,7 @@
 //! assert!(SpanId::from_bytes(&[1, 2, 3]).is_err());
 //! ```
 
+pub mod conventions;
 mod ids;
 mod json_depth;
 mod log;
@@ -33,8 +34,8 @@ pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use log::{LogRecord, Severity, SeverityParseError};
 pub use log_json::{resolve_logs, LogIn, LogOut, LogTables};
 pub use span::{
-    error_class_matches, find_attr, AnyValue, DurationNanos, DurationParseError, Event, KeyValue,
-    Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError, UnixNanos,
-    MAX_VALUE_DEPTH,
+    error_class_matches, find_attr, rfc3339_nanos, AnyValue, DurationNanos, DurationParseError,
+    Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError,
+    UnixNanos, MAX_VALUE_DEPTH,
 };
 pub use trace::{Trace, TraceSummary};

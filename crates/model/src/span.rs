@@ -537,67 +537,35 @@ impl std::str::FromStr for UnixNanos {
 }
 
 fn parse_rfc3339(t: &str) -> Option<UnixNanos> {
-    let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = t.get(r)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let mut rest = &t[19..];
-    let mut nanos = 0u64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let mut scaled: String = frac[..digits].chars().take(9).collect();
-        while scaled.len() < 9 {
-            scaled.push('0');
-        }
-        nanos = scaled.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_secs: i64 = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return None;
-            }
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    // Days from civil (proleptic Gregorian), Howard Hinnant's well-known method.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    let secs = u64::try_from(at.timestamp()).ok()?;
     secs.checked_mul(1_000_000_000)?
-        .checked_add(nanos)
+        .checked_add(u64::from(at.timestamp_subsec_nanos()))
         .map(UnixNanos)
+}
+
+impl UnixNanos {
+    /// RFC 3339 UTC with milliseconds: `2026-06-02T14:30:00.050Z`.
+    pub fn to_rfc3339_millis(self) -> String {
+        rfc3339(i128::from(self.0), chrono::SecondsFormat::Millis)
+    }
+}
+
+/// Nanoseconds since the Unix epoch (before it: negative) as RFC 3339 UTC
+/// with the fraction in groups of three digits, none for whole seconds:
+/// `2026-01-01T00:00:00.250Z`. A time outside the calendar's range (about
+/// 262 000 years either way) is written as its number of nanoseconds.
+pub fn rfc3339_nanos(nanos: i128) -> String {
+    rfc3339(nanos, chrono::SecondsFormat::AutoSi)
+}
+
+fn rfc3339(nanos: i128, format: chrono::SecondsFormat) -> String {
+    let secs = i64::try_from(nanos.div_euclid(1_000_000_000)).ok();
+    let frac = nanos.rem_euclid(1_000_000_000) as u32;
+    match secs.and_then(|s| chrono::DateTime::from_timestamp(s, frac)) {
+        Some(at) => at.to_rfc3339_opts(format, true),
+        None => format!("{nanos}ns"),
+    }
 }
 
 /// The last whole Unix second whose nanoseconds fit in a `u64`.
@@ -661,5 +629,38 @@ mod time_tests {
         assert!(p("18446744074").is_err());
         assert_eq!(p("18446744072"), Ok(18_446_744_072_000_000_000));
         assert_eq!(p("2554-07-21T23:34:33Z"), Ok(18_446_744_073_000_000_000));
+        assert_eq!(p("2026-06-02 14:30:00z"), Ok(1_780_410_600_000_000_000));
+        assert_eq!(
+            p("2026-06-02t14:30:00.000000001Z"),
+            Ok(1_780_410_600_000_000_001)
+        );
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_utc() {
+        assert_eq!(UnixNanos(0).to_rfc3339_millis(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            UnixNanos(1_780_410_600_050_000_000).to_rfc3339_millis(),
+            "2026-06-02T14:30:00.050Z"
+        );
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339_nanos(1_767_225_600_250_000_000),
+            "2026-01-01T00:00:00.250Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_767_225_600_000_001_000),
+            "2026-01-01T00:00:00.000001Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_767_225_661_123_456_789),
+            "2026-01-01T00:01:01.123456789Z"
+        );
+        assert_eq!(rfc3339_nanos(-1_000_000_000), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339_nanos(951_782_400_000_000_000),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(rfc3339_nanos(i128::MAX), format!("{}ns", i128::MAX));
     }
 }

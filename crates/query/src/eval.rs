@@ -24,8 +24,9 @@ use crate::ast::{
 };
 use crate::budget::{RegexBudget, RegexBudgetExhausted};
 
-/// Attribute keys that name an error class; see the crate docs on matching them.
-pub const ERROR_TYPE_KEYS: [&str; 3] = ["error_type", "error.type", "exception.type"];
+/// Attribute keys that name an error class; see the crate docs on matching
+/// them. Defined once, in `chaintrace_model::conventions`.
+pub use chaintrace_model::conventions::ERROR_TYPE_KEYS;
 
 /// Span attributes that, when a span lacks them, are read from its first
 /// `exception` event (the virtual attributes described in the crate docs).

@@ -122,48 +122,9 @@ fn display(array: &dyn Array, row: usize) -> String {
 
 /// Nanoseconds since the Unix epoch as RFC 3339 UTC, e.g.
 /// `2026-01-01T00:00:00.250Z`: fraction digits in groups of three, none for
-/// whole seconds.
+/// whole seconds (`chaintrace_model::rfc3339_nanos`).
 pub fn rfc3339(nanos: i128) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let frac = nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400) as i64;
-    let tod = secs.rem_euclid(86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60
-    );
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        let keep = if frac % 1_000_000 == 0 {
-            3
-        } else if frac % 1_000 == 0 {
-            6
-        } else {
-            9
-        };
-        out.push('.');
-        out.push_str(&digits[..keep]);
-    }
-    out.push('Z');
-    out
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    chaintrace_model::rfc3339_nanos(nanos)
 }
 
 #[cfg(test)]

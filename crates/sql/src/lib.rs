@@ -21,7 +21,7 @@
 //! | `status_message` | Utf8, null when empty | |
 //! | `start_time`, `end_time` | Timestamp(ns, UTC) | compare with `TIMESTAMP '2026-01-01T00:00:00Z'` or `now() - INTERVAL '5 minutes'` |
 //! | `duration_ns` / `duration_ms` | Int64 / Float64 | `end - start` |
-//! | `llm_model` | Utf8, null | `gen_ai.response.model`, `gen_ai.request.model`, `llm.model_name`, `model`; a span with tokens but no model (the founding chain's `api_call`) takes its nearest ancestor's |
+//! | `llm_model` | Utf8, null | `gen_ai.response.model`, `gen_ai.request.model`, `llm.model_name`, `embedding.model_name`, `model` (the rules of `chaintrace_model::conventions`, as everywhere); a span with tokens but no model (the founding chain's `api_call`) takes its nearest ancestor's |
 //! | `input_tokens` | Int64, null | `gen_ai.usage.input_tokens`, `gen_ai.usage.prompt_tokens`, `llm.token_count.prompt`, else `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens` |
 //! | `output_tokens` | Int64, null | `gen_ai.usage.output_tokens`, `gen_ai.usage.completion_tokens`, `llm.token_count.completion`, `output_tokens` |
 //! | `error_type` | Utf8, null | `error.type`, `error_type`, else the first `exception` event's `exception.type` (as sent, e.g. `__main__.RateLimitError`: match with `LIKE '%RateLimitError'`) |

@@ -14,7 +14,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
-use chaintrace_model::{find_attr, AnyValue, KeyValue, Span, SpanId, StatusCode, TraceId};
+use chaintrace_model::conventions;
+use chaintrace_model::{AnyValue, KeyValue, Span, SpanId, StatusCode, TraceId};
 
 /// Rows per record batch: DataFusion's default batch size.
 pub const BATCH_ROWS: usize = 8192;
@@ -71,87 +72,22 @@ pub fn spans_schema() -> SchemaRef {
     ]))
 }
 
-fn text(v: &AnyValue) -> Option<&str> {
-    v.as_str().map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn count(v: &AnyValue) -> Option<i64> {
-    match v {
-        AnyValue::Double(d) if d.is_finite() && d.fract() == 0.0 => Some(*d as i64),
-        other => other.as_i64(),
-    }
-}
-
-/// The first of `keys` the span has as non-empty text.
-fn first_text<'a>(span: &'a Span, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| span.attr(k).and_then(text))
-}
-
-/// The first of `keys` the span has as an integer.
-fn first_count(span: &Span, keys: &[&str]) -> Option<i64> {
-    keys.iter().find_map(|k| span.attr(k).and_then(count))
-}
-
-/// The model that answered, else the one asked for (as `chaintrace-analysis` does).
+/// The span's own model (`chaintrace_model::conventions::llm_model`).
 fn own_model(span: &Span) -> Option<&str> {
-    first_text(
-        span,
-        &[
-            "gen_ai.response.model",
-            "gen_ai.request.model",
-            "llm.model_name",
-            "model",
-        ],
-    )
+    conventions::llm_model(span)
 }
 
-/// Input and output tokens in the GenAI meaning: input includes cache reads
-/// and writes. The founding document's plain `input_tokens` follows the
-/// Anthropic API, which counts cached tokens apart, so those are added in.
+/// Input and output tokens by `chaintrace_model::conventions::tokens`, as
+/// the column type holds them.
 fn tokens(span: &Span) -> (Option<i64>, Option<i64>) {
-    let input = first_count(
-        span,
-        &[
-            "gen_ai.usage.input_tokens",
-            "gen_ai.usage.prompt_tokens",
-            "llm.token_count.prompt",
-        ],
-    );
-    let output = first_count(
-        span,
-        &[
-            "gen_ai.usage.output_tokens",
-            "gen_ai.usage.completion_tokens",
-            "llm.token_count.completion",
-        ],
-    );
-    if input.is_some() || output.is_some() {
-        return (input, output);
-    }
-    let plain = [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ]
-    .map(|k| first_count(span, &[k]));
-    let input = plain
-        .iter()
-        .any(Option::is_some)
-        .then(|| plain.iter().flatten().sum());
-    (input, first_count(span, &["output_tokens"]))
+    let t = conventions::tokens(span);
+    let column = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    (column(t.input), column(t.output))
 }
 
-/// `error.type`, `error_type`, else the first `exception` event's `exception.type`.
+/// `chaintrace_model::conventions::error_type`.
 fn error_type(span: &Span) -> Option<String> {
-    if let Some(v) = span.attr("error.type").or_else(|| span.attr("error_type")) {
-        return Some(v.to_display_string()).filter(|s| !s.is_empty());
-    }
-    span.events
-        .iter()
-        .filter(|e| e.name == "exception")
-        .find_map(|e| find_attr(&e.attributes, "exception.type"))
-        .map(AnyValue::to_display_string)
-        .filter(|s| !s.is_empty())
+    conventions::error_type(span).map(str::to_string)
 }
 
 fn status(code: StatusCode) -> &'static str {

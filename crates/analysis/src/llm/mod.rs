@@ -34,6 +34,9 @@ mod messages;
 pub(crate) use calls::llm_spans_with;
 pub use calls::{llm_spans, LlmSpan, LlmTotals};
 
+use chaintrace_model::conventions::{
+    self, REASONING_TOKEN_KEYS, REQUEST_MODEL_KEYS, RESPONSE_MODEL_KEYS, TOTAL_TOKEN_KEYS,
+};
 use chaintrace_model::{AnyValue, Span};
 use serde::Serialize;
 
@@ -127,13 +130,8 @@ fn view_with_model(
     let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
     let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
 
-    let request_model = text(&[
-        "gen_ai.request.model",
-        "llm.model_name",
-        "embedding.model_name",
-        "model",
-    ]);
-    let response_model = text(&["gen_ai.response.model"]);
+    let request_model = text(&REQUEST_MODEL_KEYS);
+    let response_model = text(&RESPONSE_MODEL_KEYS);
     let tokens = tokens(span);
     let oi_kind = text(&["openinference.span.kind"]);
     let is_oi_llm = oi_kind
@@ -204,53 +202,14 @@ fn view_with_model(
 /// Token counts, normalised to the GenAI meaning.
 fn tokens(span: &Span) -> TokenUsage {
     let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
-    let mut input = count(&[
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.prompt_tokens",
-        "llm.token_count.prompt",
-    ]);
-    let output = count(&[
-        "gen_ai.usage.output_tokens",
-        "gen_ai.usage.completion_tokens",
-        "llm.token_count.completion",
-    ]);
-    let mut cache_read = count(&[
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_read_input_tokens",
-        "llm.token_count.prompt_details.cache_read",
-    ]);
-    let mut cache_creation = count(&[
-        "gen_ai.usage.cache_creation.input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens",
-        "llm.token_count.prompt_details.cache_write",
-    ]);
-    let mut output = output;
-    if input.is_none() && output.is_none() {
-        // The founding document's plain names; their cache counts follow the
-        // Anthropic API and are not part of `input_tokens`.
-        let plain_in = count(&["input_tokens"]);
-        output = count(&["output_tokens"]);
-        let plain_read = count(&["cache_read_input_tokens"]);
-        let plain_write = count(&["cache_creation_input_tokens"]);
-        if plain_in.is_some() || plain_read.is_some() || plain_write.is_some() {
-            input =
-                Some(plain_in.unwrap_or(0) + plain_read.unwrap_or(0) + plain_write.unwrap_or(0));
-        }
-        cache_read = cache_read.or(plain_read);
-        cache_creation = cache_creation.or(plain_write);
-    }
-    let reasoning = count(&[
-        "gen_ai.usage.reasoning.output_tokens",
-        "gen_ai.usage.reasoning_tokens",
-        "llm.token_count.completion_details.reasoning",
-    ]);
-    let total = count(&[
-        "gen_ai.usage.total_tokens",
-        "llm.usage.total_tokens",
-        "llm.token_count.total",
-        "total_tokens",
-    ])
-    .or(match (input, output) {
+    let conventions::Tokens {
+        input,
+        output,
+        cache_read,
+        cache_creation,
+    } = conventions::tokens(span);
+    let reasoning = count(&REASONING_TOKEN_KEYS);
+    let total = count(&TOTAL_TOKEN_KEYS).or(match (input, output) {
         (None, None) => None,
         (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
     });
@@ -265,17 +224,11 @@ fn tokens(span: &Span) -> TokenUsage {
 }
 
 fn as_text(v: &AnyValue) -> Option<String> {
-    match v {
-        AnyValue::String(s) if !s.trim().is_empty() => Some(s.to_string()),
-        _ => None,
-    }
+    conventions::as_text(v).map(str::to_string)
 }
 
 fn as_u64(v: &AnyValue) -> Option<u64> {
-    match v {
-        AnyValue::Double(d) if d.is_finite() && *d >= 0.0 && d.fract() == 0.0 => Some(*d as u64),
-        other => other.as_i64().and_then(|i| u64::try_from(i).ok()),
-    }
+    conventions::as_count(v)
 }
 
 fn as_f64(v: &AnyValue) -> Option<f64> {

@@ -7,6 +7,7 @@ mod ask;
 mod bad_input;
 mod browser;
 mod cli;
+mod conventions;
 mod durability;
 mod fixtures;
 mod harness;

@@ -11,38 +11,35 @@
 //! The cut walks every span of a block cold from memory; one walk instead
 //! of three (columns, meta counts, batch sizing) is what this file is for.
 
+use chaintrace_model::conventions::{
+    self, as_text, ERROR_TYPE_ATTRIBUTE_KEYS, EXCEPTION_EVENT, EXCEPTION_TYPE_KEY,
+    INPUT_TOKEN_KEYS, OUTPUT_TOKEN_KEYS, PLAIN_CACHE_CREATION_TOKENS, PLAIN_CACHE_READ_TOKENS,
+    PLAIN_INPUT_TOKENS, PLAIN_OUTPUT_TOKENS, REQUEST_MODEL_KEYS, RESPONSE_MODEL_KEYS,
+};
 use chaintrace_model::{find_attr, AnyValue, Span};
 
 use super::encode::{approx_attr_bytes, approx_bytes_given};
 use crate::search::ERROR_TYPE_KEYS as ERROR_CLASS_KEYS;
 
-/// Model name keys, most specific first.
-const MODEL_KEYS: [&str; 4] = [
-    "gen_ai.request.model",
-    "gen_ai.response.model",
-    "llm.model_name",
-    "model",
+/// Every spelling the hot fields read (`chaintrace_model::conventions`),
+/// grouped: models, input and output token counts, the plain token names,
+/// the error type attributes.
+const MODEL_KEYS: [&str; 5] = [
+    RESPONSE_MODEL_KEYS[0],
+    REQUEST_MODEL_KEYS[0],
+    REQUEST_MODEL_KEYS[1],
+    REQUEST_MODEL_KEYS[2],
+    REQUEST_MODEL_KEYS[3],
 ];
 
-const INPUT_TOKEN_KEYS: [&str; 4] = [
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.token_count.prompt",
-    "input_tokens",
+const PLAIN_TOKEN_KEYS: [&str; 4] = [
+    PLAIN_INPUT_TOKENS,
+    PLAIN_OUTPUT_TOKENS,
+    PLAIN_CACHE_READ_TOKENS,
+    PLAIN_CACHE_CREATION_TOKENS,
 ];
 
-const OUTPUT_TOKEN_KEYS: [&str; 4] = [
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-    "output_tokens",
-];
-
-const ERROR_TYPE_KEYS: [&str; 2] = ["error.type", "error_type"];
-
-/// The one error-class key search reads that the `error_type` column never
-/// takes from attributes.
-const EXCEPTION_TYPE_KEY: &str = "exception.type";
+const ERROR_TYPE_KEYS: [&str; 2] = ERROR_TYPE_ATTRIBUTE_KEYS;
 
 /// What a block write derives from one span.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -73,23 +70,18 @@ impl<'a> HotFields<'a> {
                 first[i].get_or_insert(&kv.value);
             }
         }
-        let first_str = |at: usize, n: usize| {
-            first[at..at + n]
-                .iter()
-                .find_map(|v| v.and_then(AnyValue::as_str))
-        };
-        let first_int = |at: usize, n: usize| {
-            first[at..at + n]
-                .iter()
-                .find_map(|v| v.and_then(AnyValue::as_i64))
-        };
+        // The rules of `chaintrace_model::conventions`, over the noted
+        // first occurrences instead of a lookup per key.
+        let attr = |key: &str| slot(key).and_then(|i| first[i]);
         let exception_event = span
             .events
             .iter()
-            .find(|e| e.name == "exception")
+            .find(|e| e.name == EXCEPTION_EVENT)
             .and_then(|e| find_attr(&e.attributes, EXCEPTION_TYPE_KEY));
-        let error_type = first_str(ERROR_AT, ERROR_TYPE_KEYS.len())
-            .or_else(|| exception_event.and_then(AnyValue::as_str));
+        let error_type = ERROR_TYPE_KEYS
+            .iter()
+            .find_map(|k| attr(k).and_then(as_text))
+            .or_else(|| conventions::exception_type(span));
         // ERROR_CLASS_KEYS is the two ERROR_TYPE_KEYS spellings plus
         // EXCEPTION_AT's: all three have a slot.
         let error_class_agrees = first[ERROR_AT..ERROR_AT + ERROR_TYPE_KEYS.len()]
@@ -99,10 +91,12 @@ impl<'a> HotFields<'a> {
             .copied()
             .chain(exception_event)
             .all(|v| v.as_str().is_some() && v.as_str() == error_type);
+        let tokens = conventions::tokens_with(&attr);
+        let column = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         HotFields {
-            llm_model: first_str(MODEL_AT, MODEL_KEYS.len()),
-            input_tokens: first_int(INPUT_AT, INPUT_TOKEN_KEYS.len()),
-            output_tokens: first_int(OUTPUT_AT, OUTPUT_TOKEN_KEYS.len()),
+            llm_model: conventions::model_with(&attr),
+            input_tokens: column(tokens.input),
+            output_tokens: column(tokens.output),
             error_type,
             error_class_agrees,
             bytes: approx_bytes_given(span, attribute_bytes),
@@ -113,7 +107,8 @@ impl<'a> HotFields<'a> {
 const MODEL_AT: usize = 0;
 const INPUT_AT: usize = MODEL_AT + MODEL_KEYS.len();
 const OUTPUT_AT: usize = INPUT_AT + INPUT_TOKEN_KEYS.len();
-const ERROR_AT: usize = OUTPUT_AT + OUTPUT_TOKEN_KEYS.len();
+const PLAIN_AT: usize = OUTPUT_AT + OUTPUT_TOKEN_KEYS.len();
+const ERROR_AT: usize = PLAIN_AT + PLAIN_TOKEN_KEYS.len();
 const EXCEPTION_AT: usize = ERROR_AT + ERROR_TYPE_KEYS.len();
 const SLOTS: usize = EXCEPTION_AT + 1;
 
@@ -150,10 +145,11 @@ const fn same(a: &str, b: &str) -> bool {
 
 /// Bit `n` is set when some spelling is `n` bytes long (all are < 64).
 const SPELLING_LENGTHS: u64 = {
-    let groups: [&[&str]; 5] = [
+    let groups: [&[&str]; 6] = [
         &MODEL_KEYS,
         &INPUT_TOKEN_KEYS,
         &OUTPUT_TOKEN_KEYS,
+        &PLAIN_TOKEN_KEYS,
         &ERROR_TYPE_KEYS,
         &[EXCEPTION_TYPE_KEY],
     ];
@@ -182,6 +178,7 @@ fn slot(key: &str) -> Option<usize> {
         .map(|i| MODEL_AT + i)
         .or_else(|| rank(&INPUT_TOKEN_KEYS).map(|i| INPUT_AT + i))
         .or_else(|| rank(&OUTPUT_TOKEN_KEYS).map(|i| OUTPUT_AT + i))
+        .or_else(|| rank(&PLAIN_TOKEN_KEYS).map(|i| PLAIN_AT + i))
         .or_else(|| rank(&ERROR_TYPE_KEYS).map(|i| ERROR_AT + i))
         .or_else(|| (key == EXCEPTION_TYPE_KEY).then_some(EXCEPTION_AT))
 }
@@ -220,7 +217,9 @@ mod tests {
             (
                 Some("openinference"),
                 Some(120),
-                Some(7),
+                // GenAI counts are there, so the plain name is not read;
+                // the GenAI output is not a number.
+                None,
                 Some("mod.RateLimitError")
             )
         );
@@ -245,26 +244,18 @@ mod tests {
     /// error class name on the span agreeing with the error type; the
     /// span's `approx_bytes`.
     fn by_lookup(span: &Span) -> HotFields<'_> {
-        let first_str = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| find_attr(&span.attributes, k).and_then(AnyValue::as_str))
-        };
-        let first_int = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| find_attr(&span.attributes, k).and_then(AnyValue::as_i64))
-        };
         let exception = span
             .events
             .iter()
             .find(|e| e.name == "exception")
             .and_then(|e| find_attr(&e.attributes, "exception.type"));
-        let error_type =
-            first_str(&ERROR_TYPE_KEYS).or_else(|| exception.and_then(AnyValue::as_str));
+        let error_type = conventions::error_type(span);
         let same = |v: &AnyValue| v.as_str().is_some() && v.as_str() == error_type;
+        let tokens = conventions::tokens(span);
         HotFields {
-            llm_model: first_str(&MODEL_KEYS),
-            input_tokens: first_int(&INPUT_TOKEN_KEYS),
-            output_tokens: first_int(&OUTPUT_TOKEN_KEYS),
+            llm_model: conventions::llm_model(span),
+            input_tokens: tokens.input.map(|n| n as i64),
+            output_tokens: tokens.output.map(|n| n as i64),
             error_type,
             error_class_agrees: ERROR_CLASS_KEYS
                 .iter()
@@ -285,6 +276,7 @@ mod tests {
                 .iter()
                 .chain(&INPUT_TOKEN_KEYS)
                 .chain(&OUTPUT_TOKEN_KEYS)
+                .chain(&PLAIN_TOKEN_KEYS)
                 .chain(&ERROR_TYPE_KEYS)
                 .copied()
                 .chain(["exception.type", "user_id", "gen_ai.system", "models", "error"])
@@ -296,7 +288,7 @@ mod tests {
                     let key = keys[k % keys.len()];
                     match kind {
                         0 => KeyValue::new(key, text.as_str()),
-                        1 => KeyValue::new(key, text.len() as i64),
+                        1 => KeyValue::new(key, text.len() as i64 - 1),
                         _ => KeyValue::new(key, true),
                     }
                 })

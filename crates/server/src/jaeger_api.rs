@@ -220,6 +220,21 @@ pub async fn dependencies(State(state): State<AppState>, params: RawParams) -> R
         Ok(window) => window,
         Err(msg) => return bad_request(msg),
     };
+    // From what the store keeps beside its spans, when it can.
+    match state.store.dependencies(start, end).await {
+        Ok(Some(calls)) => {
+            return ok(calls
+                .into_iter()
+                .map(|(parent, child, call_count)| Dependency {
+                    parent,
+                    child,
+                    call_count,
+                })
+                .collect::<Vec<_>>())
+        }
+        Ok(None) => {}
+        Err(e) => return store_failure(e),
+    }
     let slot = match state.cpu.slot().await {
         Ok(slot) => slot,
         Err(e) => return crate::api::jaeger_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -482,6 +482,70 @@ impl Inner {
     /// decoded: their ids come from the heads' and each block's trace
     /// summaries, whose span counts refuse an oversized range before
     /// anything is decoded.
+    /// See [`Store::dependencies`]: block metas, then the spans in memory.
+    fn dependencies_blocking(
+        &self,
+        start: UnixNanos,
+        end: UnixNanos,
+    ) -> Option<Vec<(String, String, u64)>> {
+        use crate::block::MINUTE_NANOS;
+        let (first, last) = (start.0 / MINUTE_NANOS, end.0 / MINUTE_NANOS);
+        let mut calls: std::collections::BTreeMap<(String, String), u64> =
+            std::collections::BTreeMap::new();
+        for block in self.catalog.blocks() {
+            let meta = block.meta();
+            if meta.max_end < start || meta.min_start > end {
+                continue;
+            }
+            let counts = meta.span_counts.as_ref()?;
+            if !counts.dependencies_known || counts.dependencies_truncated {
+                return None;
+            }
+            for c in &counts.dependencies {
+                if (first..=last).contains(&c.minute) {
+                    *calls
+                        .entry((c.parent.clone(), c.child.clone()))
+                        .or_default() += c.calls;
+                }
+            }
+        }
+        {
+            let heads = self.heads();
+            let generations: Vec<_> = std::iter::once(&heads.active)
+                .chain(heads.frozen.iter().map(|f| &f.head))
+                .collect();
+            // A parent may be in another generation than its child.
+            let service_of: HashMap<(TraceId, chaintrace_model::SpanId), &str> = generations
+                .iter()
+                .flat_map(|head| head.all_spans())
+                .map(|s| ((s.trace_id, s.span_id), s.service_name()))
+                .collect();
+            for span in generations.iter().flat_map(|head| head.all_spans()) {
+                let minute = span.start.0 / MINUTE_NANOS;
+                if !(first..=last).contains(&minute) {
+                    continue;
+                }
+                let Some(parent) = span.parent_span_id else {
+                    continue;
+                };
+                if let Some(&caller) = service_of.get(&(span.trace_id, parent)) {
+                    let callee = span.service_name();
+                    if caller != callee {
+                        *calls
+                            .entry((caller.to_string(), callee.to_string()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        Some(
+            calls
+                .into_iter()
+                .map(|((parent, child), n)| (parent, child, n))
+                .collect(),
+        )
+    }
+
     /// See [`Store::operations`]: block metas, then the spans in memory.
     fn operations_blocking(&self, start: UnixNanos) -> Option<Vec<crate::block::Operation>> {
         use chaintrace_model::SpanKind;
@@ -907,6 +971,15 @@ impl Store for EmbeddedStore {
         blocking(move || Ok(inner.operations_blocking(start))).await
     }
 
+    async fn dependencies(
+        &self,
+        start: UnixNanos,
+        end: UnixNanos,
+    ) -> Result<Option<Vec<(String, String, u64)>>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || Ok(inner.dependencies_blocking(start, end))).await
+    }
+
     async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), StoreError> {
         if self.inner.signal.is_stopped() {
             return Err(StoreError::Closed("the store is closing"));
@@ -1067,6 +1140,90 @@ mod tests {
         // A block whose data ended before the start is left out.
         let later = store.operations(UnixNanos(10_000)).await.unwrap().unwrap();
         assert!(later.is_empty(), "{later:?}");
+    }
+
+    /// Calls between services by definition: every span whose parent is in
+    /// `spans` with another service, counted at its start's minute.
+    pub(super) fn brute_force_calls(
+        spans: &[Span],
+        start: UnixNanos,
+        end: UnixNanos,
+    ) -> Vec<(String, String, u64)> {
+        let minute = |t: UnixNanos| t.0 / crate::block::MINUTE_NANOS;
+        let mut calls: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for child in spans {
+            if !(minute(start)..=minute(end)).contains(&minute(child.start)) {
+                continue;
+            }
+            let parent = spans
+                .iter()
+                .find(|p| p.trace_id == child.trace_id && Some(p.span_id) == child.parent_span_id);
+            if let Some(parent) = parent {
+                if parent.service_name() != child.service_name() {
+                    *calls
+                        .entry((
+                            parent.service_name().to_string(),
+                            child.service_name().to_string(),
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+        calls.into_iter().map(|((p, c), n)| (p, c, n)).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_between_services_come_from_memory_and_block_metas() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path());
+        let m = crate::block::MINUTE_NANOS;
+        let at = |minute: u64, ms: u64| minute * m + ms * 1_000_000;
+        let spans = vec![
+            // Minute 0: gateway → llm.
+            span(1, 1, None, "gateway", "handle", at(0, 0), at(0, 90)),
+            span(1, 2, Some(1), "llm", "chat", at(0, 10), at(0, 80)),
+            // Minute 2: gateway → llm → vector, and a same-service child.
+            span(2, 1, None, "gateway", "handle", at(2, 0), at(2, 90)),
+            span(2, 2, Some(1), "llm", "chat", at(2, 10), at(2, 80)),
+            span(2, 3, Some(2), "vector", "search", at(2, 20), at(2, 30)),
+            span(2, 4, Some(1), "gateway", "auth", at(2, 1), at(2, 5)),
+            // An orphan: its parent is in no block and not in memory.
+            span(3, 2, Some(9), "llm", "chat", at(2, 10), at(2, 20)),
+        ];
+        store.append(spans.clone()).await.unwrap();
+        let windows = [
+            (UnixNanos(0), UnixNanos(at(0, 999))),
+            (UnixNanos(at(1, 0)), UnixNanos(at(5, 0))),
+            (UnixNanos(0), UnixNanos(at(5, 0))),
+            (UnixNanos(at(3, 0)), UnixNanos(at(9, 0))),
+        ];
+        async fn check(
+            store: &EmbeddedStore,
+            spans: &[Span],
+            windows: &[(UnixNanos, UnixNanos)],
+            from: &str,
+        ) {
+            for &(start, end) in windows {
+                let got = store.dependencies(start, end).await.unwrap();
+                let want = brute_force_calls(spans, start, end);
+                assert_eq!(got.as_ref(), Some(&want), "{from}, {start:?}..{end:?}");
+            }
+        }
+        check(&store, &spans, &windows, "memory").await;
+        assert_eq!(
+            store
+                .dependencies(UnixNanos(0), UnixNanos(at(5, 0)))
+                .await
+                .unwrap(),
+            Some(vec![
+                ("gateway".into(), "llm".into(), 2),
+                ("llm".into(), "vector".into(), 1)
+            ])
+        );
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        assert_eq!(store.stats().await.unwrap().blocks, 1);
+        assert_eq!(store.stats().await.unwrap().spans, 0, "all in the block");
+        check(&store, &spans, &windows, "a block's meta").await;
     }
 
     /// Three single-span traces, one batch each.
@@ -1678,8 +1835,14 @@ mod conformance_tests {
         store.append(vec![late.clone()]).await.unwrap();
         tokio::task::block_in_place(|| store.flush()).unwrap();
         assert_eq!(store.stats().await.unwrap().blocks, 3);
-        // Older blocks keep no operations: the store says it cannot tell.
+        // Older blocks keep no operations or calls: the store says it cannot tell.
         assert!(store.operations(UnixNanos(0)).await.unwrap().is_none());
+        let all_time = (UnixNanos(0), UnixNanos(u64::MAX));
+        assert!(store
+            .dependencies(all_time.0, all_time.1)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
         let stats = store.stats().await.unwrap();
         assert_eq!(stats.blocks, 1);
@@ -1714,6 +1877,16 @@ mod conformance_tests {
             .map(|o| (o.service.clone(), o.name.clone(), o.kind.as_str()))
             .collect();
         assert_eq!(got, want);
+        // And its calls between services, as counted from its spans.
+        let calls = store
+            .dependencies(all_time.0, all_time.1)
+            .await
+            .unwrap()
+            .expect("a current block keeps its calls");
+        assert_eq!(
+            calls,
+            super::tests::brute_force_calls(&expected, all_time.0, all_time.1)
+        );
         for id in expected
             .iter()
             .map(|s| s.trace_id)

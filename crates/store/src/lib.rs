@@ -55,7 +55,7 @@ mod wal;
 #[cfg(test)]
 mod test_support;
 
-pub use block::Operation;
+pub use block::{Operation, ServiceCalls};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
 pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};

@@ -80,6 +80,22 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Calls between services (a span whose parent span belongs to another
+    /// service) whose called span started in the minutes from `start` to
+    /// `end` (each rounded down to its minute), as (caller, callee, calls)
+    /// sorted by caller and callee — read from what the store keeps beside its spans,
+    /// not by decoding them. `Ok(None)` when the store cannot tell that way
+    /// (the caller reads spans instead): the default, and the embedded
+    /// store's answer while a block written by an older build, or with more
+    /// entries than its meta keeps, is in range.
+    async fn dependencies(
+        &self,
+        _start: UnixNanos,
+        _end: UnixNanos,
+    ) -> Result<Option<Vec<(String, String, u64)>>, StoreError> {
+        Ok(None)
+    }
+
     /// Stores log records durably, like [`Store::append`] spans: on `Ok`
     /// they survive `kill -9` and a restart. Logs have no ids, so a batch
     /// sent twice is stored twice (as the OpenTelemetry Collector does).

@@ -77,7 +77,9 @@ pub(crate) mod testing;
 pub use error::BlockError;
 pub use meta::{BlockMeta, MAX_META_NAMES};
 pub use read::{Block, LookupStats, SpanIds, SpanStream};
-pub use stats::{Operation, SpanCounts, MAX_META_OPERATIONS};
+pub use stats::{
+    Operation, ServiceCalls, SpanCounts, MAX_META_DEPENDENCIES, MAX_META_OPERATIONS, MINUTE_NANOS,
+};
 pub use write::{write_block, write_block_refs, BlockWriteOptions, DEFAULT_ROW_GROUP_ROWS};
 pub use write_stream::BlockWriter;
 

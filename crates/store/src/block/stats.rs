@@ -57,6 +57,124 @@ pub struct SpanCounts {
     /// Whether `operations` was cut at [`MAX_META_OPERATIONS`].
     #[serde(default)]
     pub operations_truncated: bool,
+    /// Calls from one service to another, per minute: spans whose parent
+    /// span, in this block, belongs to another service (Jaeger's
+    /// `/api/dependencies` sums these instead of decoding spans). Sorted,
+    /// at most [`MAX_META_DEPENDENCIES`].
+    #[serde(default)]
+    pub dependencies: Vec<ServiceCalls>,
+    /// Whether `dependencies` was written at all (blocks of older builds
+    /// have none).
+    #[serde(default)]
+    pub dependencies_known: bool,
+    /// Whether `dependencies` was cut at [`MAX_META_DEPENDENCIES`].
+    #[serde(default)]
+    pub dependencies_truncated: bool,
+}
+
+/// Most (minute, caller, callee) entries a block's meta keeps.
+pub const MAX_META_DEPENDENCIES: usize = 10_000;
+
+/// The calls from service `parent` to service `child` whose called span
+/// started in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceCalls {
+    /// Minutes since the Unix epoch of the called (child) span's start.
+    pub minute: u64,
+    /// The calling span's service.
+    pub parent: String,
+    /// The called span's service.
+    pub child: String,
+    /// How many child spans.
+    pub calls: u64,
+}
+
+/// Nanoseconds in a minute.
+pub const MINUTE_NANOS: u64 = 60_000_000_000;
+
+/// Counts [`ServiceCalls`] from spans handed over trace by trace (a
+/// block's rows are sorted by trace id): each trace's spans are held until
+/// the next trace begins, so memory is bounded by the largest trace.
+#[derive(Default)]
+pub(crate) struct CallCounter {
+    /// Service names by id, and ids by name.
+    services: Vec<String>,
+    ids: FoldMap<String, u32>,
+    trace: Option<chaintrace_model::TraceId>,
+    /// The current trace's spans: id, parent, service id, minute.
+    pending: Vec<(
+        chaintrace_model::SpanId,
+        Option<chaintrace_model::SpanId>,
+        u32,
+        u64,
+    )>,
+    calls: FoldMap<(u64, u32, u32), u64>,
+}
+
+impl CallCounter {
+    /// Notes `span`, of service `service`.
+    pub(crate) fn add(&mut self, span: &Span, service: &str) {
+        if self.trace != Some(span.trace_id) {
+            self.flush();
+            self.trace = Some(span.trace_id);
+        }
+        let id = match self.ids.get(service) {
+            Some(&id) => id,
+            None => {
+                let id = self.services.len() as u32;
+                self.services.push(service.to_string());
+                self.ids.insert(service.to_string(), id);
+                id
+            }
+        };
+        self.pending.push((
+            span.span_id,
+            span.parent_span_id,
+            id,
+            span.start.0 / MINUTE_NANOS,
+        ));
+    }
+
+    /// Counts the calls within the trace held.
+    fn flush(&mut self) {
+        if self.pending.len() > 1 {
+            let by_id: FoldMap<chaintrace_model::SpanId, u32> = self
+                .pending
+                .iter()
+                .map(|&(id, _, svc, _)| (id, svc))
+                .collect();
+            for &(_, parent, service, minute) in &self.pending {
+                if let Some(&caller) = parent.and_then(|p| by_id.get(&p)) {
+                    if caller != service {
+                        *self.calls.entry((minute, caller, service)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// Every count, sorted, at most [`MAX_META_DEPENDENCIES`], and whether
+    /// any was cut.
+    pub(crate) fn finish(mut self) -> (Vec<ServiceCalls>, bool) {
+        self.flush();
+        let mut list: Vec<ServiceCalls> = self
+            .calls
+            .into_iter()
+            .map(|((minute, parent, child), calls)| ServiceCalls {
+                minute,
+                parent: self.services[parent as usize].clone(),
+                child: self.services[child as usize].clone(),
+                calls,
+            })
+            .collect();
+        list.sort_unstable_by(|a, b| {
+            (a.minute, &a.parent, &a.child).cmp(&(b.minute, &b.parent, &b.child))
+        });
+        let truncated = list.len() > MAX_META_DEPENDENCIES;
+        list.truncate(MAX_META_DEPENDENCIES);
+        (list, truncated)
+    }
 }
 
 /// Every span kind, in a fixed order (bit positions of [`CountsBuilder`]).
@@ -132,8 +250,10 @@ impl BlockCounts {
         let mut counts = SpanCounts {
             error_types_exact: true,
             operations_known: true,
+            dependencies_known: true,
             ..SpanCounts::default()
         };
+        let mut calls = CallCounter::default();
         // Spans of one export share their resource: look its service and
         // error spellings up once per run of equal resources.
         let mut last: Option<(*const Resource, &str, bool)> = None;
@@ -153,6 +273,7 @@ impl BlockCounts {
             *names.entry(span.name.as_str()).or_default() += 1;
             *services.entry(service).or_default() += 1;
             ops.insert((service, span.name.as_str(), span.kind));
+            calls.add(span, service);
             counts.status_error += u64::from(span.is_error());
             if let Some(value) = hot.error_type {
                 *error_types.entry(value).or_default() += 1;
@@ -169,6 +290,7 @@ impl BlockCounts {
         };
         let (all_services, all_names) = (sorted(&services), sorted(&names));
         (counts.operations, counts.operations_truncated) = operations(ops.into_iter());
+        (counts.dependencies, counts.dependencies_truncated) = calls.finish();
         (counts.names, counts.names_truncated) = capped(names);
         (counts.services, counts.services_truncated) = capped(services);
         (counts.error_types, counts.error_types_truncated) = capped(error_types);
@@ -206,6 +328,7 @@ pub(crate) struct CountsBuilder {
     error_types: FoldMap<String, u64>,
     /// Service → span name → the kinds seen (a bit per kind).
     operations: FoldMap<String, FoldMap<String, u8>>,
+    calls: CallCounter,
     counts: SpanCounts,
     /// The last resource seen, its service name and whether it names no
     /// error class (spans of one export share their resource).
@@ -219,9 +342,11 @@ impl Default for CountsBuilder {
             services: FoldMap::default(),
             error_types: FoldMap::default(),
             operations: FoldMap::default(),
+            calls: CallCounter::default(),
             counts: SpanCounts {
                 error_types_exact: true,
                 operations_known: true,
+                dependencies_known: true,
                 ..SpanCounts::default()
             },
             last: None,
@@ -253,6 +378,7 @@ impl CountsBuilder {
         };
         bump(&mut self.names, &span.name);
         bump(&mut self.services, service);
+        self.calls.add(span, service);
         // Looked up by reference: a string is allocated only the first
         // time a service or name is seen.
         let names = match self.operations.get_mut(service.as_str()) {
@@ -288,6 +414,7 @@ impl CountsBuilder {
             v
         };
         let mut counts = self.counts;
+        (counts.dependencies, counts.dependencies_truncated) = self.calls.finish();
         (counts.operations, counts.operations_truncated) =
             operations(self.operations.iter().flat_map(|(service, names)| {
                 names.iter().flat_map(move |(name, kinds)| {

@@ -154,6 +154,12 @@ try {
   check(conv.includes('OpenTelemetry GenAI'), `convention named: ${conv}`);
   check((await page.locator('#panel .bubble.system').textContent()).includes('You answer geography questions.'), 'system instructions bubble');
   check((await page.locator('#panel .bubble.user').textContent()).includes('What is the capital of France?'), 'user bubble');
+  await page.waitForFunction(() => document.querySelector('#panel .bubble.user img.part-image')?.complete, null, { timeout: TIMEOUT });
+  const img = await page.evaluate(() => {
+    const i = document.querySelector('#panel .bubble.user img.part-image');
+    return { w: i.naturalWidth, h: i.naturalHeight, src: i.src.slice(0, 5) };
+  });
+  check(img.w === 3 && img.h === 2 && img.src === 'blob:', `an image part is drawn from its base64 bytes: ${JSON.stringify(img)}`);
   const asst = await page.locator('#panel .bubble.assistant').textContent();
   check(asst.includes('Paris is the capital of France.') && asst.includes('stop'), 'assistant bubble with finish reason');
   const tokens = await page.locator('#panel .tokens').textContent();

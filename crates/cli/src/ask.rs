@@ -89,7 +89,11 @@ pub async fn search(args: SearchArgs) -> Result<()> {
         ("since", args.range.since.clone()),
         ("limit", args.limit.to_string()),
     ];
-    let answer = get_json(&args.server.server, "/api/v1/search", &query).await?;
+    let answer = crate::progress::while_waiting(
+        "searching",
+        get_json(&args.server.server, "/api/v1/search", &query),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -242,8 +246,16 @@ pub async fn top(args: TopArgs) -> Result<()> {
     if let Some(f) = &args.filter {
         query.push(("filter", f.clone()));
     }
-    let ops = get_json(&args.server.server, "/api/v1/analytics/operations", &query).await?;
-    let models = get_json(&args.server.server, "/api/v1/analytics/models", &query).await?;
+    let ops = crate::progress::while_waiting(
+        "reading operations",
+        get_json(&args.server.server, "/api/v1/analytics/operations", &query),
+    )
+    .await?;
+    let models = crate::progress::while_waiting(
+        "reading models",
+        get_json(&args.server.server, "/api/v1/analytics/models", &query),
+    )
+    .await?;
     if args.json {
         println!(
             "{}",
@@ -353,7 +365,11 @@ pub async fn errors(args: TopArgs) -> Result<()> {
     if let Some(f) = &args.filter {
         query.push(("filter", f.clone()));
     }
-    let answer = get_json(&args.server.server, "/api/v1/analytics/errors", &query).await?;
+    let answer = crate::progress::while_waiting(
+        "grouping errors",
+        get_json(&args.server.server, "/api/v1/analytics/errors", &query),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());

@@ -6,6 +6,7 @@ mod client;
 mod demo;
 mod gen;
 mod listener;
+mod progress;
 mod render;
 mod serve;
 mod sql;

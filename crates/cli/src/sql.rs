@@ -82,7 +82,11 @@ async fn post_json(server: &str, path: &str, body: &Value) -> Result<Value> {
 /// `chaintrace sql`.
 pub async fn run(args: SqlArgs) -> Result<()> {
     let body = serde_json::json!({ "query": args.query, "since": args.since });
-    let raw = post_json(&args.server.server, "/api/v1/sql", &body).await?;
+    let raw = crate::progress::while_waiting(
+        "running query",
+        post_json(&args.server.server, "/api/v1/sql", &body),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(());

@@ -58,7 +58,7 @@ const TRACE_PAGE: &str = include_str!("../ui/trace.html");
 
 /// The policy every page is served with.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; font-src 'self'; \
+     style-src 'self'; img-src 'self' blob:; connect-src 'self'; font-src 'self'; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// FNV-1a, 64 bits: a stable content hash without a dependency (not for

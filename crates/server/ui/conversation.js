@@ -38,7 +38,7 @@ function genaiPart(p) {
     case 'tool_call_response':
       return { type: 'tool_call_response', id: p.id, response: p.response ?? p.result };
     case 'blob':
-      return { type: 'blob', mime_type: p.mime_type, modality: p.modality, size: String(p.content ?? '').length };
+      return { type: 'blob', mime_type: p.mime_type, modality: p.modality, size: String(p.content ?? '').length, content: typeof p.content === 'string' ? p.content : null };
     case 'uri':
       return { type: 'uri', uri: p.uri, mime_type: p.mime_type, modality: p.modality };
     case 'file':

@@ -99,6 +99,37 @@ function section(title, ...content) {
   return s;
 }
 
+// Raster images only: an SVG could carry script (inert in <img>, but
+// there is no reason to hand it to the browser at all).
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+// Base64 text past this is not drawn (the label still says what it was).
+const MAX_IMAGE_BASE64 = 16 * 1024 * 1024;
+
+/**
+ * An <img> for base64 image bytes from span data, through a blob: URL
+ * (the page's policy allows no data: URLs), or null when the type is not
+ * a raster image, the text is too long or is not base64.
+ */
+function imageOf(mime, base64) {
+  const type = String(mime ?? '').toLowerCase();
+  if (!IMAGE_TYPES.has(type) || typeof base64 !== 'string' || base64.length > MAX_IMAGE_BASE64) return null;
+  let bytes;
+  try {
+    const bin = atob(base64.replace(/\s+/g, ''));
+    bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  } catch {
+    return null;
+  }
+  const img = el('img', 'part-image');
+  img.alt = `${type} image`;
+  img.src = URL.createObjectURL(new Blob([bytes], { type }));
+  const done = () => URL.revokeObjectURL(img.src);
+  img.addEventListener('load', done, { once: true });
+  img.addEventListener('error', done, { once: true });
+  return img;
+}
+
 function partNode(p, mode) {
   switch (p.type) {
     case 'text':
@@ -122,11 +153,19 @@ function partNode(p, mode) {
       d.append(textBlock(r, mode === 'markdown' ? 'plain' : mode));
       return d;
     }
-    case 'blob':
-      return el('div', 'part-tool', `[${p.modality ?? 'blob'} ${p.mime_type ?? ''}, ${fmtInt(p.size)} base64 characters]`);
+    case 'blob': {
+      const d = el('div', 'part-tool');
+      const img = imageOf(p.mime_type, p.content);
+      if (img) d.append(img);
+      d.append(el('div', 'muted', `[${p.modality ?? 'blob'} ${p.mime_type ?? ''}, ${fmtInt(p.size)} base64 characters]`));
+      return d;
+    }
     case 'uri': {
       const d = el('div', 'part-tool');
-      add(d, `${p.modality ?? 'uri'}: `, textOrLink(String(p.uri ?? '')));
+      const data = /^data:(image\/(?:png|jpeg|gif|webp));base64,(.*)$/s.exec(String(p.uri ?? ''));
+      const img = data ? imageOf(data[1], data[2]) : null;
+      if (img) d.append(img);
+      else add(d, `${p.modality ?? 'uri'}: `, textOrLink(String(p.uri ?? '')));
       return d;
     }
     default:

@@ -90,7 +90,12 @@ fn request(service: &str, spans: Vec<Value>) -> Value {
 /// The three fixture traces, as OTLP/JSON export requests.
 pub fn fixtures(t0: u64) -> Vec<Value> {
     let input = json!([
-        {"role": "user", "parts": [{"type": "text", "content": "What is the capital of France?"}]},
+        {"role": "user", "parts": [
+            {"type": "text", "content": "What is the capital of France?"},
+            // A 3×2 red PNG: the panel draws it.
+            {"type": "blob", "modality": "image", "mime_type": "image/png",
+             "content": "iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAIAAAASFvFNAAAAEElEQVR4nGP4z8AAQQxwFgBB0gX7h/C5SAAAAABJRU5ErkJggg=="},
+        ]},
     ])
     .to_string();
     let output = json!([

@@ -99,8 +99,23 @@ try {
   await page.waitForFunction(() => document.querySelector('#q').value.includes('RateLimitError'), null, { timeout: TIMEOUT });
   check(true, 'back restores the query');
   await page.waitForFunction((id) => document.querySelector(`#hits tbody tr[data-trace-id="${id}"]`), RAG, { timeout: TIMEOUT });
+  const matchedRate = await page.locator(`#hits tbody tr[data-trace-id="${RAG}"] .matched`).textContent();
+  check(matchedRate.includes('1 matched') && matchedRate.includes('api_call'), `each row says which spans matched: ${matchedRate}`);
 
-  await page.locator(`#hits tbody tr[data-trace-id="${RAG}"] a`).click();
+  // A pipeline: traces whose api_call ran more than once (the retried RAG chain).
+  await page.locator('.example', { hasText: 'count() > 1' }).click();
+  await page.waitForFunction((id) => {
+    const rows = [...document.querySelectorAll('#hits tbody tr')];
+    return rows.length === 1 && rows[0].dataset.traceId === id;
+  }, RAG, { timeout: TIMEOUT });
+  const matchedCount = await page.locator(`#hits tbody tr[data-trace-id="${RAG}"] .matched`).textContent();
+  check(matchedCount.includes('2 matched') && matchedCount.includes('api_call, api_call'), `a count() pipeline finds the retried chain with both attempts: ${matchedCount}`);
+  // select(...) shows the asked attributes beside each matched span.
+  await page.locator('.example', { hasText: 'select(' }).click();
+  await page.waitForFunction((id) => document.querySelector(`#hits tbody tr[data-trace-id="${id}"] .matched`)?.textContent.includes('span.error.type='), RAG, { timeout: TIMEOUT });
+  check(true, 'a select() pipeline shows the selected attributes');
+
+  await page.locator(`#hits tbody tr[data-trace-id="${RAG}"] a.root-link`).click();
   await page.waitForURL(`**/trace/${RAG}`, { timeout: TIMEOUT });
   await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
 

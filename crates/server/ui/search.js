@@ -13,6 +13,8 @@ const EXAMPLES = [
   '{ span.gen_ai.request.model =~ "gpt-4.*" && duration > 500ms }',
   '{ status = error }',
   '{ traceDuration > 1s }',
+  '{ name = "api_call" } | count() > 1',
+  '{ status = error } | select(span.error.type, span.gen_ai.request.model)',
 ];
 
 const FIELDS = ['q', 'service', 'operation', 'range', 'from', 'to', 'min', 'max', 'limit'];
@@ -171,13 +173,16 @@ function draw(traces) {
   for (const t of traces) {
     const tr = el('tr');
     tr.dataset.traceId = t.trace_id;
-    const link = el('a', null, t.root_name ?? '(root missing)');
+    const link = el('a', 'root-link', t.root_name ?? '(root missing)');
     link.href = `/trace/${encodeURIComponent(t.trace_id)}`;
+    const root = add(el('td'), link);
+    const matched = matchedLine(t);
+    if (matched) root.append(matched);
     const bar = el('div', 'durbar');
     bar.style.width = `${(t.duration_nano / longest) * 100}%`;
     const errors = el('td', `num${t.error_count ? ' err-count' : ''}`, fmtInt(t.error_count));
     add(tr,
-      add(el('td'), link),
+      root,
       el('td', null, t.root_service ?? ''),
       el('td', 'mono', fmtTime(t.start_unix_nano)),
       el('td', 'num', fmtDur(t.duration_nano)),
@@ -192,6 +197,32 @@ function draw(traces) {
     });
     body.append(tr);
   }
+}
+
+/** How many of the trace's spans the query matched (its spanset), the
+ * first few by name — each a link to that span — with the attributes a
+ * `select(...)` asked for; null when the answer names none. */
+function matchedLine(t) {
+  const spans = t.matched || [];
+  if (!spans.length) return null;
+  const d = el('div', 'matched');
+  d.append(el('span', 'muted', `${fmtInt(spans.length)} matched: `));
+  spans.slice(0, 3).forEach((m, i) => {
+    if (i) d.append(', ');
+    const a = el('a', 'mono', m.name);
+    // Internal links from hex ids only.
+    if (/^[0-9a-f]{32}$/.test(t.trace_id) && /^[0-9a-f]{16}$/.test(m.span_id)) {
+      a.href = `/trace/${t.trace_id}?span=${m.span_id}`;
+    }
+    d.append(a);
+    const attrs = Object.entries(m.attributes || {});
+    if (attrs.length) {
+      const text = attrs.map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ');
+      d.append(el('span', 'muted', ` (${text})`));
+    }
+  });
+  if (spans.length > 3) d.append(el('span', 'muted', ` … and ${fmtInt(spans.length - 3)} more`));
+  return d;
 }
 
 function svg(tag, attrs) {

@@ -231,3 +231,39 @@ async fn the_embedded_store_keeps_logs_across_a_restart() {
     store.apply_retention().unwrap();
     assert_eq!(store.stats().await.unwrap().log_records, 2);
 }
+
+#[tokio::test]
+async fn retention_deletes_the_embedded_stores_old_log_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        retention: Some(Duration::from_secs(3600)),
+        // Every batch rolls to a segment of its own.
+        log_segment_bytes: 1,
+        ..EmbeddedConfig::new(dir.path())
+    };
+    let now = UnixNanos::now().0;
+    let (store, _) = EmbeddedStore::open(config).unwrap();
+    store
+        .append_logs(vec![log(1, 1, 5, "ancient")])
+        .await
+        .unwrap();
+    store
+        .append_logs(vec![log(1, 2, now, "fresh")])
+        .await
+        .unwrap();
+    assert_eq!(store.stats().await.unwrap().log_records, 2);
+    store.apply_retention().unwrap();
+    let page = store
+        .logs(LogQuery {
+            trace_id: Some(tid(1)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&page),
+        ["fresh"],
+        "the ancient record's segment is gone"
+    );
+    assert_eq!(store.stats().await.unwrap().log_records, 1);
+}

@@ -283,6 +283,9 @@ pub fn gantt_with(
             }
         }
         out.push('\n');
+        if logs_of.is_empty() {
+            continue;
+        }
         let mut mine: Vec<&LogRecord> = line
             .spans
             .iter()
@@ -293,6 +296,9 @@ pub fn gantt_with(
         mine.sort_by_key(|l| l.time);
         let pad = if critical { 2 } else { 0 } + 2 * line.depth + 2;
         write_logs(&mut out, &mine, trace_start, pad, color);
+    }
+    if logs.is_empty() {
+        return out;
     }
     let in_trace: std::collections::HashSet<_> = trace.spans.iter().map(|s| s.span_id).collect();
     let outside: Vec<&LogRecord> = logs

@@ -182,18 +182,29 @@ pub fn tokens_with<'a>(attr: &impl Fn(&str) -> Option<&'a AnyValue>) -> Tokens {
             plain(PLAIN_CACHE_READ_TOKENS),
             plain(PLAIN_CACHE_CREATION_TOKENS),
         );
-        if input.is_some() || read.is_some() || write.is_some() {
-            let sum = [input, read, write]
-                .iter()
-                .flatten()
-                .fold(0u64, |a, b| a.saturating_add(*b));
-            t.input = Some(sum);
-        }
+        t.input = plain_input(input, read, write);
         t.output = plain(PLAIN_OUTPUT_TOKENS);
         t.cache_read = t.cache_read.or(read);
         t.cache_creation = t.cache_creation.or(write);
     }
     t
+}
+
+/// The input count the founding document's plain names give: `input_tokens`
+/// plus the cache reads and writes it leaves out, or `None` when none is
+/// there.
+pub fn plain_input(
+    input: Option<u64>,
+    cache_read: Option<u64>,
+    cache_creation: Option<u64>,
+) -> Option<u64> {
+    let parts = [input, cache_read, cache_creation];
+    parts.iter().any(Option::is_some).then(|| {
+        parts
+            .iter()
+            .flatten()
+            .fold(0u64, |a, b| a.saturating_add(*b))
+    })
 }
 
 /// The span's error type: the first of [`ERROR_TYPE_ATTRIBUTE_KEYS`] it

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{parent_name, span_named, tag, testdata, Server};
+use crate::harness::{parent_name, span_named, tag, testdata, Server, RAG_CHAIN_TREE};
 
 /// Trace ids in the order they appear in the payload.
 fn trace_ids_of_json_fixture() -> Vec<String> {
@@ -30,16 +30,7 @@ async fn check_rag_trees(server: &Server, trace_ids: &[String]) {
         let trace = server.jaeger_trace(id).await;
         let spans = trace["spans"].as_array().unwrap();
         assert_eq!(spans.len(), 7, "trace {id}");
-        let expected = [
-            ("process_query", None),
-            ("fetch_context", Some("process_query")),
-            ("embed_query", Some("process_query")),
-            ("vector_search", Some("process_query")),
-            ("llm_call", Some("process_query")),
-            ("prompt_assembly", Some("llm_call")),
-            ("api_call", Some("llm_call")),
-        ];
-        for (name, parent) in expected {
+        for (name, parent) in RAG_CHAIN_TREE {
             let span = span_named(&trace, name);
             assert_eq!(
                 parent_name(&trace, span).as_deref(),

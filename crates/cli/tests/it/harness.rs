@@ -241,6 +241,19 @@ impl Drop for Server {
     }
 }
 
+/// The founding document's RAG chain, as its Python and Rust versions
+/// send it: every span and the name of its parent. (`api_call` is last:
+/// a run that retries it has more than one.)
+pub const RAG_CHAIN_TREE: [(&str, Option<&str>); 7] = [
+    ("process_query", None),
+    ("fetch_context", Some("process_query")),
+    ("embed_query", Some("process_query")),
+    ("vector_search", Some("process_query")),
+    ("llm_call", Some("process_query")),
+    ("prompt_assembly", Some("llm_call")),
+    ("api_call", Some("llm_call")),
+];
+
 /// Span of a Jaeger trace by operation name (the first one).
 pub fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
     trace["spans"]

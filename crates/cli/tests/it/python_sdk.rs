@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{parent_name, span_named, tag, Server};
+use crate::harness::{parent_name, span_named, tag, Server, RAG_CHAIN_TREE};
 
 /// The Python of the virtualenv `scripts/test` made and named in `var`.
 fn python(var: &str) -> String {
@@ -53,15 +53,7 @@ async fn check(server: &Server, protocol: &str, result: &Value, fail: bool) {
     let trace = server.jaeger_trace(trace_id).await;
     let spans = trace["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 7, "{trace}");
-    for (name, parent) in [
-        ("process_query", None),
-        ("fetch_context", Some("process_query")),
-        ("embed_query", Some("process_query")),
-        ("vector_search", Some("process_query")),
-        ("llm_call", Some("process_query")),
-        ("prompt_assembly", Some("llm_call")),
-        ("api_call", Some("llm_call")),
-    ] {
+    for (name, parent) in RAG_CHAIN_TREE {
         let span = span_named(&trace, name);
         assert_eq!(
             parent_name(&trace, span).as_deref(),

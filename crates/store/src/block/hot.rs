@@ -12,7 +12,7 @@
 //! of three (columns, meta counts, batch sizing) is what this file is for.
 
 use chaintrace_model::conventions::{
-    self, as_text, ERROR_TYPE_ATTRIBUTE_KEYS, EXCEPTION_EVENT, EXCEPTION_TYPE_KEY,
+    self, as_count, as_text, ERROR_TYPE_ATTRIBUTE_KEYS, EXCEPTION_EVENT, EXCEPTION_TYPE_KEY,
     INPUT_TOKEN_KEYS, OUTPUT_TOKEN_KEYS, PLAIN_CACHE_CREATION_TOKENS, PLAIN_CACHE_READ_TOKENS,
     PLAIN_INPUT_TOKENS, PLAIN_OUTPUT_TOKENS, REQUEST_MODEL_KEYS, RESPONSE_MODEL_KEYS,
 };
@@ -70,17 +70,26 @@ impl<'a> HotFields<'a> {
                 first[i].get_or_insert(&kv.value);
             }
         }
-        // The rules of `chaintrace_model::conventions`, over the noted
-        // first occurrences instead of a lookup per key.
-        let attr = |key: &str| slot(key).and_then(|i| first[i]);
+        // The rules of `chaintrace_model::conventions`, read straight from
+        // the noted first occurrences (a lookup by key per field was a
+        // string search per spelling on every span of every cut); the
+        // proptest below holds this to the rules.
+        let first_at = |at: usize, n: usize| first[at..at + n].iter().flatten().copied();
+        let llm_model = first_at(MODEL_AT, MODEL_KEYS.len()).find_map(as_text);
+        let mut input = first_at(INPUT_AT, INPUT_TOKEN_KEYS.len()).find_map(as_count);
+        let mut output = first_at(OUTPUT_AT, OUTPUT_TOKEN_KEYS.len()).find_map(as_count);
+        if input.is_none() && output.is_none() {
+            let plain = |i: usize| first[PLAIN_AT + i].and_then(as_count);
+            input = conventions::plain_input(plain(0), plain(2), plain(3));
+            output = plain(1);
+        }
         let exception_event = span
             .events
             .iter()
             .find(|e| e.name == EXCEPTION_EVENT)
             .and_then(|e| find_attr(&e.attributes, EXCEPTION_TYPE_KEY));
-        let error_type = ERROR_TYPE_KEYS
-            .iter()
-            .find_map(|k| attr(k).and_then(as_text))
+        let error_type = first_at(ERROR_AT, ERROR_TYPE_KEYS.len())
+            .find_map(as_text)
             .or_else(|| conventions::exception_type(span));
         // ERROR_CLASS_KEYS is the two ERROR_TYPE_KEYS spellings plus
         // EXCEPTION_AT's: all three have a slot.
@@ -91,12 +100,11 @@ impl<'a> HotFields<'a> {
             .copied()
             .chain(exception_event)
             .all(|v| v.as_str().is_some() && v.as_str() == error_type);
-        let tokens = conventions::tokens_with(&attr);
         let column = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         HotFields {
-            llm_model: conventions::model_with(&attr),
-            input_tokens: column(tokens.input),
-            output_tokens: column(tokens.output),
+            llm_model,
+            input_tokens: column(input),
+            output_tokens: column(output),
             error_type,
             error_class_agrees,
             bytes: approx_bytes_given(span, attribute_bytes),

@@ -137,7 +137,12 @@ impl CallCounter {
 
     /// Counts the calls within the trace held.
     fn flush(&mut self) {
-        if self.pending.len() > 1 {
+        // Most traces stay within one service: no call to count, no map.
+        let mixed = self
+            .pending
+            .first()
+            .is_some_and(|&(_, _, first, _)| self.pending.iter().any(|p| p.2 != first));
+        if mixed {
             let by_id: FoldMap<chaintrace_model::SpanId, u32> = self
                 .pending
                 .iter()

@@ -948,6 +948,22 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn stream_traces(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        mut visit: Box<dyn FnMut(Vec<Span>) -> bool + Send>,
+    ) -> Result<crate::StreamStats, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let stats = inner.stream_traces_blocking(start, end, &mut *visit);
+            // Every block in range was read a batch at a time.
+            chaintrace_model::memory::release_unused();
+            stats
+        })
+        .await
+    }
+
     async fn search(
         &self,
         request: SearchRequest,

@@ -164,6 +164,31 @@ impl Head {
             .collect()
     }
 
+    /// The ids of the traces whose spans may start in `[start, end]`
+    /// (`None`: open): those whose own span range meets it. Sorted.
+    pub(crate) fn trace_ids_meeting(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+    ) -> Vec<TraceId> {
+        let mut ids: Vec<TraceId> = self
+            .traces
+            .iter()
+            .filter(|(_, t)| start.is_none_or(|s| t.end >= s) && end.is_none_or(|e| t.start <= e))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A copy of the spans of trace `id`, in arrival order.
+    pub(crate) fn spans_of(&self, id: &TraceId) -> Vec<Span> {
+        self.traces
+            .get(id)
+            .map(|t| t.spans.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the head holds no span.
     pub(crate) fn is_empty(&self) -> bool {
         self.traces.is_empty()

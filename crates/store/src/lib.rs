@@ -50,6 +50,7 @@ mod power_cut_tests;
 mod search;
 mod search_exec;
 mod store;
+mod stream;
 mod wal;
 
 #[cfg(test)]
@@ -60,7 +61,8 @@ pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
 pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};
 pub use store::{
-    LogPage, LogQuery, Store, StoreError, StoreStats, TraceListQuery, DEFAULT_TRACE_LIST_LIMIT,
-    MAX_LOG_LIMIT,
+    LogPage, LogQuery, Store, StoreError, StoreStats, StreamStats, TraceListQuery,
+    DEFAULT_STREAM_SPANS, DEFAULT_TRACE_LIST_LIMIT, MAX_LOG_LIMIT,
 };
+pub use stream::STREAM_CHUNK_SPANS;
 pub use wal::ReplayReport;

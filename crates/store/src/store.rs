@@ -53,6 +53,41 @@ pub trait Store: Send + Sync + 'static {
         max_spans: usize,
     ) -> Result<Vec<Span>, StoreError>;
 
+    /// Every stored span of the traces that have spans in the pieces of
+    /// storage (blocks, memory) whose time range meets `[start, end]`
+    /// (`None`: open), handed to `visit` in chunks of whole traces in
+    /// trace-id order, duplicates dropped (the first copy wins, as in every
+    /// read). A chunk may hold spans outside the range (a trace is not
+    /// split): callers keep the spans they want. Memory stays bounded
+    /// whatever the range holds: nothing is refused for its size.
+    /// `visit` runs on a blocking thread; returning false stops the read.
+    ///
+    /// The default reads [`Store::scan_spans`] (at most
+    /// [`DEFAULT_STREAM_SPANS`] spans, of traces that start in the range) and
+    /// hands them over in one chunk: for stores without a streaming read.
+    async fn stream_traces(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        mut visit: Box<dyn FnMut(Vec<Span>) -> bool + Send>,
+    ) -> Result<StreamStats, StoreError> {
+        let spans = self.scan_spans(start, end, DEFAULT_STREAM_SPANS).await?;
+        let stats = StreamStats {
+            spans: spans.len() as u64,
+            ..StreamStats::default()
+        };
+        if spans.is_empty() {
+            return Ok(stats);
+        }
+        let kept_on = tokio::task::spawn_blocking(move || visit(spans))
+            .await
+            .map_err(|e| StoreError::Internal(format!("a stream visitor failed: {e}")))?;
+        Ok(StreamStats {
+            stopped: !kept_on,
+            ..stats
+        })
+    }
+
     /// Hands `visit` every trace that starts in `[request.start,
     /// request.end]` and passes `request.filter`, until `visit` returns
     /// false or `request.max_inspected` traces have been read.
@@ -229,6 +264,24 @@ impl TraceListQuery {
             self.limit
         }
     }
+}
+
+/// Most spans the default [`Store::stream_traces`] reads.
+pub const DEFAULT_STREAM_SPANS: usize = 300_000;
+
+/// What one [`Store::stream_traces`] read did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Traces handed over.
+    pub traces: u64,
+    /// Spans handed over.
+    pub spans: u64,
+    /// Second copies of spans met and dropped.
+    pub duplicates: u64,
+    /// Blocks read.
+    pub blocks: u64,
+    /// Whether the visitor stopped the read.
+    pub stopped: bool,
 }
 
 /// Counters describing what a store holds.

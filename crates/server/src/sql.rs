@@ -2,10 +2,12 @@
 //!
 //! The body is JSON: `{"query": "SELECT …", "since": "1h"}`, or `start` /
 //! `end` (Unix seconds or RFC 3339, as text or number) instead of `since`;
-//! without any, the last hour. The range selects traces by their start, as
-//! everywhere in the API. The handler only fetches the spans
-//! ([`Store::scan_spans`](chaintrace_store::Store::scan_spans)) and hands
-//! them to [`chaintrace_sql::run_sql`], which owns the table, the guards and
+//! without any, the last hour. The rows are the spans that *start* in the
+//! range (a long trace that began before it contributes its later spans).
+//! The handler hands [`chaintrace_sql::run_sql_feed`] a feed that reads
+//! the store as the query pulls ([`Store::stream_traces`]: every span in
+//! range, duplicates dropped, a chunk of whole traces at a time), so no
+//! range is too big to query; that crate owns the table, the guards and
 //! the answer's shape: `{"columns": [{"name", "type"}], "rows": [[…]],
 //! "truncated": bool}`. Every refusal is a 400 with `{"error": "…"}`.
 
@@ -14,23 +16,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chaintrace_sql::{check_query, run_sql_holding, SqlError, SqlLimits};
-use chaintrace_store::StoreError;
+use std::sync::Arc;
+
+use chaintrace_model::UnixNanos;
+use chaintrace_sql::{check_query, run_sql_feed, SpanChunks, SpanFeed, SqlError, SqlLimits};
+use chaintrace_store::Store;
 use serde::Deserialize;
 
 use crate::api::{error, store_error, AppState};
 use crate::range::RangeParams;
 
-/// Most spans one SQL request loads; a range holding more is refused.
-/// Decoded spans take about 1 KiB each, so this keeps a query's spans
-/// under about 450 MiB (blocks are read whole, then cut to the range).
-pub const MAX_SQL_SPANS: usize = 300_000;
-
-/// SQL requests run one at a time: each may hold [`MAX_SQL_SPANS`] in
-/// memory, and two at once would break the server's memory bound. The
-/// permit goes with the query's thread, so a query past its time limit
-/// keeps the slot until it has really stopped (planning stops at its next
-/// step, execution at its next batch): abandoned queries cannot pile up.
+/// SQL requests run one at a time: each reads the store's blocks of its
+/// range and may hold its operators' memory limit, and two at once would
+/// break the server's memory bound. The permit goes with the query's
+/// thread, so a query past its time limit keeps the slot until it has
+/// really stopped (planning stops at its next step, execution at its next
+/// batch): abandoned queries cannot pile up.
 static SQL_SLOT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// SQL queries running now (holding the slot): 0 or 1.
@@ -76,14 +77,14 @@ impl TimeText {
 /// The body is read as JSON whatever its `Content-Type`, so a bare
 /// `curl -d '{"query": "…"}'` works.
 pub async fn sql(State(state): State<AppState>, body: Bytes) -> Response {
-    let response = answer(&state, &body, MAX_SQL_SPANS).await;
+    let response = answer(&state, &body).await;
     if response.status() == StatusCode::BAD_REQUEST {
         state.metrics.sql_invalid.inc();
     }
     response
 }
 
-async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
+async fn answer(state: &AppState, body: &[u8]) -> Response {
     if let Err(e) = chaintrace_model::check_json_depth(body, chaintrace_model::MAX_JSON_DEPTH) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -129,24 +130,19 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
             return response;
         }
     };
-    let spans = match state
-        .store
-        .scan_spans(range.start, range.end, max_spans)
-        .await
-    {
-        Ok(spans) => spans,
-        Err(StoreError::TooMuchData { limit }) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the time range holds more than {limit} spans, more than SQL loads at once; \
-                     narrow the time range (since, or start and end)"
-                ),
-            )
-        }
+    // Plans pairing rows without a key are checked against every stored
+    // span: a bound, not a count.
+    let max_rows = match state.store.stats().await {
+        Ok(stats) => stats.spans.saturating_add(stats.block_spans),
         Err(e) => return store_error(e),
     };
-    match run_sql_holding(spans, &request.query, &SqlLimits::default(), slot).await {
+    let feed = SpanFeed {
+        start: range.start,
+        end: range.end,
+        max_rows,
+        open: store_reader(Arc::clone(&state.store), range.start, range.end),
+    };
+    match run_sql_feed(feed, &request.query, &SqlLimits::default(), slot).await {
         Ok(result) => Json(result).into_response(),
         Err(SqlError::Internal(msg)) => {
             tracing::error!(error = %msg, "SQL query failed");
@@ -154,6 +150,32 @@ async fn answer(state: &AppState, body: &[u8], max_spans: usize) -> Response {
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
+}
+
+/// Opens reads of the store's spans in `[start, end]` for a [`SpanFeed`]:
+/// each runs on this runtime's blocking threads, two chunks ahead of the
+/// query at most, and stops when the query drops its receiver.
+fn store_reader(
+    store: Arc<dyn Store>,
+    start: Option<UnixNanos>,
+    end: Option<UnixNanos>,
+) -> Box<dyn Fn() -> SpanChunks + Send + Sync> {
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move || {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(2);
+        let store = Arc::clone(&store);
+        runtime.spawn(async move {
+            let sender = chunks.clone();
+            let visit = Box::new(move |chunk| sender.blocking_send(Ok(chunk)).is_ok());
+            if let Err(e) = store.stream_traces(start, end, visit).await {
+                tracing::warn!(error = %e, "SQL could not read the store");
+                let _ = chunks
+                    .send(Err(format!("cannot read the stored spans: {e}")))
+                    .await;
+            }
+        });
+        receiver
+    })
 }
 
 #[cfg(test)]
@@ -171,8 +193,6 @@ mod tests {
     use http_body_util::BodyExt;
     use serde_json::{json, Value};
     use tower::ServiceExt;
-
-    use super::*;
 
     const MIN: u64 = 60_000_000_000;
 
@@ -361,24 +381,38 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn too_many_spans_asks_for_a_narrower_range() {
+    async fn blocks_memory_and_duplicates_count_each_span_once() {
         let f = fixture().await;
-        let state = AppState {
-            store: Arc::clone(&f.store) as Arc<dyn Store>,
-            prices: Arc::new(PriceTable::empty()),
-            cpu: crate::cpu::CpuPool::default(),
-            metrics: crate::ApiMetrics::default(),
-        };
-        let response = answer(&state, br#"{"query": "SELECT 1", "since": "4h"}"#, 2).await;
-        assert_eq!(response.status(), axum::http::StatusCode::BAD_REQUEST);
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap();
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .ends_with("narrow the time range (since, or start and end)"),
-            "{body}"
-        );
+        async fn count(f: &Fixture) -> Value {
+            let (status, body) = f
+                .post(r#"{"query": "SELECT count(*) AS n, count(DISTINCT span_id) AS d, sum(input_tokens) AS tokens FROM spans", "since": "4h"}"#)
+                .await;
+            assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+            body["rows"][0].clone()
+        }
+        assert_eq!(count(&f).await, json!([4, 4, 1100]));
+        // The spans go to a block; the exporter then retries trace 1 (a
+        // renamed copy that must not show) and 3 000 more spans arrive:
+        // block, memory and duplicates, counted once each.
+        tokio::task::block_in_place(|| f.store.flush()).unwrap();
+        let t = UnixNanos::now().0 - 30 * MIN;
+        let mut retried = span(1, 1, None, "second copy", t, 10);
+        retried.trace_id = TraceId([1; 16]);
+        let mut more: Vec<Span> = (0..3000u32)
+            .map(|i| {
+                let mut s = span(3, 1, None, "bulk", t + u64::from(i), 1);
+                s.trace_id = TraceId([3 + (i % 200) as u8 % 250; 16]);
+                s.span_id = SpanId([(i >> 8) as u8, i as u8, 9, 9, 9, 9, 9, 9]);
+                s
+            })
+            .collect();
+        more.push(retried);
+        f.store.append(more).await.unwrap();
+        assert_eq!(count(&f).await, json!([3004, 3004, 1100]));
+        let (status, body) = f
+            .post(r#"{"query": "SELECT count(*) FROM spans WHERE name = 'second copy'", "since": "4h"}"#)
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!([[0]]));
     }
 }

@@ -1,11 +1,14 @@
 //! Read-only SQL over spans, with Apache DataFusion.
 //!
-//! [`run_sql`] turns a `Vec<Span>` (what the store's `scan_spans` returns for
-//! a time range) into one in-memory table named `spans`, runs one read-only
-//! query over it under a row cap, a time limit and a memory limit
-//! ([`SqlLimits`]), and answers columns and JSON rows ([`SqlResult`]). It
-//! does no I/O and knows nothing of HTTP or the store: the caller picks the
-//! spans (and so the time range), this crate only queries them.
+//! [`run_sql`] turns a `Vec<Span>` into one in-memory table named `spans`;
+//! [`run_sql_feed`] reads the table while the query runs from a
+//! [`SpanFeed`] (the server's: the store's spans of a time range, a chunk of
+//! whole traces at a time, only the columns the query uses built). Either
+//! runs one read-only query under a row cap, a time limit and a memory
+//! limit ([`SqlLimits`]), and answers columns and JSON rows
+//! ([`SqlResult`]). It does no I/O and knows nothing of HTTP or the store:
+//! the caller picks the spans (and so the time range), this crate only
+//! queries them.
 //!
 //! # The `spans` table
 //!
@@ -67,6 +70,7 @@
 //! # });
 //! ```
 
+mod feed;
 mod functions;
 mod guard;
 mod json;
@@ -77,6 +81,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chaintrace_model::Span;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -92,6 +97,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use stop::{CancelOnDrop, PlanCheckpoint, Stop};
 
+pub use feed::{SpanChunks, SpanFeed};
 pub use functions::{BuildRefused, MAX_CALL_BYTES, MAX_VALUE_BYTES, REMOVED as REMOVED_FUNCTIONS};
 pub use guard::{PlanRefused, MAX_CONSTANT_BYTES, MAX_JOINS, MAX_OPERATORS, MAX_UNKEYED_JOIN_ROWS};
 pub use table::{spans_schema, spans_to_batches};
@@ -240,6 +246,38 @@ pub async fn run_sql_holding<H: Send + 'static>(
     limits: &SqlLimits,
     hold: H,
 ) -> Result<SqlResult, SqlError> {
+    run_table(Table::Memory(spans), sql, limits, hold).await
+}
+
+/// [`run_sql_holding`] over spans read while the query runs: `feed` hands
+/// over chunks of whole traces and only the spans starting in its range
+/// become rows, of only the columns the query uses. Memory holds a chunk
+/// or two and the query's operators (under [`SqlLimits::memory_bytes`]),
+/// whatever the range holds, so no range is too big; the time limit still
+/// stops a query that reads too long.
+pub async fn run_sql_feed<H: Send + 'static>(
+    feed: SpanFeed,
+    sql: &str,
+    limits: &SqlLimits,
+    hold: H,
+) -> Result<SqlResult, SqlError> {
+    run_table(Table::Feed(Arc::new(feed)), sql, limits, hold).await
+}
+
+/// Where the `spans` table's rows are.
+enum Table {
+    /// Handed over whole.
+    Memory(Vec<Span>),
+    /// Read as the query runs.
+    Feed(Arc<SpanFeed>),
+}
+
+async fn run_table<H: Send + 'static>(
+    table: Table,
+    sql: &str,
+    limits: &SqlLimits,
+    hold: H,
+) -> Result<SqlResult, SqlError> {
     let statement = guard::read_only_statement(sql)?;
     let stop = Stop::at(Instant::now() + limits.timeout);
     let _cancel = CancelOnDrop(stop.clone());
@@ -250,7 +288,7 @@ pub async fn run_sql_holding<H: Send + 'static>(
         .name("chaintrace-sql".into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
-            let result = run_on_own_runtime(spans, statement, &thread_limits, &thread_stop);
+            let result = run_on_own_runtime(table, statement, &thread_limits, &thread_stop);
             let _ = answer.send(result);
             drop(hold);
             // The query's table and batches are freed; give them back.
@@ -282,7 +320,7 @@ fn partitions() -> usize {
 }
 
 fn run_on_own_runtime(
-    spans: Vec<Span>,
+    table: Table,
     statement: datafusion::sql::parser::Statement,
     limits: &SqlLimits,
     stop: &Stop,
@@ -294,7 +332,7 @@ fn run_on_own_runtime(
         .enable_time()
         .build()
         .map_err(|e| SqlError::Internal(format!("cannot start the query runtime: {e}")))?;
-    let result = runtime.block_on(execute(spans, statement, limits, stop));
+    let result = runtime.block_on(execute(table, statement, limits, stop));
     // Workers still busy in a stopped query finish their batch in the background.
     runtime.shutdown_background();
     match result {
@@ -306,25 +344,35 @@ fn run_on_own_runtime(
 }
 
 async fn execute(
-    spans: Vec<Span>,
+    table: Table,
     statement: datafusion::sql::parser::Statement,
     limits: &SqlLimits,
     stop: &Stop,
 ) -> Result<SqlResult, SqlError> {
-    let partitions = partitions();
-    let batches = spans_to_batches(&spans)
-        .map_err(|e| SqlError::Internal(format!("building the spans table: {e}")))?;
-    let table_rows = spans.len() as u64;
-    drop(spans);
-    if stop.is_stopped() {
-        return Err(SqlError::Timeout(limits.timeout));
-    }
-    let mut parts = vec![Vec::new(); partitions];
-    for (i, batch) in batches.into_iter().enumerate() {
-        parts[i % partitions].push(batch);
-    }
     let internal = |e: DataFusionError| SqlError::Internal(df_message(&e));
-    let table = MemTable::try_new(spans_schema(), parts).map_err(internal)?;
+    let (table, table_rows): (Arc<dyn TableProvider>, u64) = match table {
+        Table::Memory(spans) => {
+            let partitions = partitions();
+            let batches = spans_to_batches(&spans)
+                .map_err(|e| SqlError::Internal(format!("building the spans table: {e}")))?;
+            let rows = spans.len() as u64;
+            drop(spans);
+            if stop.is_stopped() {
+                return Err(SqlError::Timeout(limits.timeout));
+            }
+            let mut parts = vec![Vec::new(); partitions];
+            for (i, batch) in batches.into_iter().enumerate() {
+                parts[i % partitions].push(batch);
+            }
+            let table = MemTable::try_new(spans_schema(), parts).map_err(internal)?;
+            (Arc::new(table), rows)
+        }
+        Table::Feed(feed) => {
+            let rows = feed.max_rows;
+            (Arc::new(feed::FeedTable { feed }), rows)
+        }
+    };
+    let partitions = partitions();
 
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(limits.memory_bytes, 1.0)
@@ -338,8 +386,7 @@ async fn execute(
         .with_information_schema(false);
     let ctx = SessionContext::new_with_state(session_state(config, runtime, stop, table_rows));
     functions::restrict(&ctx);
-    ctx.register_table("spans", Arc::new(table))
-        .map_err(internal)?;
+    ctx.register_table("spans", table).map_err(internal)?;
 
     let plan = ctx
         .state()

@@ -12,7 +12,7 @@ use arrow_array::builder::{
     Float64Builder, Int64Builder, MapBuilder, MapFieldNames, StringBuilder,
     TimestampNanosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use chaintrace_model::conventions;
 use chaintrace_model::{AnyValue, KeyValue, Span, SpanId, StatusCode, TraceId};
@@ -175,75 +175,122 @@ fn append_attrs(builder: &mut AttrMapBuilder, attrs: &[KeyValue]) -> Result<(), 
 
 /// Builds the rows of `spans` as record batches of at most [`BATCH_ROWS`] rows.
 pub fn spans_to_batches(spans: &[Span]) -> Result<Vec<RecordBatch>, ArrowError> {
+    let all: Vec<usize> = (0..spans_schema().fields().len()).collect();
+    rows_to_batches(spans, |_| true, &all)
+}
+
+/// The rows of the spans `keep` accepts, with the columns `projection`
+/// names (indexes into [`spans_schema`]), as record batches of at most
+/// [`BATCH_ROWS`] rows. `spans` holds whole traces: a span with tokens but
+/// no model takes its ancestor's even when `keep` leaves the ancestor out.
+pub(crate) fn rows_to_batches(
+    spans: &[Span],
+    keep: impl Fn(&Span) -> bool,
+    projection: &[usize],
+) -> Result<Vec<RecordBatch>, ArrowError> {
     let models = models(spans);
-    spans
-        .chunks(BATCH_ROWS)
-        .zip(models.chunks(BATCH_ROWS))
-        .map(|(chunk, models)| batch(chunk, models))
+    let rows: Vec<usize> = (0..spans.len()).filter(|&i| keep(&spans[i])).collect();
+    let full = spans_schema();
+    let schema = Arc::new(full.project(projection)?);
+    rows.chunks(BATCH_ROWS)
+        .map(|rows| {
+            let columns = projection
+                .iter()
+                .map(|&c| column(full.field(c).name(), spans, &models, rows))
+                .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+            RecordBatch::try_new_with_options(
+                Arc::clone(&schema),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+            )
+        })
         .collect()
 }
 
-fn batch(spans: &[Span], models: &[Option<&str>]) -> Result<RecordBatch, ArrowError> {
-    let n = spans.len();
-    let strings = || StringBuilder::with_capacity(n, n * 16);
-    let (mut trace_id, mut span_id, mut parent) = (strings(), strings(), strings());
-    let (mut name, mut service, mut kind) = (strings(), strings(), strings());
-    let (mut status_b, mut status_message) = (strings(), strings());
-    let mut start = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut end = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut duration_ns = Int64Builder::with_capacity(n);
-    let mut duration_ms = Float64Builder::with_capacity(n);
-    let mut model = strings();
-    let mut input_tokens = Int64Builder::with_capacity(n);
-    let mut output_tokens = Int64Builder::with_capacity(n);
-    let mut error = strings();
-    let mut attributes = attr_map_builder(n);
-    let mut resource = attr_map_builder(n);
-
-    for (span, span_model) in spans.iter().zip(models) {
-        trace_id.append_value(span.trace_id.to_hex());
-        span_id.append_value(span.span_id.to_hex());
-        parent.append_option(span.parent_span_id.map(|p| p.to_hex()));
-        name.append_value(&span.name);
-        service.append_value(span.service_name());
-        kind.append_value(span.kind.as_str());
-        status_b.append_value(status(span.status.code));
-        status_message.append_option(Some(&span.status.message).filter(|m| !m.is_empty()));
-        // Times past year 2262 do not fit i64 nanoseconds; clamp rather than wrap.
-        let nanos = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
-        start.append_value(nanos(span.start.0));
-        end.append_value(nanos(span.end.0));
-        let duration = span.duration();
-        duration_ns.append_value(nanos(duration.0));
-        duration_ms.append_value(duration.as_millis_f64());
-        model.append_option(*span_model);
-        let (input, output) = tokens(span);
-        input_tokens.append_option(input);
-        output_tokens.append_option(output);
-        error.append_option(error_type(span));
-        append_attrs(&mut attributes, &span.attributes)?;
-        append_attrs(&mut resource, &span.resource.attributes)?;
-    }
-
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(trace_id.finish()),
-        Arc::new(span_id.finish()),
-        Arc::new(parent.finish()),
-        Arc::new(name.finish()),
-        Arc::new(service.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(status_b.finish()),
-        Arc::new(status_message.finish()),
-        Arc::new(start.finish()),
-        Arc::new(end.finish()),
-        Arc::new(duration_ns.finish()),
-        Arc::new(duration_ms.finish()),
-        Arc::new(model.finish()),
-        Arc::new(input_tokens.finish()),
-        Arc::new(output_tokens.finish()),
-        Arc::new(error.finish()),
-        Arc::new(attributes.finish()),
-        Arc::new(resource.finish()),
-    ];
-    RecordBatch::try_new(spans_schema(), columns)
+/// The column `name` of [`spans_schema`] for the spans at `rows`.
+fn column(
+    name: &str,
+    spans: &[Span],
+    models: &[Option<&str>],
+    rows: &[usize],
+) -> Result<ArrayRef, ArrowError> {
+    let n = rows.len();
+    let each = || rows.iter().map(|&i| &spans[i]);
+    let text = |f: &dyn Fn(&Span) -> Option<String>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        for span in each() {
+            b.append_option(f(span));
+        }
+        Arc::new(b.finish())
+    };
+    let str_col = |f: &dyn Fn(&Span) -> Option<&str>| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(n, n * 16);
+        for span in each() {
+            b.append_option(f(span));
+        }
+        Arc::new(b.finish())
+    };
+    // Times past year 2262 do not fit i64 nanoseconds; clamp rather than wrap.
+    let nanos = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    let time = |f: &dyn Fn(&Span) -> u64| -> ArrayRef {
+        let mut b = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
+        for span in each() {
+            b.append_value(nanos(f(span)));
+        }
+        Arc::new(b.finish())
+    };
+    let int = |f: &dyn Fn(&Span) -> Option<i64>| -> ArrayRef {
+        let mut b = Int64Builder::with_capacity(n);
+        for span in each() {
+            b.append_option(f(span));
+        }
+        Arc::new(b.finish())
+    };
+    Ok(match name {
+        "trace_id" => text(&|s| Some(s.trace_id.to_hex())),
+        "span_id" => text(&|s| Some(s.span_id.to_hex())),
+        "parent_span_id" => text(&|s| s.parent_span_id.map(|p| p.to_hex())),
+        "name" => str_col(&|s| Some(&s.name)),
+        "service" => str_col(&|s| Some(s.service_name())),
+        "kind" => str_col(&|s| Some(s.kind.as_str())),
+        "status" => str_col(&|s| Some(status(s.status.code))),
+        "status_message" => str_col(&|s| Some(s.status.message.as_str()).filter(|m| !m.is_empty())),
+        "start_time" => time(&|s| s.start.0),
+        "end_time" => time(&|s| s.end.0),
+        "duration_ns" => int(&|s| Some(nanos(s.duration().0))),
+        "duration_ms" => {
+            let mut b = Float64Builder::with_capacity(n);
+            for span in each() {
+                b.append_value(span.duration().as_millis_f64());
+            }
+            Arc::new(b.finish())
+        }
+        "llm_model" => {
+            let mut b = StringBuilder::with_capacity(n, n * 8);
+            for &i in rows {
+                b.append_option(models[i]);
+            }
+            Arc::new(b.finish())
+        }
+        "input_tokens" => int(&|s| tokens(s).0),
+        "output_tokens" => int(&|s| tokens(s).1),
+        "error_type" => text(&|s| error_type(s)),
+        "attributes" | "resource_attributes" => {
+            let mut b = attr_map_builder(n);
+            for span in each() {
+                let attrs = if name == "attributes" {
+                    &span.attributes
+                } else {
+                    &span.resource.attributes
+                };
+                append_attrs(&mut b, attrs)?;
+            }
+            Arc::new(b.finish())
+        }
+        other => {
+            return Err(ArrowError::SchemaError(format!(
+                "no column {other} in the spans table"
+            )))
+        }
+    })
 }

@@ -563,3 +563,128 @@ async fn big_queries_are_refused_not_crashing() {
     let r = query(&format!("SELECT max({sum}) FROM spans")).await;
     assert_eq!(rows(&r), json!([[400 * 2_500_000_000i64]]));
 }
+
+/// A feed handing over `spans` in chunks of `chunk` whole traces (the
+/// fixture's traces are contiguous), each read on a thread of its own.
+fn feed_of(spans: Vec<Span>, chunk: usize, start: Option<u64>, end: Option<u64>) -> SpanFeed {
+    let max_rows = spans.len() as u64;
+    let spans = Arc::new(spans);
+    SpanFeed {
+        start: start.map(UnixNanos),
+        end: end.map(UnixNanos),
+        max_rows,
+        open: Box::new(move || {
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let spans = Arc::clone(&spans);
+            std::thread::spawn(move || {
+                let traces: Vec<&[Span]> =
+                    spans.chunk_by(|a, b| a.trace_id == b.trace_id).collect();
+                for piece in traces.chunks(chunk.max(1)) {
+                    if tx.blocking_send(Ok(piece.concat())).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_feed_answers_what_the_same_spans_in_memory_answer() {
+    let spans = rag_chain();
+    let queries = [
+        "SELECT count(*) AS n FROM spans",
+        "SELECT name, count(*) AS n, sum(duration_ms) AS ms FROM spans GROUP BY name ORDER BY name",
+        "SELECT llm_model, sum(input_tokens) AS i, sum(output_tokens) AS o FROM spans GROUP BY llm_model ORDER BY llm_model",
+        "SELECT trace_id, span_id, error_type, status FROM spans WHERE status = 'error' ORDER BY span_id",
+        "SELECT attributes['query'] AS q, resource_attributes['deployment.environment'] AS env FROM spans WHERE parent_span_id IS NULL ORDER BY q",
+        "SELECT a.name, b.name FROM spans a JOIN spans b ON a.span_id = b.parent_span_id ORDER BY a.name, b.name",
+        "SELECT * FROM spans ORDER BY span_id LIMIT 3",
+    ];
+    for query in queries {
+        let want = run_sql(spans.clone(), query, &SqlLimits::default())
+            .await
+            .unwrap();
+        for chunk in [1, 3, 1000] {
+            let got = run_sql_feed(
+                feed_of(spans.clone(), chunk, None, None),
+                query,
+                &SqlLimits::default(),
+                (),
+            )
+            .await
+            .unwrap();
+            assert_eq!(got, want, "{query} in chunks of {chunk}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_feed_keeps_only_spans_starting_in_its_range_but_models_come_from_ancestors() {
+    let spans = rag_chain();
+    // The second run only: spans starting in its minute.
+    let (from, to) = (BASE + 60_000 * MS, BASE + 120_000 * MS - 1);
+    let inside: Vec<Span> = spans
+        .iter()
+        .filter(|s| s.start.0 >= from && s.start.0 <= to)
+        .cloned()
+        .collect();
+    assert!(!inside.is_empty() && inside.len() < spans.len());
+    let query = "SELECT count(*) AS n, count(llm_model) AS with_model FROM spans";
+    let got = run_sql_feed(
+        feed_of(spans.clone(), 1000, Some(from), Some(to)),
+        query,
+        &SqlLimits::default(),
+        (),
+    )
+    .await
+    .unwrap();
+    let want = run_sql(inside, query, &SqlLimits::default()).await.unwrap();
+    assert_eq!(got.rows[0][0], want.rows[0][0]);
+    // A range holding only a token-counting span still names its model,
+    // taken from the ancestor outside the range.
+    let api = spans
+        .iter()
+        .find(|s| s.name == "api_call" && s.trace_id == TraceId([2; 16]))
+        .expect("the second run's api_call");
+    let only_api = run_sql_feed(
+        feed_of(spans.clone(), 1000, Some(api.start.0), Some(api.start.0)),
+        "SELECT name, llm_model FROM spans",
+        &SqlLimits::default(),
+        (),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<&Value> = only_api.rows.iter().map(|r| &r[1]).collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|m| m.is_string()),
+        "{:?}",
+        only_api.rows
+    );
+}
+
+#[tokio::test]
+async fn a_failing_feed_fails_the_query_with_its_message() {
+    let feed = SpanFeed {
+        start: None,
+        end: None,
+        max_rows: 0,
+        open: Box::new(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            std::thread::spawn(move || {
+                let _ = tx.blocking_send(Err("block 42 is unreadable".to_string()));
+            });
+            rx
+        }),
+    };
+    let err = run_sql_feed(
+        feed,
+        "SELECT count(*) FROM spans",
+        &SqlLimits::default(),
+        (),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("block 42 is unreadable"), "{err}");
+}

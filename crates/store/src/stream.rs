@@ -33,7 +33,7 @@ pub const STREAM_CHUNK_SPANS: usize = 4096;
 enum Input<'b> {
     /// A block's rows, sorted by trace id, and the next one.
     Block {
-        stream: SpanStream<'b>,
+        stream: Box<SpanStream<'b>>,
         next: Option<Span>,
     },
     /// A frozen head (immutable until dropped; the `Arc` keeps it) and its
@@ -130,7 +130,7 @@ impl Inner {
         // active head.
         let mut inputs = Vec::with_capacity(blocks.len() + frozen.len() + 1);
         for block in &blocks {
-            let mut stream = block.span_stream()?;
+            let mut stream = Box::new(block.span_stream()?);
             let next = stream.next().transpose()?;
             inputs.push(Input::Block { stream, next });
         }

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use chaintrace_model::{DurationNanos, Trace, UnixNanos};
+use chaintrace_model::{DurationNanos, DurationSketch, Trace, UnixNanos};
 use serde::Serialize;
 
 use crate::critical_path::critical_nanos;
@@ -106,7 +106,7 @@ pub struct SeriesBucket {
 /// Per-operation figures over `traces`, the biggest bottleneck first
 /// (critical-path time, then count, then service and name).
 pub fn operation_stats(traces: &[Trace], prices: &PriceTable) -> Vec<OperationStats> {
-    let mut acc = Accumulator::default();
+    let mut acc = Aggregates::default();
     for trace in traces {
         acc.add(trace, prices);
     }
@@ -116,16 +116,17 @@ pub fn operation_stats(traces: &[Trace], prices: &PriceTable) -> Vec<OperationSt
 /// The `limit` operations that held the roots up longest: [`operation_stats`]
 /// without operations that were never on a critical path.
 pub fn top_bottlenecks(traces: &[Trace], prices: &PriceTable, limit: usize) -> Vec<OperationStats> {
-    let mut ops = operation_stats(traces, prices);
-    ops.retain(|o| o.critical_path_nano > 0);
-    ops.truncate(limit);
-    ops
+    let mut acc = Aggregates::default();
+    for trace in traces {
+        acc.add(trace, prices);
+    }
+    acc.bottlenecks(limit)
 }
 
 /// Per-model figures over the counted LLM calls of `traces` (see
 /// [`crate::llm_spans`]), the most expensive first (then most calls, then name).
 pub fn model_stats(traces: &[Trace], prices: &PriceTable) -> Vec<ModelStats> {
-    let mut acc = Accumulator::default();
+    let mut acc = Aggregates::default();
     for trace in traces {
         acc.add(trace, prices);
     }
@@ -140,29 +141,60 @@ pub fn operation_series(
     prices: &PriceTable,
     bucket: DurationNanos,
 ) -> Vec<SeriesBucket> {
-    let width = bucket.0.max(1);
-    let mut buckets: BTreeMap<u64, (u64, Accumulator)> = BTreeMap::new();
+    let mut series = SeriesAggregates::new(bucket);
     for trace in traces {
+        series.add(trace, prices);
+    }
+    series.finish()
+}
+
+/// [`operation_series`] added one trace at a time.
+#[derive(Default)]
+pub struct SeriesAggregates {
+    width: u64,
+    buckets: BTreeMap<u64, (u64, Aggregates)>,
+}
+
+impl SeriesAggregates {
+    /// Buckets of width `bucket` (zero: one nanosecond).
+    pub fn new(bucket: DurationNanos) -> SeriesAggregates {
+        SeriesAggregates {
+            width: bucket.0.max(1),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// Counts `trace` in the bucket where its root started.
+    pub fn add(&mut self, trace: &Trace, prices: &PriceTable) {
         let Some(start) = trace
             .root()
             .map(|r| r.start.0)
             .or_else(|| trace.spans.iter().map(|s| s.start.0).min())
         else {
-            continue;
+            return;
         };
-        let (count, acc) = buckets.entry(start - start % width).or_default();
+        let (count, acc) = self.buckets.entry(start - start % self.width).or_default();
         *count += 1;
         acc.add(trace, prices);
     }
-    buckets
-        .into_iter()
-        .map(|(start, (traces, mut acc))| SeriesBucket {
-            start: UnixNanos(start),
-            traces,
-            operations: acc.operations(),
-            models: acc.models(),
-        })
-        .collect()
+
+    /// Groups held, over all buckets (each a few hundred bytes to 8 KiB).
+    pub fn groups(&self) -> usize {
+        self.buckets.values().map(|(_, a)| a.groups()).sum()
+    }
+
+    /// The buckets, oldest first.
+    pub fn finish(self) -> Vec<SeriesBucket> {
+        self.buckets
+            .into_iter()
+            .map(|(start, (traces, mut acc))| SeriesBucket {
+                start: UnixNanos(start),
+                traces,
+                operations: acc.operations(),
+                models: acc.models(),
+            })
+            .collect()
+    }
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
@@ -174,9 +206,67 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Most durations a group keeps exactly; past it the group's percentiles
+/// come from a [`DurationSketch`] (within its 1 % relative error), so a
+/// group costs at most 8 KiB of values however many spans it has.
+const EXACT_DURATIONS: usize = 1024;
+
+/// The durations of one group: exact while few, a sketch beyond.
+#[derive(Debug, Default)]
+struct Durations {
+    exact: Vec<u64>,
+    sketch: Option<DurationSketch>,
+}
+
+impl Durations {
+    fn push(&mut self, value: u64) {
+        if let Some(sketch) = &mut self.sketch {
+            sketch.add(value);
+            return;
+        }
+        self.exact.push(value);
+        if self.exact.len() > EXACT_DURATIONS {
+            let mut sketch = DurationSketch::new();
+            for &v in &self.exact {
+                sketch.add(v);
+            }
+            self.exact = Vec::new();
+            self.sketch = Some(sketch);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.sketch
+            .as_ref()
+            .map_or(self.exact.len() as u64, DurationSketch::count)
+    }
+
+    /// p50, p90, p99 and the maximum (exact), nearest-rank.
+    fn summary(&mut self) -> [u64; 4] {
+        match &self.sketch {
+            Some(s) => [
+                s.quantile(0.5).unwrap_or(0),
+                s.quantile(0.9).unwrap_or(0),
+                s.quantile(0.99).unwrap_or(0),
+                s.max().unwrap_or(0),
+            ],
+            None => {
+                self.exact.sort_unstable();
+                let v = &self.exact;
+                [
+                    percentile(v, 50.0),
+                    percentile(v, 90.0),
+                    percentile(v, 99.0),
+                    v.last().copied().unwrap_or(0),
+                ]
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct OperationAcc {
-    durations: Vec<u64>,
+    durations: Durations,
     errors: u64,
     self_sum: u128,
     critical: u64,
@@ -188,20 +278,26 @@ struct OperationAcc {
 struct ModelAcc {
     provider: Option<String>,
     priced_as: Option<String>,
-    durations: Vec<u64>,
+    durations: Durations,
     errors: u64,
     usage: LlmTotals,
 }
 
+/// Per-operation and per-model figures added one trace at a time, for a
+/// stream of traces of any length: each group keeps counts and sums, and
+/// its durations exactly up to 1 024 of them, then as a sketch (1 %
+/// relative error), so memory grows with the groups, not the spans.
 #[derive(Default)]
-struct Accumulator {
+pub struct Aggregates {
     ops: BTreeMap<(String, String), OperationAcc>,
     models: BTreeMap<Option<String>, ModelAcc>,
     total_critical: u64,
 }
 
-impl Accumulator {
-    fn add(&mut self, trace: &Trace, prices: &PriceTable) {
+impl Aggregates {
+    /// Adds the spans and LLM calls of `trace` (whole: self time and
+    /// critical path are per trace).
+    pub fn add(&mut self, trace: &Trace, prices: &PriceTable) {
         let tree = SpanTree::build(trace);
         let self_nano = tree.self_times(&tree.interval);
         let critical = critical_nanos(&tree);
@@ -248,23 +344,37 @@ impl Accumulator {
         }
     }
 
-    fn operations(&mut self) -> Vec<OperationStats> {
+    /// Groups held: operations plus models.
+    pub fn groups(&self) -> usize {
+        self.ops.len() + self.models.len()
+    }
+
+    /// The `limit` operations longest on the critical path (none that never was).
+    pub fn bottlenecks(&mut self, limit: usize) -> Vec<OperationStats> {
+        let mut ops = self.operations();
+        ops.retain(|o| o.critical_path_nano > 0);
+        ops.truncate(limit);
+        ops
+    }
+
+    /// Per-operation figures, the biggest bottleneck first.
+    pub fn operations(&mut self) -> Vec<OperationStats> {
         let total = self.total_critical;
         let mut out: Vec<OperationStats> = std::mem::take(&mut self.ops)
             .into_iter()
             .map(|((service, name), mut op)| {
-                op.durations.sort_unstable();
-                let count = op.durations.len() as u64;
+                let count = op.durations.count();
+                let [p50, p90, p99, max] = op.durations.summary();
                 OperationStats {
                     service,
                     name,
                     count,
                     error_count: op.errors,
                     error_rate: ratio(op.errors, count),
-                    p50_nano: percentile(&op.durations, 50.0),
-                    p90_nano: percentile(&op.durations, 90.0),
-                    p99_nano: percentile(&op.durations, 99.0),
-                    max_nano: op.durations.last().copied().unwrap_or(0),
+                    p50_nano: p50,
+                    p90_nano: p90,
+                    p99_nano: p99,
+                    max_nano: max,
                     mean_self_nano: (op.self_sum / u128::from(count.max(1))) as u64,
                     critical_path_nano: op.critical,
                     critical_path_share: ratio(op.critical, total),
@@ -286,11 +396,12 @@ impl Accumulator {
         out
     }
 
-    fn models(&mut self) -> Vec<ModelStats> {
+    /// Per-model figures, the most expensive first.
+    pub fn models(&mut self) -> Vec<ModelStats> {
         let mut out: Vec<ModelStats> = std::mem::take(&mut self.models)
             .into_iter()
             .map(|(model, mut m)| {
-                m.durations.sort_unstable();
+                let [p50, p90, p99, _] = m.durations.summary();
                 ModelStats {
                     model,
                     provider: m.provider,
@@ -298,9 +409,9 @@ impl Accumulator {
                     calls: m.usage.calls,
                     error_count: m.errors,
                     error_rate: ratio(m.errors, m.usage.calls),
-                    p50_nano: percentile(&m.durations, 50.0),
-                    p90_nano: percentile(&m.durations, 90.0),
-                    p99_nano: percentile(&m.durations, 99.0),
+                    p50_nano: p50,
+                    p90_nano: p90,
+                    p99_nano: p99,
                     usage: m.usage,
                 }
             })
@@ -469,6 +580,45 @@ mod tests {
             operation_series(&[], &PriceTable::empty(), DurationNanos(0)),
             []
         );
+    }
+
+    #[test]
+    fn many_spans_of_an_operation_keep_exact_counts_and_percentiles_within_one_percent() {
+        // 3 000 runs of the founding chain with api_call from 900 ms up in
+        // uneven steps: past the exact-durations cap, so from the sketch.
+        let mut exact = Vec::new();
+        let mut acc = Aggregates::default();
+        for i in 0..3000u64 {
+            let extra = (i * 7919) % 3001;
+            let t = run((i % 250) as u8 + 1, i, extra, i % 10 == 0);
+            exact.push(
+                t.spans
+                    .iter()
+                    .find(|s| s.name == "api_call")
+                    .unwrap()
+                    .duration()
+                    .0,
+            );
+            acc.add(&t, &PriceTable::builtin());
+        }
+        exact.sort_unstable();
+        let ops = acc.operations();
+        let api = ops.iter().find(|o| o.name == "api_call").unwrap();
+        assert_eq!((api.count, api.error_count), (3000, 300));
+        assert_eq!(api.max_nano, *exact.last().unwrap());
+        for (got, p) in [
+            (api.p50_nano, 50.0),
+            (api.p90_nano, 90.0),
+            (api.p99_nano, 99.0),
+        ] {
+            let want = percentile(&exact, p);
+            let off = (got as f64 - want as f64).abs() / want as f64;
+            assert!(
+                off <= chaintrace_model::sketch::RELATIVE_ERROR,
+                "p{p}: {got} vs {want}"
+            );
+        }
+        assert_eq!(api.llm_calls, 3000);
     }
 
     #[test]

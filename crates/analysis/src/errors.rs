@@ -140,14 +140,57 @@ pub struct ErrorGroup {
 
 /// Error groups over `traces`, the largest first (then the most recent).
 pub fn error_groups(traces: &[Trace]) -> Vec<ErrorGroup> {
-    struct Acc {
-        source: ErrorTypeSource,
-        seen: Vec<(UnixNanos, TraceId)>,
-        spellings: Vec<String>,
-        latest_message: Option<(UnixNanos, String)>,
-    }
-    let mut groups: BTreeMap<(String, String, String), Acc> = BTreeMap::new();
+    let mut groups = ErrorGroups::default();
     for trace in traces {
+        groups.add(trace);
+    }
+    groups.finish()
+}
+
+/// Most example traces a group keeps.
+const EXAMPLES: usize = 5;
+
+/// [`error_groups`] added one trace at a time, for a stream of traces of
+/// any length: each group keeps its count, first and last time, its five
+/// most recent traces and five spellings, not every failed span.
+#[derive(Debug, Default)]
+pub struct ErrorGroups {
+    groups: BTreeMap<(String, String, String), GroupAcc>,
+}
+
+#[derive(Debug)]
+struct GroupAcc {
+    source: ErrorTypeSource,
+    count: u64,
+    first_seen: UnixNanos,
+    /// The most recent (start, trace) pairs, newest first, distinct traces.
+    recent: Vec<(UnixNanos, TraceId)>,
+    spellings: Vec<String>,
+    latest_message: Option<(UnixNanos, String)>,
+}
+
+impl GroupAcc {
+    /// Keeps `(start, trace)` among the most recent distinct traces.
+    fn see(&mut self, start: UnixNanos, trace: TraceId) {
+        self.count += 1;
+        self.first_seen = if self.count == 1 {
+            start
+        } else {
+            self.first_seen.min(start)
+        };
+        if let Some(kept) = self.recent.iter_mut().find(|(_, t)| *t == trace) {
+            kept.0 = kept.0.max(start);
+        } else {
+            self.recent.push((start, trace));
+        }
+        self.recent.sort_by(|a, b| b.cmp(a));
+        self.recent.truncate(EXAMPLES);
+    }
+}
+
+impl ErrorGroups {
+    /// Groups the failed spans of `trace`.
+    pub fn add(&mut self, trace: &Trace) {
         for span in &trace.spans {
             let Some(ty) = error_type(span) else { continue };
             let key = (
@@ -155,13 +198,15 @@ pub fn error_groups(traces: &[Trace]) -> Vec<ErrorGroup> {
                 span.name.to_string(),
                 ty.short.clone(),
             );
-            let acc = groups.entry(key).or_insert_with(|| Acc {
+            let acc = self.groups.entry(key).or_insert_with(|| GroupAcc {
                 source: ty.source,
-                seen: Vec::new(),
+                count: 0,
+                first_seen: span.start,
+                recent: Vec::new(),
                 spellings: Vec::new(),
                 latest_message: None,
             });
-            acc.seen.push((span.start, trace.trace_id));
+            acc.see(span.start, trace.trace_id);
             if !ty.full.is_empty() && acc.spellings.len() < 5 && !acc.spellings.contains(&ty.full) {
                 acc.spellings.push(ty.full);
             }
@@ -175,46 +220,49 @@ pub fn error_groups(traces: &[Trace]) -> Vec<ErrorGroup> {
             }
         }
     }
-    let mut out: Vec<ErrorGroup> = groups
-        .into_iter()
-        .map(|((service, operation, error_type), mut acc)| {
-            acc.seen.sort_by(|a, b| b.cmp(a));
-            let mut examples: Vec<TraceId> = Vec::new();
-            for (_, id) in &acc.seen {
-                if examples.len() == 5 {
-                    break;
-                }
-                if !examples.contains(id) {
-                    examples.push(*id);
-                }
-            }
-            ErrorGroup {
+
+    /// Groups so far: how many there are (each holds a few hundred bytes).
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no failed span was seen.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The groups, the largest first (then the most recent).
+    pub fn finish(self) -> Vec<ErrorGroup> {
+        let mut out: Vec<ErrorGroup> = self
+            .groups
+            .into_iter()
+            .map(|((service, operation, error_type), acc)| ErrorGroup {
                 service,
                 operation,
                 error_type,
                 source: acc.source,
-                count: acc.seen.len() as u64,
-                first_seen: acc.seen.last().map(|s| s.0).unwrap_or_default(),
-                last_seen: acc.seen.first().map(|s| s.0).unwrap_or_default(),
-                example_trace_ids: examples,
+                count: acc.count,
+                first_seen: acc.first_seen,
+                last_seen: acc.recent.first().map(|s| s.0).unwrap_or_default(),
+                example_trace_ids: acc.recent.iter().map(|(_, id)| *id).collect(),
                 type_spellings: acc.spellings,
                 example_message: acc.latest_message.map(|(_, m)| m),
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(b.last_seen.cmp(&a.last_seen))
-            .then_with(|| {
-                (&a.service, &a.operation, &a.error_type).cmp(&(
-                    &b.service,
-                    &b.operation,
-                    &b.error_type,
-                ))
             })
-    });
-    out
+            .collect();
+        out.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then_with(|| {
+                    (&a.service, &a.operation, &a.error_type).cmp(&(
+                        &b.service,
+                        &b.operation,
+                        &b.error_type,
+                    ))
+                })
+        });
+        out
+    }
 }
 
 #[cfg(test)]

@@ -56,12 +56,12 @@ mod fixture_tests;
 mod test_support;
 
 pub use aggregates::{
-    model_stats, operation_series, operation_stats, top_bottlenecks, ModelStats, OperationStats,
-    SeriesBucket,
+    model_stats, operation_series, operation_stats, top_bottlenecks, Aggregates, ModelStats,
+    OperationStats, SeriesAggregates, SeriesBucket,
 };
 pub use analyze::{analyze, AnalysisError, TraceAnalysis};
 pub use critical_path::{critical_path, self_times, CriticalPath, PathSegment, PathSpan};
-pub use errors::{error_groups, error_type, ErrorGroup, ErrorType, ErrorTypeSource};
+pub use errors::{error_groups, error_type, ErrorGroup, ErrorGroups, ErrorType, ErrorTypeSource};
 pub use llm::{llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage};
 pub use prices::{Cost, ModelPrice, PriceError, PriceTable};
 pub use sibling_groups::{parent_rows, sibling_groups, GroupKind, SiblingGroup, MIN_RUN};

@@ -24,6 +24,7 @@ mod json_depth;
 mod log;
 mod log_json;
 pub mod memory;
+pub mod sketch;
 mod span;
 mod trace;
 mod trace_json;
@@ -33,6 +34,7 @@ pub use ids::{IdError, SpanId, TraceId};
 pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use log::{LogRecord, Severity, SeverityParseError};
 pub use log_json::{resolve_logs, LogIn, LogOut, LogTables};
+pub use sketch::DurationSketch;
 pub use span::{
     error_class_matches, find_attr, rfc3339_nanos, AnyValue, DurationNanos, DurationParseError,
     Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError,

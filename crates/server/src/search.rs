@@ -1,11 +1,12 @@
 //! TraceQL search and the across-trace analytics endpoints.
 //!
-//! Both walk whole traces newest first within a time range through
+//! Search walks whole traces newest first within a time range through
 //! [`Store::search`]: the query's hints become the store's filter, so the
 //! store reads only traces that may match, and each trace it hands over is
 //! tested with the TraceQL evaluator. At most `max_inspected` traces are read
 //! per request, and the answer says when that cap cut the walk short
 //! (`truncated`), so a slow, partial answer is never passed off as complete.
+//! Analytics count every trace of the range instead ([`analytics`]).
 //! Regex matching is held to one [`RegexBudget`] per request as well; when it
 //! runs out the walk stops there, and the answer is `truncated` with a
 //! `stopped` object naming the cause (`regex_work_budget`) and the comparison
@@ -17,11 +18,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::time::{Duration, Instant};
+
 use chaintrace_analysis::{
-    analyze, error_groups, llm_spans, model_stats, operation_series, operation_stats,
-    top_bottlenecks, LlmTotals,
+    analyze, llm_spans, Aggregates, ErrorGroups, LlmTotals, SeriesAggregates,
 };
-use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary};
+use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary, UnixNanos};
 use chaintrace_query::{RegexBudget, RegexBudgetExhausted};
 use chaintrace_store::{SearchRequest, Store, StoreError, TraceFilter};
 use serde::{Deserialize, Serialize};
@@ -433,96 +435,70 @@ pub enum Analytics {
     Series,
 }
 
-/// The traces an analytics request covers, and how the walk went.
-#[derive(Debug, Default)]
-struct Collected {
-    traces: Vec<Trace>,
-    stopped: Option<Stopped>,
+/// Longest an analytics walk reads before it answers with what it has
+/// (`truncated`, `stopped.reason = "time"`).
+const ANALYTICS_TIME: Duration = Duration::from_secs(20);
+
+/// Most groups (operations and models, error groups; over all buckets of
+/// a series) one analytics walk holds before it stops
+/// (`stopped.reason = "groups"`): each costs up to 8 KiB.
+const MAX_GROUPS: usize = 20_000;
+
+/// What an analytics walk adds traces into.
+enum Figures {
+    Aggregates(Aggregates),
+    Errors(ErrorGroups),
+    Series(SeriesAggregates),
 }
 
-async fn collect(
-    state: &AppState,
-    params: &AnalyticsParams,
-) -> Result<(Collected, usize, bool), Response> {
-    let query =
-        parse_query(params.filter.as_deref()).map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
-    let range = params
-        .range
-        .resolve(Some("1h"))
-        .map_err(|msg| error(StatusCode::BAD_REQUEST, msg))?;
-    let filter = query_filter(query.as_ref());
-    let mut budget = RegexBudget::default();
-    scan(
-        &state.store,
-        range,
-        filter,
-        MAX_INSPECTED,
-        move |collected: &mut Collected, trace| {
-            let matches = match &query {
-                None => true,
-                Some(q) => match q.evaluate_within(&trace, &mut budget) {
-                    Ok(m) => m.is_some(),
-                    Err(e) => {
-                        collected.stopped = Some(Stopped::from(&e));
-                        return false;
-                    }
-                },
-            };
-            if matches {
-                collected.traces.push(trace);
-            }
-            true
-        },
-    )
-    .await
-    .map_err(store_error)
+impl Figures {
+    fn add(&mut self, trace: &Trace, prices: &chaintrace_analysis::PriceTable) {
+        match self {
+            Figures::Aggregates(a) => a.add(trace, prices),
+            Figures::Errors(e) => e.add(trace),
+            Figures::Series(s) => s.add(trace, prices),
+        }
+    }
+
+    fn groups(&self) -> usize {
+        match self {
+            Figures::Aggregates(a) => a.groups(),
+            Figures::Errors(e) => e.len(),
+            Figures::Series(s) => s.groups(),
+        }
+    }
+}
+
+/// An analytics walk so far.
+struct Walk {
+    figures: Figures,
+    /// Traces counted (started in range, passed the filter).
+    traces: u64,
+    /// Traces read.
+    inspected: u64,
+    stopped: Option<Stopped>,
 }
 
 /// The analytics endpoints: `GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}`.
+///
+/// Every trace that started in the range and passes the filter is counted:
+/// the store hands over every span of the range a chunk of whole traces at
+/// a time ([`Store::stream_traces`](chaintrace_store::Store::stream_traces))
+/// and each trace is added to bounded figures, on the store's blocking
+/// thread, while this request holds a CPU slot. The walk stops early only
+/// at a real bound ([`ANALYTICS_TIME`], [`MAX_GROUPS`], the regex budget),
+/// and then says which in `stopped`.
 pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics) -> Response {
-    // Held from the walk, which gathers whole traces, to the answer.
-    let slot = match state.cpu.slot().await {
-        Ok(slot) => slot,
-        Err(e) => return e.into_response(),
+    let query = match parse_query(params.filter.as_deref()) {
+        Ok(q) => q,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let (Collected { traces, stopped }, inspected, truncated) = match collect(&state, &params).await
-    {
-        Ok(t) => t,
-        Err(r) => return r,
+    let range = match params.range.resolve(Some("1h")) {
+        Ok(r) => r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let prices = Arc::clone(&state.prices);
-    slot.respond(move || {
-        figures(
-            &traces,
-            &prices,
-            &params,
-            what,
-            (inspected, truncated),
-            stopped,
-        )
-    })
-    .await
-}
-
-/// Computes one analytics figure over `traces` (in the CPU pool: up to
-/// [`MAX_INSPECTED`] whole traces).
-fn figures(
-    traces: &[Trace],
-    prices: &chaintrace_analysis::PriceTable,
-    params: &AnalyticsParams,
-    what: Analytics,
-    (inspected, truncated): (usize, bool),
-    stopped: Option<Stopped>,
-) -> Response {
-    let body = match what {
-        Analytics::Operations => {
-            serde_json::json!({ "operations": operation_stats(traces, prices) })
-        }
-        Analytics::Models => serde_json::json!({ "models": model_stats(traces, prices) }),
-        Analytics::Errors => serde_json::json!({ "errors": error_groups(traces) }),
-        Analytics::Bottlenecks => serde_json::json!({
-            "bottlenecks": top_bottlenecks(traces, prices, params.limit.unwrap_or(10).min(1000))
-        }),
+    let figures = match what {
+        Analytics::Errors => Figures::Errors(ErrorGroups::default()),
         Analytics::Series => {
             let bucket = match params
                 .bucket
@@ -539,15 +515,134 @@ fn figures(
                 }
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("bucket: {e}")),
             };
-            serde_json::json!({ "series": operation_series(traces, prices, bucket) })
+            Figures::Series(SeriesAggregates::new(bucket))
         }
+        _ => Figures::Aggregates(Aggregates::default()),
     };
-    let mut body = body;
+    // Held from the walk, which does the work on the store's thread, to
+    // the answer.
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let walk = Arc::new(Mutex::new(Walk {
+        figures,
+        traces: 0,
+        inspected: 0,
+        stopped: None,
+    }));
+    let visit = {
+        let walk = Arc::clone(&walk);
+        let prices = Arc::clone(&state.prices);
+        let deadline = Instant::now() + ANALYTICS_TIME;
+        let in_range = move |t: UnixNanos| {
+            range.start.is_none_or(|s| t >= s) && range.end.is_none_or(|e| t <= e)
+        };
+        let mut budget = RegexBudget::default();
+        Box::new(move |chunk: Vec<Span>| {
+            let mut walk = walk.lock().unwrap_or_else(PoisonError::into_inner);
+            for trace in whole_traces(chunk) {
+                walk.inspected += 1;
+                let start = trace
+                    .spans
+                    .iter()
+                    .map(|s| s.start)
+                    .min()
+                    .unwrap_or_default();
+                if !in_range(start) {
+                    continue;
+                }
+                if let Some(q) = &query {
+                    match q.evaluate_within(&trace, &mut budget) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => continue,
+                        Err(e) => {
+                            walk.stopped = Some(Stopped::from(&e));
+                            return false;
+                        }
+                    }
+                }
+                walk.traces += 1;
+                walk.figures.add(&trace, &prices);
+            }
+            if walk.figures.groups() > MAX_GROUPS {
+                walk.stopped = Some(Stopped {
+                    reason: "groups",
+                    detail: format!(
+                        "more than {MAX_GROUPS} groups (operations, models or error types); \
+                         add a filter or narrow the time range"
+                    ),
+                });
+                return false;
+            }
+            if Instant::now() >= deadline {
+                walk.stopped = Some(Stopped {
+                    reason: "time",
+                    detail: format!(
+                        "read for {} s; narrow the time range or add a filter",
+                        ANALYTICS_TIME.as_secs()
+                    ),
+                });
+                return false;
+            }
+            true
+        })
+    };
+    if let Err(e) = state
+        .store
+        .stream_traces(range.start, range.end, visit)
+        .await
+    {
+        return store_error(e);
+    }
+    let walk = std::mem::replace(
+        &mut *walk.lock().unwrap_or_else(PoisonError::into_inner),
+        Walk {
+            figures: Figures::Errors(ErrorGroups::default()),
+            traces: 0,
+            inspected: 0,
+            stopped: None,
+        },
+    );
+    let limit = params.limit.unwrap_or(10).min(1000);
+    slot.respond(move || answer(walk, what, limit)).await
+}
+
+/// The traces of a chunk (spans grouped by trace id, as the store hands
+/// them over).
+fn whole_traces(chunk: Vec<Span>) -> Vec<Trace> {
+    let mut traces = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
+    for span in chunk {
+        if spans.last().is_some_and(|s| s.trace_id != span.trace_id) {
+            let id = spans[0].trace_id;
+            traces.push(Trace::new(id, std::mem::take(&mut spans)));
+        }
+        spans.push(span);
+    }
+    if let Some(first) = spans.first() {
+        let id = first.trace_id;
+        traces.push(Trace::new(id, spans));
+    }
+    traces
+}
+
+/// The answer of an analytics walk (in the CPU pool).
+fn answer(walk: Walk, what: Analytics, limit: usize) -> Response {
+    let mut body = match walk.figures {
+        Figures::Aggregates(mut a) => match what {
+            Analytics::Models => serde_json::json!({ "models": a.models() }),
+            Analytics::Bottlenecks => serde_json::json!({ "bottlenecks": a.bottlenecks(limit) }),
+            _ => serde_json::json!({ "operations": a.operations() }),
+        },
+        Figures::Errors(e) => serde_json::json!({ "errors": e.finish() }),
+        Figures::Series(s) => serde_json::json!({ "series": s.finish() }),
+    };
     if let Some(obj) = body.as_object_mut() {
-        obj.insert("traces".into(), traces.len().into());
-        obj.insert("inspected".into(), inspected.into());
-        obj.insert("truncated".into(), (truncated || stopped.is_some()).into());
-        if let Some(stopped) = stopped {
+        obj.insert("traces".into(), walk.traces.into());
+        obj.insert("inspected".into(), walk.inspected.into());
+        obj.insert("truncated".into(), walk.stopped.is_some().into());
+        if let Some(stopped) = walk.stopped {
             obj.insert("stopped".into(), serde_json::json!(stopped));
         }
     }

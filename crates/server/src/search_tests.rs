@@ -181,3 +181,117 @@ fn a_bad_query_is_located_in_the_text_as_sent() {
     assert!(parse_located(Some("   ")).unwrap().is_none());
     assert!(parse_located(Some(r#"{ name = "a" } && { status = error }"#)).is_ok());
 }
+
+/// 6 000 traces (more than one search reads) of a root and a child, every
+/// 20th child failing with `RateLimitError`, half cut into a block and half
+/// in memory, 500 of them sent twice; and one trace from two hours ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_count_every_trace_of_the_range_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).expect("store opens");
+    let store = Arc::new(store);
+    let traces = 6000u32;
+    let trace = |i: u32| {
+        let mut id = [7u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let mut root = span(0, 30, "process_query".into());
+        root.trace_id = TraceId(id);
+        root.start.0 += u64::from(i) * 1_000_000;
+        root.end.0 = root.start.0 + 50_000_000;
+        let mut child = root.clone();
+        child.span_id = SpanId([1; 8]);
+        child.parent_span_id = Some(root.span_id);
+        child.name = "api_call".into();
+        child.end.0 = child.start.0 + 1_000_000 * u64::from(1 + i % 40);
+        if i % 20 == 0 {
+            child.status = Status {
+                code: chaintrace_model::StatusCode::Error,
+                message: "429".into(),
+            };
+            child.attributes = vec![chaintrace_model::KeyValue::new(
+                "error.type",
+                "RateLimitError",
+            )];
+        }
+        vec![root, child]
+    };
+    let half: Vec<Span> = (0..traces / 2).flat_map(trace).collect();
+    store.append(half).await.expect("append");
+    tokio::task::block_in_place(|| store.flush()).expect("cut");
+    let rest: Vec<Span> = (traces / 2..traces).flat_map(trace).collect();
+    store.append(rest).await.expect("append");
+    let again: Vec<Span> = (2800..3300).flat_map(trace).collect();
+    store.append(again).await.expect("append the retried batch");
+    let mut old = span(9, 120, "process_query".into());
+    old.trace_id = TraceId([9; 16]);
+    store.append(vec![old]).await.expect("append");
+    let f = Fixture {
+        router: crate::router(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(PriceTable::empty()),
+        ),
+        _dir: dir,
+    };
+
+    let (status, body) = f.get("/api/v1/analytics/errors", "filter=").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["traces"].clone(), body["truncated"].clone()),
+        (json!(traces), json!(false))
+    );
+    assert_eq!(body["errors"][0]["error_type"], json!("RateLimitError"));
+    assert_eq!(body["errors"][0]["count"], json!(traces / 20));
+    assert_eq!(
+        body["errors"][0]["example_trace_ids"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+
+    let (status, body) = f.get("/api/v1/analytics/operations", "filter=").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ops = body["operations"].as_array().expect("operations");
+    let api = ops
+        .iter()
+        .find(|o| o["name"] == "api_call")
+        .expect("api_call");
+    assert_eq!(
+        (api["count"].clone(), api["error_count"].clone()),
+        (json!(traces), json!(traces / 20))
+    );
+    // Durations 1..=40 ms, 150 of each: the exact p50 is 20 ms, p99 40 ms.
+    let p50 = api["p50_nano"].as_f64().expect("p50");
+    assert!((p50 - 20e6).abs() <= 0.01 * 20e6, "{p50}");
+    assert_eq!(api["max_nano"], json!(40_000_000));
+
+    // A filter counts only what it matches; the two-hour-old trace is in
+    // a 3 h range.
+    let (_, body) = f
+        .get(
+            "/api/v1/analytics/operations",
+            r#"filter={ status = error }"#,
+        )
+        .await;
+    assert_eq!(body["traces"], json!(traces / 20));
+    let uri = "/api/v1/analytics/series?since=3h&bucket=1h";
+    let response = f
+        .router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("answer");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+    let counted: u64 = body["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|b| b["traces"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(counted, u64::from(traces) + 1, "{}", body["series"]);
+}

@@ -26,6 +26,7 @@ mod log_json;
 pub mod memory;
 pub mod sketch;
 mod span;
+mod span_column;
 mod trace;
 mod trace_json;
 
@@ -40,4 +41,5 @@ pub use span::{
     Event, KeyValue, Link, Resource, Scope, Span, SpanKind, Status, StatusCode, TimeParseError,
     UnixNanos, MAX_VALUE_DEPTH,
 };
+pub use span_column::SpanColumn;
 pub use trace::{Trace, TraceSummary};

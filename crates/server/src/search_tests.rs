@@ -203,7 +203,7 @@ async fn analytics_count_every_trace_of_the_range_once() {
         child.parent_span_id = Some(root.span_id);
         child.name = "api_call".into();
         child.end.0 = child.start.0 + 1_000_000 * u64::from(1 + i % 40);
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             child.status = Status {
                 code: chaintrace_model::StatusCode::Error,
                 message: "429".into(),

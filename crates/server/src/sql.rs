@@ -18,8 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::sync::Arc;
 
-use chaintrace_model::UnixNanos;
-use chaintrace_sql::{check_query, run_sql_feed, SpanChunks, SpanFeed, SqlError, SqlLimits};
+use chaintrace_model::{SpanColumn, UnixNanos};
+use chaintrace_sql::{
+    check_query, run_sql_feed, OpenColumns, SpanChunks, SpanFeed, SqlError, SqlLimits,
+};
 use chaintrace_store::Store;
 use serde::Deserialize;
 
@@ -141,6 +143,11 @@ async fn answer(state: &AppState, body: &[u8]) -> Response {
         end: range.end,
         max_rows,
         open: store_reader(Arc::clone(&state.store), range.start, range.end),
+        open_columns: Some(column_reader(
+            Arc::clone(&state.store),
+            range.start,
+            range.end,
+        )),
     };
     match run_sql_feed(feed, &request.query, &SqlLimits::default(), slot).await {
         Ok(result) => Json(result).into_response(),
@@ -173,6 +180,35 @@ fn store_reader(
                     .send(Err(format!("cannot read the stored spans: {e}")))
                     .await;
             }
+        });
+        receiver
+    })
+}
+
+/// Opens columnar reads of the store's spans starting in `[start, end]`
+/// for a [`SpanFeed`], like [`store_reader`]. A store without a columnar
+/// read ends the read with an error naming it (the embedded store has one).
+fn column_reader(
+    store: Arc<dyn Store>,
+    start: Option<UnixNanos>,
+    end: Option<UnixNanos>,
+) -> OpenColumns {
+    let runtime = tokio::runtime::Handle::current();
+    Box::new(move |columns: Vec<SpanColumn>| {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(2);
+        let store = Arc::clone(&store);
+        runtime.spawn(async move {
+            let sender = chunks.clone();
+            let visit = Box::new(move |batch| sender.blocking_send(Ok(batch)).is_ok());
+            let failed = match store.stream_columns(start, end, columns, visit).await {
+                Ok(Some(_)) => return,
+                Ok(None) => "this store has no columnar read".to_string(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SQL could not read the store's columns");
+                    format!("cannot read the stored spans: {e}")
+                }
+            };
+            let _ = chunks.send(Err(failed)).await;
         });
         receiver
     })

@@ -97,7 +97,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use stop::{CancelOnDrop, PlanCheckpoint, Stop};
 
-pub use feed::{SpanChunks, SpanFeed};
+pub use feed::{ColumnChunks, OpenColumns, SpanChunks, SpanFeed};
 pub use functions::{BuildRefused, MAX_CALL_BYTES, MAX_VALUE_BYTES, REMOVED as REMOVED_FUNCTIONS};
 pub use guard::{PlanRefused, MAX_CONSTANT_BYTES, MAX_JOINS, MAX_OPERATORS, MAX_UNKEYED_JOIN_ROWS};
 pub use table::{spans_schema, spans_to_batches};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaintrace_model::{
-    AnyValue, Event, KeyValue, Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
-    UnixNanos,
+    AnyValue, Event, KeyValue, Resource, Span, SpanColumn, SpanId, SpanKind, Status, StatusCode,
+    TraceId, UnixNanos,
 };
 use serde_json::{json, Value};
 
@@ -565,10 +565,39 @@ async fn big_queries_are_refused_not_crashing() {
 }
 
 /// A feed handing over `spans` in chunks of `chunk` whole traces (the
-/// fixture's traces are contiguous), each read on a thread of its own.
-fn feed_of(spans: Vec<Span>, chunk: usize, start: Option<u64>, end: Option<u64>) -> SpanFeed {
+/// fixture's traces are contiguous), each read on a thread of its own; with
+/// `columns`, also a columnar read built from the same spans as a store
+/// would (own model, tokens and error type by the conventions).
+fn feed_of(
+    spans: Vec<Span>,
+    chunk: usize,
+    start: Option<u64>,
+    end: Option<u64>,
+    columns: bool,
+) -> SpanFeed {
     let max_rows = spans.len() as u64;
     let spans = Arc::new(spans);
+    let for_columns = Arc::clone(&spans);
+    let open_columns: Option<OpenColumns> = columns.then(|| {
+        Box::new(move |wanted: Vec<SpanColumn>| {
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let kept: Vec<Span> = for_columns
+                .iter()
+                .filter(|s| {
+                    start.is_none_or(|t| s.start.0 >= t) && end.is_none_or(|t| s.start.0 <= t)
+                })
+                .cloned()
+                .collect();
+            std::thread::spawn(move || {
+                for piece in kept.chunks(chunk.max(1)) {
+                    if tx.blocking_send(Ok(raw_batch(piece, &wanted))).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        }) as OpenColumns
+    });
     SpanFeed {
         start: start.map(UnixNanos),
         end: end.map(UnixNanos),
@@ -587,7 +616,109 @@ fn feed_of(spans: Vec<Span>, chunk: usize, start: Option<u64>, end: Option<u64>)
             });
             rx
         }),
+        open_columns,
     }
+}
+
+/// The `wanted` columns of `spans`, typed as [`SpanColumn`] says.
+fn raw_batch(spans: &[Span], wanted: &[SpanColumn]) -> arrow_array::RecordBatch {
+    use arrow_array::builder::{
+        FixedSizeBinaryBuilder, Int64Builder, StringBuilder, UInt64Builder, UInt8Builder,
+    };
+    use arrow_array::ArrayRef;
+    use chaintrace_model::conventions;
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for &c in wanted {
+        let (ty, array): (arrow_schema::DataType, ArrayRef) = match c {
+            SpanColumn::TraceId | SpanColumn::SpanId | SpanColumn::ParentSpanId => {
+                let len = if c == SpanColumn::TraceId { 16 } else { 8 };
+                let mut b = FixedSizeBinaryBuilder::new(len);
+                for s in spans {
+                    let id = match c {
+                        SpanColumn::TraceId => Some(s.trace_id.0.to_vec()),
+                        SpanColumn::SpanId => Some(s.span_id.0.to_vec()),
+                        _ => s.parent_span_id.map(|p| p.0.to_vec()),
+                    };
+                    match id {
+                        Some(id) => b.append_value(id).unwrap(),
+                        None => b.append_null(),
+                    }
+                }
+                (
+                    arrow_schema::DataType::FixedSizeBinary(len),
+                    Arc::new(b.finish()),
+                )
+            }
+            SpanColumn::Kind | SpanColumn::StatusCode => {
+                let mut b = UInt8Builder::new();
+                for s in spans {
+                    b.append_value(if c == SpanColumn::Kind {
+                        match s.kind {
+                            SpanKind::Unspecified => 0,
+                            SpanKind::Internal => 1,
+                            SpanKind::Server => 2,
+                            SpanKind::Client => 3,
+                            SpanKind::Producer => 4,
+                            SpanKind::Consumer => 5,
+                        }
+                    } else {
+                        match s.status.code {
+                            StatusCode::Unset => 0,
+                            StatusCode::Ok => 1,
+                            StatusCode::Error => 2,
+                        }
+                    });
+                }
+                (arrow_schema::DataType::UInt8, Arc::new(b.finish()))
+            }
+            SpanColumn::Start | SpanColumn::Duration => {
+                let mut b = UInt64Builder::new();
+                for s in spans {
+                    b.append_value(if c == SpanColumn::Start {
+                        s.start.0
+                    } else {
+                        s.duration().0
+                    });
+                }
+                (arrow_schema::DataType::UInt64, Arc::new(b.finish()))
+            }
+            SpanColumn::InputTokens | SpanColumn::OutputTokens => {
+                let mut b = Int64Builder::new();
+                for s in spans {
+                    let t = conventions::tokens(s);
+                    let n = if c == SpanColumn::InputTokens {
+                        t.input
+                    } else {
+                        t.output
+                    };
+                    b.append_option(n.map(|n| n as i64));
+                }
+                (arrow_schema::DataType::Int64, Arc::new(b.finish()))
+            }
+            _ => {
+                let mut b = StringBuilder::new();
+                for s in spans {
+                    b.append_option(match c {
+                        SpanColumn::Service => Some(s.service_name().to_string()),
+                        SpanColumn::Name => Some(s.name.to_string()),
+                        SpanColumn::StatusMessage => Some(s.status.message.to_string()),
+                        SpanColumn::OwnModel => conventions::llm_model(s).map(str::to_string),
+                        _ => conventions::error_type(s).map(str::to_string),
+                    });
+                }
+                (arrow_schema::DataType::Utf8, Arc::new(b.finish()))
+            }
+        };
+        fields.push(arrow_schema::Field::new(format!("{c:?}"), ty, true));
+        arrays.push(array);
+    }
+    arrow_array::RecordBatch::try_new_with_options(
+        Arc::new(arrow_schema::Schema::new(fields)),
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(spans.len())),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -595,6 +726,8 @@ async fn a_feed_answers_what_the_same_spans_in_memory_answer() {
     let spans = rag_chain();
     let queries = [
         "SELECT count(*) AS n FROM spans",
+        "SELECT trace_id, span_id, parent_span_id, name, service, kind, status, status_message, start_time, end_time, duration_ns, duration_ms, input_tokens, output_tokens, error_type FROM spans ORDER BY span_id",
+        "SELECT service, count(*), sum(input_tokens), approx_percentile_cont(duration_ms, 0.5) FROM spans GROUP BY service ORDER BY service",
         "SELECT name, count(*) AS n, sum(duration_ms) AS ms FROM spans GROUP BY name ORDER BY name",
         "SELECT llm_model, sum(input_tokens) AS i, sum(output_tokens) AS o FROM spans GROUP BY llm_model ORDER BY llm_model",
         "SELECT trace_id, span_id, error_type, status FROM spans WHERE status = 'error' ORDER BY span_id",
@@ -607,15 +740,16 @@ async fn a_feed_answers_what_the_same_spans_in_memory_answer() {
             .await
             .unwrap();
         for chunk in [1, 3, 1000] {
-            let got = run_sql_feed(
-                feed_of(spans.clone(), chunk, None, None),
-                query,
-                &SqlLimits::default(),
-                (),
-            )
-            .await
-            .unwrap();
-            assert_eq!(got, want, "{query} in chunks of {chunk}");
+            for columns in [false, true] {
+                let feed = feed_of(spans.clone(), chunk, None, None, columns);
+                let got = run_sql_feed(feed, query, &SqlLimits::default(), ())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got, want,
+                    "{query} in chunks of {chunk}, columns: {columns}"
+                );
+            }
         }
     }
 }
@@ -633,7 +767,7 @@ async fn a_feed_keeps_only_spans_starting_in_its_range_but_models_come_from_ance
     assert!(!inside.is_empty() && inside.len() < spans.len());
     let query = "SELECT count(*) AS n, count(llm_model) AS with_model FROM spans";
     let got = run_sql_feed(
-        feed_of(spans.clone(), 1000, Some(from), Some(to)),
+        feed_of(spans.clone(), 1000, Some(from), Some(to), true),
         query,
         &SqlLimits::default(),
         (),
@@ -649,7 +783,13 @@ async fn a_feed_keeps_only_spans_starting_in_its_range_but_models_come_from_ance
         .find(|s| s.name == "api_call" && s.trace_id == TraceId([2; 16]))
         .expect("the second run's api_call");
     let only_api = run_sql_feed(
-        feed_of(spans.clone(), 1000, Some(api.start.0), Some(api.start.0)),
+        feed_of(
+            spans.clone(),
+            1000,
+            Some(api.start.0),
+            Some(api.start.0),
+            true,
+        ),
         "SELECT name, llm_model FROM spans",
         &SqlLimits::default(),
         (),
@@ -677,6 +817,7 @@ async fn a_failing_feed_fails_the_query_with_its_message() {
             });
             rx
         }),
+        open_columns: None,
     };
     let err = run_sql_feed(
         feed,
@@ -687,4 +828,40 @@ async fn a_failing_feed_fails_the_query_with_its_message() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("block 42 is unreadable"), "{err}");
+}
+
+#[tokio::test]
+async fn hot_columns_are_read_as_columns_and_the_rest_from_spans() {
+    // Reading spans fails: a query that succeeds read columns only.
+    let failing_spans = || -> Box<dyn Fn() -> SpanChunks + Send + Sync> {
+        Box::new(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Err("spans were read".to_string()));
+            rx
+        })
+    };
+    let spans = rag_chain();
+    let columnar =
+        "SELECT name, count(*) AS n, max(end_time) AS last FROM spans GROUP BY name ORDER BY name";
+    let want = run_sql(spans.clone(), columnar, &SqlLimits::default())
+        .await
+        .unwrap();
+    let mut feed = feed_of(spans.clone(), 1000, None, None, true);
+    feed.open = failing_spans();
+    let got = run_sql_feed(feed, columnar, &SqlLimits::default(), ())
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+
+    let mut feed = feed_of(spans, 1000, None, None, true);
+    feed.open = failing_spans();
+    let err = run_sql_feed(
+        feed,
+        "SELECT llm_model FROM spans",
+        &SqlLimits::default(),
+        (),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("spans were read"), "{err}");
 }

@@ -964,6 +964,22 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn stream_columns(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        columns: Vec<chaintrace_model::SpanColumn>,
+        mut visit: Box<dyn FnMut(arrow_array::RecordBatch) -> bool + Send>,
+    ) -> Result<Option<crate::StreamStats>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let stats = inner.stream_columns_blocking(start, end, &columns, &mut *visit);
+            chaintrace_model::memory::release_unused();
+            stats.map(Some)
+        })
+        .await
+    }
+
     async fn search(
         &self,
         request: SearchRequest,

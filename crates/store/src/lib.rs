@@ -31,6 +31,7 @@
 
 pub mod block;
 mod catalog;
+mod columns;
 mod compaction;
 #[cfg(test)]
 mod compaction_tests;
@@ -57,6 +58,7 @@ mod wal;
 mod test_support;
 
 pub use block::{Operation, ServiceCalls};
+pub use columns::{column_type, columns_schema};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
 pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};

@@ -8,8 +8,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use arrow_array::RecordBatch;
 use chaintrace_model::{
-    LogRecord, Severity, Span, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
+    LogRecord, Severity, Span, SpanColumn, SpanId, Trace, TraceId, TraceSummary, UnixNanos,
 };
 
 use crate::block::Operation;
@@ -86,6 +87,24 @@ pub trait Store: Send + Sync + 'static {
             stopped: !kept_on,
             ..stats
         })
+    }
+
+    /// The `columns` of every stored span that starts in `[start, end]`
+    /// (`None`: open), duplicates dropped (the first copy wins, as in every
+    /// read), handed to `visit` as Arrow batches of those columns in that
+    /// order ([`columns_schema`](crate::columns_schema); types as
+    /// [`SpanColumn`] says), read without rebuilding spans. No order is
+    /// promised. `visit` runs on a blocking thread; returning false stops
+    /// the read. `Ok(None)`: this store has no columnar read (the default);
+    /// read [`Store::stream_traces`] instead.
+    async fn stream_columns(
+        &self,
+        _start: Option<UnixNanos>,
+        _end: Option<UnixNanos>,
+        _columns: Vec<SpanColumn>,
+        _visit: Box<dyn FnMut(RecordBatch) -> bool + Send>,
+    ) -> Result<Option<StreamStats>, StoreError> {
+        Ok(None)
     }
 
     /// Hands `visit` every trace that starts in `[request.start,

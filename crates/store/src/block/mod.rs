@@ -75,8 +75,9 @@ mod write_stream;
 pub(crate) mod testing;
 
 pub use error::BlockError;
+pub(crate) use hot::HotFields;
 pub use meta::{BlockMeta, MAX_META_NAMES};
-pub use read::{Block, LookupStats, SpanIds, SpanStream};
+pub use read::{Block, ColumnBatches, LookupStats, SpanIds, SpanStream};
 pub use stats::{
     Operation, ServiceCalls, SpanCounts, MAX_META_DEPENDENCIES, MAX_META_OPERATIONS, MINUTE_NANOS,
 };

@@ -510,6 +510,36 @@ impl Block {
         })
     }
 
+    /// The top-level leaf columns `names` (hot columns such as `name`,
+    /// `start_unix_nano`) of every row in block order, `batch_rows` rows at
+    /// a time, typed as the file stores them; only those columns are read.
+    /// A read or decode error is the last item.
+    pub fn column_batches(
+        &self,
+        names: &[&str],
+        batch_rows: usize,
+    ) -> Result<ColumnBatches<'_>, BlockError> {
+        let schema = self.data.meta.parquet_schema();
+        let mut leaves = Vec::with_capacity(names.len());
+        for name in names {
+            let leaf = schema
+                .columns()
+                .iter()
+                .position(|c| c.path().parts() == [*name])
+                .ok_or_else(|| {
+                    BlockError::corrupt(&self.data.path, format!("no {name} leaf column"))
+                })?;
+            leaves.push(leaf);
+        }
+        let mask = ProjectionMask::leaves(schema, leaves);
+        let all = (0..self.row_group_count()).collect();
+        let reader = self.data.reader(all, Some(&mask), None, None, batch_rows)?;
+        Ok(ColumnBatches {
+            path: &self.data.path,
+            batches: Some(reader),
+        })
+    }
+
     /// Summaries of the traces in this block that start in `[start, end]`
     /// (inclusive; `None` leaves that side open), oldest first. Reads only
     /// `traces.parquet`, skipping row groups by their start-time statistics.
@@ -642,6 +672,20 @@ impl Iterator for SpanStream<'_> {
                 }
             }
         }
+    }
+}
+
+/// Batches of some of a block's columns; see [`Block::column_batches`].
+pub struct ColumnBatches<'b> {
+    path: &'b Path,
+    batches: Option<ParquetRecordBatchReader>,
+}
+
+impl Iterator for ColumnBatches<'_> {
+    type Item = Result<RecordBatch, BlockError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        next_batch(self.path, &mut self.batches)
     }
 }
 

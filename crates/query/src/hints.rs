@@ -17,7 +17,7 @@ use crate::ast::{
     Attribute, AttributeScope, CompareOp, Field, FieldExpr, Intrinsic, Literal, Query, SpansetExpr,
     SpansetOp, Stage,
 };
-use crate::eval::ERROR_TYPE_KEYS;
+use crate::eval::{ERROR_TYPE_KEYS, EXCEPTION_EVENT_KEYS};
 
 /// More clauses than this after distributing an `||` are dropped (no hint).
 const MAX_CLAUSES: usize = 32;
@@ -41,6 +41,31 @@ pub struct TraceHints {
     pub error_types: Vec<BTreeSet<String>>,
     /// The trace has a span with status ERROR.
     pub status_error: bool,
+    /// Each set: the trace has a span with one of these attribute values
+    /// (string equality; `span.`, `resource.` or unscoped).
+    pub attributes: Vec<BTreeSet<AttributeEquals>>,
+}
+
+/// Where an attribute hint looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum HintScope {
+    /// The span's own attributes.
+    Span,
+    /// Its resource's attributes.
+    Resource,
+    /// Either (an unscoped `.key`).
+    Either,
+}
+
+/// A span whose attribute `key` (where `scope` says) is the string `value`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AttributeEquals {
+    /// Where to look.
+    pub scope: HintScope,
+    /// The attribute key.
+    pub key: String,
+    /// The string it equals.
+    pub value: String,
 }
 
 impl TraceHints {
@@ -50,6 +75,7 @@ impl TraceHints {
             && self.service_names.is_empty()
             && self.error_types.is_empty()
             && !self.status_error
+            && self.attributes.is_empty()
     }
 
     /// Whether a block (or trace) holding the names and services answered by
@@ -87,6 +113,11 @@ impl TraceHints {
             }
         }
         self.status_error |= other.status_error;
+        for clause in other.attributes {
+            if !self.attributes.contains(&clause) {
+                self.attributes.push(clause);
+            }
+        }
         self
     }
 
@@ -97,6 +128,7 @@ impl TraceHints {
             service_names: distribute(&self.service_names, &other.service_names),
             error_types: distribute(&self.error_types, &other.error_types),
             status_error: self.status_error && other.status_error,
+            attributes: distribute(&self.attributes, &other.attributes),
         }
     }
 
@@ -122,14 +154,14 @@ impl TraceHints {
     }
 }
 
-fn distribute(a: &[BTreeSet<String>], b: &[BTreeSet<String>]) -> Vec<BTreeSet<String>> {
+fn distribute<T: Ord + Clone>(a: &[BTreeSet<T>], b: &[BTreeSet<T>]) -> Vec<BTreeSet<T>> {
     if a.len() * b.len() > MAX_CLAUSES {
         return Vec::new();
     }
-    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    let mut out: Vec<BTreeSet<T>> = Vec::new();
     for x in a {
         for y in b {
-            let clause: BTreeSet<String> = x.union(y).cloned().collect();
+            let clause: BTreeSet<T> = x.union(y).cloned().collect();
             if !out.contains(&clause) {
                 out.push(clause);
             }
@@ -219,6 +251,27 @@ fn condition_hints(expr: &FieldExpr) -> TraceHints {
                 }),
                 Literal::String(s),
             ) if ERROR_TYPE_KEYS.contains(&name.as_str()) => TraceHints::error_type(s),
+            // Any other attribute equal to a string: the span (or its
+            // resource) holds that string under that key. Not the keys the
+            // evaluator also reads from exception events.
+            (Field::Attribute(Attribute { scope, name }), Literal::String(s))
+                if !ERROR_TYPE_KEYS.contains(&name.as_str())
+                    && !EXCEPTION_EVENT_KEYS.contains(&name.as_str()) =>
+            {
+                let scope = match scope {
+                    AttributeScope::Span => HintScope::Span,
+                    AttributeScope::Resource => HintScope::Resource,
+                    AttributeScope::Any => HintScope::Either,
+                };
+                TraceHints {
+                    attributes: vec![BTreeSet::from([AttributeEquals {
+                        scope,
+                        key: name.clone(),
+                        value: s.clone(),
+                    }])],
+                    ..TraceHints::default()
+                }
+            }
             _ => TraceHints::default(),
         },
         // `!`, `!=`, ranges and regexes give no requirement.
@@ -275,6 +328,44 @@ mod tests {
         assert!(hints.admits(|_| false, |s| s == "rag" || s == "gw"));
         assert!(!hints.admits(|_| false, |s| s == "rag"));
         assert!(parse("{ duration > 1s }").unwrap().trace_hints().is_empty());
+    }
+
+    #[test]
+    fn attribute_values_are_hints_where_sound() {
+        let attrs = |q: &str| parse(q).unwrap().trace_hints().attributes;
+        let eq = |scope, key: &str, value: &str| super::AttributeEquals {
+            scope,
+            key: key.into(),
+            value: value.into(),
+        };
+        use super::HintScope::*;
+        assert_eq!(
+            attrs(r#"{ span.user_id = "u-123" }"#),
+            vec![BTreeSet::from([eq(Span, "user_id", "u-123")])]
+        );
+        assert_eq!(
+            attrs(r#"{ resource.deployment = "canary" && duration > 2s }"#),
+            vec![BTreeSet::from([eq(Resource, "deployment", "canary")])]
+        );
+        assert_eq!(
+            attrs(r#"{ .customer = "a" || .customer = "b" }"#),
+            vec![BTreeSet::from([
+                eq(Either, "customer", "a"),
+                eq(Either, "customer", "b")
+            ])]
+        );
+        // Not from `!=`, numbers, regexes, an `||` with a branch without
+        // one, or the keys exception events also answer.
+        for q in [
+            r#"{ span.user_id != "u" }"#,
+            r#"{ span.n = 3 }"#,
+            r#"{ span.user_id =~ "u.*" }"#,
+            r#"{ span.user_id = "u" || name = "x" }"#,
+            r#"{ span.exception.message = "boom" }"#,
+            r#"{ !(span.user_id = "u") }"#,
+        ] {
+            assert!(attrs(q).is_empty(), "{q}");
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub use error::ParseError;
 pub use eval::{
     evaluate, evaluate_within, MatchedSpan, TraceMatch, ERROR_TYPE_KEYS, EXCEPTION_EVENT_KEYS,
 };
-pub use hints::TraceHints;
+pub use hints::{AttributeEquals, HintScope, TraceHints};
 pub use parser::{MAX_OPERATORS, MAX_QUERY_BYTES};
 
 /// Parses a TraceQL query; syntax and type errors carry the byte position

@@ -5,8 +5,8 @@
 //! every trace the query matches passes the filter (the tests below check
 //! this against the evaluator).
 
-use chaintrace_query::{Query, TraceHints};
-use chaintrace_store::{SpanClause, TraceFilter};
+use chaintrace_query::{HintScope, Query, TraceHints};
+use chaintrace_store::{AttributeMatch, SpanClause, TraceFilter};
 
 /// The store filter every trace matching `hints`' query passes.
 pub fn trace_filter(hints: &TraceHints) -> TraceFilter {
@@ -17,6 +17,18 @@ pub fn trace_filter(hints: &TraceHints) -> TraceFilter {
         clauses.push(SpanClause::StatusError);
     }
     clauses.extend(hints.error_types.iter().cloned().map(SpanClause::ErrorType));
+    clauses.extend(hints.attributes.iter().map(|set| {
+        SpanClause::Attribute(
+            set.iter()
+                .map(|a| AttributeMatch {
+                    on_span: a.scope != HintScope::Resource,
+                    on_resource: a.scope != HintScope::Span,
+                    key: a.key.clone(),
+                    value: a.value.clone(),
+                })
+                .collect(),
+        )
+    }));
     TraceFilter { clauses }
 }
 

@@ -295,3 +295,110 @@ async fn analytics_count_every_trace_of_the_range_once() {
         .sum();
     assert_eq!(counted, u64::from(traces) + 1, "{}", body["series"]);
 }
+
+/// A needle among 12 000 traces over three blocks and memory: one span
+/// with a unique `user_id`, sent first; one resource with a unique
+/// deployment. Search reads a few traces, not 5 000, and finds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribute_needles_are_found_anywhere_in_range() {
+    use chaintrace_model::KeyValue;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).expect("store opens");
+    let store = Arc::new(store);
+    let plain = Arc::new(Resource {
+        attributes: vec![
+            KeyValue::new("service.name", "rag"),
+            KeyValue::new("deployment", "main"),
+        ],
+    });
+    let canary = Arc::new(Resource {
+        attributes: vec![
+            KeyValue::new("service.name", "rag"),
+            KeyValue::new("deployment", "canary"),
+        ],
+    });
+    let trace = |i: u32| {
+        let mut id = [5u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let mut root = span(0, 40, "process_query".into());
+        root.trace_id = TraceId(id);
+        root.start.0 += u64::from(i) * 100_000;
+        root.end.0 = root.start.0 + 3_000_000;
+        root.resource = Arc::clone(&plain);
+        root.attributes = vec![KeyValue::new("user_id", format!("u-{}", i % 97))];
+        let mut child = root.clone();
+        child.span_id = SpanId([1; 8]);
+        child.parent_span_id = Some(root.span_id);
+        child.name = "api_call".into();
+        vec![root, child]
+    };
+    let mut needle = trace(0);
+    needle[1]
+        .attributes
+        .push(KeyValue::new("user_id", "u-needle"));
+    needle[1].attributes.swap(0, 1);
+    store.append(needle).await.expect("append");
+    for part in 0..3u32 {
+        let spans: Vec<Span> = (1 + part * 4000..1 + (part + 1) * 4000)
+            .flat_map(trace)
+            .collect();
+        store.append(spans).await.expect("append");
+        tokio::task::block_in_place(|| store.flush()).expect("cut");
+    }
+    let mut on_canary = trace(20_000);
+    on_canary
+        .iter_mut()
+        .for_each(|s| s.resource = Arc::clone(&canary));
+    store.append(on_canary).await.expect("append");
+    let f = Fixture {
+        router: crate::router(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(PriceTable::empty()),
+        ),
+        _dir: dir,
+    };
+    let needle_id = "00000000";
+    let (status, body) = f
+        .get("/api/v1/search", r#"q={ span.user_id = "u-needle" }"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let found: Vec<&str> = body["traces"]
+        .as_array()
+        .expect("traces")
+        .iter()
+        .map(|t| t["trace_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(found.len(), 1, "{body}");
+    assert!(found[0].starts_with(needle_id), "{body}");
+    assert!(
+        body["inspected"].as_u64().expect("inspected") < 10,
+        "{body}"
+    );
+    assert_eq!(body["truncated"], json!(false));
+
+    let (status, body) = f
+        .get(
+            "/api/v1/search",
+            r#"q={ resource.deployment = "canary" && duration > 2ms }"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["traces"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(
+        body["inspected"].as_u64().expect("inspected") < 10,
+        "{body}"
+    );
+    // An unscoped key finds the span attribute too; a value nobody has
+    // finds nothing, having read nothing.
+    let (_, body) = f
+        .get("/api/v1/search", r#"q={ .user_id = "u-needle" }"#)
+        .await;
+    assert_eq!(body["traces"].as_array().map(Vec::len), Some(1), "{body}");
+    let (_, body) = f
+        .get("/api/v1/search", r#"q={ span.user_id = "nobody" }"#)
+        .await;
+    assert_eq!(
+        (body["traces"].clone(), body["inspected"].clone()),
+        (json!([]), json!(0))
+    );
+}

@@ -61,7 +61,9 @@ pub use block::{Operation, ServiceCalls};
 pub use columns::{column_type, columns_schema};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
-pub use search::{SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS};
+pub use search::{
+    AttributeMatch, SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS,
+};
 pub use store::{
     LogPage, LogQuery, Store, StoreError, StoreStats, StreamStats, TraceListQuery,
     DEFAULT_STREAM_SPANS, DEFAULT_TRACE_LIST_LIMIT, MAX_LOG_LIMIT,

@@ -32,6 +32,33 @@ pub enum SpanClause {
     /// event, and the same keys on its resource — every place TraceQL's
     /// `span.error_type`, `.error.type`, `span.exception.type`, … can read.
     ErrorType(BTreeSet<String>),
+    /// One of these attribute values: the span (or its resource, as each
+    /// says) holds the string under the key. Not a hot column: blocks are
+    /// searched by their attribute columns, a needle anywhere in range.
+    Attribute(BTreeSet<AttributeMatch>),
+}
+
+/// A string attribute value a span or its resource holds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttributeMatch {
+    /// Look at the span's attributes.
+    pub on_span: bool,
+    /// Look at its resource's attributes.
+    pub on_resource: bool,
+    /// The key.
+    pub key: String,
+    /// The string value.
+    pub value: String,
+}
+
+impl AttributeMatch {
+    /// Whether `span` holds the value where this looks (the first attribute
+    /// of the key, as lookups read).
+    pub fn admits(&self, span: &Span) -> bool {
+        let is = |v: Option<&AnyValue>| v.and_then(AnyValue::as_str) == Some(self.value.as_str());
+        (self.on_span && is(find_attr(&span.attributes, &self.key)))
+            || (self.on_resource && is(find_attr(&span.resource.attributes, &self.key)))
+    }
 }
 
 impl SpanClause {
@@ -43,6 +70,7 @@ impl SpanClause {
             SpanClause::StatusError => span.is_error(),
             SpanClause::ErrorType(wanted) => error_classes(span)
                 .any(|value| wanted.iter().any(|w| error_class_matches(value, w))),
+            SpanClause::Attribute(matches) => matches.iter().any(|m| m.admits(span)),
         }
     }
 }

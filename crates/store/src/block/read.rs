@@ -180,7 +180,7 @@ pub struct Block {
     blooms: Vec<OnceLock<Option<Sbbf>>>,
     /// The rows of `resources.parquet` (`vparquet2`); `None` for a
     /// `vparquet1` block, whose rows carry their resource's attributes.
-    resources: Option<Vec<Arc<Resource>>>,
+    pub(super) resources: Option<Vec<Arc<Resource>>>,
 }
 
 impl std::fmt::Debug for Block {

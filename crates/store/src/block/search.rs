@@ -8,14 +8,15 @@
 //! used at all is the caller's question ([`Block::clause_spans`] answers it
 //! from the meta); this file assumes it was asked.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 
 use arrow_array::{
-    Array, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt64Array, UInt8Array,
+    Array, BooleanArray, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray,
+    UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow_schema::ArrowError;
-use chaintrace_model::{error_class_matches, Span, TraceId, UnixNanos};
+use chaintrace_model::{error_class_matches, find_attr, AnyValue, Span, TraceId, UnixNanos};
 use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter, RowSelection};
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::RowGroupMetaData;
@@ -25,7 +26,7 @@ use super::decode::TextColumn;
 use super::error::BlockError;
 use super::read::Block;
 use super::schema::{col, status_to_u8};
-use crate::search::SpanClause;
+use crate::search::{AttributeMatch, SpanClause};
 
 /// Rows per batch when reading candidates (two small columns).
 const CANDIDATE_BATCH_ROWS: usize = 64 * 1024;
@@ -67,6 +68,16 @@ impl Block {
                         .sum()
                 }
             }
+            // No counts are kept per attribute value; an equality on one
+            // is taken to match about one span in 1 024 (a user, a
+            // customer, a deployment), so it is chosen over hot clauses
+            // that match more. A `vparquet1` block keeps no resource table.
+            SpanClause::Attribute(matches) => {
+                if self.resources.is_none() && matches.iter().any(|m| m.on_resource) {
+                    return None;
+                }
+                all.div_ceil(1024)
+            }
         };
         Some(n.min(all))
     }
@@ -90,6 +101,9 @@ impl Block {
                 .map(|s| (s.start_unix_nano, s.trace_id))
                 .collect());
         };
+        if let SpanClause::Attribute(matches) = clause {
+            return self.attribute_candidates(matches, since);
+        }
         let column = clause_column(clause);
         let (Some(clause_leaf), Some(start_leaf)) = (self.leaf(column), self.leaf(col::START))
         else {
@@ -233,6 +247,141 @@ impl Block {
         Ok(spans)
     }
 
+    /// [`Block::search_candidates`] for an attribute clause: the span side
+    /// reads the `key` and `str` leaves of the attribute lists (with
+    /// `trace_id` and start), the resource side tests the block's resource
+    /// table once and then reads only `resource_index`.
+    fn attribute_candidates(
+        &self,
+        matches: &BTreeSet<AttributeMatch>,
+        since: Option<UnixNanos>,
+    ) -> Result<Vec<Candidate>, BlockError> {
+        let on_span: Vec<&AttributeMatch> = matches.iter().filter(|m| m.on_span).collect();
+        let resources: HashSet<u32> = match &self.resources {
+            Some(table) => table
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    matches.iter().any(|m| {
+                        m.on_resource
+                            && find_attr(&r.attributes, &m.key).and_then(AnyValue::as_str)
+                                == Some(m.value.as_str())
+                    })
+                })
+                .filter_map(|(i, _)| u32::try_from(i).ok())
+                .collect(),
+            None => HashSet::new(),
+        };
+        if on_span.is_empty() && resources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = &self.data.path;
+        let schema = self.data.meta.parquet_schema();
+        let leaf_of = |parts: &dyn Fn(&[String]) -> bool, what: &str| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| parts(c.path().parts()))
+                .ok_or_else(|| BlockError::corrupt(path, format!("no {what} leaf column")))
+        };
+        let start_leaf = self
+            .leaf(col::START)
+            .ok_or_else(|| BlockError::corrupt(path, "no start leaf column"))?;
+        let mut leaves = vec![self.trace_id_leaf, start_leaf];
+        if !resources.is_empty() {
+            leaves.push(
+                self.leaf(col::RESOURCE_INDEX)
+                    .ok_or_else(|| BlockError::corrupt(path, "no resource_index leaf column"))?,
+            );
+        }
+        if !on_span.is_empty() {
+            let attribute = |name: &'static str| {
+                move |p: &[String]| {
+                    p.first().map(String::as_str) == Some(col::ATTRIBUTES)
+                        && p.last().map(String::as_str) == Some(name)
+                        && p.len() > 2
+                }
+            };
+            leaves.push(leaf_of(&attribute("key"), "attributes key")?);
+            leaves.push(leaf_of(&attribute("str"), "attributes str")?);
+        }
+        let since = since.map_or(0, |t| t.0);
+        let groups: Vec<usize> = self
+            .data
+            .meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| max_start(rg, start_leaf).is_none_or(|max| max >= since))
+            .map(|(i, _)| i)
+            .collect();
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mask = ProjectionMask::leaves(schema, leaves);
+        let reader = self
+            .data
+            .reader(groups, Some(&mask), None, None, CANDIDATE_BATCH_ROWS)?;
+        let mut out: Vec<Candidate> = Vec::new();
+        self.data.each_batch(reader, |batch| {
+            let ids = typed::<FixedSizeBinaryArray>(batch, col::TRACE_ID)?;
+            let starts = typed::<UInt64Array>(batch, col::START)?;
+            if ids.value_length() != 16 {
+                return Err(format!("trace_id holds {}-byte values", ids.value_length()));
+            }
+            let index = if resources.is_empty() {
+                None
+            } else {
+                Some(typed::<UInt32Array>(batch, col::RESOURCE_INDEX)?)
+            };
+            let lists = if on_span.is_empty() {
+                None
+            } else {
+                let list = typed::<ListArray>(batch, col::ATTRIBUTES)?;
+                let entries = list
+                    .values()
+                    .as_any()
+                    .downcast_ref::<StructArray>()
+                    .ok_or("attributes entries are not structs")?;
+                let text = |name: &str| {
+                    entries
+                        .column_by_name(name)
+                        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                        .ok_or_else(|| format!("attributes {name} is not text"))
+                };
+                Some((list, text("key")?, text("str")?))
+            };
+            for row in 0..batch.num_rows() {
+                let start = starts.value(row);
+                if start < since {
+                    continue;
+                }
+                let by_resource = index.is_some_and(|ix| resources.contains(&ix.value(row)));
+                let by_span = lists.is_some_and(|(list, keys, values)| {
+                    let offsets = list.value_offsets();
+                    let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+                    (from..to).any(|e| {
+                        values.is_valid(e)
+                            && on_span
+                                .iter()
+                                .any(|m| keys.value(e) == m.key && values.value(e) == m.value)
+                    })
+                });
+                if !(by_resource || by_span) {
+                    continue;
+                }
+                let id = TraceId(to_id(ids.value(row)));
+                match out.last() {
+                    Some((_, last)) if *last == id => {}
+                    _ => out.push((UnixNanos(start), id)),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// The leaf column index of the top-level column `name` in `data.parquet`.
     fn leaf(&self, name: &str) -> Option<usize> {
         self.data
@@ -251,6 +400,8 @@ fn clause_column(clause: &SpanClause) -> &'static str {
         SpanClause::Service(_) => col::SERVICE,
         SpanClause::StatusError => col::STATUS_CODE,
         SpanClause::ErrorType(_) => col::ERROR_TYPE,
+        // Searched by `attribute_candidates`, never by one column.
+        SpanClause::Attribute(_) => col::ATTRIBUTES,
     }
 }
 
@@ -270,6 +421,7 @@ fn may_hold(rg: &RowGroupMetaData, leaf: usize, clause: &SpanClause) -> bool {
         return true;
     };
     match clause {
+        SpanClause::Attribute(_) => true,
         SpanClause::ErrorType(_) => {
             stats.null_count_opt() != Some(chunk.num_values().max(0) as u64)
         }
@@ -302,6 +454,11 @@ fn passes(
     let in_time = |row: usize| starts.value(row) >= since;
     let rows = 0..batch.num_rows();
     let out: BooleanArray = match clause {
+        SpanClause::Attribute(_) => {
+            return Err(ArrowError::InvalidArgumentError(
+                "an attribute clause is not tested on one column".into(),
+            ))
+        }
         SpanClause::StatusError => {
             let codes = typed::<UInt8Array>(batch, column).map_err(ArrowError::SchemaError)?;
             let error = status_to_u8(chaintrace_model::StatusCode::Error);

@@ -519,28 +519,31 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         }
         _ => Figures::Aggregates(Aggregates::default()),
     };
-    // Held from the walk, which does the work on the store's thread, to
-    // the answer.
+    // Two threads: the store decodes chunks of traces on its own, this
+    // request's CPU slot adds them up, two chunks apart at most; on two
+    // cores the walk takes about the longer of the two, not their sum. The
+    // slot is held from the first chunk to the answer.
     let slot = match state.cpu.slot().await {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    let walk = Arc::new(Mutex::new(Walk {
-        figures,
-        traces: 0,
-        inspected: 0,
-        stopped: None,
-    }));
-    let visit = {
-        let walk = Arc::clone(&walk);
-        let prices = Arc::clone(&state.prices);
-        let deadline = Instant::now() + ANALYTICS_TIME;
-        let in_range = move |t: UnixNanos| {
-            range.start.is_none_or(|s| t >= s) && range.end.is_none_or(|e| t <= e)
+    let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<Span>>(2);
+    // The store stops reading once the figures stop taking chunks.
+    let visit = Box::new(move |chunk: Vec<Span>| chunks.send(chunk).is_ok());
+    let prices = Arc::clone(&state.prices);
+    let limit = params.limit.unwrap_or(10).min(1000);
+    let figures_done = slot.run(move || {
+        let mut walk = Walk {
+            figures,
+            traces: 0,
+            inspected: 0,
+            stopped: None,
         };
+        let deadline = Instant::now() + ANALYTICS_TIME;
+        let in_range =
+            |t: UnixNanos| range.start.is_none_or(|s| t >= s) && range.end.is_none_or(|e| t <= e);
         let mut budget = RegexBudget::default();
-        Box::new(move |chunk: Vec<Span>| {
-            let mut walk = walk.lock().unwrap_or_else(PoisonError::into_inner);
+        'chunks: for chunk in received {
             for trace in whole_traces(chunk) {
                 walk.inspected += 1;
                 let start = trace
@@ -558,7 +561,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                         Ok(None) => continue,
                         Err(e) => {
                             walk.stopped = Some(Stopped::from(&e));
-                            return false;
+                            break 'chunks;
                         }
                     }
                 }
@@ -573,7 +576,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                          add a filter or narrow the time range"
                     ),
                 });
-                return false;
+                break;
             }
             if Instant::now() >= deadline {
                 walk.stopped = Some(Stopped {
@@ -583,29 +586,23 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                         ANALYTICS_TIME.as_secs()
                     ),
                 });
-                return false;
+                break;
             }
-            true
-        })
-    };
-    if let Err(e) = state
-        .store
-        .stream_traces(range.start, range.end, visit)
-        .await
-    {
+        }
+        // Dropping the receiver here ends the store's read at its next chunk.
+        let response = answer(walk, what, limit);
+        chaintrace_model::memory::release_unused();
+        response
+    });
+    let reading = state.store.stream_traces(range.start, range.end, visit);
+    let (figures, read) = tokio::join!(figures_done, reading);
+    if let Err(e) = read {
         return store_error(e);
     }
-    let walk = std::mem::replace(
-        &mut *walk.lock().unwrap_or_else(PoisonError::into_inner),
-        Walk {
-            figures: Figures::Errors(ErrorGroups::default()),
-            traces: 0,
-            inspected: 0,
-            stopped: None,
-        },
-    );
-    let limit = params.limit.unwrap_or(10).min(1000);
-    slot.respond(move || answer(walk, what, limit)).await
+    match figures {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The traces of a chunk (spans grouped by trace id, as the store hands

@@ -390,6 +390,18 @@ impl Block {
 
     /// Whether row group `rg`'s bloom filter admits `key` (true when the
     /// row group has none).
+    /// The bloom filter of column chunk `chunk`, read now (not cached);
+    /// `None` when the chunk has none.
+    pub(super) fn guarded_bloom(
+        &self,
+        chunk: &parquet::file::metadata::ColumnChunkMetaData,
+    ) -> Result<Option<Sbbf>, BlockError> {
+        guard(&self.data.path, || {
+            Sbbf::read_from_column_chunk(chunk, &self.data.file)
+                .map_err(|e| BlockError::parquet(&self.data.path, e))
+        })
+    }
+
     pub(super) fn bloom_may_contain(&self, rg: usize, key: &[u8]) -> Result<bool, BlockError> {
         let Some(cell) = self.blooms.get(rg) else {
             return Ok(true);

@@ -461,6 +461,21 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
     .collect()
 }
 
+/// The `str` leaf of the span attribute list: the column path of its bloom
+/// filter (`attributes` is a list of `item` structs).
+pub(crate) fn attribute_str_path() -> ColumnPath {
+    ColumnPath::new(vec![
+        col::ATTRIBUTES.to_string(),
+        "list".to_string(),
+        "item".to_string(),
+        "str".to_string(),
+    ])
+}
+
+/// What the attribute-value bloom filter of a row group is first sized
+/// for (the writer folds it down to the values it saw).
+const ATTRIBUTE_VALUES_PER_ROW_GROUP: u64 = 256 * 1024;
+
 /// Settings of `data.parquet`.
 ///
 /// - LZ4 (raw) where it pays, dictionaries on (names, services, keys,
@@ -482,7 +497,8 @@ fn uncompressed_leaves() -> Vec<ColumnPath> {
 /// - Page statistics (the column index) only where pruning uses them:
 ///   `trace_id` and `start_unix_nano`; chunk statistics elsewhere.
 /// - A bloom filter on `trace_id`, sized for `traces_per_row_group` and
-///   folded down by the writer to the target false-positive rate.
+///   folded down by the writer to the target false-positive rate; another
+///   on the string values of span attributes, for needle searches.
 pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
     let trace_id = ColumnPath::from(col::TRACE_ID);
     let start = ColumnPath::from(col::START);
@@ -513,6 +529,17 @@ pub(crate) fn data_properties(traces_per_row_group: u64) -> WriterProperties {
             BloomFilterProperties::builder()
                 .with_fpp(0.01)
                 .with_max_ndv(traces_per_row_group.max(1))
+                .build(),
+        )
+        // Needle searches (`{ span.user_id = "u-123" }`) skip row groups
+        // whose string attribute values cannot hold theirs. Sized for a
+        // few values per span, folded down by the writer to what the row
+        // group really holds.
+        .set_column_bloom_filter_properties(
+            attribute_str_path(),
+            BloomFilterProperties::builder()
+                .with_fpp(0.01)
+                .with_max_ndv(ATTRIBUTE_VALUES_PER_ROW_GROUP)
                 .build(),
         )
         .set_sorting_columns(Some(vec![

@@ -25,7 +25,7 @@ use parquet::file::statistics::Statistics;
 use super::decode::TextColumn;
 use super::error::BlockError;
 use super::read::Block;
-use super::schema::{col, status_to_u8};
+use super::schema::{attribute_str_path, col, status_to_u8};
 use crate::search::{AttributeMatch, SpanClause};
 
 /// Rows per batch when reading candidates (two small columns).
@@ -306,16 +306,28 @@ impl Block {
             leaves.push(leaf_of(&attribute("str"), "attributes str")?);
         }
         let since = since.map_or(0, |t| t.0);
-        let groups: Vec<usize> = self
-            .data
-            .meta
-            .metadata()
-            .row_groups()
+        let str_leaf = schema
+            .columns()
             .iter()
-            .enumerate()
-            .filter(|(_, rg)| max_start(rg, start_leaf).is_none_or(|max| max >= since))
-            .map(|(i, _)| i)
-            .collect();
+            .position(|c| c.path() == &attribute_str_path());
+        let metadata = self.data.meta.metadata().clone();
+        let mut groups: Vec<usize> = Vec::new();
+        for (i, rg) in metadata.row_groups().iter().enumerate() {
+            if max_start(rg, start_leaf).is_some_and(|max| max < since) {
+                continue;
+            }
+            // A row group whose value bloom filter rules out every wanted
+            // span value is skipped, unless a resource of the block matched.
+            if resources.is_empty() {
+                if let Some(leaf) = str_leaf {
+                    let bloom = self.guarded_bloom(rg.column(leaf))?;
+                    if bloom.is_some_and(|b| !on_span.iter().any(|m| b.check(m.value.as_str()))) {
+                        continue;
+                    }
+                }
+            }
+            groups.push(i);
+        }
         if groups.is_empty() {
             return Ok(Vec::new());
         }
@@ -558,5 +570,90 @@ mod tests {
             assert!(DATA_SCHEMA_V1.index_of(clause_column(&c)).is_ok());
             assert!(DATA_SCHEMA_V2.index_of(clause_column(&c)).is_ok());
         }
+    }
+
+    #[test]
+    fn attribute_needles_use_the_value_bloom_filter_and_find_their_trace() {
+        use chaintrace_model::KeyValue;
+        let dir = tempfile::tempdir().unwrap();
+        // 4 row groups of 1 000 spans; the needle in the third.
+        let spans: Vec<Span> = (0..4000u32)
+            .map(|i| {
+                let mut s = crate::test_support::span(
+                    1,
+                    1,
+                    None,
+                    "svc",
+                    "op",
+                    10 + u64::from(i),
+                    20 + u64::from(i),
+                );
+                s.trace_id.0[..4].copy_from_slice(&i.to_be_bytes());
+                let user = if i == 2500 {
+                    "u-needle".to_string()
+                } else {
+                    format!("u-{}", i % 50)
+                };
+                s.attributes.push(KeyValue::new("user_id", user));
+                s
+            })
+            .collect();
+        let opts = super::super::BlockWriteOptions {
+            row_group_rows: 1000,
+            ..Default::default()
+        };
+        let meta = super::super::write_block(dir.path(), "b1", spans, &opts).unwrap();
+        let block = Block::open(&dir.path().join(meta.id)).unwrap();
+        assert_eq!(block.row_group_count(), 4);
+        let schema = block.data.meta.parquet_schema();
+        let leaf = schema
+            .columns()
+            .iter()
+            .position(|c| c.path() == &attribute_str_path())
+            .expect("the attribute str leaf");
+        let metadata = block.data.meta.metadata().clone();
+        let holding: Vec<usize> = (0..4)
+            .filter(|&rg| {
+                block
+                    .guarded_bloom(metadata.row_group(rg).column(leaf))
+                    .unwrap()
+                    .expect("a bloom filter on attribute values")
+                    .check("u-needle")
+            })
+            .collect();
+        assert_eq!(holding, [2], "only the needle's row group may hold it");
+        let clause = |key: &str, value: &str| {
+            SpanClause::Attribute(BTreeSet::from([AttributeMatch {
+                on_span: true,
+                on_resource: true,
+                key: key.into(),
+                value: value.into(),
+            }]))
+        };
+        let found = block
+            .search_candidates(Some(&clause("user_id", "u-needle")), None)
+            .unwrap();
+        let mut id = [1u8; 16];
+        id[..4].copy_from_slice(&2500u32.to_be_bytes());
+        assert_eq!(found.iter().map(|c| c.1).collect::<Vec<_>>(), [TraceId(id)]);
+        assert_eq!(
+            block
+                .search_candidates(Some(&clause("user_id", "u-7")), None)
+                .unwrap()
+                .len(),
+            80
+        );
+        assert!(block
+            .search_candidates(Some(&clause("user_id", "nobody")), None)
+            .unwrap()
+            .is_empty());
+        // The resource side: every span's resource says service.name = svc.
+        assert_eq!(
+            block
+                .search_candidates(Some(&clause("service.name", "svc")), None)
+                .unwrap()
+                .len(),
+            4000
+        );
     }
 }

@@ -21,7 +21,7 @@ pub struct SqlArgs {
     /// `SELECT name, count(*) FROM spans GROUP BY name`; attributes by key:
     /// `attributes['user_id']`.
     pub query: String,
-    /// Only traces that started within this long ago, e.g. `15m`, `1h`, `7d`.
+    /// Only spans that started within this long ago, e.g. `15m`, `1h`, `7d`.
     #[arg(long, default_value = "1h")]
     pub since: String,
     /// Print the server's JSON answer.

@@ -543,7 +543,24 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         let in_range =
             |t: UnixNanos| range.start.is_none_or(|s| t >= s) && range.end.is_none_or(|e| t <= e);
         let mut budget = RegexBudget::default();
-        'chunks: for chunk in received {
+        let timed_out = || Stopped {
+            reason: "time",
+            detail: format!(
+                "read for {} s; narrow the time range or add a filter",
+                ANALYTICS_TIME.as_secs()
+            ),
+        };
+        'chunks: loop {
+            // A chunk the store is slow to hand over still ends at the bound.
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let chunk = match received.recv_timeout(wait) {
+                Ok(chunk) => chunk,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    walk.stopped = Some(timed_out());
+                    break;
+                }
+            };
             for trace in whole_traces(chunk) {
                 walk.inspected += 1;
                 let start = trace
@@ -579,13 +596,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                 break;
             }
             if Instant::now() >= deadline {
-                walk.stopped = Some(Stopped {
-                    reason: "time",
-                    detail: format!(
-                        "read for {} s; narrow the time range or add a filter",
-                        ANALYTICS_TIME.as_secs()
-                    ),
-                });
+                walk.stopped = Some(timed_out());
                 break;
             }
         }

@@ -33,7 +33,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chaintrace_model::{Span, SpanColumn, SpanId, TraceId, UnixNanos};
 
 use crate::block::schema::{col, kind_to_u8, status_to_u8};
-use crate::block::{Block, BlockError};
+use std::collections::HashSet;
+
+use crate::block::{Block, BlockError, HOT_RULES};
 use crate::embedded::{FrozenHead, Inner};
 use crate::generations::arrival_order;
 use crate::store::{StoreError, StreamStats};
@@ -186,15 +188,56 @@ impl Inner {
             ..StreamStats::default()
         };
 
-        let mut dropped = duplicates(&blocks, &heads)?;
+        let schema = columns_schema(columns);
+        // Pass 1 hands nothing over; an empty batch now and then asks the
+        // reader whether it still wants the answer.
+        let mut still_wanted = || visit(RecordBatch::new_empty(Arc::clone(&schema)));
+        let Some(mut dropped) = duplicates(&blocks, &heads, &mut still_wanted)? else {
+            stats.stopped = true;
+            return Ok(stats);
+        };
         stats.duplicates = dropped.iter().map(|d| d.rows.len() as u64).sum();
 
-        let schema = columns_schema(columns);
         let mut names: Vec<&str> = columns.iter().map(|&c| block_column(c)).collect();
         if !columns.contains(&SpanColumn::Start) {
             names.push(col::START);
         }
+        let recomputed = [
+            SpanColumn::InputTokens,
+            SpanColumn::OutputTokens,
+            SpanColumn::ErrorType,
+            SpanColumn::OwnModel,
+        ];
+        let rules_matter = columns.iter().any(|c| recomputed.contains(c));
         for (block, dropped) in blocks.iter().zip(&mut dropped) {
+            if rules_matter && block.meta().hot_rules < HOT_RULES {
+                // Written before the rules were one: today's answer comes
+                // from the attributes, in the same row order.
+                let mut kept = Vec::with_capacity(BATCH_ROWS);
+                for (row, span) in block.span_stream()?.enumerate() {
+                    let span = span?;
+                    if !dropped.contains(row as u64) && in_range(span.start.0) {
+                        kept.push(span);
+                    }
+                    if kept.len() == BATCH_ROWS {
+                        let out = head_rows(&std::mem::take(&mut kept), columns, &schema)?;
+                        stats.spans += out.num_rows() as u64;
+                        if !visit(out) {
+                            stats.stopped = true;
+                            return Ok(stats);
+                        }
+                    }
+                }
+                if !kept.is_empty() {
+                    let out = head_rows(&kept, columns, &schema)?;
+                    stats.spans += out.num_rows() as u64;
+                    if !visit(out) {
+                        stats.stopped = true;
+                        return Ok(stats);
+                    }
+                }
+                continue;
+            }
             let mut row = 0u64;
             for batch in block.column_batches(&names, BATCH_ROWS)? {
                 let batch = batch?;
@@ -262,8 +305,13 @@ fn corrupt(block: &Block, detail: &str) -> StoreError {
 }
 
 /// Pass 1: the rows of each input (blocks in arrival order, then heads)
-/// that repeat a span an earlier input (or an earlier row) holds.
-fn duplicates(blocks: &[Arc<Block>], heads: &[HeadInput]) -> Result<Vec<Dropped>, StoreError> {
+/// that repeat a span an earlier input (or an earlier row) holds; `None`
+/// when `still_wanted` said no (asked every 65 536 traces).
+fn duplicates(
+    blocks: &[Arc<Block>],
+    heads: &[HeadInput],
+    still_wanted: &mut dyn FnMut() -> bool,
+) -> Result<Option<Vec<Dropped>>, StoreError> {
     type Ids<'a> = Box<dyn Iterator<Item = Result<(TraceId, SpanId), StoreError>> + 'a>;
     let mut inputs: Vec<Ids<'_>> = Vec::with_capacity(blocks.len() + heads.len());
     for block in blocks {
@@ -280,23 +328,45 @@ fn duplicates(blocks: &[Arc<Block>], heads: &[HeadInput]) -> Result<Vec<Dropped>
         .map(|i| i.next().transpose())
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut rows = vec![0u64; inputs.len()];
+    // A trace's span ids so far: a scan while few (nearly always), a set
+    // past that, so a hostile trace of 300 000 spans costs linear time.
     let mut seen: Vec<SpanId> = Vec::new();
+    let mut seen_set: HashSet<SpanId> = HashSet::new();
+    let mut traces = 0u64;
     while let Some(id) = next.iter().flatten().map(|&(t, _)| t).min() {
+        traces += 1;
+        if traces.is_multiple_of(1 << 16) && !still_wanted() {
+            return Ok(None);
+        }
         seen.clear();
+        seen_set.clear();
         for (k, input) in inputs.iter_mut().enumerate() {
             while let Some((_, span)) = next[k].filter(|(t, _)| *t == id) {
-                if seen.contains(&span) {
-                    dropped[k].rows.push(rows[k]);
+                let repeated = if seen.len() < SCAN_SEEN {
+                    let found = seen.contains(&span);
+                    if !found {
+                        seen.push(span);
+                        if seen.len() == SCAN_SEEN {
+                            seen_set.extend(seen.iter().copied());
+                        }
+                    }
+                    found
                 } else {
-                    seen.push(span);
+                    !seen_set.insert(span)
+                };
+                if repeated {
+                    dropped[k].rows.push(rows[k]);
                 }
                 rows[k] += 1;
                 next[k] = input.next().transpose()?;
             }
         }
     }
-    Ok(dropped)
+    Ok(Some(dropped))
 }
+
+/// Span ids of one trace compared by a scan before a set takes over.
+const SCAN_SEEN: usize = 32;
 
 /// The asked columns of a block batch, typed as [`SpanColumn`] says.
 fn block_rows(
@@ -430,10 +500,9 @@ mod tests {
     use std::sync::Mutex;
 
     use arrow_array::{FixedSizeBinaryArray, StringArray, UInt64Array};
-    use chaintrace_model::KeyValue;
 
     use super::*;
-    use crate::test_support::span;
+    use crate::test_support::{at_ms, generations_with_retries, span};
     use crate::{EmbeddedConfig, EmbeddedStore, Store};
 
     type Row = (Vec<u8>, Vec<u8>, String, String, u64, u64, Option<String>);
@@ -528,44 +597,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn columns_of_blocks_and_memory_match_the_spans_each_once() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = EmbeddedConfig::new(dir.path());
-        config.compaction_min_blocks = 2;
-        config.compaction_fresh_blocks = 1;
-        let (store, _) = EmbeddedStore::open(config).unwrap();
-        let t = |ms: u64| 1_000_000_000_000 + ms * 1_000_000;
-        let mut llm = span(2, 2, Some(1), "gateway", "llm", t(20), t(40));
-        llm.attributes
-            .push(KeyValue::new("gen_ai.request.model", "gpt-4o"));
-        let mut renamed = span(1, 1, None, "rag", "chain", t(0), t(90));
-        renamed.name = "second copy".into();
-        let rounds = vec![
-            vec![
-                span(1, 1, None, "rag", "chain", t(0), t(90)),
-                span(2, 1, None, "rag", "chain", t(5), t(50)),
-            ],
-            vec![
-                renamed.clone(),
-                span(1, 2, Some(1), "rag", "embed", t(10), t(20)),
-            ],
-            vec![
-                renamed.clone(),
-                llm,
-                span(3, 1, None, "rag", "chain", t(7), t(8)),
-            ],
-        ];
-        for round in rounds {
-            store.append(round).await.unwrap();
-            tokio::task::block_in_place(|| store.flush()).unwrap();
-        }
-        assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
-        store
-            .append(vec![
-                renamed,
-                span(3, 2, Some(1), "rag", "tool", t(7), t(8)),
-                span(9, 1, None, "rag", "late", t(600_000), t(600_010)),
-            ])
-            .await
-            .unwrap();
+        let store = generations_with_retries(dir.path()).await;
+        let t = at_ms;
         let ids = [1, 2, 3, 9];
         for (from, to) in [
             (None, None),
@@ -587,6 +620,31 @@ mod tests {
         assert!(all
             .iter()
             .any(|r| r.2 == "llm" && r.3 == "gateway" && r.6.as_deref() == Some("gpt-4o")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocks_written_under_older_rules_answer_from_their_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = generations_with_retries(dir.path()).await;
+        let want = columnar(&store, None, None).await.0;
+        drop(store);
+        // Every block's meta as an older build wrote it: no `hot_rules`.
+        let mut rewritten = 0;
+        for entry in std::fs::read_dir(dir.path().join("blocks")).unwrap() {
+            let meta = entry.unwrap().path().join("meta.json");
+            if let Ok(text) = std::fs::read_to_string(&meta) {
+                let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(json["hot_rules"], serde_json::json!(HOT_RULES));
+                json.as_object_mut().unwrap().remove("hot_rules");
+                std::fs::write(&meta, json.to_string()).unwrap();
+                rewritten += 1;
+            }
+        }
+        assert!(rewritten >= 2);
+        let (store, _) = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let (got, stats) = columnar(&store, None, None).await;
+        assert_eq!(got, want);
+        assert_eq!(stats.duplicates, 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@
 //! each span id is kept, so this read agrees with trace by id, search and
 //! compaction on which copy of a duplicate is seen.
 //!
-//! Memory: one decoded batch of rows per block in range
-//! ([`SCAN_BATCH_ROWS`](crate::block) rows), the copied traces of the
+//! Memory: one decoded batch of rows per block in range (about 32 768
+//! spans over all blocks, 64 to 1 024 rows each), the copied traces of the
 //! active head (bounded by the head's budget, and only those meeting the
 //! range), one trace and one chunk being handed over.
 //!
@@ -129,8 +129,12 @@ impl Inner {
         // Inputs in arrival order: blocks, frozen heads oldest first, the
         // active head.
         let mut inputs = Vec::with_capacity(blocks.len() + frozen.len() + 1);
+        // One decoded batch per block is held: about 32 768 spans in all,
+        // whatever the number of blocks (a week holds hundreds), between
+        // 64 and 1 024 rows each.
+        let batch_rows = (32 * 1024 / blocks.len().max(1)).clamp(64, 1024);
         for block in &blocks {
-            let mut stream = Box::new(block.span_stream()?);
+            let mut stream = Box::new(block.span_stream_rows(batch_rows)?);
             let next = stream.next().transpose()?;
             inputs.push(Input::Block { stream, next });
         }
@@ -173,7 +177,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::test_support::{span, trace_id};
+    use crate::test_support::{at_ms, generations_with_retries, span, trace_id};
     use crate::{EmbeddedConfig, EmbeddedStore, Store};
 
     /// Everything `stream_traces` hands over, chunk by chunk.
@@ -202,44 +206,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_trace_once_whole_in_id_order_first_copy_winning() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = EmbeddedConfig::new(dir.path());
-        config.compaction_min_blocks = 2;
-        config.compaction_fresh_blocks = 1;
-        let (store, _) = EmbeddedStore::open(config).unwrap();
-        let t = |ms: u64| 1_000_000_000_000 + ms * 1_000_000;
-        let mut renamed = span(1, 1, None, "rag", "chain", t(0), t(90));
-        renamed.name = "second copy".into();
-        // Four generations: three blocks (two of them compacted into one)
-        // and the head; trace 1's root arrives in every one of them, the
-        // later copies renamed; trace 9, in the head, lives far later.
-        let rounds: Vec<Vec<Span>> = vec![
-            vec![
-                span(1, 1, None, "rag", "chain", t(0), t(90)),
-                span(2, 1, None, "rag", "chain", t(5), t(50)),
-            ],
-            vec![
-                renamed.clone(),
-                span(1, 2, Some(1), "rag", "embed", t(10), t(20)),
-                span(3, 1, None, "rag", "chain", t(7), t(8)),
-            ],
-            vec![
-                renamed.clone(),
-                span(2, 2, Some(1), "rag", "llm", t(20), t(40)),
-            ],
-        ];
-        for round in rounds {
-            store.append(round).await.unwrap();
-            tokio::task::block_in_place(|| store.flush()).unwrap();
-        }
-        assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
-        store
-            .append(vec![
-                renamed,
-                span(3, 2, Some(1), "rag", "tool", t(7), t(8)),
-                span(9, 1, None, "rag", "late", t(600_000), t(600_010)),
-            ])
-            .await
-            .unwrap();
+        let store = generations_with_retries(dir.path()).await;
+        let t = at_ms;
         assert!(store.stats().await.unwrap().blocks >= 2);
 
         let (chunks, stats) = streamed(&store, None, None).await;

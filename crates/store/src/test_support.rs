@@ -38,3 +38,57 @@ pub(crate) fn span(
         scope: Default::default(),
     }
 }
+
+/// Milliseconds after an arbitrary epoch, as Unix nanoseconds.
+pub(crate) fn at_ms(ms: u64) -> u64 {
+    1_000_000_000_000 + ms * 1_000_000
+}
+
+/// A store in `dir` with four generations: three cut blocks (the first two
+/// compacted into one) and the head. Trace 1's root arrives in every
+/// generation, the later copies renamed "second copy" (the first must
+/// win); trace 2's `llm` span is from service `gateway` with model
+/// `gpt-4o`; trace 9, in the head only, starts ten minutes after the rest.
+/// Traces 1, 2, 3, 9 hold 7 spans; 2 later copies meet the first.
+pub(crate) async fn generations_with_retries(dir: &std::path::Path) -> crate::EmbeddedStore {
+    use crate::Store;
+    let mut config = crate::EmbeddedConfig::new(dir);
+    config.compaction_min_blocks = 2;
+    config.compaction_fresh_blocks = 1;
+    let (store, _) = crate::EmbeddedStore::open(config).unwrap();
+    let t = at_ms;
+    let mut llm = span(2, 2, Some(1), "gateway", "llm", t(20), t(40));
+    llm.attributes
+        .push(KeyValue::new("gen_ai.request.model", "gpt-4o"));
+    let mut renamed = span(1, 1, None, "rag", "chain", t(0), t(90));
+    renamed.name = "second copy".into();
+    let rounds = vec![
+        vec![
+            span(1, 1, None, "rag", "chain", t(0), t(90)),
+            span(2, 1, None, "rag", "chain", t(5), t(50)),
+        ],
+        vec![
+            renamed.clone(),
+            span(1, 2, Some(1), "rag", "embed", t(10), t(20)),
+        ],
+        vec![
+            renamed.clone(),
+            llm,
+            span(3, 1, None, "rag", "chain", t(7), t(8)),
+        ],
+    ];
+    for round in rounds {
+        store.append(round).await.unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+    }
+    assert_eq!(tokio::task::block_in_place(|| store.compact()).unwrap(), 1);
+    store
+        .append(vec![
+            renamed,
+            span(3, 2, Some(1), "rag", "tool", t(7), t(8)),
+            span(9, 1, None, "rag", "late", t(600_000), t(600_010)),
+        ])
+        .await
+        .unwrap();
+    store
+}

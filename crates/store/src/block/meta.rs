@@ -71,7 +71,20 @@ pub struct BlockMeta {
     /// was kept.
     #[serde(default)]
     pub siblings: Vec<String>,
+    /// Which rules of `chaintrace_model::conventions` the hot token and
+    /// error-type columns were computed with ([`HOT_RULES`] for blocks
+    /// this build writes); 0 for blocks written before it was kept, whose
+    /// columns may follow older rules (readers that need today's answer
+    /// recompute them from the attributes).
+    #[serde(default)]
+    pub hot_rules: u32,
 }
+
+/// The version of the hot-column rules this build writes: 1 since the
+/// rules were unified in `chaintrace_model::conventions` (response model
+/// first, plain cache counts added to input tokens, the first exception
+/// event's type).
+pub const HOT_RULES: u32 = 1;
 
 impl BlockMeta {
     /// Whether the block may hold spans of trace `id`: false only when its

@@ -76,7 +76,7 @@ pub(crate) mod testing;
 
 pub use error::BlockError;
 pub(crate) use hot::HotFields;
-pub use meta::{BlockMeta, MAX_META_NAMES};
+pub use meta::{BlockMeta, HOT_RULES, MAX_META_NAMES};
 pub use read::{Block, ColumnBatches, LookupStats, SpanIds, SpanStream};
 pub use stats::{
     Operation, ServiceCalls, SpanCounts, MAX_META_DEPENDENCIES, MAX_META_OPERATIONS, MINUTE_NANOS,

@@ -485,13 +485,19 @@ impl Block {
     /// that compaction can merge many blocks holding one batch of each.
     /// A read or decode error is the last item.
     pub fn span_stream(&self) -> Result<SpanStream<'_>, BlockError> {
+        self.span_stream_rows(SCAN_BATCH_ROWS)
+    }
+
+    /// [`Block::span_stream`] decoding `batch_rows` rows at a time: a
+    /// merge over many blocks holds one batch of each.
+    pub fn span_stream_rows(&self, batch_rows: usize) -> Result<SpanStream<'_>, BlockError> {
         let all = (0..self.row_group_count()).collect();
         let reader = self.data.reader(
             all,
             Some(&self.span_projection),
             None,
             None,
-            SCAN_BATCH_ROWS,
+            batch_rows.max(1),
         )?;
         Ok(SpanStream {
             block: self,

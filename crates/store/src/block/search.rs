@@ -149,13 +149,7 @@ impl Block {
             }
             for row in 0..batch.num_rows() {
                 let id = TraceId(to_id(ids.value(row)));
-                let start = UnixNanos(starts.value(row));
-                // Rows are sorted by trace id, then start: a trace's first
-                // row here is its earliest.
-                match out.last() {
-                    Some((_, last)) if *last == id => {}
-                    _ => out.push((start, id)),
-                }
+                push_candidate(&mut out, UnixNanos(starts.value(row)), id);
             }
             Ok(())
         })?;
@@ -383,11 +377,7 @@ impl Block {
                 if !(by_resource || by_span) {
                     continue;
                 }
-                let id = TraceId(to_id(ids.value(row)));
-                match out.last() {
-                    Some((_, last)) if *last == id => {}
-                    _ => out.push((UnixNanos(start), id)),
-                }
+                push_candidate(&mut out, UnixNanos(start), TraceId(to_id(ids.value(row))));
             }
             Ok(())
         })?;
@@ -402,6 +392,15 @@ impl Block {
             .columns()
             .iter()
             .position(|c| c.path().parts() == [name])
+    }
+}
+
+/// Adds trace `id` to `out` unless it is the last one there. Rows are
+/// sorted by trace id, then start: a trace's first passing row is its
+/// earliest.
+fn push_candidate(out: &mut Vec<Candidate>, start: UnixNanos, id: TraceId) {
+    if out.last().is_none_or(|(_, last)| *last != id) {
+        out.push((start, id));
     }
 }
 

@@ -540,6 +540,7 @@ impl MetaParts {
             span_counts: Some(counts),
             trace_ids: self.trace_ids,
             siblings: opts.siblings.clone(),
+            hot_rules: super::meta::HOT_RULES,
         }
     }
 }

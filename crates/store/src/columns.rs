@@ -119,32 +119,61 @@ impl Dropped {
 }
 
 /// A head's traces meeting the range, in trace-id order, spans in arrival
-/// order: the frozen heads by reference, the active head copied.
+/// order: the frozen heads by reference (they do not change), the active
+/// head as the asked columns built under its lock (far smaller than a
+/// copy of its spans).
 enum HeadInput {
     Frozen(Arc<FrozenHead>, Vec<TraceId>),
-    Active(Vec<Span>),
+    Active {
+        /// (trace id, span id) of each row, for pass 1.
+        ids: Vec<(TraceId, SpanId)>,
+        /// Start of each row, for the range.
+        starts: Vec<u64>,
+        /// The asked columns, [`BATCH_ROWS`] rows (or a trace more) each.
+        batches: Vec<RecordBatch>,
+    },
 }
 
 impl HeadInput {
-    /// Calls `f` with each span in input order (the same order both passes
-    /// count rows in).
-    fn each(&self, mut f: impl FnMut(&Span)) {
-        match self {
-            HeadInput::Frozen(head, ids) => {
-                for id in ids {
-                    for span in head.head.spans_of(id) {
-                        f(&span);
-                    }
-                }
+    /// The active head's traces meeting the range, as columns.
+    fn active(
+        head: &crate::head::Head,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+        columns: &[SpanColumn],
+        schema: &SchemaRef,
+    ) -> Result<HeadInput, StoreError> {
+        let (mut ids, mut starts, mut batches) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pending: Vec<Span> = Vec::new();
+        for id in head.trace_ids_meeting(start, end) {
+            for span in head.spans_of(&id) {
+                ids.push((span.trace_id, span.span_id));
+                starts.push(span.start.0);
+                pending.push(span);
             }
-            HeadInput::Active(spans) => spans.iter().for_each(f),
+            if pending.len() >= BATCH_ROWS {
+                batches.push(head_rows(&std::mem::take(&mut pending), columns, schema)?);
+            }
         }
+        if !pending.is_empty() {
+            batches.push(head_rows(&pending, columns, schema)?);
+        }
+        Ok(HeadInput::Active {
+            ids,
+            starts,
+            batches,
+        })
     }
 
     fn ids(&self) -> Vec<(TraceId, SpanId)> {
-        let mut ids = Vec::new();
-        self.each(|s| ids.push((s.trace_id, s.span_id)));
-        ids
+        match self {
+            HeadInput::Frozen(head, traces) => traces
+                .iter()
+                .flat_map(|id| head.head.spans_of(id))
+                .map(|s| (s.trace_id, s.span_id))
+                .collect(),
+            HeadInput::Active { ids, .. } => ids.clone(),
+        }
     }
 }
 
@@ -161,6 +190,7 @@ impl Inner {
             start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)
         };
         let in_range = |t: u64| start.is_none_or(|s| t >= s.0) && end.is_none_or(|e| t <= e.0);
+        let schema = columns_schema(columns);
         // Heads before blocks, as every read of several generations.
         let heads: Vec<HeadInput> = {
             let heads = self.heads();
@@ -169,11 +199,13 @@ impl Inner {
                 .iter()
                 .map(|f| HeadInput::Frozen(Arc::clone(f), f.head.trace_ids_meeting(start, end)))
                 .collect();
-            let mut active = Vec::new();
-            for id in heads.active.trace_ids_meeting(start, end) {
-                active.extend(heads.active.spans_of(&id));
-            }
-            out.push(HeadInput::Active(active));
+            out.push(HeadInput::active(
+                &heads.active,
+                start,
+                end,
+                columns,
+                &schema,
+            )?);
             out
         };
         let mut blocks: Vec<Arc<Block>> = self
@@ -188,7 +220,6 @@ impl Inner {
             ..StreamStats::default()
         };
 
-        let schema = columns_schema(columns);
         // Pass 1 hands nothing over; an empty batch now and then asks the
         // reader whether it still wants the answer.
         let mut still_wanted = || visit(RecordBatch::new_empty(Arc::clone(&schema)));
@@ -266,35 +297,54 @@ impl Inner {
             }
         }
         for (head, dropped) in heads.iter().zip(dropped.iter_mut().skip(blocks.len())) {
-            // At most the head's traces meeting the range, copied once more.
-            for chunk in collect_head(head, dropped, &in_range).chunks(BATCH_ROWS) {
-                let out = head_rows(chunk, columns, &schema)?;
-                stats.spans += out.num_rows() as u64;
-                if !visit(out) {
-                    stats.stopped = true;
-                    return Ok(stats);
+            let mut row = 0u64;
+            match head {
+                HeadInput::Frozen(frozen, traces) => {
+                    let mut kept: Vec<Span> = Vec::new();
+                    for (i, id) in traces.iter().enumerate() {
+                        for span in frozen.head.spans_of(id) {
+                            if !dropped.contains(row) && in_range(span.start.0) {
+                                kept.push(span);
+                            }
+                            row += 1;
+                        }
+                        if kept.len() >= BATCH_ROWS || (i + 1 == traces.len() && !kept.is_empty()) {
+                            let out = head_rows(&std::mem::take(&mut kept), columns, &schema)?;
+                            stats.spans += out.num_rows() as u64;
+                            if !visit(out) {
+                                stats.stopped = true;
+                                return Ok(stats);
+                            }
+                        }
+                    }
+                }
+                HeadInput::Active {
+                    starts, batches, ..
+                } => {
+                    for batch in batches {
+                        let keep: BooleanArray = (0..batch.num_rows())
+                            .map(|i| {
+                                let r = row + i as u64;
+                                Some(!dropped.contains(r) && in_range(starts[r as usize]))
+                            })
+                            .collect();
+                        row += batch.num_rows() as u64;
+                        if keep.true_count() == 0 {
+                            continue;
+                        }
+                        let out = arrow_select::filter::filter_record_batch(batch, &keep)
+                            .map_err(|e| StoreError::Internal(e.to_string()))?;
+                        stats.spans += out.num_rows() as u64;
+                        if !visit(out) {
+                            stats.stopped = true;
+                            return Ok(stats);
+                        }
+                    }
                 }
             }
         }
         Ok(stats)
     }
-}
-
-/// The spans of `head` that pass 1 kept and that start in range.
-fn collect_head(
-    head: &HeadInput,
-    dropped: &mut Dropped,
-    in_range: &dyn Fn(u64) -> bool,
-) -> Vec<Span> {
-    let mut kept = Vec::new();
-    let mut row = 0u64;
-    head.each(|span| {
-        if !dropped.contains(row) && in_range(span.start.0) {
-            kept.push(span.clone());
-        }
-        row += 1;
-    });
-    kept
 }
 
 fn corrupt(block: &Block, detail: &str) -> StoreError {

@@ -33,7 +33,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chaintrace_model::{Span, SpanColumn, SpanId, TraceId, UnixNanos};
 
 use crate::block::schema::{col, kind_to_u8, status_to_u8};
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 
 use crate::block::{Block, BlockError, HOT_RULES};
 use crate::embedded::{FrozenHead, Inner};
@@ -378,19 +379,36 @@ fn duplicates(
         .map(|i| i.next().transpose())
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut rows = vec![0u64; inputs.len()];
+    // The inputs by their next trace id, smallest first (see stream.rs).
+    let mut queue: BinaryHeap<Reverse<(TraceId, usize)>> = next
+        .iter()
+        .enumerate()
+        .filter_map(|(k, n)| n.map(|(t, _)| Reverse((t, k))))
+        .collect();
+    let mut holding: Vec<usize> = Vec::new();
     // A trace's span ids so far: a scan while few (nearly always), a set
     // past that, so a hostile trace of 300 000 spans costs linear time.
     let mut seen: Vec<SpanId> = Vec::new();
     let mut seen_set: HashSet<SpanId> = HashSet::new();
     let mut traces = 0u64;
-    while let Some(id) = next.iter().flatten().map(|&(t, _)| t).min() {
+    while let Some(&Reverse((id, _))) = queue.peek() {
+        holding.clear();
+        while let Some(&Reverse((t, k))) = queue.peek() {
+            if t != id {
+                break;
+            }
+            queue.pop();
+            holding.push(k);
+        }
+        holding.sort_unstable();
         traces += 1;
         if traces.is_multiple_of(1 << 16) && !still_wanted() {
             return Ok(None);
         }
         seen.clear();
         seen_set.clear();
-        for (k, input) in inputs.iter_mut().enumerate() {
+        for &k in &holding {
+            let input = &mut inputs[k];
             while let Some((_, span)) = next[k].filter(|(t, _)| *t == id) {
                 let repeated = if seen.len() < SCAN_SEEN {
                     let found = seen.contains(&span);
@@ -409,6 +427,9 @@ fn duplicates(
                 }
                 rows[k] += 1;
                 next[k] = input.next().transpose()?;
+            }
+            if let Some((t, _)) = next[k] {
+                queue.push(Reverse((t, k)));
             }
         }
     }

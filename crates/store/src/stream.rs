@@ -16,6 +16,8 @@
 //!
 //! [`Store::stream_traces`]: crate::Store::stream_traces
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use chaintrace_model::{Span, TraceId, UnixNanos};
@@ -145,10 +147,32 @@ impl Inner {
 
         let mut chunk: Vec<Span> = Vec::with_capacity(STREAM_CHUNK_SPANS);
         let mut trace = Vec::new();
-        while let Some(id) = inputs.iter().filter_map(Input::next_id).min() {
+        // The inputs by their next trace id, smallest first: finding the
+        // next trace costs log(inputs), not a look at every input (a week
+        // holds hundreds of blocks).
+        let mut queue: BinaryHeap<Reverse<(TraceId, usize)>> = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(k, input)| input.next_id().map(|id| Reverse((id, k))))
+            .collect();
+        let mut holding: Vec<usize> = Vec::new();
+        while let Some(&Reverse((id, _))) = queue.peek() {
+            holding.clear();
+            while let Some(&Reverse((t, k))) = queue.peek() {
+                if t != id {
+                    break;
+                }
+                queue.pop();
+                holding.push(k);
+            }
+            // In arrival order, so the first copy is the one kept.
+            holding.sort_unstable();
             trace.clear();
-            for input in &mut inputs {
-                input.take(id, &mut trace)?;
+            for &k in &holding {
+                inputs[k].take(id, &mut trace)?;
+                if let Some(next) = inputs[k].next_id() {
+                    queue.push(Reverse((next, k)));
+                }
             }
             let gathered = trace.len();
             first_copy_wins(&mut trace);

@@ -38,7 +38,7 @@ use std::collections::{BinaryHeap, HashSet};
 
 use crate::block::{Block, BlockError, HOT_RULES};
 use crate::embedded::{FrozenHead, Inner};
-use crate::generations::arrival_order;
+
 use crate::store::{StoreError, StreamStats};
 
 /// Rows per batch handed over.
@@ -187,9 +187,6 @@ impl Inner {
         columns: &[SpanColumn],
         visit: &mut dyn FnMut(RecordBatch) -> bool,
     ) -> Result<StreamStats, StoreError> {
-        let meets = |lo: UnixNanos, hi: UnixNanos| {
-            start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)
-        };
         let in_range = |t: u64| start.is_none_or(|s| t >= s.0) && end.is_none_or(|e| t <= e.0);
         let schema = columns_schema(columns);
         // Heads before blocks, as every read of several generations.
@@ -209,13 +206,7 @@ impl Inner {
             )?);
             out
         };
-        let mut blocks: Vec<Arc<Block>> = self
-            .catalog
-            .blocks()
-            .into_iter()
-            .filter(|b| meets(b.meta().min_start, b.meta().max_end))
-            .collect();
-        arrival_order(&mut blocks);
+        let blocks = self.blocks_meeting(start, end);
         let mut stats = StreamStats {
             blocks: blocks.len() as u64,
             ..StreamStats::default()

@@ -42,6 +42,28 @@ pub(crate) fn arrival_order(blocks: &mut [Arc<Block>]) {
     });
 }
 
+impl Inner {
+    /// The blocks whose time range meets `[start, end]` (`None`: open), in
+    /// arrival order: what a read of every span in a range merges.
+    pub(crate) fn blocks_meeting(
+        &self,
+        start: Option<UnixNanos>,
+        end: Option<UnixNanos>,
+    ) -> Vec<Arc<Block>> {
+        let mut blocks: Vec<Arc<Block>> = self
+            .catalog
+            .blocks()
+            .into_iter()
+            .filter(|b| {
+                let meta = b.meta();
+                start.is_none_or(|s| meta.max_end >= s) && end.is_none_or(|e| meta.min_start <= e)
+            })
+            .collect();
+        arrival_order(&mut blocks);
+        blocks
+    }
+}
+
 /// Keeps the first copy of each span id in `spans` (which must be in
 /// arrival order), preserving the order of the rest.
 pub(crate) fn first_copy_wins(spans: &mut Vec<Span>) {

@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use chaintrace_model::{Span, TraceId, UnixNanos};
 
-use crate::block::{Block, SpanStream};
+use crate::block::SpanStream;
 use crate::embedded::{FrozenHead, Inner};
-use crate::generations::{arrival_order, first_copy_wins};
+use crate::generations::first_copy_wins;
 use crate::store::{StoreError, StreamStats};
 
 /// About how many spans each chunk handed to the visitor holds (a trace is
@@ -95,9 +95,6 @@ impl Inner {
         end: Option<UnixNanos>,
         visit: &mut dyn FnMut(Vec<Span>) -> bool,
     ) -> Result<StreamStats, StoreError> {
-        let meets = |lo: UnixNanos, hi: UnixNanos| {
-            start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo <= e)
-        };
         // Heads before blocks, as `gather_traces` reads: a cut installs its
         // block before it drops the frozen head, so this order sees every
         // span at least once while a cut runs (and the merge drops the
@@ -116,14 +113,7 @@ impl Inner {
                 .collect();
             (active, frozen)
         };
-        let mut blocks: Vec<Arc<Block>> = self
-            .catalog
-            .blocks()
-            .into_iter()
-            .filter(|b| meets(b.meta().min_start, b.meta().max_end))
-            .collect();
-        arrival_order(&mut blocks);
-
+        let blocks = self.blocks_meeting(start, end);
         let mut stats = StreamStats {
             blocks: blocks.len() as u64,
             ..StreamStats::default()

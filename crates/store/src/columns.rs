@@ -33,11 +33,11 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chaintrace_model::{Span, SpanColumn, SpanId, TraceId, UnixNanos};
 
 use crate::block::schema::{col, kind_to_u8, status_to_u8};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::HashSet;
 
 use crate::block::{Block, BlockError, HOT_RULES};
 use crate::embedded::{FrozenHead, Inner};
+use crate::generations::MergeQueue;
 
 use crate::store::{StoreError, StreamStats};
 
@@ -370,28 +370,14 @@ fn duplicates(
         .map(|i| i.next().transpose())
         .collect::<Result<Vec<_>, StoreError>>()?;
     let mut rows = vec![0u64; inputs.len()];
-    // The inputs by their next trace id, smallest first (see stream.rs).
-    let mut queue: BinaryHeap<Reverse<(TraceId, usize)>> = next
-        .iter()
-        .enumerate()
-        .filter_map(|(k, n)| n.map(|(t, _)| Reverse((t, k))))
-        .collect();
+    let mut queue = MergeQueue::new(next.iter().map(|n| n.map(|(t, _)| t)));
     let mut holding: Vec<usize> = Vec::new();
     // A trace's span ids so far: a scan while few (nearly always), a set
     // past that, so a hostile trace of 300 000 spans costs linear time.
     let mut seen: Vec<SpanId> = Vec::new();
     let mut seen_set: HashSet<SpanId> = HashSet::new();
     let mut traces = 0u64;
-    while let Some(&Reverse((id, _))) = queue.peek() {
-        holding.clear();
-        while let Some(&Reverse((t, k))) = queue.peek() {
-            if t != id {
-                break;
-            }
-            queue.pop();
-            holding.push(k);
-        }
-        holding.sort_unstable();
+    while let Some(id) = queue.next_trace(&mut holding) {
         traces += 1;
         if traces.is_multiple_of(1 << 16) && !still_wanted() {
             return Ok(None);
@@ -419,9 +405,7 @@ fn duplicates(
                 rows[k] += 1;
                 next[k] = input.next().transpose()?;
             }
-            if let Some((t, _)) = next[k] {
-                queue.push(Reverse((t, k)));
-            }
+            queue.push(k, next[k].map(|(t, _)| t));
         }
     }
     Ok(Some(dropped))

@@ -18,7 +18,8 @@
 //!
 //! It must not know about queries: it takes trace ids and returns spans.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chaintrace_model::{Span, SpanId, TraceId, UnixNanos};
@@ -61,6 +62,50 @@ impl Inner {
             .collect();
         arrival_order(&mut blocks);
         blocks
+    }
+}
+
+/// The inputs of a k-way merge in trace-id order, by the next trace id
+/// each holds: finding the next trace costs log(inputs), not a look at
+/// every input (a week holds hundreds of blocks).
+pub(crate) struct MergeQueue {
+    queue: BinaryHeap<Reverse<(TraceId, usize)>>,
+}
+
+impl MergeQueue {
+    /// Input `k` next holds `next[k]` (`None`: it is done).
+    pub(crate) fn new(next: impl IntoIterator<Item = Option<TraceId>>) -> MergeQueue {
+        let queue = next
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, id)| id.map(|id| Reverse((id, k))))
+            .collect();
+        MergeQueue { queue }
+    }
+
+    /// The smallest next trace id, and into `holding` every input that
+    /// holds it, in input (arrival) order, so the first copy is taken
+    /// first; they leave the queue until [`MergeQueue::push`] puts them
+    /// back with their next id.
+    pub(crate) fn next_trace(&mut self, holding: &mut Vec<usize>) -> Option<TraceId> {
+        let &Reverse((id, _)) = self.queue.peek()?;
+        holding.clear();
+        while let Some(&Reverse((t, k))) = self.queue.peek() {
+            if t != id {
+                break;
+            }
+            self.queue.pop();
+            holding.push(k);
+        }
+        holding.sort_unstable();
+        Some(id)
+    }
+
+    /// Input `k` now holds `next` (`None`: it is done).
+    pub(crate) fn push(&mut self, k: usize, next: Option<TraceId>) {
+        if let Some(id) = next {
+            self.queue.push(Reverse((id, k)));
+        }
     }
 }
 

@@ -16,15 +16,13 @@
 //!
 //! [`Store::stream_traces`]: crate::Store::stream_traces
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use chaintrace_model::{Span, TraceId, UnixNanos};
 
 use crate::block::SpanStream;
 use crate::embedded::{FrozenHead, Inner};
-use crate::generations::first_copy_wins;
+use crate::generations::{first_copy_wins, MergeQueue};
 use crate::store::{StoreError, StreamStats};
 
 /// About how many spans each chunk handed to the visitor holds (a trace is
@@ -137,32 +135,13 @@ impl Inner {
 
         let mut chunk: Vec<Span> = Vec::with_capacity(STREAM_CHUNK_SPANS);
         let mut trace = Vec::new();
-        // The inputs by their next trace id, smallest first: finding the
-        // next trace costs log(inputs), not a look at every input (a week
-        // holds hundreds of blocks).
-        let mut queue: BinaryHeap<Reverse<(TraceId, usize)>> = inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(k, input)| input.next_id().map(|id| Reverse((id, k))))
-            .collect();
+        let mut queue = MergeQueue::new(inputs.iter().map(Input::next_id));
         let mut holding: Vec<usize> = Vec::new();
-        while let Some(&Reverse((id, _))) = queue.peek() {
-            holding.clear();
-            while let Some(&Reverse((t, k))) = queue.peek() {
-                if t != id {
-                    break;
-                }
-                queue.pop();
-                holding.push(k);
-            }
-            // In arrival order, so the first copy is the one kept.
-            holding.sort_unstable();
+        while let Some(id) = queue.next_trace(&mut holding) {
             trace.clear();
             for &k in &holding {
                 inputs[k].take(id, &mut trace)?;
-                if let Some(next) = inputs[k].next_id() {
-                    queue.push(Reverse((next, k)));
-                }
+                queue.push(k, inputs[k].next_id());
             }
             let gathered = trace.len();
             first_copy_wins(&mut trace);

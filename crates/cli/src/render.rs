@@ -204,12 +204,7 @@ pub fn gantt_with(
     logs: &[LogRecord],
 ) -> String {
     let summary = trace.summary();
-    let trace_start = trace
-        .spans
-        .iter()
-        .map(|s| s.start)
-        .min()
-        .unwrap_or_default();
+    let trace_start = trace.start();
     let mut logs_of: std::collections::HashMap<chaintrace_model::SpanId, Vec<&LogRecord>> =
         std::collections::HashMap::new();
     for log in logs {

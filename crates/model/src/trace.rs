@@ -29,6 +29,11 @@ impl Trace {
         root_of(&self.spans)
     }
 
+    /// When the trace started: its earliest span's start (0 without spans).
+    pub fn start(&self) -> UnixNanos {
+        self.spans.iter().map(|s| s.start).min().unwrap_or_default()
+    }
+
     /// The one-line summary used by trace lists.
     pub fn summary(&self) -> TraceSummary {
         TraceSummary::of(self.trace_id, &self.spans)

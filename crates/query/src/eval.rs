@@ -248,12 +248,7 @@ fn error_type_equals(key: &str, value: &str, wanted: &str) -> bool {
 
 impl<'a> Context<'a> {
     fn new(trace: &'a Trace, budget: &'a mut RegexBudget) -> Context<'a> {
-        let start = trace
-            .spans
-            .iter()
-            .map(|s| s.start)
-            .min()
-            .unwrap_or_default();
+        let start = trace.start();
         let end = trace.spans.iter().map(|s| s.end).max().unwrap_or_default();
         Context {
             trace,

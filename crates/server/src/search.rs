@@ -563,12 +563,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
             };
             for trace in whole_traces(chunk) {
                 walk.inspected += 1;
-                let start = trace
-                    .spans
-                    .iter()
-                    .map(|s| s.start)
-                    .min()
-                    .unwrap_or_default();
+                let start = trace.start();
                 if !in_range(start) {
                     continue;
                 }

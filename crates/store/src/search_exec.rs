@@ -144,7 +144,7 @@ impl Walk<'_> {
             rest = &rest[take..];
             self.chunk = (self.chunk * 2).min(MAX_CHUNK);
             let mut traces = self.inner.traces_blocking(&ids)?;
-            traces.sort_by_key(|t| std::cmp::Reverse((trace_start(t), t.trace_id)));
+            traces.sort_by_key(|t| std::cmp::Reverse((t.start(), t.trace_id)));
             for trace in traces {
                 self.visited.insert(trace.trace_id);
                 self.stats.inspected += 1;
@@ -161,19 +161,9 @@ impl Walk<'_> {
     }
 
     fn in_range(&self, trace: &Trace) -> bool {
-        let start = trace_start(trace);
+        let start = trace.start();
         self.request.start.is_none_or(|s| start >= s) && self.request.end.is_none_or(|e| start <= e)
     }
-}
-
-/// When the trace started: its earliest span.
-fn trace_start(trace: &Trace) -> UnixNanos {
-    trace
-        .spans
-        .iter()
-        .map(|s| s.start)
-        .min()
-        .unwrap_or_default()
 }
 
 /// The clause every generation lists candidates by: the one with the

@@ -467,8 +467,22 @@ fn head_rows<'s>(
     columns: &[SpanColumn],
     schema: &SchemaRef,
 ) -> Result<RecordBatch, StoreError> {
-    let hot: Vec<crate::block::HotFields<'s>> =
-        spans.iter().map(crate::block::HotFields::of).collect();
+    // The attribute pass only for the columns that need it: this runs
+    // under the active head's lock, and `count(*)` or `name` need none.
+    let needs_hot = columns.iter().any(|c| {
+        matches!(
+            c,
+            SpanColumn::OwnModel
+                | SpanColumn::InputTokens
+                | SpanColumn::OutputTokens
+                | SpanColumn::ErrorType
+        )
+    });
+    let hot: Vec<crate::block::HotFields<'s>> = if needs_hot {
+        spans.iter().map(crate::block::HotFields::of).collect()
+    } else {
+        Vec::new()
+    };
     let n = spans.len();
     let text = |f: &dyn Fn(usize) -> Option<&'s str>| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * 8);

@@ -36,8 +36,19 @@ try {
       const res = performance.getEntriesByType('resource');
       const bytes = (nav ? nav.transferSize : 0) + res.reduce((s, r) => s + r.transferSize, 0);
       const decoded = (nav ? nav.decodedBodySize : 0) + res.reduce((s, r) => s + r.decodedBodySize, 0);
+      const gantt = res.find((r) => r.name.endsWith('/gantt'));
+      const ms = (x) => (x == null ? null : Math.round(x * 10) / 10);
       return {
+        // When the page asked for the Gantt, when the server's first byte
+        // came (its work), and when the body was in (the transfer).
+        gantt_request_start_ms: ms(gantt?.requestStart),
+        gantt_first_byte_ms: ms(gantt?.responseStart),
+        gantt_response_end_ms: ms(gantt?.responseEnd),
+        // The server's own account (Server-Timing): store read, analysis,
+        // JSON writing.
+        gantt_server_ms: Object.fromEntries((gantt?.serverTiming ?? []).map((t) => [t.name, ms(t.duration)])),
         gantt_loaded_ms: mark('chaintrace:gantt-loaded'),
+        rows_built_ms: mark('chaintrace:rows-built'),
         first_rows_ms: mark('chaintrace:first-rows'),
         interactive_ms: mark('chaintrace:interactive'),
         bytes_transferred: bytes,

@@ -290,6 +290,10 @@ try {
   step = 'conventions';
   await page.goto(`${base}/trace/${CONV}`);
   await page.waitForSelector('.row[data-name="ChatCompletion"]', { timeout: TIMEOUT });
+  // The page's Link header preloads the Gantt; the script uses that answer
+  // instead of asking again.
+  const ganttAsks = await page.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.endsWith('/gantt')).length);
+  check(ganttAsks === 1, `the Gantt is fetched once, by the preload (${ganttAsks} requests)`);
   await page.locator('.row[data-name="ChatCompletion"] .name').click();
   await page.waitForSelector('#panel .bubble.assistant', { timeout: TIMEOUT });
   check((await page.locator('#panel .convention').textContent()).includes('OpenInference'), 'OpenInference convention named');

@@ -116,8 +116,14 @@ impl CpuPool {
 }
 
 /// An answer at least this large marks its job as large (see
-/// [`chaintrace_model::memory`]).
-const LARGE_ANSWER_BYTES: u64 = 1 << 20;
+/// [`chaintrace_model::memory`]): the same bar as a job's peak.
+///
+/// At 1 MiB the Gantt of every big trace gave its memory back, and the
+/// next one faulted it all in again, the kernel zeroing each fresh page:
+/// on a 100 000-span trace (an 8 MiB answer) a third of the request's
+/// time. Jobs run one per core, so what they keep between them is a few
+/// such jobs' worth, and mimalloc returns it a minute later anyway.
+const LARGE_ANSWER_BYTES: u64 = chaintrace_model::memory::LARGE_JOB_BYTES as u64;
 
 /// One slot of a [`CpuPool`], held by one request; see [`CpuPool::slot`].
 #[derive(Debug)]

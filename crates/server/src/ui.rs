@@ -95,7 +95,7 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
-fn page(template: &'static str, headers: &HeaderMap) -> Response {
+fn page(template: &'static str, headers: &HeaderMap, preload: Option<HeaderValue>) -> Response {
     let etag = format!("\"p{}\"", version());
     let security = [
         (
@@ -113,29 +113,55 @@ fn page(template: &'static str, headers: &HeaderMap) -> Response {
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
-    if etag_matches(headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, security, [(header::ETAG, etag)]).into_response();
+    let mut response = if etag_matches(headers, &etag) {
+        (StatusCode::NOT_MODIFIED, security, [(header::ETAG, etag)]).into_response()
+    } else {
+        let body = template.replace("%VERSION%", version());
+        (
+            security,
+            [
+                (header::ETAG, etag),
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    if let Some(link) = preload {
+        response.headers_mut().insert(header::LINK, link);
     }
-    let body = template.replace("%VERSION%", version());
-    (
-        security,
-        [
-            (header::ETAG, etag),
-            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
-        ],
-        body,
-    )
-        .into_response()
+    response
 }
 
 /// `GET /`: the search page.
 pub async fn search_page(headers: HeaderMap) -> Response {
-    page(SEARCH_PAGE, &headers)
+    page(SEARCH_PAGE, &headers, None)
 }
 
 /// `GET /trace/{id}`: the trace page (the id is read by the script from the URL).
-pub async fn trace_page(headers: HeaderMap) -> Response {
-    page(TRACE_PAGE, &headers)
+///
+/// The answer's `Link` header asks the browser to fetch the trace's Gantt
+/// (what the page's script asks for first, at the same URL) while it still
+/// loads the page and its scripts: on a 100 000-span trace the server's
+/// work then overlaps the page's start instead of following it.
+pub async fn trace_page(Path(trace_id): Path<String>, headers: HeaderMap) -> Response {
+    page(TRACE_PAGE, &headers, gantt_preload(&trace_id))
+}
+
+/// The `Link` preload of `/api/v1/traces/{id}/gantt`, for an id the page's
+/// script would ask for (1 to 32 hex digits) and nothing else: the header
+/// never carries text from the URL that is not a hex id.
+fn gantt_preload(trace_id: &str) -> Option<HeaderValue> {
+    let hex = (1..=32).contains(&trace_id.len()) && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex {
+        return None;
+    }
+    // `crossorigin` (anonymous) is the credentials mode of the script's
+    // same-origin fetch: without it the browser would not reuse the answer.
+    HeaderValue::from_str(&format!(
+        "</api/v1/traces/{trace_id}/gantt>; rel=preload; as=fetch; crossorigin"
+    ))
+    .ok()
 }
 
 /// `GET /ui/{version}/{file}`.
@@ -199,6 +225,18 @@ mod tests {
             ] {
                 assert!(!a.body.contains(banned), "{} uses {banned}", a.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_trace_page_preloads_the_gantt_of_hex_ids_only() {
+        let link = gantt_preload("00ffAB12").unwrap();
+        assert_eq!(
+            link.to_str().unwrap(),
+            "</api/v1/traces/00ffAB12/gantt>; rel=preload; as=fetch; crossorigin"
+        );
+        for bad in ["", "zz", "0>; rel=x", &"a".repeat(33)] {
+            assert!(gantt_preload(bad).is_none(), "{bad:?}");
         }
     }
 

@@ -99,6 +99,38 @@ export async function getJson(url) {
   return body;
 }
 
+/**
+ * The LLM call drawn on `row` of a `/gantt` answer, or null. The answer's
+ * `llm` is columnar (`llm.input[i]` is call i's input tokens); the first
+ * lookup indexes the calls by row, once per answer. The object names the
+ * model by `strings` index and the provider and price entry by name.
+ */
+export function llmCall(doc, row) {
+  const c = doc.llm;
+  if (!c.byRow) {
+    c.byRow = new Map();
+    for (let i = 0; i < c.row.length; i++) c.byRow.set(c.row[i], i);
+  }
+  const i = c.byRow.get(row);
+  if (i === undefined) return null;
+  const str = (k) => (k >= 0 ? doc.strings[k] : null);
+  return {
+    row,
+    model: c.model[i],
+    model_inherited: c.model_inherited[i] === 1,
+    provider: str(c.provider[i]),
+    input: c.input[i],
+    output: c.output[i],
+    cache_read: c.cache_read[i],
+    cache_write: c.cache_write[i],
+    reasoning: c.reasoning[i],
+    total: c.total[i],
+    cost_usd: c.cost_usd[i],
+    priced_as: str(c.priced_as[i]),
+    counted: c.counted[i] === 1,
+  };
+}
+
 /** Converts a native-API attribute value ({"string": …}, {"int": …}, …) to JS. */
 export function plain(v) {
   if (v === null || v === undefined || v === 'empty') return null;

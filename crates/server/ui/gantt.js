@@ -6,7 +6,7 @@
 // in one linear pass when it changes. Layout, critical path, self times and
 // groups come from the server's analysis crate; nothing here re-derives them.
 
-import { el, fmtDur, fmtInt } from './common.js';
+import { el, fmtDur, fmtInt, llmCall } from './common.js';
 
 const ROW_H = 24;
 const OVERSCAN = 6;
@@ -42,8 +42,8 @@ export class Gantt {
     for (const i of stack) this.end[i] = n;
     this.errType = new Map();
     for (const e of doc.errors) this.errType.set(e.row, doc.strings[e.type]);
-    this.llm = new Map();
-    for (const l of doc.llm) this.llm.set(l.row, l);
+    this.isLlm = new Uint8Array(n);
+    for (const r of doc.llm.row) this.isLlm[r] = 1;
     this.groupAt = new Map();
     this.groupOf = new Int32Array(n).fill(-1);
     doc.groups.forEach((g, gi) => {
@@ -341,14 +341,14 @@ export class Gantt {
       self = rows.self[r];
       crit = rows.crit[r] === 1;
       err = rows.err[r] === 1;
-      kind = this.llm.has(r) ? 'llm' : 'span';
+      kind = this.isLlm[r] === 1 ? 'llm' : 'span';
       p.name.textContent = name;
       row.dataset.name = name;
       delete row.dataset.group;
       p.toggle.textContent = this.hasKids(r) ? (this.collapsed.has(r) && !this.filter && !this.critOnly ? '▸' : '▾') : '';
       const bits = [];
       if (err) bits.push(this.errType.get(r) || 'error');
-      const l = this.llm.get(r);
+      const l = this.isLlm[r] === 1 ? llmCall(this.doc, r) : null;
       if (l) {
         if (l.model >= 0) bits.push(strings[l.model]);
         if (l.input !== null || l.output !== null) bits.push(`${fmtInt(l.input ?? 0)}→${fmtInt(l.output ?? 0)} tok`);
@@ -420,9 +420,18 @@ export class Gantt {
     }
   }
 
-  /** The minimap: every row once, drawn to an offscreen canvas at load. */
+  /**
+   * Draws the minimap once the first rows are on screen: on a 100 000-span
+   * trace its three passes over every row would delay them.
+   */
+  drawMinimapSoon() {
+    requestAnimationFrame(() => setTimeout(() => this.drawMinimap(), 0));
+  }
+
+  /** The minimap: every row once, drawn to an offscreen canvas. */
   drawMinimap() {
     const c = this.parts.minimap;
+    this.minimapSize = `${c.clientWidth}x${c.clientHeight}`;
     const w = Math.max(1, c.clientWidth);
     const h = c.clientHeight || 44;
     const dpr = window.devicePixelRatio || 1;
@@ -471,7 +480,11 @@ export class Gantt {
     new ResizeObserver(() => {
       this.axisKey = null;
       this.render();
-      this.drawMinimap();
+      // The first call comes as the page first lays out: the minimap is
+      // drawn after that paint (see drawMinimapSoon), and again only when
+      // its size changed.
+      const m = this.parts.minimap;
+      if (this.minimapImage && this.minimapSize !== `${m.clientWidth}x${m.clientHeight}`) this.drawMinimap();
     }).observe(scroll);
     scroll.addEventListener('click', (e) => {
       const row = e.target.closest('.row');

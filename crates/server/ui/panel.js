@@ -2,7 +2,7 @@
 // conversation as chat bubbles. Span data is untrusted: text goes in
 // through textContent only, and only http(s) values become links.
 
-import { add, attrMap, clear, display, el, fmtCost, fmtDur, fmtInt, fmtTime, plain, textOrLink, typeOf } from './common.js';
+import { add, attrMap, clear, display, el, fmtCost, fmtDur, fmtInt, fmtTime, llmCall, plain, textOrLink, typeOf } from './common.js';
 import { conversation } from './conversation.js';
 import { markdown } from './markdown.js';
 
@@ -294,7 +294,7 @@ export function showSpan(panel, doc, row, trace, actions = {}) {
     panel.append(section('Error', box));
   }
 
-  const l = doc.llm.find((x) => x.row === row);
+  const l = llmCall(doc, row);
   const convo = conversation(span);
   if (l || convo) {
     const s = section('LLM call');

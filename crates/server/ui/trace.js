@@ -268,7 +268,10 @@ function applyFind(loadAttrs = true) {
   const rows = doc.rows;
   const s = doc.strings;
   const errType = gantt.errType;
-  const model = new Map(doc.llm.filter((l) => l.model >= 0).map((l) => [l.row, s[l.model]]));
+  const model = new Map();
+  doc.llm.row.forEach((r, i) => {
+    if (doc.llm.model[i] >= 0) model.set(r, s[doc.llm.model[i]]);
+  });
   const attrText = fullTrace ? (r) => {
     const span = fullTrace.spans[rows.span[r]];
     for (const kv of span.attributes) {
@@ -325,7 +328,7 @@ async function main() {
   // Marks for scripts/bench-ui: the rows exist now and paint next frame.
   performance.mark('chaintrace:rows-built');
   requestAnimationFrame(() => performance.mark('chaintrace:first-rows'));
-  gantt.drawMinimap();
+  gantt.drawMinimapSoon();
   applyState();
   $('expand-all').addEventListener('click', () => gantt.expandAll());
   $('collapse-all').addEventListener('click', () => gantt.collapseAll());

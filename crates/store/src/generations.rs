@@ -26,6 +26,7 @@ use chaintrace_model::{Span, SpanId, TraceId, UnixNanos};
 
 use crate::block::Block;
 use crate::embedded::Inner;
+use crate::head::Head;
 use crate::store::StoreError;
 
 /// Sorts blocks oldest arrival first: by the first WAL segment they hold,
@@ -119,6 +120,20 @@ pub(crate) fn first_copy_wins(spans: &mut Vec<Span>) {
     spans.retain(|s| seen.insert(s.span_id));
 }
 
+/// Copies of the spans a head holds of the traces `ids`, unsorted.
+fn head_spans(head: &Head, ids: &[TraceId]) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for id in ids {
+        let spans = head.spans_of(id);
+        if out.is_empty() {
+            out = spans;
+        } else {
+            out.extend(spans);
+        }
+    }
+    out
+}
+
 impl Inner {
     /// Every stored span of the traces `ids`, per trace, duplicates
     /// dropped by [`first_copy_wins`]; ids with no stored span are absent.
@@ -140,11 +155,7 @@ impl Inner {
         // cut runs (the other order could miss a head just written out).
         let (active, frozen) = {
             let heads = self.heads();
-            let active: Vec<Span> = wanted
-                .iter()
-                .filter_map(|id| heads.active.trace(id))
-                .flat_map(|t| t.spans)
-                .collect();
+            let active = head_spans(&heads.active, &wanted);
             (active, heads.frozen.clone())
         };
         let mut blocks = self.catalog.blocks();
@@ -156,6 +167,20 @@ impl Inner {
             total += spans.len();
             if total > max_spans {
                 return Err(StoreError::TooMuchData { limit: max_spans });
+            }
+            if spans.is_empty() {
+                return Ok(());
+            }
+            if let [only] = wanted.as_slice() {
+                // One trace asked (a trace page): the list moves whole, so
+                // 100 000 spans are not pushed one by one into a growing Vec.
+                let list = gathered.entry(*only).or_default();
+                if list.is_empty() {
+                    *list = spans;
+                } else {
+                    list.extend(spans);
+                }
+                return Ok(());
             }
             for span in spans {
                 gathered.entry(span.trace_id).or_default().push(span);
@@ -172,13 +197,7 @@ impl Inner {
             }
         }
         for f in &frozen {
-            take(
-                wanted
-                    .iter()
-                    .filter_map(|id| f.head.trace(id))
-                    .flat_map(|t| t.spans)
-                    .collect(),
-            )?;
+            take(head_spans(&f.head, &wanted))?;
         }
         take(active)?;
         for spans in gathered.values_mut() {

@@ -16,7 +16,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use chaintrace_model::{
-    AnyValue, CompactString, Event, KeyValue, Link, Resource, Scope, Span, SpanId, Trace, TraceId,
+    AnyValue, CompactString, Event, KeyValue, Link, Resource, Scope, Span, SpanId, TraceId,
     TraceSummary, UnixNanos,
 };
 
@@ -128,13 +128,6 @@ impl Head {
         self.spans += outcome.inserted;
         self.duplicates += outcome.duplicates;
         outcome
-    }
-
-    /// All held spans of trace `id`, in canonical order.
-    pub(crate) fn trace(&self, id: &TraceId) -> Option<Trace> {
-        self.traces
-            .get(id)
-            .map(|t| Trace::new(*id, t.spans.clone()))
     }
 
     /// Summaries of the traces matching `query`, newest start first.
@@ -459,7 +452,7 @@ fn value_bytes(value: &AnyValue) -> usize {
 mod tests {
     use super::*;
     use crate::test_support::{span, trace_id};
-    use chaintrace_model::{Status, StatusCode};
+    use chaintrace_model::{Status, StatusCode, Trace};
 
     fn listed(head: &Head, query: TraceListQuery) -> Vec<u8> {
         head.recent_traces(&query)
@@ -484,7 +477,7 @@ mod tests {
         let outcome = head.insert(vec![again, span(1, 2, Some(1), "rag", "child", 12, 15)]);
         assert_eq!(outcome.inserted, 1);
         assert_eq!(outcome.duplicates, 1);
-        let trace = head.trace(&trace_id(1)).unwrap();
+        let trace = Trace::new(trace_id(1), head.spans_of(&trace_id(1)));
         assert_eq!(trace.spans.len(), 2);
         assert_eq!(trace.spans[0], first);
         let stats = head.stats();
@@ -574,7 +567,7 @@ mod tests {
             ..Default::default()
         };
         assert!(listed(&head, q).is_empty());
-        assert!(head.trace(&trace_id(9)).is_none());
+        assert!(head.spans_of(&trace_id(9)).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use chaintrace_model::{SpanId, Trace};
 use serde::Serialize;
 
-use super::{llm_view, view_with_model, LlmView, TokenUsage};
+use super::{call_core, call_mark, CallMark, TokenUsage};
 use crate::prices::{Cost, PriceTable};
 use crate::tree::SpanTree;
 
@@ -120,24 +120,24 @@ pub fn llm_spans(trace: &Trace, prices: &PriceTable) -> Vec<LlmSpan> {
 
 pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable) -> Vec<LlmSpan> {
     let n = trace.spans.len();
-    let own: Vec<Option<LlmView>> = trace.spans.iter().map(|s| llm_view(s, prices)).collect();
-    if own.iter().all(Option::is_none) {
+    // Per span what the tree passes need, borrowed from the span: a call's
+    // full reading is made once, below, straight into its `LlmSpan`.
+    let marks: Vec<Option<CallMark>> = trace.spans.iter().map(call_mark).collect();
+    let calls = marks.iter().filter(|m| m.is_some()).count();
+    if calls == 0 {
         return Vec::new();
     }
     // One pass down and one up the tree, never a walk up from each span:
     // a 40 000-span chain would cost 40 000² steps.
     let parent = tree.parent_before();
-    let has_tokens = |i: usize| own[i].as_ref().is_some_and(|v| v.tokens.is_known());
+    let has_tokens = |i: usize| marks[i].as_ref().is_some_and(|m| m.tokens);
     // Top-down: the nearest enclosing span's model, and whether any
     // enclosing span reports tokens.
     let mut model_above: Vec<Option<&str>> = vec![None; n];
     let mut tokens_above = vec![false; n];
     for &i in &tree.top_down {
         if let Some(p) = parent[i] {
-            model_above[i] = own[p]
-                .as_ref()
-                .and_then(|v| v.model.as_deref())
-                .or(model_above[p]);
+            model_above[i] = marks[p].as_ref().and_then(|m| m.model).or(model_above[p]);
             tokens_above[i] = has_tokens(p) || tokens_above[p];
         }
     }
@@ -146,25 +146,22 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
     let mut llm_below = vec![false; n];
     for &i in tree.top_down.iter().rev() {
         if let Some(p) = parent[i] {
-            llm_below[p] |= own[i].is_some() || llm_below[i];
+            llm_below[p] |= marks[i].is_some() || llm_below[i];
             tokens_below[p] |= has_tokens(i) || tokens_below[i];
         }
     }
 
-    let mut out = Vec::new();
-    for (i, view) in own.iter().enumerate() {
-        let Some(view) = view else { continue };
-        let span = &trace.spans[i];
-        let inherited = if view.model.is_none() {
-            model_above[i].map(str::to_string)
+    let mut out = Vec::with_capacity(calls);
+    for (i, span) in trace.spans.iter().enumerate() {
+        let Some(mark) = &marks[i] else { continue };
+        let inherited = if mark.model.is_none() {
+            model_above[i]
         } else {
             None
         };
-        let full = match inherited.as_deref() {
-            Some(model) => {
-                view_with_model(span, Some(model), prices).unwrap_or_else(|| view.clone())
-            }
-            None => view.clone(),
+        // A call that takes its model from above is priced as that model.
+        let Some(core) = call_core(span, inherited, prices) else {
+            continue;
         };
         let counted = if has_tokens(i) {
             !tokens_below[i]
@@ -176,11 +173,11 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
             span_id: span.span_id,
             name: span.name.to_string(),
             service: span.service_name().to_string(),
-            model: full.model,
+            model: core.model,
             model_inherited: inherited.is_some(),
-            provider: full.provider,
-            tokens: full.tokens,
-            cost: full.cost,
+            provider: core.provider,
+            tokens: core.tokens,
+            cost: core.cost,
             counted,
             is_error: span.is_error(),
             duration_nano: span.duration().0,
@@ -194,6 +191,7 @@ mod tests {
     use chaintrace_model::Span;
 
     use super::*;
+    use crate::llm::{llm_view, LlmView};
     use crate::test_support::*;
 
     #[test]

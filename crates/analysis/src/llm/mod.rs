@@ -121,15 +121,57 @@ pub fn llm_view(span: &Span, prices: &PriceTable) -> Option<LlmView> {
     view_with_model(span, None, prices)
 }
 
-/// [`llm_view`], with `fallback_model` used when the span names none.
-fn view_with_model(
+/// What a call is, without what it said: the part of [`LlmView`] that
+/// layouts, totals and lists need. A trace's calls are read through this,
+/// so a 100 000-span trace never copies its prompts and completions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CallCore {
+    pub model: Option<String>,
+    pub request_model: Option<String>,
+    pub response_model: Option<String>,
+    pub provider: Option<String>,
+    /// `openinference.span.kind`, when set.
+    pub oi_kind: Option<String>,
+    pub tokens: TokenUsage,
+    pub cost: Option<Cost>,
+}
+
+/// What the passes over a trace's tree need of one LLM span, read without
+/// copying anything: the model it names and whether it reports tokens.
+pub(crate) struct CallMark<'a> {
+    pub model: Option<&'a str>,
+    pub tokens: bool,
+}
+
+/// The [`CallMark`] of `span`, or `None` when it is not an LLM span: the
+/// same decision as [`call_core`], which this must agree with.
+pub(crate) fn call_mark(span: &Span) -> Option<CallMark<'_>> {
+    let text = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| span.attr(k).and_then(conventions::as_text))
+    };
+    let request_model = text(&REQUEST_MODEL_KEYS);
+    let response_model = text(&RESPONSE_MODEL_KEYS);
+    let tokens = tokens(span).is_known();
+    let is_oi_llm = text(&["openinference.span.kind"])
+        .is_some_and(|k| k.eq_ignore_ascii_case("llm") || k.eq_ignore_ascii_case("embedding"));
+    if request_model.is_none() && response_model.is_none() && !tokens && !is_oi_llm {
+        return None;
+    }
+    Some(CallMark {
+        model: response_model.or(request_model),
+        tokens,
+    })
+}
+
+/// The [`CallCore`] of `span`, or `None` when it is not an LLM span (see
+/// [`llm_view`]); `fallback_model` is used when the span names none.
+pub(crate) fn call_core(
     span: &Span,
     fallback_model: Option<&str>,
     prices: &PriceTable,
-) -> Option<LlmView> {
+) -> Option<CallCore> {
     let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
-    let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
-
     let request_model = text(&REQUEST_MODEL_KEYS);
     let response_model = text(&RESPONSE_MODEL_KEYS);
     let tokens = tokens(span);
@@ -155,6 +197,34 @@ fn view_with_model(
     ])
     .or_else(|| priced.and_then(|(_, p)| p.provider.clone()));
     let cost = model.as_deref().and_then(|m| prices.cost(m, &tokens));
+    Some(CallCore {
+        model,
+        request_model,
+        response_model,
+        provider,
+        oi_kind,
+        tokens,
+        cost,
+    })
+}
+
+/// [`llm_view`], with `fallback_model` used when the span names none.
+fn view_with_model(
+    span: &Span,
+    fallback_model: Option<&str>,
+    prices: &PriceTable,
+) -> Option<LlmView> {
+    let CallCore {
+        model,
+        request_model,
+        response_model,
+        provider,
+        oi_kind,
+        tokens,
+        cost,
+    } = call_core(span, fallback_model, prices)?;
+    let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
+    let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
 
     let params = span
         .attr("llm.invocation_parameters")

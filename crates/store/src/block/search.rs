@@ -23,6 +23,11 @@ use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 
 use super::decode::TextColumn;
+
+/// Most spans reserved up front for one read of whole traces: past it
+/// the list grows as it fills (a selection of whole row groups can name
+/// far more rows than the traces hold).
+const MAX_RESERVED_SPANS: usize = 1 << 20;
 use super::error::BlockError;
 use super::read::Block;
 use super::schema::{attribute_str_path, col, status_to_u8};
@@ -214,6 +219,9 @@ impl Block {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
+        // What the selection reads bounds what it returns: reserved once, a
+        // 100 000-span trace is not copied through every doubling.
+        let selected: usize = ranges.iter().map(|r| r.len()).sum();
         let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), offset);
         let keep = wanted.clone();
         let filter = self.trace_id_row_filter(move |trace| {
@@ -226,7 +234,7 @@ impl Block {
             Some(filter),
             8192,
         )?;
-        let mut spans = Vec::new();
+        let mut spans = Vec::with_capacity(selected.min(MAX_RESERVED_SPANS));
         self.data.each_batch(reader, |batch| {
             let mut columns = self.span_columns(batch)?;
             for row in 0..columns.len() {

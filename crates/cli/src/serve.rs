@@ -18,7 +18,7 @@ use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_metrics::Registry;
 use chaintrace_model::{DurationNanos, Span};
-use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
+use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store, StoreError};
 
 use clap::Args;
 use tokio::net::TcpListener;
@@ -118,6 +118,19 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_BLOCK_MAX_AGE", default_value = "5m")]
     pub block_max_age: String,
 
+    /// Turn on tail sampling: keep every trace with an error, every trace
+    /// slower than its root operation's running p99, and this share of the
+    /// rest (`0.05`, or `5%`), chosen by trace-id hash so that every node
+    /// agrees. Decided when recent spans are cut into a block. Off when
+    /// absent: every trace is kept.
+    #[arg(long, env = "CHAINTRACE_SAMPLE_RATE", value_parser = parse_rate)]
+    pub sample_rate: Option<f64>,
+
+    /// With --sample-rate: how long after its root ended a trace is decided
+    /// (`10s`). A trace younger than this at a cut is kept whole.
+    #[arg(long, env = "CHAINTRACE_SAMPLE_DECISION_WAIT", default_value = "10s")]
+    pub sample_decision_wait: String,
+
     /// A TOML file of model prices that overrides or extends the built-in table
     /// (USD per million tokens: `[models."my-model"] input = 1.0, output = 2.0, cache_read = 0.1, cache_write = 1.25`).
     #[arg(long, env = "CHAINTRACE_PRICES")]
@@ -193,6 +206,22 @@ fn load_prices(path: Option<&std::path::Path>) -> Result<PriceTable> {
     PriceTable::load_overrides(&text).with_context(|| format!("--prices {}", path.display()))
 }
 
+/// A share of traces: `0.05` or `5%`, above 0 and at most 1.
+fn parse_rate(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not a rate: give a share like 0.05 or 5%"))?;
+    if !(value > 0.0 && value <= 1.0) {
+        return Err(format!(
+            "{text:?} is out of range: the rate must be above 0 and at most 1 (100%)"
+        ));
+    }
+    Ok(value)
+}
+
 /// The embedded store's configuration from the flags.
 fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     let mut config = EmbeddedConfig::new(&args.data_dir);
@@ -206,6 +235,11 @@ fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     if config.block_max_age.is_zero() {
         bail!("--block-max-age must be greater than zero");
     }
+    let wait = duration_flag("--sample-decision-wait", &args.sample_decision_wait)?;
+    config.sampling = args.sample_rate.map(|base_rate| SamplingConfig {
+        base_rate,
+        decision_wait: wait,
+    });
     if config.block_max_bytes >= config.max_memory {
         bail!(
             "--block-max-bytes ({}) must be below --max-memory ({}): blocks are cut from memory",

@@ -34,12 +34,13 @@ use crate::head::Head;
 use crate::lock::DirLock;
 use crate::logs::LogStore;
 use crate::maintenance;
+use crate::sampling::{Sampler, SamplingConfig};
 use crate::search::{SearchRequest, SearchStats};
 use crate::store::{LogPage, LogQuery, Store, StoreError, StoreStats, TraceListQuery};
 use crate::wal::{self, Disk, ReplayReport, SegmentSeq, Wal};
 
 /// Where and how the embedded store keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddedConfig {
     /// Data directory; the WAL lives in `<dir>/wal/`, blocks in
     /// `<dir>/blocks/`, log records in `<dir>/logs/`.
@@ -88,6 +89,9 @@ pub struct EmbeddedConfig {
     pub compaction_fresh_blocks: usize,
     /// How often the maintenance thread looks for work when not woken.
     pub maintenance_interval: Duration,
+    /// Tail sampling at each cut (see [`crate::sampling`]); `None` keeps
+    /// every trace.
+    pub sampling: Option<SamplingConfig>,
 }
 
 impl EmbeddedConfig {
@@ -120,6 +124,7 @@ impl EmbeddedConfig {
             // blocks); with the newest cut blocks left, 16-34 ms.
             compaction_fresh_blocks: 3,
             maintenance_interval: Duration::from_secs(1),
+            sampling: None,
         }
     }
 
@@ -291,6 +296,8 @@ pub(crate) struct Inner {
     pub(crate) blocks_deleted: AtomicU64,
     /// How long each compaction merge took.
     pub(crate) compaction_seconds: chaintrace_metrics::Histogram,
+    /// Decides which traces each cut keeps, when sampling is on.
+    pub(crate) sampler: Option<Mutex<Sampler>>,
     /// The data directory's lock, released when the last handle goes (or,
     /// in tests, at a simulated crash).
     _lock: Mutex<Option<DirLock>>,
@@ -763,6 +770,7 @@ impl EmbeddedStore {
             sealed_through: covered,
         };
         let inner = Arc::new(Inner {
+            sampler: config.sampling.map(|c| Mutex::new(Sampler::new(c))),
             head_bytes: Arc::new(AtomicU64::new(heads.bytes())),
             heads: Arc::new(RwLock::new(heads)),
             config,
@@ -1062,6 +1070,10 @@ impl Inner {
             blocks_deleted: inner.blocks_deleted.load(Ordering::Relaxed),
             log_records: logs.records,
             log_bytes: logs.bytes,
+            sampling: self
+                .sampler
+                .as_ref()
+                .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).stats()),
         }
     }
 }

@@ -187,6 +187,11 @@ impl Head {
         self.traces.is_empty()
     }
 
+    /// Every held trace: its id and its spans in arrival order.
+    pub(crate) fn traces(&self) -> impl Iterator<Item = (TraceId, &[Span])> {
+        self.traces.iter().map(|(id, t)| (*id, t.spans.as_slice()))
+    }
+
     /// Every held span, trace by trace: what a block is cut from.
     pub(crate) fn all_spans(&self) -> Vec<&Span> {
         let mut out = Vec::with_capacity(self.spans as usize);

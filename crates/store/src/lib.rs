@@ -48,6 +48,7 @@ mod maintenance;
 mod metrics;
 #[cfg(test)]
 mod power_cut_tests;
+pub mod sampling;
 mod search;
 mod search_exec;
 mod store;
@@ -61,6 +62,7 @@ pub use block::{Operation, ServiceCalls};
 pub use columns::{column_type, columns_schema};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
+pub use sampling::{Policy as SamplingPolicy, SamplingConfig, SamplingStats};
 pub use search::{
     AttributeMatch, SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS,
 };

@@ -202,16 +202,33 @@ fn write_frozen(inner: &Inner) -> Result<(), StoreError> {
             return Ok(());
         };
         let started = Instant::now();
-        let spans = frozen.head.all_spans();
-        let span_count = spans.len();
-        let id = inner.catalog.new_block_id();
-        let options = BlockWriteOptions {
-            wal_segments: Some((frozen.from, frozen.through)),
-            ..BlockWriteOptions::default()
+        // With sampling on, the traces it drops are left out and the roots
+        // of those it keeps say why.
+        let plan = inner.sampler.as_ref().map(|sampler| {
+            sampler
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .plan(frozen.head.traces(), UnixNanos::now())
+        });
+        let spans = match &plan {
+            Some(plan) => plan.apply(frozen.head.all_spans()),
+            None => frozen.head.all_spans(),
         };
-        let meta = block::write_block_refs(inner.catalog.dir(), &id, spans, &options)?;
-        let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
-        inner.catalog.install(block)?;
+        let span_count = spans.len();
+        let written = if spans.is_empty() {
+            // Every trace dropped: nothing to write, the WAL still goes.
+            None
+        } else {
+            let id = inner.catalog.new_block_id();
+            let options = BlockWriteOptions {
+                wal_segments: Some((frozen.from, frozen.through)),
+                ..BlockWriteOptions::default()
+            };
+            let meta = block::write_block_refs(inner.catalog.dir(), &id, spans, &options)?;
+            let block = Block::open(&inner.catalog.dir().join(&meta.id))?;
+            inner.catalog.install(block)?;
+            Some(meta)
+        };
         {
             let mut heads = inner.heads_mut();
             heads.frozen.retain(|f| !Arc::ptr_eq(f, &frozen));
@@ -222,9 +239,9 @@ fn write_frozen(inner: &Inner) -> Result<(), StoreError> {
         inner.wal.remove_through(through)?;
         inner.blocks_cut.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
-            block = %meta.id,
+            block = written.as_ref().map_or("(none)", |m| m.id.as_str()),
             spans = span_count,
-            bytes = meta.data_bytes,
+            bytes = written.as_ref().map_or(0, |m| m.data_bytes),
             ms = started.elapsed().as_millis() as u64,
             "cut block"
         );

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use chaintrace_metrics::{Counter, Gauge, Registry};
 
 use crate::embedded::Inner;
+use crate::sampling::{Policy, SamplingStats};
 use crate::store::StoreStats;
 
 /// Bounds of the compaction merge histogram: a merge of a few small blocks
@@ -22,6 +23,9 @@ pub(crate) const COMPACTION_BUCKETS: &[f64] = &[
 
 /// Reads one figure of the store's statistics.
 type Read = fn(&StoreStats) -> u64;
+
+/// Reads one figure of tail sampling's statistics.
+type SampledRead = fn(&SamplingStats) -> u64;
 
 /// Registers the store's metrics in `registry`; values are read from
 /// `inner` at each scrape for as long as the store is open.
@@ -128,6 +132,49 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &Registry) {
         "chaintrace_compacting",
         "1 while a compaction pass runs, else 0.",
     );
+    // Tail sampling's decisions, when it is on.
+    let sampled: Vec<(Counter, Policy)> = if inner.sampler.is_some() {
+        Policy::ALL
+            .iter()
+            .map(|&p| {
+                let c = registry.counter(
+                    "chaintrace_sampling_traces_total",
+                    "Traces decided by tail sampling: the policy that kept them, or dropped.",
+                    &[("policy", p.name())],
+                );
+                (c, p)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let sampled_spans: Vec<(Counter, SampledRead)> = if inner.sampler.is_some() {
+        vec![
+            (
+                counter(
+                    "chaintrace_sampling_spans_kept_total",
+                    "Spans tail sampling wrote to blocks.",
+                ),
+                |s| s.spans_kept,
+            ),
+            (
+                counter(
+                    "chaintrace_sampling_spans_dropped_total",
+                    "Spans tail sampling dropped.",
+                ),
+                |s| s.spans_dropped,
+            ),
+            (
+                counter(
+                    "chaintrace_sampling_late_spans_total",
+                    "Spans that arrived after their trace was decided, and followed it.",
+                ),
+                |s| s.late_spans,
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
     // Weak: the registry must not keep a closed store's memory alive.
     let inner: Weak<Inner> = Arc::downgrade(inner);
     registry.on_scrape(move || {
@@ -140,6 +187,14 @@ pub(crate) fn register(inner: &Arc<Inner>, registry: &Registry) {
             gauge.set(read(&stats) as f64);
         }
         compacting.set(if stats.compacting { 1.0 } else { 0.0 });
+        if let Some(sampling) = &stats.sampling {
+            for (counter, policy) in &sampled {
+                counter.raise_to(sampling.traces(*policy));
+            }
+            for (counter, read) in &sampled_spans {
+                counter.raise_to(read(sampling));
+            }
+        }
     });
 }
 

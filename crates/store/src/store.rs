@@ -341,6 +341,8 @@ pub struct StoreStats {
     pub log_records: u64,
     /// Bytes of the log segment files.
     pub log_bytes: u64,
+    /// What tail sampling decided since open; `None` when it is off.
+    pub sampling: Option<crate::sampling::SamplingStats>,
 }
 
 /// Why a store operation failed.

@@ -19,6 +19,7 @@ mod metrics;
 mod openai;
 mod otlp;
 mod python_sdk;
+mod sampling;
 mod sdk;
 mod slow_clients;
 mod store;

@@ -16,7 +16,7 @@ type Labels = BTreeMap<String, String>;
 
 /// One parsed scrape.
 #[derive(Debug, Default)]
-struct Scrape {
+pub(crate) struct Scrape {
     /// Family name → (help, type).
     families: HashMap<String, (String, String)>,
     /// (sample name, labels) → value.
@@ -120,7 +120,7 @@ impl Scrape {
     }
 
     /// The value of `name{labels}`, panicking if there is no such series.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let labels: Labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -214,7 +214,7 @@ fn parse_sample(line: &str) -> (String, Labels, f64) {
     (name.to_string(), labels, value)
 }
 
-async fn scrape(server: &Server) -> Scrape {
+pub(crate) async fn scrape(server: &Server) -> Scrape {
     let response = reqwest::get(format!("{}/metrics", server.api))
         .await
         .expect("GET /metrics");

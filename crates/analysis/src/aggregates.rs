@@ -22,6 +22,7 @@ use crate::critical_path::critical_nanos;
 use crate::llm::{llm_spans_with, LlmTotals};
 use crate::prices::PriceTable;
 use crate::tree::SpanTree;
+use chaintrace_model::conventions::sampling_weight;
 
 /// Figures for one operation: spans with the same service and name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,8 +31,11 @@ pub struct OperationStats {
     pub service: String,
     /// Span name.
     pub name: String,
-    /// Number of spans.
+    /// Number of spans; with tail sampling, an estimate of the spans sent
+    /// (each weighted by 1 / its trace's sampling rate).
     pub count: u64,
+    /// Spans stored and counted (equal to `count` without sampling).
+    pub sampled_count: u64,
     /// Spans with status ERROR.
     pub error_count: u64,
     /// `error_count / count`.
@@ -73,8 +77,11 @@ pub struct ModelStats {
     pub provider: Option<String>,
     /// The price-table entry that priced it, when one did.
     pub priced_as: Option<String>,
-    /// Number of calls.
+    /// Number of calls (estimated under sampling, as `count` of
+    /// [`OperationStats`]).
     pub calls: u64,
+    /// Calls stored and counted.
+    pub sampled_calls: u64,
     /// Calls whose span has status ERROR.
     pub error_count: u64,
     /// `error_count / calls`.
@@ -95,8 +102,11 @@ pub struct ModelStats {
 pub struct SeriesBucket {
     /// Bucket start (a multiple of the bucket width since the epoch).
     pub start: UnixNanos,
-    /// Traces in the bucket.
+    /// Traces in the bucket (under tail sampling, the estimate: each
+    /// weighted by 1 / its sampling rate).
     pub traces: u64,
+    /// Traces read in the bucket.
+    pub sampled_traces: u64,
     /// Per operation, as [`operation_stats`] orders them.
     pub operations: Vec<OperationStats>,
     /// Per model, as [`model_stats`] orders them.
@@ -152,7 +162,7 @@ pub fn operation_series(
 #[derive(Default)]
 pub struct SeriesAggregates {
     width: u64,
-    buckets: BTreeMap<u64, (u64, Aggregates)>,
+    buckets: BTreeMap<u64, (u64, u64, Aggregates)>,
 }
 
 impl SeriesAggregates {
@@ -173,23 +183,25 @@ impl SeriesAggregates {
         else {
             return;
         };
-        let (count, acc) = self.buckets.entry(start - start % self.width).or_default();
+        let (weighted, count, acc) = self.buckets.entry(start - start % self.width).or_default();
+        *weighted += sampling_weight(&trace.spans);
         *count += 1;
         acc.add(trace, prices);
     }
 
     /// Groups held, over all buckets (each a few hundred bytes to 8 KiB).
     pub fn groups(&self) -> usize {
-        self.buckets.values().map(|(_, a)| a.groups()).sum()
+        self.buckets.values().map(|(_, _, a)| a.groups()).sum()
     }
 
     /// The buckets, oldest first.
     pub fn finish(self) -> Vec<SeriesBucket> {
         self.buckets
             .into_iter()
-            .map(|(start, (traces, mut acc))| SeriesBucket {
+            .map(|(start, (traces, sampled_traces, mut acc))| SeriesBucket {
                 start: UnixNanos(start),
                 traces,
+                sampled_traces,
                 operations: acc.operations(),
                 models: acc.models(),
             })
@@ -219,9 +231,19 @@ struct Durations {
 }
 
 impl Durations {
-    fn push(&mut self, value: u64) {
+    /// Counts `value` `n` times: a value standing for several (a sampled
+    /// trace's) moves the group to the sketch, which counts repeats.
+    fn push(&mut self, value: u64, n: u64) {
+        if n > 1 && self.sketch.is_none() {
+            let mut sketch = DurationSketch::new();
+            for &v in &self.exact {
+                sketch.add(v);
+            }
+            self.exact = Vec::new();
+            self.sketch = Some(sketch);
+        }
         if let Some(sketch) = &mut self.sketch {
-            sketch.add(value);
+            sketch.add_n(value, n);
             return;
         }
         self.exact.push(value);
@@ -267,6 +289,8 @@ impl Durations {
 #[derive(Default)]
 struct OperationAcc {
     durations: Durations,
+    /// Spans counted, unweighted.
+    spans: u64,
     errors: u64,
     self_sum: u128,
     critical: u64,
@@ -276,6 +300,8 @@ struct OperationAcc {
 
 #[derive(Default)]
 struct ModelAcc {
+    /// Calls counted, unweighted.
+    calls: u64,
     provider: Option<String>,
     priced_as: Option<String>,
     durations: Durations,
@@ -292,24 +318,33 @@ pub struct Aggregates {
     ops: BTreeMap<(String, String), OperationAcc>,
     models: BTreeMap<Option<String>, ModelAcc>,
     total_critical: u64,
+    /// Whether any trace stood for more than one (tail sampling).
+    estimated: bool,
 }
 
 impl Aggregates {
     /// Adds the spans and LLM calls of `trace` (whole: self time and
     /// critical path are per trace).
+    ///
+    /// A trace kept by tail sampling at rate r counts 1 / r times (see
+    /// [`sampling_weight`]), so counts, sums and percentiles estimate what
+    /// was sent; [`Aggregates::estimated`] then says so.
     pub fn add(&mut self, trace: &Trace, prices: &PriceTable) {
+        let w = sampling_weight(&trace.spans);
+        self.estimated |= w > 1;
         let tree = SpanTree::build(trace);
         let self_nano = tree.self_times(&tree.interval);
         let critical = critical_nanos(&tree);
-        self.total_critical += critical.iter().sum::<u64>();
+        self.total_critical += w * critical.iter().sum::<u64>();
         let mut keys = Vec::with_capacity(trace.spans.len());
         for (i, span) in trace.spans.iter().enumerate() {
             let key = (span.service_name().to_string(), span.name.to_string());
             let op = self.ops.entry(key.clone()).or_default();
-            op.durations.push(span.duration().0);
-            op.errors += u64::from(span.is_error());
-            op.self_sum += u128::from(self_nano[i]);
-            op.critical += critical[i];
+            op.durations.push(span.duration().0, w);
+            op.spans += 1;
+            op.errors += w * u64::from(span.is_error());
+            op.self_sum += u128::from(w) * u128::from(self_nano[i]);
+            op.critical += w * critical[i];
             keys.push(key);
         }
         // Once per trace per operation, however many of its spans are on the path.
@@ -323,7 +358,7 @@ impl Aggregates {
         on_path.dedup();
         for key in on_path {
             if let Some(op) = self.ops.get_mut(key) {
-                op.critical_traces += 1;
+                op.critical_traces += w;
             }
         }
         for call in llm_spans_with(trace, &tree, prices)
@@ -331,17 +366,24 @@ impl Aggregates {
             .filter(|s| s.counted)
         {
             if let Some(op) = self.ops.get_mut(&keys[call.span_index]) {
-                op.llm.add(&call.tokens, call.cost.as_ref());
+                op.llm.add_n(&call.tokens, call.cost.as_ref(), w);
             }
             let m = self.models.entry(call.model.clone()).or_default();
             m.provider = m.provider.take().or(call.provider.clone());
             if let Some(cost) = &call.cost {
                 m.priced_as.get_or_insert_with(|| cost.priced_as.clone());
             }
-            m.durations.push(call.duration_nano);
-            m.errors += u64::from(call.is_error);
-            m.usage.add(&call.tokens, call.cost.as_ref());
+            m.durations.push(call.duration_nano, w);
+            m.calls += 1;
+            m.errors += w * u64::from(call.is_error);
+            m.usage.add_n(&call.tokens, call.cost.as_ref(), w);
         }
+    }
+
+    /// Whether a trace kept by tail sampling was counted: the figures are
+    /// then estimates of what was sent.
+    pub fn estimated(&self) -> bool {
+        self.estimated
     }
 
     /// Groups held: operations plus models.
@@ -369,6 +411,7 @@ impl Aggregates {
                     service,
                     name,
                     count,
+                    sampled_count: op.spans,
                     error_count: op.errors,
                     error_rate: ratio(op.errors, count),
                     p50_nano: p50,
@@ -407,6 +450,7 @@ impl Aggregates {
                     provider: m.provider,
                     priced_as: m.priced_as,
                     calls: m.usage.calls,
+                    sampled_calls: m.calls,
                     error_count: m.errors,
                     error_rate: ratio(m.errors, m.usage.calls),
                     p50_nano: p50,
@@ -631,5 +675,73 @@ mod tests {
             .any(|o| o.service == "llm-gateway" && o.name == "api_call"));
         assert_eq!(ops.iter().filter(|o| o.name == "api_call").count(), 1);
         assert_eq!(ops.len(), 7);
+    }
+
+    #[test]
+    fn traces_kept_by_sampling_stand_for_those_dropped() {
+        use chaintrace_model::conventions::SAMPLING_RATE_KEY;
+        use chaintrace_model::KeyValue;
+        // One trace kept at 5 % (it stands for 20), one failed trace kept
+        // at rate 1, one trace sampling never judged.
+        let mut kept = run(1, 0, 100, false);
+        let root = kept
+            .spans
+            .iter_mut()
+            .find(|s| s.parent_span_id.is_none())
+            .unwrap();
+        root.attributes.push(KeyValue::new(SAMPLING_RATE_KEY, 0.05));
+        let mut failed_trace = run(2, 1000, 100, true);
+        let root = failed_trace
+            .spans
+            .iter_mut()
+            .find(|s| s.parent_span_id.is_none())
+            .unwrap();
+        root.attributes.push(KeyValue::new(SAMPLING_RATE_KEY, 1.0));
+        let plain = run(3, 2000, 100, false);
+        let prices = PriceTable::builtin();
+
+        let mut acc = Aggregates::default();
+        acc.add(&plain, &prices);
+        assert!(!acc.estimated(), "no sampled trace yet");
+        acc.add(&kept, &prices);
+        acc.add(&failed_trace, &prices);
+        assert!(acc.estimated());
+        let ops = acc.operations();
+        let api = ops.iter().find(|o| o.name == "api_call").unwrap();
+        assert_eq!((api.count, api.sampled_count), (22, 3));
+        assert_eq!(api.error_count, 1);
+        assert!((api.error_rate - 1.0 / 22.0).abs() < 1e-12);
+        // Tokens and cost: one trace's worth 22 times over, operation by
+        // operation.
+        let one = operation_stats(std::slice::from_ref(&plain), &prices);
+        let calls_per_trace: u64 = one.iter().map(|o| o.llm_calls).sum();
+        assert!(calls_per_trace > 0);
+        for o in one.iter().filter(|o| o.llm_calls > 0) {
+            let many = ops.iter().find(|m| m.name == o.name).unwrap();
+            assert_eq!(many.llm_calls, 22 * o.llm_calls, "{}", o.name);
+            assert_eq!(many.input_tokens, 22 * o.input_tokens, "{}", o.name);
+            assert!(
+                (many.cost_usd - 22.0 * o.cost_usd).abs() < 1e-9,
+                "{}",
+                o.name
+            );
+        }
+        let models = acc.models();
+        assert_eq!(
+            models.iter().map(|m| m.sampled_calls).sum::<u64>(),
+            3 * calls_per_trace
+        );
+        assert_eq!(
+            models.iter().map(|m| m.calls).sum::<u64>(),
+            22 * calls_per_trace
+        );
+
+        let mut series = SeriesAggregates::new(DurationNanos(ms(100_000)));
+        for t in [&plain, &kept, &failed_trace] {
+            series.add(t, &prices);
+        }
+        let buckets = series.finish();
+        assert_eq!(buckets.len(), 1);
+        assert_eq!((buckets[0].traces, buckets[0].sampled_traces), (22, 3));
     }
 }

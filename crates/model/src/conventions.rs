@@ -223,6 +223,33 @@ pub fn exception_type(span: &Span) -> Option<&str> {
         .find_map(|e| find_attr(&e.attributes, EXCEPTION_TYPE_KEY).and_then(as_text))
 }
 
+/// Root attribute naming the tail-sampling policy that kept a trace.
+pub const SAMPLING_POLICY_KEY: &str = "chaintrace.sampling.policy";
+
+/// Root attribute holding the rate a trace was kept at (1 for the policies
+/// that keep every such trace).
+pub const SAMPLING_RATE_KEY: &str = "chaintrace.sampling.rate";
+
+/// How many traces one kept trace stands for: 1 / its root's
+/// [`SAMPLING_RATE_KEY`], rounded to a whole number (exact for the rates
+/// that divide one: 1 %, 2 %, 5 %, 10 %, 20 %, 25 %, 50 %); 1 for a trace
+/// sampling did not judge, or a rate that is not in (0, 1].
+pub fn sampling_weight(spans: &[Span]) -> u64 {
+    let rate = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none())
+        .find_map(|s| s.attr(SAMPLING_RATE_KEY))
+        .and_then(|v| match v {
+            AnyValue::Double(d) => Some(*d),
+            AnyValue::Int(i) => Some(*i as f64),
+            _ => None,
+        });
+    match rate {
+        Some(r) if r > 0.0 && r <= 1.0 => (1.0 / r).round().clamp(1.0, 1e9) as u64,
+        _ => 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -301,5 +328,47 @@ mod tests {
         assert_eq!(error_type(&s), Some("openai.RateLimitError"));
         s.attributes.push(KeyValue::new("error.type", "429"));
         assert_eq!(error_type(&s), Some("429"));
+    }
+
+    #[test]
+    fn a_root_kept_at_a_rate_stands_for_its_inverse() {
+        let root = |rate: Option<AnyValue>| {
+            let mut s = Span {
+                trace_id: crate::TraceId([1; 16]),
+                span_id: crate::SpanId([1; 8]),
+                parent_span_id: None,
+                name: "root".into(),
+                kind: Default::default(),
+                start: crate::UnixNanos(0),
+                end: crate::UnixNanos(1),
+                status: Default::default(),
+                attributes: vec![],
+                events: vec![],
+                links: vec![],
+                resource: Default::default(),
+                scope: Default::default(),
+            };
+            if let Some(r) = rate {
+                s.attributes
+                    .push(crate::KeyValue::new(SAMPLING_RATE_KEY, r));
+            }
+            s
+        };
+        assert_eq!(sampling_weight(&[root(Some(AnyValue::Double(0.05)))]), 20);
+        assert_eq!(sampling_weight(&[root(Some(AnyValue::Double(0.03)))]), 33);
+        assert_eq!(sampling_weight(&[root(Some(AnyValue::Int(1)))]), 1);
+        assert_eq!(sampling_weight(&[root(None)]), 1);
+        for bad in [
+            AnyValue::Double(0.0),
+            AnyValue::Double(1.5),
+            AnyValue::Double(f64::NAN),
+            "x".into(),
+        ] {
+            assert_eq!(sampling_weight(&[root(Some(bad.clone()))]), 1, "{bad:?}");
+        }
+        // Only a root's rate counts.
+        let mut child = root(Some(AnyValue::Double(0.1)));
+        child.parent_span_id = Some(crate::SpanId([9; 8]));
+        assert_eq!(sampling_weight(&[child]), 1);
     }
 }

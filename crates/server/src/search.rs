@@ -474,6 +474,9 @@ struct Walk {
     figures: Figures,
     /// Traces counted (started in range, passed the filter).
     traces: u64,
+    /// The traces they stand for: each weighted by 1 / its tail-sampling
+    /// rate (equal to `traces` without sampling).
+    weighted: u64,
     /// Traces read.
     inspected: u64,
     stopped: Option<Stopped>,
@@ -536,6 +539,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         let mut walk = Walk {
             figures,
             traces: 0,
+            weighted: 0,
             inspected: 0,
             stopped: None,
         };
@@ -578,6 +582,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                     }
                 }
                 walk.traces += 1;
+                walk.weighted += chaintrace_model::conventions::sampling_weight(&trace.spans);
                 walk.figures.add(&trace, &prices);
             }
             if walk.figures.groups() > MAX_GROUPS {
@@ -642,7 +647,18 @@ fn answer(walk: Walk, what: Analytics, limit: usize) -> Response {
         Figures::Series(s) => serde_json::json!({ "series": s.finish() }),
     };
     if let Some(obj) = body.as_object_mut() {
-        obj.insert("traces".into(), walk.traces.into());
+        // Under tail sampling the figures are estimates of what was sent:
+        // `traces` is then the estimate and `sampled_traces` what was read.
+        // Error groups count failed spans, and sampling keeps every trace
+        // with one: they stay exact.
+        let estimated = walk.weighted != walk.traces && !matches!(what, Analytics::Errors);
+        obj.insert("estimated".into(), estimated.into());
+        if estimated {
+            obj.insert("sampled_traces".into(), walk.traces.into());
+            obj.insert("traces".into(), walk.weighted.into());
+        } else {
+            obj.insert("traces".into(), walk.traces.into());
+        }
         obj.insert("inspected".into(), walk.inspected.into());
         obj.insert("truncated".into(), walk.stopped.is_some().into());
         if let Some(stopped) = walk.stopped {

@@ -39,10 +39,10 @@ pub const MAX_OPERATIONS: usize = 10_000;
 pub const REMEMBERED_DECISIONS: usize = 1 << 18;
 
 /// Root attribute naming the policy that kept the trace.
-pub const POLICY_ATTRIBUTE: &str = "chaintrace.sampling.policy";
+pub const POLICY_ATTRIBUTE: &str = chaintrace_model::conventions::SAMPLING_POLICY_KEY;
 
 /// Root attribute holding the rate the trace was kept at.
-pub const RATE_ATTRIBUTE: &str = "chaintrace.sampling.rate";
+pub const RATE_ATTRIBUTE: &str = chaintrace_model::conventions::SAMPLING_RATE_KEY;
 
 /// How traces are sampled.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -67,31 +67,34 @@ pub struct LlmTotals {
 impl LlmTotals {
     /// Adds one counted call.
     pub fn add(&mut self, tokens: &TokenUsage, cost: Option<&Cost>) {
-        self.calls += 1;
-        self.input_tokens = self
-            .input_tokens
-            .saturating_add(tokens.input_tokens.unwrap_or(0));
+        self.add_n(tokens, cost, 1);
+    }
+
+    /// Adds one counted call that stands for `n` (a trace kept by tail
+    /// sampling at rate 1 / n).
+    pub fn add_n(&mut self, tokens: &TokenUsage, cost: Option<&Cost>, n: u64) {
+        let times = |v: Option<u64>| v.unwrap_or(0).saturating_mul(n);
+        self.calls += n;
+        self.input_tokens = self.input_tokens.saturating_add(times(tokens.input_tokens));
         self.output_tokens = self
             .output_tokens
-            .saturating_add(tokens.output_tokens.unwrap_or(0));
+            .saturating_add(times(tokens.output_tokens));
         self.cache_read_tokens = self
             .cache_read_tokens
-            .saturating_add(tokens.cache_read_tokens.unwrap_or(0));
+            .saturating_add(times(tokens.cache_read_tokens));
         self.cache_creation_tokens = self
             .cache_creation_tokens
-            .saturating_add(tokens.cache_creation_tokens.unwrap_or(0));
+            .saturating_add(times(tokens.cache_creation_tokens));
         self.reasoning_tokens = self
             .reasoning_tokens
-            .saturating_add(tokens.reasoning_tokens.unwrap_or(0));
-        self.total_tokens = self
-            .total_tokens
-            .saturating_add(tokens.total_tokens.unwrap_or(0));
+            .saturating_add(times(tokens.reasoning_tokens));
+        self.total_tokens = self.total_tokens.saturating_add(times(tokens.total_tokens));
         match cost {
             Some(c) => {
-                self.cost_usd += c.total_usd;
-                self.priced_calls += 1;
+                self.cost_usd += c.total_usd * n as f64;
+                self.priced_calls += n;
             }
-            None => self.unpriced_calls += 1,
+            None => self.unpriced_calls += n,
         }
     }
 

@@ -137,6 +137,59 @@ async fn sampling_keeps_every_error_and_the_rest_at_its_rate() {
         (estimate - TRACES as f64).abs() < 4.0 * spread,
         "estimated {estimate} of {TRACES}"
     );
+    // Analytics say so, and weight: the estimate of traces and of
+    // process_query spans is the one above; errors stay exact.
+    let (status, ops) = sampled
+        .get_json("/api/v1/analytics/operations?since=1h")
+        .await;
+    assert_eq!(status, 200, "{ops}");
+    assert_eq!(ops["estimated"], true, "{ops}");
+    assert_eq!(ops["sampled_traces"].as_f64(), Some(kept_count));
+    assert_eq!(ops["traces"].as_f64(), Some(estimate), "{ops}");
+    let (_, truth) = all.get_json("/api/v1/analytics/operations?since=1h").await;
+    assert_eq!(truth["estimated"], false);
+    assert_eq!(truth["traces"], TRACES);
+    let roots = |answer: &Value| -> (f64, f64, f64) {
+        answer["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["name"] == "process_query")
+            .fold((0.0, 0.0, 0.0), |(c, s, e), o| {
+                (
+                    c + o["count"].as_f64().unwrap(),
+                    s + o["sampled_count"].as_f64().unwrap(),
+                    e + o["error_count"].as_f64().unwrap(),
+                )
+            })
+    };
+    let (count, sampled_count, _) = roots(&ops);
+    assert_eq!((count, sampled_count), (estimate, kept_count));
+    let (true_count, _, _) = roots(&truth);
+    assert_eq!(true_count, TRACES as f64);
+    let (status, sampled_errors) = sampled.get_json("/api/v1/analytics/errors?since=1h").await;
+    assert_eq!(status, 200);
+    let (_, all_errors) = all.get_json("/api/v1/analytics/errors?since=1h").await;
+    assert_eq!(
+        sampled_errors["estimated"], false,
+        "every error trace is kept"
+    );
+    let groups = |answer: &Value| -> Vec<String> {
+        let mut g: Vec<String> = answer["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} ×{}",
+                    e["service"], e["operation"], e["error_type"], e["count"]
+                )
+            })
+            .collect();
+        g.sort();
+        g
+    };
+    assert_eq!(groups(&sampled_errors), groups(&all_errors));
     let spans = s.value("chaintrace_sampling_spans_kept_total", &[])
         + s.value("chaintrace_sampling_spans_dropped_total", &[]);
     assert_eq!(spans, (TRACES * 7) as f64);

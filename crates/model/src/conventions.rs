@@ -333,21 +333,7 @@ mod tests {
     #[test]
     fn a_root_kept_at_a_rate_stands_for_its_inverse() {
         let root = |rate: Option<AnyValue>| {
-            let mut s = Span {
-                trace_id: crate::TraceId([1; 16]),
-                span_id: crate::SpanId([1; 8]),
-                parent_span_id: None,
-                name: "root".into(),
-                kind: Default::default(),
-                start: crate::UnixNanos(0),
-                end: crate::UnixNanos(1),
-                status: Default::default(),
-                attributes: vec![],
-                events: vec![],
-                links: vec![],
-                resource: Default::default(),
-                scope: Default::default(),
-            };
+            let mut s = crate::span::test_span(1, "root", 0);
             if let Some(r) = rate {
                 s.attributes
                     .push(crate::KeyValue::new(SAMPLING_RATE_KEY, r));

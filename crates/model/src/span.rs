@@ -664,3 +664,24 @@ mod time_tests {
         assert_eq!(rfc3339_nanos(i128::MAX), format!("{}ns", i128::MAX));
     }
 }
+
+/// A span of trace `[1; 16]` with id `[id; 8]`, no parent, lasting 1 ns
+/// from `start`: what this crate's unit tests start from.
+#[cfg(test)]
+pub(crate) fn test_span(id: u8, name: &str, start: u64) -> Span {
+    Span {
+        trace_id: crate::TraceId([1; 16]),
+        span_id: crate::SpanId([id; 8]),
+        parent_span_id: None,
+        name: name.into(),
+        kind: Default::default(),
+        start: UnixNanos(start),
+        end: UnixNanos(start + 1),
+        status: Default::default(),
+        attributes: vec![],
+        events: vec![],
+        links: vec![],
+        resource: Default::default(),
+        scope: Default::default(),
+    }
+}

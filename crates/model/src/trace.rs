@@ -145,21 +145,7 @@ mod tests {
 
     #[test]
     fn spans_sort_by_start_then_id_and_copies_keep_their_order() {
-        let span = |start: u64, id: u8, name: &str| Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: None,
-            name: name.into(),
-            kind: Default::default(),
-            start: UnixNanos(start),
-            end: UnixNanos(start + 1),
-            status: Default::default(),
-            attributes: vec![],
-            events: vec![],
-            links: vec![],
-            resource: Default::default(),
-            scope: Default::default(),
-        };
+        let span = |start: u64, id: u8, name: &str| crate::span::test_span(id, name, start);
         // Every arrangement of six spans, two of them copies of one span.
         let base = [
             span(5, 1, "a"),

@@ -19,7 +19,7 @@ use chaintrace_model::{Span, SpanId, TraceId};
 
 use crate::embedded::{EmbeddedConfig, EmbeddedStore};
 use crate::store::Store;
-use crate::test_support::span;
+use crate::test_support::{span, SplitMix};
 use crate::wal::power_cut::{Aftermath, PowerCutDisk};
 use crate::wal::Disk;
 
@@ -37,19 +37,6 @@ const MAX_OPS_BEFORE_CUT: u64 = 150;
 const SEGMENT_BYTES: u64 = 1024;
 /// An appender that outlives this many batches means the power never failed.
 const MAX_BATCHES: u16 = 5_000;
-
-/// splitmix64: a deterministic stream of numbers, no dependency needed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Batch `n` of `appender` in `round`: one to three spans of a trace of its own.
 fn batch(round: u8, appender: u8, n: u16) -> Vec<Span> {
@@ -144,7 +131,7 @@ async fn run_seed(seed: u64) -> Seen {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EmbeddedConfig::new(dir.path());
     config.wal_segment_bytes = SEGMENT_BYTES;
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     let mut seen = Seen::default();
     let mut acked: Vec<Vec<Span>> = Vec::new();
     let mut tried: HashSet<(TraceId, SpanId)> = HashSet::new();

@@ -325,24 +325,7 @@ mod tests {
     use chaintrace_model::{AnyValue, Span, SpanId, StatusCode, TraceId, UnixNanos};
 
     use super::*;
-    use crate::test_support::span;
-
-    /// A fixed-seed generator (splitmix64): the same stream every run.
-    struct Seeded(u64);
-
-    impl Seeded {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::test_support::{span, SplitMix as Seeded};
 
     const NOW: UnixNanos = UnixNanos(10_000_000_000_000_000);
 

@@ -214,15 +214,7 @@ fn view_with_model(
     fallback_model: Option<&str>,
     prices: &PriceTable,
 ) -> Option<LlmView> {
-    let CallCore {
-        model,
-        request_model,
-        response_model,
-        provider,
-        oi_kind,
-        tokens,
-        cost,
-    } = call_core(span, fallback_model, prices)?;
+    let core = call_core(span, fallback_model, prices)?;
     let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
     let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
 
@@ -249,12 +241,12 @@ fn view_with_model(
     }
 
     Some(LlmView {
-        model,
-        request_model,
-        response_model,
-        provider,
-        operation: text(&["gen_ai.operation.name"]).or(oi_kind),
-        tokens,
+        model: core.model,
+        request_model: core.request_model,
+        response_model: core.response_model,
+        provider: core.provider,
+        operation: text(&["gen_ai.operation.name"]).or(core.oi_kind),
+        tokens: core.tokens,
         max_tokens: count(&["gen_ai.request.max_tokens", "max_tokens"])
             .or_else(|| param("max_tokens").and_then(|v| v.as_u64()))
             .or_else(|| param("max_completion_tokens").and_then(|v| v.as_u64())),
@@ -265,7 +257,7 @@ fn view_with_model(
         finish_reasons,
         prompt: prompt(span),
         completion: completion(span),
-        cost,
+        cost: core.cost,
     })
 }
 

@@ -286,3 +286,13 @@ pub fn parent_name(trace: &Value, span: &Value) -> Option<String> {
         .find(|s| s["spanID"] == parent_id)
         .map(|s| s["operationName"].as_str().unwrap_or_default().to_string())
 }
+
+/// `s` percent-encoded for a query parameter (unreserved bytes kept).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

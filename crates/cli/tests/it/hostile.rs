@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::json;
 
-use crate::harness::Server;
+use crate::harness::{urlencode, Server};
 use crate::otlp::{hex, request, trace_id};
 
 fn string_kv(key: &str, value: String) -> KeyValue {
@@ -270,13 +270,4 @@ async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
         }
     }
     assert!(idle, "the server is still busy a minute after the run");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{chaintrace, Server};
+use crate::harness::{chaintrace, urlencode, Server};
 use crate::metrics::scrape;
 
 const TRACES: u64 = 800;
@@ -52,15 +52,6 @@ async fn found(server: &Server, q: &str) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

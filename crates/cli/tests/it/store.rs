@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message;
 
-use crate::harness::Server;
+use crate::harness::{urlencode, Server};
 use crate::otlp::{request, span_ids};
 
 /// Flags that make the store cut and compact constantly.
@@ -392,13 +392,4 @@ async fn a_later_copy_of_a_span_in_a_block_never_shadows_it() {
             "{q}: {body}"
         );
     }
-}
-
-fn urlencode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

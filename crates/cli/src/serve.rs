@@ -18,6 +18,7 @@ use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_metrics::Registry;
 use chaintrace_model::{DurationNanos, Span};
+use chaintrace_store::sampling::KeepRule;
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store, StoreError};
 
 use clap::Args;
@@ -126,9 +127,17 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_SAMPLE_RATE", value_parser = parse_rate)]
     pub sample_rate: Option<f64>,
 
+    /// A TOML file of sampling rules; turns sampling on. Keys: `base_rate`
+    /// (as --sample-rate, which wins when both are given),
+    /// `decision_wait`, `[[keep]] query = '<TraceQL>'` (traces matching any
+    /// are always kept) and `[services] "name" = rate` (a rate of its own
+    /// for traces rooted in that service).
+    #[arg(long, env = "CHAINTRACE_SAMPLING")]
+    pub sampling: Option<PathBuf>,
+
     /// With --sample-rate: how long after its root ended a trace is decided
     /// (`10s`). A trace younger than this at a cut is kept whole.
-    #[arg(long, env = "CHAINTRACE_SAMPLE_DECISION_WAIT", default_value = "10s")]
+    #[arg(long, env = "CHAINTRACE_SAMPLE_DECISION_WAIT", default_value = DEFAULT_DECISION_WAIT)]
     pub sample_decision_wait: String,
 
     /// A TOML file of model prices that overrides or extends the built-in table
@@ -206,6 +215,10 @@ fn load_prices(path: Option<&std::path::Path>) -> Result<PriceTable> {
     PriceTable::load_overrides(&text).with_context(|| format!("--prices {}", path.display()))
 }
 
+/// --sample-decision-wait's default; a `decision_wait` in the --sampling
+/// file applies when the flag is left at it.
+const DEFAULT_DECISION_WAIT: &str = "10s";
+
 /// A share of traces: `0.05` or `5%`, above 0 and at most 1.
 fn parse_rate(text: &str) -> std::result::Result<f64, String> {
     let t = text.trim();
@@ -222,6 +235,75 @@ fn parse_rate(text: &str) -> std::result::Result<f64, String> {
     Ok(value)
 }
 
+/// The `--sampling` file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplingFile {
+    base_rate: Option<toml::Value>,
+    decision_wait: Option<String>,
+    #[serde(default)]
+    keep: Vec<KeepEntry>,
+    #[serde(default)]
+    services: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepEntry {
+    query: String,
+}
+
+/// A rate from the sampling file: a number (0.05) or a string ("5%").
+fn file_rate(what: &str, v: &toml::Value) -> Result<f64> {
+    let text = match v {
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::String(s) => s.clone(),
+        other => bail!("{what}: {other} is not a rate: give a share like 0.05 or \"5%\""),
+    };
+    parse_rate(&text).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+/// Tail sampling from --sample-rate, --sample-decision-wait and --sampling.
+fn sampling_config(args: &ServeArgs) -> Result<Option<SamplingConfig>> {
+    let file: SamplingFile = match &args.sampling {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --sampling file {}", path.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("--sampling file {}: {e}", path.display()))?
+        }
+        None => SamplingFile::default(),
+    };
+    let rate = match (args.sample_rate, &file.base_rate) {
+        (Some(r), _) => r,
+        (None, Some(v)) => file_rate("base_rate", v)?,
+        (None, None) if args.sampling.is_some() => {
+            bail!("--sampling file: no base_rate, and no --sample-rate: say what share of the rest to keep")
+        }
+        (None, None) => return Ok(None),
+    };
+    let wait_text = file
+        .decision_wait
+        .as_deref()
+        .filter(|_| args.sample_decision_wait == DEFAULT_DECISION_WAIT)
+        .unwrap_or(&args.sample_decision_wait);
+    let mut config = SamplingConfig::new(rate, duration_flag("--sample-decision-wait", wait_text)?);
+    for (i, k) in file.keep.iter().enumerate() {
+        let rule = KeepRule::parse(&k.query).map_err(|e| {
+            anyhow::anyhow!("--sampling file: keep rule {} ({:?}): {e}", i + 1, k.query)
+        })?;
+        config.keep.push(rule);
+    }
+    for (service, v) in &file.services {
+        config.service_rates.insert(
+            service.clone(),
+            file_rate(&format!("services.{service:?}"), v)?,
+        );
+    }
+    Ok(Some(config))
+}
+
 /// The embedded store's configuration from the flags.
 fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     let mut config = EmbeddedConfig::new(&args.data_dir);
@@ -235,11 +317,7 @@ fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
     if config.block_max_age.is_zero() {
         bail!("--block-max-age must be greater than zero");
     }
-    let wait = duration_flag("--sample-decision-wait", &args.sample_decision_wait)?;
-    config.sampling = args.sample_rate.map(|base_rate| SamplingConfig {
-        base_rate,
-        decision_wait: wait,
-    });
+    config.sampling = sampling_config(args)?;
     if config.block_max_bytes >= config.max_memory {
         bail!(
             "--block-max-bytes ({}) must be below --max-memory ({}): blocks are cut from memory",
@@ -562,7 +640,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_listen, Listen};
+    use super::{parse_bytes, parse_listen, sampling_config, Listen, ServeArgs};
 
     #[test]
     fn listeners_take_an_address_or_off() {
@@ -573,6 +651,94 @@ mod tests {
         );
         let err = parse_listen("6831").unwrap_err();
         assert!(err.contains("want host:port"), "{err}");
+    }
+
+    /// `chaintrace serve` with `flags`, as clap reads them.
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let argv = std::iter::once("serve").chain(flags.iter().copied());
+        <Wrap as clap::Parser>::try_parse_from(argv).unwrap().serve
+    }
+
+    #[test]
+    fn a_sampling_file_holds_rules_and_service_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sampling.toml");
+        let file = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            r#"
+base_rate = "2%"
+decision_wait = "30s"
+[[keep]]
+query = '{ span.gen_ai.request.model = "gpt-4o" }'
+[[keep]]
+query = '{ resource.service.name = "checkout" && duration > 2s }'
+[services]
+"support-bot" = 0.5
+"#,
+        )
+        .unwrap();
+        let config = sampling_config(&serve_args(&["--sampling", file]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.base_rate, 0.02);
+        assert_eq!(config.decision_wait, std::time::Duration::from_secs(30));
+        assert_eq!(config.keep.len(), 2);
+        assert_eq!(
+            config.keep[0].text,
+            r#"{ span.gen_ai.request.model = "gpt-4o" }"#
+        );
+        assert_eq!(config.service_rates["support-bot"], 0.5);
+        // The flags win over the file.
+        let flags = [
+            "--sampling",
+            file,
+            "--sample-rate",
+            "10%",
+            "--sample-decision-wait",
+            "1s",
+        ];
+        let config = sampling_config(&serve_args(&flags)).unwrap().unwrap();
+        assert_eq!(config.base_rate, 0.1);
+        assert_eq!(config.decision_wait, std::time::Duration::from_secs(1));
+        // No flag, no file: no sampling.
+        assert!(sampling_config(&serve_args(&[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_bad_sampling_file_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sampling.toml");
+        let file = path.to_str().unwrap();
+        for (text, says) in [
+            ("base_rate = 0.05\ncolour = 1\n", "unknown field `colour`"),
+            ("decision_wait = \"1s\"\n", "no base_rate"),
+            ("base_rate = 2.0\n", "base_rate: \"2\" is out of range"),
+            (
+                "base_rate = 0.05\n[services]\nx = \"lots\"\n",
+                "services.\"x\": \"lots\" is not a rate",
+            ),
+            (
+                "base_rate = 0.05\n[[keep]]\nquery = '{ name = }'\n",
+                "keep rule 1",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = sampling_config(&serve_args(&["--sampling", file])).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{text:?}: {err:#}");
+        }
+        let missing = dir.path().join("missing.toml");
+        let err =
+            sampling_config(&serve_args(&["--sampling", missing.to_str().unwrap()])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot read --sampling file"),
+            "{err:#}"
+        );
     }
 
     #[test]

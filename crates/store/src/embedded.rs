@@ -770,7 +770,7 @@ impl EmbeddedStore {
             sealed_through: covered,
         };
         let inner = Arc::new(Inner {
-            sampler: config.sampling.map(|c| Mutex::new(Sampler::new(c))),
+            sampler: config.sampling.clone().map(|c| Mutex::new(Sampler::new(c))),
             head_bytes: Arc::new(AtomicU64::new(heads.bytes())),
             heads: Arc::new(RwLock::new(heads)),
             config,

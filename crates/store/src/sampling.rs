@@ -12,8 +12,10 @@
 //! long ago). A complete trace is kept when a span failed (`error`), when
 //! its root took longer than the running p99 of its root operation
 //! (`slow`; every trace of an operation is kept until the operation has
-//! been seen [`WARM_UP_TRACES`] times: `warm_up`), or when its trace-id hash
-//! falls under the base rate (`rate`, the same answer on every node). A trace
+//! been seen [`WARM_UP_TRACES`] times: `warm_up`), when it matches a keep
+//! rule (a TraceQL condition: `rule`), or when its trace-id hash falls under
+//! the rate of its root's service, else the base rate (`rate`, the same
+//! answer on every node). A trace
 //! not yet complete is kept whole (`young`): deciding it early could drop an
 //! error that has not arrived yet. Every decision is remembered (the newest
 //! [`REMEMBERED_DECISIONS`]), and spans arriving later follow it.
@@ -22,10 +24,12 @@
 //! `chaintrace.sampling.rate` (1 for every policy but `rate`): a count
 //! weighted by 1 / rate estimates the traces before sampling.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use chaintrace_model::{DurationSketch, KeyValue, Span, SpanId, StatusCode, TraceId, UnixNanos};
+use chaintrace_model::{
+    DurationSketch, KeyValue, Span, SpanId, StatusCode, Trace, TraceId, UnixNanos,
+};
 
 /// Traces of one root operation kept whole before its p99 is trusted.
 pub const WARM_UP_TRACES: u64 = 100;
@@ -44,13 +48,57 @@ pub const POLICY_ATTRIBUTE: &str = chaintrace_model::conventions::SAMPLING_POLIC
 /// Root attribute holding the rate the trace was kept at.
 pub const RATE_ATTRIBUTE: &str = chaintrace_model::conventions::SAMPLING_RATE_KEY;
 
+/// Root attribute naming the keep rule that kept the trace.
+pub const RULE_ATTRIBUTE: &str = "chaintrace.sampling.rule";
+
+/// Regex work (see `chaintrace_query::RegexBudget`) the keep rules may
+/// spend on one cut; past it, the rest of the cut's traces are judged by
+/// the other policies (and counted in `rule_budget_exhausted`).
+pub const RULE_WORK_PER_CUT: u64 = 100_000_000;
+
 /// How traces are sampled.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SamplingConfig {
     /// Share of the traces no other policy keeps, in (0, 1].
     pub base_rate: f64,
     /// How long after its root ended a trace is decided.
     pub decision_wait: Duration,
+    /// Traces matching any of these are always kept (`rule`).
+    pub keep: Vec<KeepRule>,
+    /// A rate of their own for the traces whose root is of these
+    /// services, in place of `base_rate`.
+    pub service_rates: BTreeMap<String, f64>,
+}
+
+impl SamplingConfig {
+    /// Error, slow and rate policies at `base_rate`, no rules.
+    pub fn new(base_rate: f64, decision_wait: Duration) -> SamplingConfig {
+        SamplingConfig {
+            base_rate,
+            decision_wait,
+            keep: Vec::new(),
+            service_rates: BTreeMap::new(),
+        }
+    }
+}
+
+/// A TraceQL condition whose traces are always kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepRule {
+    /// The query as written (recorded on kept roots).
+    pub text: String,
+    query: chaintrace_query::Query,
+}
+
+impl KeepRule {
+    /// Parses `text` as TraceQL; the error says where it is wrong.
+    pub fn parse(text: &str) -> Result<KeepRule, String> {
+        let query = chaintrace_query::parse(text).map_err(|e| e.to_string())?;
+        Ok(KeepRule {
+            text: text.to_string(),
+            query,
+        })
+    }
 }
 
 /// Why a trace was kept, or that it was not.
@@ -58,6 +106,8 @@ pub struct SamplingConfig {
 pub enum Policy {
     /// A span failed.
     Error,
+    /// A keep rule matched.
+    Rule,
     /// The root took longer than its operation's running p99.
     Slow,
     /// Its operation has not been seen [`WARM_UP_TRACES`] times yet.
@@ -75,6 +125,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::Error => "error",
+            Policy::Rule => "rule",
             Policy::Slow => "slow",
             Policy::WarmUp => "warm_up",
             Policy::Rate => "rate",
@@ -84,8 +135,9 @@ impl Policy {
     }
 
     /// Every policy, in a fixed order (for metrics).
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Error,
+        Policy::Rule,
         Policy::Slow,
         Policy::WarmUp,
         Policy::Rate,
@@ -99,6 +151,8 @@ impl Policy {
 pub struct SamplingStats {
     /// Traces kept because a span failed.
     pub kept_error: u64,
+    /// Traces kept by a keep rule.
+    pub kept_rule: u64,
     /// Traces kept as slower than their operation's p99.
     pub kept_slow: u64,
     /// Traces kept while their operation warmed up.
@@ -115,6 +169,8 @@ pub struct SamplingStats {
     pub spans_dropped: u64,
     /// Spans that arrived after their trace was decided, and followed it.
     pub late_spans: u64,
+    /// Cuts whose keep rules ran out of regex work before the last trace.
+    pub rule_budget_exhausted: u64,
 }
 
 impl SamplingStats {
@@ -122,6 +178,7 @@ impl SamplingStats {
     pub fn traces(&self, policy: Policy) -> u64 {
         match policy {
             Policy::Error => self.kept_error,
+            Policy::Rule => self.kept_rule,
             Policy::Slow => self.kept_slow,
             Policy::WarmUp => self.kept_warm_up,
             Policy::Rate => self.kept_rate,
@@ -133,6 +190,7 @@ impl SamplingStats {
     fn traces_mut(&mut self, policy: Policy) -> &mut u64 {
         match policy {
             Policy::Error => &mut self.kept_error,
+            Policy::Rule => &mut self.kept_rule,
             Policy::Slow => &mut self.kept_slow,
             Policy::WarmUp => &mut self.kept_warm_up,
             Policy::Rate => &mut self.kept_rate,
@@ -194,6 +252,8 @@ impl Sampler {
         now: UnixNanos,
     ) -> CutPlan {
         let mut plan = CutPlan::default();
+        let mut budget = chaintrace_query::RegexBudget::new(RULE_WORK_PER_CUT);
+        let mut exhausted = false;
         for (id, spans) in traces {
             if let Some(&keep) = self.decided.get(&id) {
                 self.stats.late_spans += spans.len() as u64;
@@ -203,7 +263,7 @@ impl Sampler {
                 }
                 continue;
             }
-            let policy = self.decide(id, spans, now);
+            let (policy, rule) = self.decide(id, spans, now, &mut budget, &mut exhausted);
             let keep = policy != Policy::Dropped;
             *self.stats.traces_mut(policy) += 1;
             self.count_spans(keep, spans.len());
@@ -214,24 +274,43 @@ impl Sampler {
             }
             if let Some(root) = spans.iter().find(|s| s.parent_span_id.is_none()) {
                 let rate = if policy == Policy::Rate {
-                    self.config.base_rate
+                    self.rate_of(root)
                 } else {
                     1.0
                 };
                 let mut labelled = root.clone();
-                labelled
-                    .attributes
-                    .retain(|kv| kv.key != POLICY_ATTRIBUTE && kv.key != RATE_ATTRIBUTE);
+                labelled.attributes.retain(|kv| {
+                    kv.key != POLICY_ATTRIBUTE
+                        && kv.key != RATE_ATTRIBUTE
+                        && kv.key != RULE_ATTRIBUTE
+                });
                 labelled
                     .attributes
                     .push(KeyValue::new(POLICY_ATTRIBUTE, policy.name()));
                 labelled
                     .attributes
                     .push(KeyValue::new(RATE_ATTRIBUTE, rate));
+                if let Some(rule) = rule {
+                    labelled
+                        .attributes
+                        .push(KeyValue::new(RULE_ATTRIBUTE, rule));
+                }
                 plan.labelled.insert((id, root.span_id), labelled);
             }
         }
+        if exhausted {
+            self.stats.rule_budget_exhausted += 1;
+        }
         plan
+    }
+
+    /// The rate for traces rooted at `root`: its service's, else the base.
+    fn rate_of(&self, root: &Span) -> f64 {
+        self.config
+            .service_rates
+            .get(root.service_name())
+            .copied()
+            .unwrap_or(self.config.base_rate)
     }
 
     fn count_spans(&mut self, keep: bool, n: usize) {
@@ -253,8 +332,41 @@ impl Sampler {
         }
     }
 
-    /// The policy for one trace seen whole for the first time.
-    fn decide(&mut self, id: TraceId, spans: &[Span], now: UnixNanos) -> Policy {
+    /// The policy for one trace seen whole for the first time, and the
+    /// text of the keep rule that kept it, if one did.
+    fn decide(
+        &mut self,
+        id: TraceId,
+        spans: &[Span],
+        now: UnixNanos,
+        budget: &mut chaintrace_query::RegexBudget,
+        exhausted: &mut bool,
+    ) -> (Policy, Option<String>) {
+        if self.config.keep.is_empty() || *exhausted {
+            return (self.judge(id, spans, now), None);
+        }
+        let policy = self.judge(id, spans, now);
+        if matches!(policy, Policy::Young | Policy::Error) {
+            return (policy, None);
+        }
+        // A rule costs a copy of the trace and its regex work: only traces
+        // the other policies judge by speed or rate get here.
+        let trace = Trace::new(id, spans.to_vec());
+        for rule in &self.config.keep {
+            match rule.query.evaluate_within(&trace, budget) {
+                Ok(Some(_)) => return (Policy::Rule, Some(rule.text.clone())),
+                Ok(None) => {}
+                Err(_) => {
+                    *exhausted = true;
+                    break;
+                }
+            }
+        }
+        (policy, None)
+    }
+
+    /// Young, error, warm-up, slow, rate or dropped (no rules).
+    fn judge(&mut self, id: TraceId, spans: &[Span], now: UnixNanos) -> Policy {
         let wait = u64::try_from(self.config.decision_wait.as_nanos()).unwrap_or(u64::MAX);
         let root = spans.iter().find(|s| s.parent_span_id.is_none());
         let ended = match root {
@@ -285,7 +397,8 @@ impl Sampler {
                 }
             }
         }
-        if under_rate(id, self.config.base_rate) {
+        let rate = root.map_or(self.config.base_rate, |r| self.rate_of(r));
+        if under_rate(id, rate) {
             Policy::Rate
         } else {
             Policy::Dropped
@@ -374,10 +487,7 @@ mod tests {
     }
 
     fn config(rate: f64) -> SamplingConfig {
-        SamplingConfig {
-            base_rate: rate,
-            decision_wait: Duration::from_secs(10),
-        }
+        SamplingConfig::new(rate, Duration::from_secs(10))
     }
 
     /// Runs `traces` through `sampler` in cuts of 1 000; the policy of each.
@@ -576,6 +686,43 @@ mod tests {
         assert_eq!(sampler.stats().late_spans, 2);
     }
 
+    #[test]
+    fn keep_rules_and_service_rates() {
+        let mut config = config(0.000_001);
+        config
+            .keep
+            .push(KeepRule::parse(r#"{ span.customer = "acme" }"#).unwrap());
+        config.service_rates.insert("checkout".into(), 1.0);
+        let mut sampler = Sampler::new(config);
+        let in_checkout = |mut t: Vec<Span>| {
+            t[0].resource = std::sync::Arc::new(chaintrace_model::Resource {
+                attributes: vec![KeyValue::new("service.name", "checkout")],
+            });
+            t
+        };
+        // Both root operations warm up first.
+        let warm: Vec<Vec<Span>> = (0..WARM_UP_TRACES)
+            .flat_map(|i| {
+                [
+                    chain(i, "answer", 100, false),
+                    in_checkout(chain(500 + i, "answer", 100, false)),
+                ]
+            })
+            .collect();
+        run(&mut sampler, &warm);
+        let plain = chain(1_000, "answer", 100, false);
+        let mut acme = chain(1_001, "answer", 100, false);
+        acme[1].attributes.push(KeyValue::new("customer", "acme"));
+        let checkout = in_checkout(chain(1_002, "answer", 100, false));
+        let labels = run(&mut sampler, &[plain, acme, checkout]);
+        assert_eq!(labels[0], None, "no rule, the base rate: dropped");
+        assert_eq!(labels[1], Some(("rule".to_string(), 1.0)));
+        // A service with a rate of its own: kept at its rate, and says so.
+        assert_eq!(labels[2], Some(("rate".to_string(), 1.0)));
+        assert_eq!(sampler.stats().kept_rule, 1);
+        assert_eq!(sampler.stats().rule_budget_exhausted, 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cut_writes_only_what_sampling_keeps() {
         use crate::{EmbeddedConfig, EmbeddedStore, Store};
@@ -660,9 +807,6 @@ mod tests {
     }
 
     fn config_for_store() -> SamplingConfig {
-        SamplingConfig {
-            base_rate: 0.000_001,
-            decision_wait: Duration::from_secs(10),
-        }
+        SamplingConfig::new(0.000_001, Duration::from_secs(10))
     }
 }

@@ -199,4 +199,15 @@ fn a_bad_sample_rate_is_refused_with_its_reason() {
         assert!(!ok, "--sample-rate {rate} accepted");
         assert!(err.contains(says), "--sample-rate {rate}: {err}");
     }
+    let file = dir.path().join("sampling.toml");
+    std::fs::write(&file, "base_rate = 0.05\n[[keep]]\nquery = '{ name = }'\n").unwrap();
+    let (ok, _, err) = chaintrace(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--sampling",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a keep rule that does not parse was accepted");
+    assert!(err.contains("keep rule 1") && err.contains("at 9"), "{err}");
 }

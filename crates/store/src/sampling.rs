@@ -36,8 +36,10 @@ pub const WARM_UP_TRACES: u64 = 100;
 
 /// Root operations whose p99 is tracked; traces of operations past it are
 /// judged by the other policies only (a flood of one-off root names cannot
-/// make every trace "warming up").
-pub const MAX_OPERATIONS: usize = 10_000;
+/// make every trace "warming up"). A sketch holds at most ~1 600 buckets
+/// (1 ns to 10⁴ s at 1 %), so this bounds the sketches at ~50 MB however
+/// spread the durations; real root operations number in the tens.
+pub const MAX_OPERATIONS: usize = 1_000;
 
 /// Decisions remembered for spans arriving after their trace was decided.
 pub const REMEMBERED_DECISIONS: usize = 1 << 18;

@@ -29,6 +29,7 @@
 //! | `output_tokens` | Int64, null | `gen_ai.usage.output_tokens`, `gen_ai.usage.completion_tokens`, `llm.token_count.completion`, `output_tokens` |
 //! | `error_type` | Utf8, null | `error.type`, `error_type`, else the first `exception` event's `exception.type` (as sent, e.g. `__main__.RateLimitError`: match with `LIKE '%RateLimitError'`) |
 //! | `attributes`, `resource_attributes` | Map(Utf8 → Utf8) | every attribute, values as display text |
+//! | `sample_weight` | Int64 | how many traces the span's trace stands for under tail sampling: 1 / its root's `chaintrace.sampling.rate`, rounded (1 without) |
 //!
 //! Attributes are read by key with a subscript, `attributes['user_id']`
 //! (null when absent), and are text: cast to compare as numbers,

@@ -69,6 +69,7 @@ pub fn spans_schema() -> SchemaRef {
         utf8("error_type", true),
         Field::new("attributes", map_type(), false),
         Field::new("resource_attributes", map_type(), false),
+        Field::new("sample_weight", DataType::Int64, false),
     ]))
 }
 
@@ -96,6 +97,24 @@ fn status(code: StatusCode) -> &'static str {
         StatusCode::Ok => "ok",
         StatusCode::Error => "error",
     }
+}
+
+/// How many traces each trace of `spans` stands for under tail sampling
+/// (`chaintrace_model::conventions::sampling_weight` of its root); traces
+/// without a sampling rate are absent (weight 1).
+fn weights(spans: &[Span]) -> HashMap<TraceId, i64> {
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none())
+        .map(|root| {
+            (
+                root.trace_id,
+                conventions::sampling_weight(std::slice::from_ref(root)),
+            )
+        })
+        .filter(|&(_, w)| w > 1)
+        .map(|(id, w)| (id, i64::try_from(w).unwrap_or(i64::MAX)))
+        .collect()
 }
 
 /// Each span's `llm_model`: its own model, or for a span that reports tokens
@@ -189,14 +208,22 @@ pub(crate) fn rows_to_batches(
     projection: &[usize],
 ) -> Result<Vec<RecordBatch>, ArrowError> {
     let models = models(spans);
-    let rows: Vec<usize> = (0..spans.len()).filter(|&i| keep(&spans[i])).collect();
     let full = spans_schema();
+    let weights = if projection
+        .iter()
+        .any(|&c| full.field(c).name() == "sample_weight")
+    {
+        weights(spans)
+    } else {
+        HashMap::new()
+    };
+    let rows: Vec<usize> = (0..spans.len()).filter(|&i| keep(&spans[i])).collect();
     let schema = Arc::new(full.project(projection)?);
     rows.chunks(BATCH_ROWS)
         .map(|rows| {
             let columns = projection
                 .iter()
-                .map(|&c| column(full.field(c).name(), spans, &models, rows))
+                .map(|&c| column(full.field(c).name(), spans, &models, &weights, rows))
                 .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
             RecordBatch::try_new_with_options(
                 Arc::clone(&schema),
@@ -212,6 +239,7 @@ fn column(
     name: &str,
     spans: &[Span],
     models: &[Option<&str>],
+    weights: &HashMap<TraceId, i64>,
     rows: &[usize],
 ) -> Result<ArrayRef, ArrowError> {
     let n = rows.len();
@@ -272,6 +300,7 @@ fn column(
             }
             Arc::new(b.finish())
         }
+        "sample_weight" => int(&|s| Some(weights.get(&s.trace_id).copied().unwrap_or(1))),
         "input_tokens" => int(&|s| tokens(s).0),
         "output_tokens" => int(&|s| tokens(s).1),
         "error_type" => text(&|s| error_type(s)),

@@ -865,3 +865,26 @@ async fn hot_columns_are_read_as_columns_and_the_rest_from_spans() {
     .unwrap_err();
     assert!(err.to_string().contains("spans were read"), "{err}");
 }
+
+#[tokio::test]
+async fn sample_weight_is_how_many_traces_a_trace_stands_for() {
+    // Trace 1 was kept by tail sampling at 5 %; trace 2 (it failed) at 1.
+    let mut spans = rag_chain();
+    for s in spans.iter_mut().filter(|s| s.parent_span_id.is_none()) {
+        let rate = if s.trace_id.0[0] == 1 { 0.05 } else { 1.0 };
+        s.attributes.push(KeyValue::new(
+            chaintrace_model::conventions::SAMPLING_RATE_KEY,
+            rate,
+        ));
+    }
+    let sql = "SELECT trace_id, count(*) AS sampled, sum(sample_weight) AS est \
+               FROM spans WHERE name <> 'chat gpt-4o' GROUP BY trace_id ORDER BY trace_id";
+    let r = run_sql(spans, sql, &SqlLimits::default()).await.unwrap();
+    assert_eq!(
+        rows(&r),
+        json!([["01".repeat(16), 7, 140], ["02".repeat(16), 7, 7]])
+    );
+    // Without sampling every span weighs 1.
+    let r = query("SELECT min(sample_weight) AS lo, max(sample_weight) AS hi FROM spans").await;
+    assert_eq!(rows(&r), json!([[1, 1]]));
+}

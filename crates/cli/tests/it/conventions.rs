@@ -42,7 +42,7 @@ fn request(t0: u64) -> Value {
     }]})
 }
 
-async fn sql(server: &Server, query: &str) -> Value {
+pub(crate) async fn sql(server: &Server, query: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/sql", server.api))
         .json(&json!({ "query": query, "since": "1h" }))

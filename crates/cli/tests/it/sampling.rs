@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::conventions::sql;
 use crate::harness::{chaintrace, urlencode, Server};
 use crate::metrics::scrape;
 
@@ -181,6 +182,14 @@ async fn sampling_keeps_every_error_and_the_rest_at_its_rate() {
         g
     };
     assert_eq!(groups(&sampled_errors), groups(&all_errors));
+    // SQL does not weight by itself; sample_weight gives the same estimate.
+    let roots = sql(
+        &sampled,
+        "SELECT count(*) AS n, sum(sample_weight) AS est FROM spans WHERE parent_span_id IS NULL",
+    )
+    .await;
+    assert_eq!(roots["rows"][0][0].as_f64(), Some(kept_count), "{roots}");
+    assert_eq!(roots["rows"][0][1].as_f64(), Some(estimate), "{roots}");
     let spans = s.value("chaintrace_sampling_spans_kept_total", &[])
         + s.value("chaintrace_sampling_spans_dropped_total", &[]);
     assert_eq!(spans, (TRACES * 7) as f64);

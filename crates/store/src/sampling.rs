@@ -808,6 +808,90 @@ mod tests {
         assert_eq!(store.stats().await.unwrap().sampling.unwrap().late_spans, 2);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_stays_within_the_memory_budget_and_keeps_every_error() {
+        use crate::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path());
+        config.sampling = Some(SamplingConfig::new(0.05, Duration::ZERO));
+        config.max_memory = 2 << 20;
+        config.block_max_bytes = 256 << 10;
+        config.overload_wait = Duration::from_millis(200);
+        config.retention = None;
+        let budget = config.max_memory;
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        let store = std::sync::Arc::new(store);
+        let now = UnixNanos::now().0;
+        let shift = move |mut t: Vec<Span>| {
+            for s in &mut t {
+                s.start = UnixNanos(s.start.0 + (now - NOW.0));
+                s.end = UnixNanos(s.end.0 + (now - NOW.0));
+            }
+            t
+        };
+        // Four exporters at once, 60 batches of 25 two-span traces each,
+        // one trace in ten failed; a refused batch is sent again.
+        let mut tasks = Vec::new();
+        for worker in 0..4u64 {
+            let store = std::sync::Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let mut peak = 0u64;
+                let mut biggest = 0u64;
+                let mut failed = Vec::new();
+                for b in 0..60u64 {
+                    let mut batch = Vec::new();
+                    for t in 0..25u64 {
+                        let n = (worker * 60 + b) * 25 + t;
+                        let bad = n % 10 == 3;
+                        if bad {
+                            failed.push(n);
+                        }
+                        batch.extend(shift(chain(n, "answer", 100 + n % 50, bad)));
+                    }
+                    let bytes: u64 = batch.iter().map(crate::head::estimate_span_bytes).sum();
+                    biggest = biggest.max(bytes);
+                    loop {
+                        match store.append(batch.clone()).await {
+                            Ok(_) => break,
+                            Err(StoreError::Overloaded(_)) => {
+                                tokio::time::sleep(Duration::from_millis(20)).await
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    peak = peak.max(store.stats().await.unwrap().head_bytes);
+                }
+                (peak, biggest, failed)
+            }));
+        }
+        let mut failed = Vec::new();
+        let (mut peak, mut biggest) = (0, 0);
+        for task in tasks {
+            let (p, b, mut f) = task.await.unwrap();
+            (peak, biggest) = (peak.max(p), biggest.max(b));
+            failed.append(&mut f);
+        }
+        // An append is admitted while the head is under budget: at most the
+        // four batches in flight go past it.
+        assert!(
+            peak <= budget + 4 * biggest,
+            "head held {peak} bytes, budget {budget}, batches of {biggest}"
+        );
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        let stats = store.stats().await.unwrap();
+        let sampling = stats.sampling.unwrap();
+        assert!(stats.blocks_cut > 2, "{} cuts", stats.blocks_cut);
+        assert_eq!(sampling.kept_error, failed.len() as u64);
+        assert!(sampling.dropped > 4 * 60 * 25 / 2, "{sampling:?}");
+        for n in failed.iter().step_by(7) {
+            let id = chain(*n, "answer", 1, true)[0].trace_id;
+            assert!(
+                store.trace(id).await.unwrap().is_some(),
+                "error trace {n} lost"
+            );
+        }
+    }
+
     fn config_for_store() -> SamplingConfig {
         SamplingConfig::new(0.000_001, Duration::from_secs(10))
     }

@@ -41,6 +41,7 @@
 
 mod aggregates;
 mod analyze;
+mod compare;
 mod critical_path;
 mod errors;
 pub mod gantt;
@@ -60,6 +61,7 @@ pub use aggregates::{
     OperationStats, SeriesAggregates, SeriesBucket,
 };
 pub use analyze::{analyze, AnalysisError, TraceAnalysis};
+pub use compare::{compare, Comparison, LoneSpan, MatchedSpan};
 pub use critical_path::{critical_path, self_times, CriticalPath, PathSegment, PathSpan};
 pub use errors::{error_groups, error_type, ErrorGroup, ErrorGroups, ErrorType, ErrorTypeSource};
 pub use llm::{llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage};

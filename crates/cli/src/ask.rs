@@ -57,6 +57,20 @@ pub struct AnalyzeArgs {
     pub server: ServerArg,
 }
 
+/// Flags of `chaintrace compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The trace to compare against (the "before").
+    pub a: String,
+    /// The trace asked about (the "after"): differences are b − a.
+    pub b: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
 /// Flags of `chaintrace top` and `chaintrace errors`.
 #[derive(Debug, Args)]
 pub struct TopArgs {
@@ -168,6 +182,113 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
         )
     );
     Ok(())
+}
+
+/// `chaintrace compare A B`: trace B against trace A, span by span.
+pub async fn compare(args: CompareArgs) -> Result<()> {
+    let id = |text: &str| -> Result<TraceId> {
+        text.trim()
+            .parse()
+            .with_context(|| format!("{text:?} is not a trace id"))
+    };
+    let (a, b) = (id(&args.a)?, id(&args.b)?);
+    let answer = get_json(
+        &args.server.server,
+        &format!("/api/v1/compare/{a}/{b}"),
+        &[],
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print!("{}", render_comparison(&answer));
+    }
+    Ok(())
+}
+
+/// A signed duration: `+12.0 ms`, `−50.0 ms`, `0`.
+fn fmt_delta(nanos: i64) -> String {
+    match nanos.signum() {
+        0 => "0".to_string(),
+        1 => format!("+{}", fmt_ms(nanos.unsigned_abs())),
+        _ => format!("−{}", fmt_ms(nanos.unsigned_abs())),
+    }
+}
+
+/// The comparison as a table: the totals, each matched span with both
+/// durations and the differences, the spans on one side only, and where
+/// the critical paths part.
+pub fn render_comparison(c: &Value) -> String {
+    let i = |v: &Value, k: &str| v[k].as_i64().unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "b against a: {} vs {} ({})",
+        fmt_ms(n(c, "b_duration_nano")),
+        fmt_ms(n(c, "a_duration_nano")),
+        fmt_delta(i(c, "duration_delta_nano"))
+    );
+    let matched = c["matched"].as_array().cloned().unwrap_or_default();
+    let width = matched
+        .iter()
+        .map(|m| s(m, "path").chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 70);
+    let _ = writeln!(
+        out,
+        "\n{:width$}  {:>10}  {:>10}  {:>10}  {:>10}  crit",
+        "span", "a", "b", "Δ", "self Δ"
+    );
+    for m in &matched {
+        let path = shown(&s(m, "path")).into_owned();
+        let mark = |k: &str| {
+            if m[k].as_bool() == Some(true) {
+                "◆"
+            } else {
+                "·"
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{path:width$}  {:>10}  {:>10}  {:>10}  {:>10}  {}{}",
+            fmt_ms(n(m, "a_duration_nano")),
+            fmt_ms(n(m, "b_duration_nano")),
+            fmt_delta(i(m, "duration_delta_nano")),
+            fmt_delta(i(m, "self_delta_nano")),
+            mark("a_critical"),
+            mark("b_critical"),
+        );
+    }
+    for (key, label) in [("only_a", "only in a"), ("only_b", "only in b")] {
+        for lone in c[key].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{label}: {} ({})",
+                shown(&s(lone, "path")),
+                fmt_ms(n(lone, "duration_nano"))
+            );
+        }
+    }
+    match c["critical_paths_part_at"].as_u64() {
+        None => out.push_str("critical path: the same in both\n"),
+        Some(k) => {
+            let step = |key: &str| {
+                c[key]
+                    .get(k as usize)
+                    .and_then(Value::as_str)
+                    .map_or("(ends)".to_string(), |p| shown(p).into_owned())
+            };
+            let _ = writeln!(
+                out,
+                "critical path parts at step {}: a {}, b {}",
+                k + 1,
+                step("a_critical_path"),
+                step("b_critical_path")
+            );
+        }
+    }
+    out
 }
 
 /// The Gantt with critical-path marks and self times, then the figures.

@@ -41,6 +41,8 @@ enum Command {
     Search(ask::SearchArgs),
     /// Critical path, self times, parallelism what-if, tokens and cost of one trace.
     Analyze(ask::AnalyzeArgs),
+    /// Compare two traces span by span: durations, self times, tokens, cost, critical paths.
+    Compare(ask::CompareArgs),
     /// Per-operation and per-model figures: latency percentiles, errors, critical-path share, tokens, cost.
     Top(ask::TopArgs),
     /// Errors grouped by operation and error type.
@@ -146,6 +148,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Search(args) => ask::search(args).await,
         Command::Analyze(args) => ask::analyze(args).await,
+        Command::Compare(args) => ask::compare(args).await,
         Command::Top(args) => ask::top(args).await,
         Command::Errors(args) => ask::errors(args).await,
         Command::Sql(args) => sql::run(args).await,

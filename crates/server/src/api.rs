@@ -74,6 +74,10 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
         .route("/api/v1/traces/{trace_id}/spans/{span}", get(native_span))
         .route("/api/v1/traces/{trace_id}/analysis", get(trace_analysis))
         .route(
+            "/api/v1/compare/{a}/{b}",
+            get(crate::search::compare_traces),
+        )
+        .route(
             "/api/v1/traces/{trace_id}/match",
             get(crate::search::trace_match),
         )
@@ -152,6 +156,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/traces/{trace_id}/analysis?parallel=a,b\n\
          GET /api/v1/traces/{trace_id}/gantt\n\
          GET /api/v1/traces/{trace_id}/match?q=<TraceQL>\n\
+         GET /api/v1/compare/{trace_a}/{trace_b}  trace b against trace a, span by span\n\
          GET /api/v1/traceql/check?q=<TraceQL>\n\
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          GET /api/v1/logs?trace_id=&span_id=&severity=warn&service=&q=<text>&since=1h&limit=100\n\

@@ -357,6 +357,37 @@ pub async fn trace_analysis(
     .await
 }
 
+/// `GET /api/v1/compare/{a}/{b}`: trace `b` against trace `a`, spans
+/// matched by their path of names (see `chaintrace_analysis::compare`).
+/// Both traces are loaded in one CPU slot, one after the other.
+pub async fn compare_traces(
+    State(state): State<AppState>,
+    Path((a, b)): Path<(String, String)>,
+) -> Response {
+    let (a, b) = match (parse_trace_id(&a), parse_trace_id(&b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(msg), _) | (_, Err(msg)) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let mut traces = Vec::with_capacity(2);
+    for id in [a, b] {
+        match state.store.trace(id).await {
+            Ok(Some(t)) => traces.push(t),
+            Ok(None) => return error(StatusCode::NOT_FOUND, format!("trace {id} not found")),
+            Err(e) => return store_error(e),
+        }
+    }
+    let prices = Arc::clone(&state.prices);
+    slot.respond(move || {
+        let comparison = chaintrace_analysis::compare(&traces[0], &traces[1], &prices);
+        json_response(StatusCode::OK, &comparison)
+    })
+    .await
+}
+
 /// Query parameters of `GET /api/v1/traces/{id}/match`.
 #[derive(Debug, Deserialize)]
 pub struct MatchParams {

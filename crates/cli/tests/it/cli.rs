@@ -256,3 +256,102 @@ async fn terminal_output_shows_escape_sequences_instead_of_sending_them() {
         assert!(out.contains("root\\x1b]0;pwned\\x07"), "{args:?}: {out}");
     }
 }
+
+#[tokio::test]
+async fn compare_two_demo_traces_through_the_api_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = server.grpc_url();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&["demo", "--otlp-grpc", &grpc, "--rounds", "1"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "demo failed: {err}");
+    let (_, list) = server.get_json("/api/v1/traces?limit=10").await;
+    let list = list["traces"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let id = |t: &Value| t["trace_id"].as_str().unwrap().to_string();
+    let failing = list.iter().find(|t| t["error_count"] == 1).map(id).unwrap();
+    let fine = list
+        .iter()
+        .find(|t| t["error_count"] == 0 && t["span_count"] == 7)
+        .map(id)
+        .unwrap();
+
+    // The failing run retried api_call: that attempt is the one span only
+    // it has; every other span is matched, and the durations add up.
+    let (status, c) = server
+        .get_json(&format!("/api/v1/compare/{fine}/{failing}"))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["only_a"].as_array().unwrap().is_empty(), "{c}");
+    let only_b: Vec<&str> = c["only_b"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(only_b, ["process_query > llm_call > api_call[1]"], "{c}");
+    assert_eq!(c["matched"].as_array().unwrap().len(), 7);
+    let delta = c["b_duration_nano"].as_i64().unwrap() - c["a_duration_nano"].as_i64().unwrap();
+    assert_eq!(c["duration_delta_nano"].as_i64(), Some(delta));
+    for m in c["matched"].as_array().unwrap() {
+        let d = m["b_duration_nano"].as_i64().unwrap() - m["a_duration_nano"].as_i64().unwrap();
+        assert_eq!(m["duration_delta_nano"].as_i64(), Some(d), "{m}");
+    }
+    let llm = c["matched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "llm_call")
+        .unwrap();
+    assert!(
+        llm["a_critical"] == true && llm["b_critical"] == true,
+        "{llm}"
+    );
+
+    // Compared with itself, nothing differs.
+    let (_, same) = server
+        .get_json(&format!("/api/v1/compare/{fine}/{fine}"))
+        .await;
+    assert_eq!(same["duration_delta_nano"], 0);
+    assert!(same["critical_paths_part_at"].is_null());
+
+    // The CLI draws the same comparison.
+    let api = server.api.clone();
+    let (a, b) = (fine.clone(), failing.clone());
+    let (ok, table, err) =
+        tokio::task::spawn_blocking(move || chaintrace(&["compare", &a, &b, "--server", &api]))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    assert!(table.starts_with("b against a: "), "{table}");
+    assert!(
+        table.contains("only in b: process_query > llm_call > api_call[1]"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("process_query > llm_call ") && l.ends_with("◆◆")),
+        "{table}"
+    );
+
+    // A missing or malformed id is named.
+    let missing = "0".repeat(31) + "1";
+    let (status, body) = server
+        .get_json(&format!("/api/v1/compare/{fine}/{missing}"))
+        .await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains(&missing), "{body}");
+    let (status, _) = server.get_json(&format!("/api/v1/compare/{fine}/zz")).await;
+    assert_eq!(status, 400);
+    let api = server.api.clone();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&["compare", &fine, &missing, "--server", &api])
+    })
+    .await
+    .unwrap();
+    assert!(!ok && err.contains("not found"), "{err}");
+}

@@ -8,8 +8,6 @@
 //! survives broken input: spans whose parent is missing become extra roots,
 //! and a parent cycle cannot loop forever.
 
-use std::collections::HashMap;
-
 use chaintrace_model::{SpanId, Trace, UnixNanos};
 use serde::Serialize;
 
@@ -128,20 +126,12 @@ fn layout_with(trace: &Trace, tree: &SpanTree) -> GanttLayout {
     let start = spans.iter().map(|s| s.start).min().unwrap_or_default();
     let end = spans.iter().map(|s| s.end).max().unwrap_or_default();
 
-    let index_of: HashMap<SpanId, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id, i))
+    // The tree's parents and children (siblings by start): built once for
+    // layout, critical path and LLM calls.
+    let children = &tree.children;
+    let roots: Vec<usize> = (0..spans.len())
+        .filter(|&i| tree.parent[i].is_none())
         .collect();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
-    let mut roots = Vec::new();
-    for (i, span) in spans.iter().enumerate() {
-        match span.parent_span_id.and_then(|p| index_of.get(&p)) {
-            Some(&parent) if parent != i => children[parent].push(i),
-            _ => roots.push(i),
-        }
-    }
-    // `trace.spans` is sorted by start already; keep siblings in that order.
 
     let mut rows = Vec::with_capacity(spans.len());
     let mut visited = vec![false; spans.len()];
@@ -161,9 +151,7 @@ fn layout_with(trace: &Trace, tree: &SpanTree) -> GanttLayout {
                 offset_nano: span.start.since(start).0,
                 duration_nano: span.duration().0,
                 is_error: span.is_error(),
-                orphan: span
-                    .parent_span_id
-                    .is_some_and(|p| !index_of.contains_key(&p)),
+                orphan: tree.orphan[i],
                 on_critical_path: on_chain[i],
                 critical_nano: critical_nano[i],
                 self_nano: self_nano[i],

@@ -12,7 +12,7 @@
 //!
 //! This module reads no files; the caller passes the text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -288,6 +288,12 @@ impl PriceTable {
     /// convention); the uncached rest is priced at the input rate.
     pub fn cost(&self, model: &str, usage: &TokenUsage) -> Option<Cost> {
         let (name, price) = self.lookup(model)?;
+        Self::cost_at(name, price, usage)
+    }
+
+    /// The cost of `usage` at `price`, the entry named `name` (what
+    /// [`PriceTable::lookup`] found).
+    pub(crate) fn cost_at(name: &str, price: &ModelPrice, usage: &TokenUsage) -> Option<Cost> {
         if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
             return None;
         }
@@ -315,6 +321,32 @@ impl PriceTable {
             output_usd,
             total_usd: input_usd + cache_read_usd + cache_write_usd + output_usd,
         })
+    }
+}
+
+/// [`PriceTable::lookup`] remembered per model name: a trace's 50 000 calls
+/// name a handful of models, and each lookup normalises the name and tries
+/// its suffixes.
+pub(crate) struct PriceMemo<'p> {
+    table: &'p PriceTable,
+    seen: HashMap<String, Option<(&'p str, &'p ModelPrice)>>,
+}
+
+impl<'p> PriceMemo<'p> {
+    pub(crate) fn new(table: &'p PriceTable) -> PriceMemo<'p> {
+        PriceMemo {
+            table,
+            seen: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn lookup(&mut self, model: &str) -> Option<(&'p str, &'p ModelPrice)> {
+        if let Some(hit) = self.seen.get(model) {
+            return *hit;
+        }
+        let hit = self.table.lookup(model);
+        self.seen.insert(model.to_string(), hit);
+        hit
     }
 }
 

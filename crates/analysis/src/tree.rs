@@ -39,6 +39,8 @@ pub(crate) struct SpanTree {
     pub parent: Vec<Option<usize>>,
     /// Each span's children, by clamped start, then index.
     pub children: Vec<Vec<usize>>,
+    /// Whether the span's parent id names no span of the trace.
+    pub orphan: Vec<bool>,
     /// Each span's interval, clamped into its (clamped) parent's.
     pub interval: Vec<Interval>,
     /// Indices of spans whose interval had to be clamped, ascending.
@@ -64,13 +66,16 @@ impl SpanTree {
             index_of.entry(span.span_id).or_insert(i);
         }
         let mut parent = vec![None; n];
+        let mut orphan = vec![false; n];
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, span) in spans.iter().enumerate() {
-            if let Some(&p) = span.parent_span_id.and_then(|p| index_of.get(&p)) {
-                if p != i {
+            match span.parent_span_id.map(|p| index_of.get(&p)) {
+                Some(Some(&p)) if p != i => {
                     parent[i] = Some(p);
                     children[p].push(i);
                 }
+                Some(None) => orphan[i] = true,
+                _ => {}
             }
         }
         let raw: Vec<Interval> = spans
@@ -141,6 +146,7 @@ impl SpanTree {
         }
 
         SpanTree {
+            orphan,
             root,
             root_missing,
             parent,

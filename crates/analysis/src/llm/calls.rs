@@ -6,7 +6,7 @@ use chaintrace_model::{SpanId, Trace};
 use serde::Serialize;
 
 use super::{call_core, call_mark, CallMark, TokenUsage};
-use crate::prices::{Cost, PriceTable};
+use crate::prices::{Cost, PriceMemo, PriceTable};
 use crate::tree::SpanTree;
 
 /// One LLM span of a trace, as the analysis API lists it.
@@ -154,6 +154,7 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
         }
     }
 
+    let mut memo = PriceMemo::new(prices);
     let mut out = Vec::with_capacity(calls);
     for (i, span) in trace.spans.iter().enumerate() {
         let Some(mark) = &marks[i] else { continue };
@@ -163,7 +164,7 @@ pub(crate) fn llm_spans_with(trace: &Trace, tree: &SpanTree, prices: &PriceTable
             None
         };
         // A call that takes its model from above is priced as that model.
-        let Some(core) = call_core(span, inherited, prices) else {
+        let Some(core) = call_core(span, inherited, &mut memo) else {
             continue;
         };
         let counted = if has_tokens(i) {

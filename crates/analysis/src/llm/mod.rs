@@ -40,7 +40,7 @@ use chaintrace_model::conventions::{
 use chaintrace_model::{AnyValue, Span};
 use serde::Serialize;
 
-use crate::prices::{Cost, PriceTable};
+use crate::prices::{Cost, PriceMemo, PriceTable};
 use messages::{completion, prompt};
 
 /// Token counts of a call; `None` where the span did not say.
@@ -169,7 +169,7 @@ pub(crate) fn call_mark(span: &Span) -> Option<CallMark<'_>> {
 pub(crate) fn call_core(
     span: &Span,
     fallback_model: Option<&str>,
-    prices: &PriceTable,
+    prices: &mut PriceMemo,
 ) -> Option<CallCore> {
     let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
     let request_model = text(&REQUEST_MODEL_KEYS);
@@ -188,6 +188,7 @@ pub(crate) fn call_core(
         .or_else(|| request_model.clone())
         .or_else(|| fallback_model.map(str::to_string));
     let priced = model.as_deref().and_then(|m| prices.lookup(m));
+    let cost = priced.and_then(|(name, price)| PriceTable::cost_at(name, price, &tokens));
     let provider = text(&[
         "gen_ai.provider.name",
         "gen_ai.system",
@@ -196,7 +197,6 @@ pub(crate) fn call_core(
         "provider",
     ])
     .or_else(|| priced.and_then(|(_, p)| p.provider.clone()));
-    let cost = model.as_deref().and_then(|m| prices.cost(m, &tokens));
     Some(CallCore {
         model,
         request_model,
@@ -214,7 +214,7 @@ fn view_with_model(
     fallback_model: Option<&str>,
     prices: &PriceTable,
 ) -> Option<LlmView> {
-    let core = call_core(span, fallback_model, prices)?;
+    let core = call_core(span, fallback_model, &mut PriceMemo::new(prices))?;
     let text = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_text));
     let count = |keys: &[&str]| keys.iter().find_map(|k| span.attr(k).and_then(as_u64));
 

@@ -223,6 +223,28 @@ pub fn exception_type(span: &Span) -> Option<&str> {
         .find_map(|e| find_attr(&e.attributes, EXCEPTION_TYPE_KEY).and_then(as_text))
 }
 
+/// Where a session id is read from, first found wins: OpenTelemetry's
+/// `session.id`, the GenAI conversation, Langfuse's session.
+pub const SESSION_ID_KEYS: [&str; 3] = [
+    "session.id",
+    "gen_ai.conversation.id",
+    "langfuse.session.id",
+];
+
+/// Where a user id is read from, first found wins.
+pub const USER_ID_KEYS: [&str; 2] = ["user.id", "enduser.id"];
+
+/// The first of `keys` any span of `spans` holds as non-empty text: the
+/// root's attributes are looked at first, then every span in order.
+pub fn trace_text<'a>(spans: &'a [Span], keys: &[&str]) -> Option<&'a str> {
+    let of = |s: &'a Span| keys.iter().find_map(|k| s.attr(k).and_then(as_text));
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none())
+        .find_map(of)
+        .or_else(|| spans.iter().find_map(of))
+}
+
 /// Root attribute naming the tail-sampling policy that kept a trace.
 pub const SAMPLING_POLICY_KEY: &str = "chaintrace.sampling.policy";
 

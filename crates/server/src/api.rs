@@ -109,6 +109,10 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
             "/api/v1/analytics/series",
             get(analytics_handler(Analytics::Series)),
         )
+        .route(
+            "/api/v1/sessions",
+            get(analytics_handler(Analytics::Sessions)),
+        )
         .route("/api/traces/{trace_id}", get(jaeger_trace))
         .route("/api/services", get(crate::jaeger_api::services))
         .route(
@@ -162,6 +166,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/logs?trace_id=&span_id=&severity=warn&service=&q=<text>&since=1h&limit=100\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
          GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
+         GET /api/v1/sessions?since=1h&user=&filter=<TraceQL>&limit=10  traces grouped by session.id\n\
          POST /api/v1/spans  JSON spans (one object, an array, or one per line), served by chaintrace serve\n\
          \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
          GET /api/traces/{trace_id}\n\

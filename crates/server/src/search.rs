@@ -21,7 +21,7 @@ use axum::Json;
 use std::time::{Duration, Instant};
 
 use chaintrace_analysis::{
-    analyze, llm_spans, Aggregates, ErrorGroups, LlmTotals, SeriesAggregates,
+    analyze, llm_spans, Aggregates, ErrorGroups, LlmTotals, SeriesAggregates, SessionGroups,
 };
 use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary, UnixNanos};
 use chaintrace_query::{RegexBudget, RegexBudgetExhausted};
@@ -445,6 +445,8 @@ pub async fn trace_match(
 #[derive(Debug, Deserialize)]
 pub struct AnalyticsParams {
     filter: Option<String>,
+    /// Sessions only: those of this user.
+    user: Option<String>,
     bucket: Option<String>,
     limit: Option<usize>,
     #[serde(flatten)]
@@ -464,6 +466,8 @@ pub enum Analytics {
     Bottlenecks,
     /// Per-operation and per-model figures bucketed over time.
     Series,
+    /// Traces grouped by session (`/api/v1/sessions`).
+    Sessions,
 }
 
 /// Longest an analytics walk reads before it answers with what it has
@@ -480,6 +484,7 @@ enum Figures {
     Aggregates(Aggregates),
     Errors(ErrorGroups),
     Series(SeriesAggregates),
+    Sessions(SessionGroups),
 }
 
 impl Figures {
@@ -488,6 +493,7 @@ impl Figures {
             Figures::Aggregates(a) => a.add(trace, prices),
             Figures::Errors(e) => e.add(trace),
             Figures::Series(s) => s.add(trace, prices),
+            Figures::Sessions(s) => s.add(trace, prices),
         }
     }
 
@@ -496,6 +502,7 @@ impl Figures {
             Figures::Aggregates(a) => a.groups(),
             Figures::Errors(e) => e.len(),
             Figures::Series(s) => s.groups(),
+            Figures::Sessions(s) => s.len(),
         }
     }
 }
@@ -533,6 +540,7 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
     };
     let figures = match what {
         Analytics::Errors => Figures::Errors(ErrorGroups::default()),
+        Analytics::Sessions => Figures::Sessions(SessionGroups::for_user(params.user.clone())),
         Analytics::Series => {
             let bucket = match params
                 .bucket
@@ -676,13 +684,15 @@ fn answer(walk: Walk, what: Analytics, limit: usize) -> Response {
         },
         Figures::Errors(e) => serde_json::json!({ "errors": e.finish() }),
         Figures::Series(s) => serde_json::json!({ "series": s.finish() }),
+        Figures::Sessions(s) => serde_json::json!({ "sessions": s.finish(limit) }),
     };
     if let Some(obj) = body.as_object_mut() {
         // Under tail sampling the figures are estimates of what was sent:
         // `traces` is then the estimate and `sampled_traces` what was read.
         // Error groups count failed spans, and sampling keeps every trace
         // with one: they stay exact.
-        let estimated = walk.weighted != walk.traces && !matches!(what, Analytics::Errors);
+        let estimated = walk.weighted != walk.traces
+            && !matches!(what, Analytics::Errors | Analytics::Sessions);
         obj.insert("estimated".into(), estimated.into());
         if estimated {
             obj.insert("sampled_traces".into(), walk.traces.into());

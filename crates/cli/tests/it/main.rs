@@ -21,6 +21,7 @@ mod otlp;
 mod python_sdk;
 mod sampling;
 mod sdk;
+mod sessions;
 mod slow_clients;
 mod store;
 mod transfer;

@@ -176,6 +176,11 @@ impl SeriesAggregates {
 
     /// Counts `trace` in the bucket where its root started.
     pub fn add(&mut self, trace: &Trace, prices: &PriceTable) {
+        self.add_weighted(trace, prices, sampling_weight(&trace.spans));
+    }
+
+    /// [`SeriesAggregates::add`] with the trace's weight already known.
+    pub fn add_weighted(&mut self, trace: &Trace, prices: &PriceTable, w: u64) {
         let Some(start) = trace
             .root()
             .map(|r| r.start.0)
@@ -184,9 +189,9 @@ impl SeriesAggregates {
             return;
         };
         let (weighted, count, acc) = self.buckets.entry(start - start % self.width).or_default();
-        *weighted += sampling_weight(&trace.spans);
+        *weighted += w.max(1);
         *count += 1;
-        acc.add(trace, prices);
+        acc.add_weighted(trace, prices, w);
     }
 
     /// Groups held, over all buckets (each a few hundred bytes to 8 KiB).
@@ -330,7 +335,13 @@ impl Aggregates {
     /// [`sampling_weight`]), so counts, sums and percentiles estimate what
     /// was sent; [`Aggregates::estimated`] then says so.
     pub fn add(&mut self, trace: &Trace, prices: &PriceTable) {
-        let w = sampling_weight(&trace.spans);
+        self.add_weighted(trace, prices, sampling_weight(&trace.spans));
+    }
+
+    /// [`Aggregates::add`] with the trace's weight already known (`w`
+    /// traces stand for this one).
+    pub fn add_weighted(&mut self, trace: &Trace, prices: &PriceTable, w: u64) {
+        let w = w.max(1);
         self.estimated |= w > 1;
         let tree = SpanTree::build(trace);
         let self_nano = tree.self_times(&tree.interval);

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use chaintrace_model::Trace;
 use serde::Serialize;
 
-use crate::critical_path::critical_path;
+use crate::critical_path::critical_path_with;
 use crate::llm::llm_spans_with;
 use crate::prices::PriceTable;
 use crate::tree::SpanTree;
@@ -143,7 +143,7 @@ fn side(trace: &Trace, prices: &PriceTable) -> Side {
         tokens[call.span_index] = call.tokens.total_tokens;
         cost[call.span_index] = call.cost.map(|c| c.total_usd);
     }
-    let path = critical_path(trace);
+    let path = critical_path_with(trace, &tree, &tree.interval);
     let mut critical = vec![false; n];
     for step in &path.chain {
         critical[step.span_index] = true;

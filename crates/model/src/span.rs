@@ -91,6 +91,19 @@ impl SpanKind {
         }
     }
 
+    /// The OTLP enum number: the inverse of [`SpanKind::from_otlp`], and
+    /// how blocks, the WAL and SQL's raw columns store a kind.
+    pub fn otlp_number(self) -> u8 {
+        match self {
+            SpanKind::Unspecified => 0,
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        }
+    }
+
     /// The lowercase name used by the Jaeger `span.kind` tag and TraceQL.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -124,6 +137,15 @@ impl StatusCode {
             1 => StatusCode::Ok,
             2 => StatusCode::Error,
             _ => StatusCode::Unset,
+        }
+    }
+
+    /// The OTLP enum number: the inverse of [`StatusCode::from_otlp`].
+    pub fn otlp_number(self) -> u8 {
+        match self {
+            StatusCode::Unset => 0,
+            StatusCode::Ok => 1,
+            StatusCode::Error => 2,
         }
     }
 

@@ -488,11 +488,12 @@ enum Figures {
 }
 
 impl Figures {
-    fn add(&mut self, trace: &Trace, prices: &chaintrace_analysis::PriceTable) {
+    /// Adds `trace`, which stands for `weight` traces (tail sampling).
+    fn add(&mut self, trace: &Trace, prices: &chaintrace_analysis::PriceTable, weight: u64) {
         match self {
-            Figures::Aggregates(a) => a.add(trace, prices),
+            Figures::Aggregates(a) => a.add_weighted(trace, prices, weight),
             Figures::Errors(e) => e.add(trace),
-            Figures::Series(s) => s.add(trace, prices),
+            Figures::Series(s) => s.add_weighted(trace, prices, weight),
             Figures::Sessions(s) => s.add(trace, prices),
         }
     }
@@ -621,8 +622,9 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                     }
                 }
                 walk.traces += 1;
-                walk.weighted += chaintrace_model::conventions::sampling_weight(&trace.spans);
-                walk.figures.add(&trace, &prices);
+                let weight = chaintrace_model::conventions::sampling_weight(&trace.spans);
+                walk.weighted += weight;
+                walk.figures.add(&trace, &prices, weight);
             }
             if walk.figures.groups() > MAX_GROUPS {
                 walk.stopped = Some(Stopped {

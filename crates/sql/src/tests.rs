@@ -654,20 +654,9 @@ fn raw_batch(spans: &[Span], wanted: &[SpanColumn]) -> arrow_array::RecordBatch 
                 let mut b = UInt8Builder::new();
                 for s in spans {
                     b.append_value(if c == SpanColumn::Kind {
-                        match s.kind {
-                            SpanKind::Unspecified => 0,
-                            SpanKind::Internal => 1,
-                            SpanKind::Server => 2,
-                            SpanKind::Client => 3,
-                            SpanKind::Producer => 4,
-                            SpanKind::Consumer => 5,
-                        }
+                        s.kind.otlp_number()
                     } else {
-                        match s.status.code {
-                            StatusCode::Unset => 0,
-                            StatusCode::Ok => 1,
-                            StatusCode::Error => 2,
-                        }
+                        s.status.code.otlp_number()
                     });
                 }
                 (arrow_schema::DataType::UInt8, Arc::new(b.finish()))

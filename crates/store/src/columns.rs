@@ -32,7 +32,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chaintrace_model::{Span, SpanColumn, SpanId, TraceId, UnixNanos};
 
-use crate::block::schema::{col, kind_to_u8, status_to_u8};
+use crate::block::schema::col;
 use std::collections::HashSet;
 
 use crate::block::{Block, BlockError, HOT_RULES};
@@ -516,9 +516,9 @@ fn head_rows<'s>(
                 let mut b = UInt8Builder::with_capacity(n);
                 for s in spans {
                     b.append_value(if c == SpanColumn::Kind {
-                        kind_to_u8(s.kind)
+                        s.kind.otlp_number()
                     } else {
-                        status_to_u8(s.status.code)
+                        s.status.code.otlp_number()
                     });
                 }
                 Arc::new(b.finish())

@@ -18,7 +18,7 @@ use chaintrace_model::{AnyValue, KeyValue, Resource, Span, TraceSummary};
 use super::attrs::AttrListBuilder;
 use super::error::BlockError;
 use super::hot::HotFields;
-use super::schema::{kind_to_u8, status_to_u8, DATA_SCHEMA, TRACES_SCHEMA};
+use super::schema::{DATA_SCHEMA, TRACES_SCHEMA};
 use super::span_lists;
 use super::value_codec::MAX_DEPTH;
 
@@ -84,8 +84,8 @@ pub(crate) fn data_batch(
         };
         service.push(service_name);
         name.append_value(&s.name);
-        kind.append_value(kind_to_u8(s.kind));
-        status_code.append_value(status_to_u8(s.status.code));
+        kind.append_value(s.kind.otlp_number());
+        status_code.append_value(s.status.code.otlp_number());
         status_message.append_value(&s.status.message);
         start.append_value(s.start.0);
         // Wrapping, so that `start + duration` rebuilds `end` exactly even

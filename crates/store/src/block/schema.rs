@@ -204,18 +204,6 @@ impl ValueType {
     }
 }
 
-/// OTLP's numbering, so that SQL over the file reads like the wire format.
-pub(crate) fn kind_to_u8(kind: SpanKind) -> u8 {
-    match kind {
-        SpanKind::Unspecified => 0,
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
-}
-
 pub(crate) fn kind_from_u8(n: u8) -> Option<SpanKind> {
     Some(match n {
         0 => SpanKind::Unspecified,
@@ -226,14 +214,6 @@ pub(crate) fn kind_from_u8(n: u8) -> Option<SpanKind> {
         5 => SpanKind::Consumer,
         _ => return None,
     })
-}
-
-pub(crate) fn status_to_u8(code: StatusCode) -> u8 {
-    match code {
-        StatusCode::Unset => 0,
-        StatusCode::Ok => 1,
-        StatusCode::Error => 2,
-    }
 }
 
 pub(crate) fn status_from_u8(n: u8) -> Option<StatusCode> {

@@ -24,13 +24,23 @@ use parquet::file::statistics::Statistics;
 
 use super::decode::TextColumn;
 
+/// A candidate batch's trace ids (checked to be 16 bytes) and starts.
+fn ids_and_starts(batch: &RecordBatch) -> Result<(&FixedSizeBinaryArray, &UInt64Array), String> {
+    let ids = typed::<FixedSizeBinaryArray>(batch, col::TRACE_ID)?;
+    let starts = typed::<UInt64Array>(batch, col::START)?;
+    if ids.value_length() != 16 {
+        return Err(format!("trace_id holds {}-byte values", ids.value_length()));
+    }
+    Ok((ids, starts))
+}
+
 /// Most spans reserved up front for one read of whole traces: past it
 /// the list grows as it fills (a selection of whole row groups can name
 /// far more rows than the traces hold).
 const MAX_RESERVED_SPANS: usize = 1 << 20;
 use super::error::BlockError;
 use super::read::Block;
-use super::schema::{attribute_str_path, col, status_to_u8};
+use super::schema::{attribute_str_path, col};
 use crate::search::{AttributeMatch, SpanClause};
 
 /// Rows per batch when reading candidates (two small columns).
@@ -147,11 +157,7 @@ impl Block {
         )?;
         let mut out: Vec<Candidate> = Vec::new();
         self.data.each_batch(reader, |batch| {
-            let ids = typed::<FixedSizeBinaryArray>(batch, col::TRACE_ID)?;
-            let starts = typed::<UInt64Array>(batch, col::START)?;
-            if ids.value_length() != 16 {
-                return Err(format!("trace_id holds {}-byte values", ids.value_length()));
-            }
+            let (ids, starts) = ids_and_starts(batch)?;
             for row in 0..batch.num_rows() {
                 let id = TraceId(to_id(ids.value(row)));
                 push_candidate(&mut out, UnixNanos(starts.value(row)), id);
@@ -339,11 +345,7 @@ impl Block {
             .reader(groups, Some(&mask), None, None, CANDIDATE_BATCH_ROWS)?;
         let mut out: Vec<Candidate> = Vec::new();
         self.data.each_batch(reader, |batch| {
-            let ids = typed::<FixedSizeBinaryArray>(batch, col::TRACE_ID)?;
-            let starts = typed::<UInt64Array>(batch, col::START)?;
-            if ids.value_length() != 16 {
-                return Err(format!("trace_id holds {}-byte values", ids.value_length()));
-            }
+            let (ids, starts) = ids_and_starts(batch)?;
             let index = if resources.is_empty() {
                 None
             } else {
@@ -446,7 +448,7 @@ fn may_hold(rg: &RowGroupMetaData, leaf: usize, clause: &SpanClause) -> bool {
         }
         SpanClause::StatusError => match stats {
             Statistics::Int32(s) => s.max_opt().is_none_or(|&max| {
-                max >= i32::from(status_to_u8(chaintrace_model::StatusCode::Error))
+                max >= i32::from(chaintrace_model::StatusCode::Error.otlp_number())
             }),
             _ => true,
         },
@@ -480,7 +482,7 @@ fn passes(
         }
         SpanClause::StatusError => {
             let codes = typed::<UInt8Array>(batch, column).map_err(ArrowError::SchemaError)?;
-            let error = status_to_u8(chaintrace_model::StatusCode::Error);
+            let error = chaintrace_model::StatusCode::Error.otlp_number();
             rows.map(|r| Some(in_time(r) && codes.is_valid(r) && codes.value(r) == error))
                 .collect()
         }

@@ -564,22 +564,11 @@ mod postcard_out {
     }
 
     fn kind_index(kind: SpanKind) -> u64 {
-        match kind {
-            SpanKind::Unspecified => 0,
-            SpanKind::Internal => 1,
-            SpanKind::Server => 2,
-            SpanKind::Client => 3,
-            SpanKind::Producer => 4,
-            SpanKind::Consumer => 5,
-        }
+        u64::from(kind.otlp_number())
     }
 
     fn status_index(code: StatusCode) -> u64 {
-        match code {
-            StatusCode::Unset => 0,
-            StatusCode::Ok => 1,
-            StatusCode::Error => 2,
-        }
+        u64::from(code.otlp_number())
     }
 
     fn text(out: &mut Vec<u8>, s: &str) {

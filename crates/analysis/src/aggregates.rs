@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use chaintrace_model::rollup::{Minute, Rollup};
 use chaintrace_model::{DurationNanos, DurationSketch, Trace, UnixNanos};
 use serde::Serialize;
 
@@ -194,6 +195,18 @@ impl SeriesAggregates {
         acc.add_weighted(trace, prices, w);
     }
 
+    /// Adds every minute of `rollup` to the bucket holding it (exact when
+    /// the bucket width is a whole number of minutes).
+    pub fn add_rollup(&mut self, rollup: &Rollup, prices: &PriceTable) {
+        for (&start, minute) in &rollup.minutes {
+            let (weighted, count, acc) =
+                self.buckets.entry(start - start % self.width).or_default();
+            *weighted += minute.traces;
+            *count += minute.sampled_traces;
+            acc.add_minute(minute, prices);
+        }
+    }
+
     /// Groups held, over all buckets (each a few hundred bytes to 8 KiB).
     pub fn groups(&self) -> usize {
         self.buckets.values().map(|(_, _, a)| a.groups()).sum()
@@ -260,6 +273,23 @@ impl Durations {
             self.exact = Vec::new();
             self.sketch = Some(sketch);
         }
+    }
+
+    /// Adds the durations `other` counted (a rollup cell's): the group
+    /// moves to its sketch.
+    fn merge_sketch(&mut self, other: &DurationSketch) {
+        if other.count() == 0 {
+            return;
+        }
+        let exact = std::mem::take(&mut self.exact);
+        let sketch = self.sketch.get_or_insert_with(|| {
+            let mut s = DurationSketch::new();
+            for v in exact {
+                s.add(v);
+            }
+            s
+        });
+        sketch.merge(other);
     }
 
     fn count(&self) -> u64 {
@@ -388,6 +418,55 @@ impl Aggregates {
             m.calls += 1;
             m.errors += w * u64::from(call.is_error);
             m.usage.add_n(&call.tokens, call.cost.as_ref(), w);
+        }
+    }
+
+    /// Adds every minute of `rollup`: the figures equal those of adding
+    /// the traces it was made of (percentiles within the sketch's 1 %),
+    /// cost from `prices` as they are now.
+    pub fn add_rollup(&mut self, rollup: &Rollup, prices: &PriceTable) {
+        for minute in rollup.minutes.values() {
+            self.add_minute(minute, prices);
+        }
+    }
+
+    fn add_minute(&mut self, minute: &Minute, prices: &PriceTable) {
+        self.total_critical = self.total_critical.saturating_add(minute.critical_nano);
+        self.estimated |= minute.traces != minute.sampled_traces;
+        for (key, cell) in &minute.cells {
+            let op_key = (key.service.clone(), key.name.clone());
+            let op = self.ops.entry(op_key).or_default();
+            op.durations.merge_sketch(&cell.durations);
+            op.spans += cell.spans;
+            op.errors += cell.errors;
+            op.self_sum += u128::from(cell.self_nano);
+            op.critical = op.critical.saturating_add(cell.critical_nano);
+            op.critical_traces += cell.critical_traces;
+            let Some(call) = &key.call else {
+                continue;
+            };
+            let calls = cell.durations.count();
+            let cost = call
+                .model
+                .as_deref()
+                .and_then(|m| prices.cost_of_sums(m, call.shape, &cell.tokens));
+            op.llm.add_sums(&cell.tokens, cost.as_ref(), calls);
+            let m = self.models.entry(call.model.clone()).or_default();
+            if m.provider.is_none() {
+                // As a call's reading does: the span's provider, else the
+                // price table's for its model.
+                m.provider = call.provider.clone().or_else(|| {
+                    let (_, price) = prices.lookup(call.model.as_deref()?)?;
+                    price.provider.clone()
+                });
+            }
+            if let Some(cost) = &cost {
+                m.priced_as.get_or_insert_with(|| cost.priced_as.clone());
+            }
+            m.durations.merge_sketch(&cell.durations);
+            m.calls += cell.spans;
+            m.errors += cell.errors;
+            m.usage.add_sums(&cell.tokens, cost.as_ref(), calls);
         }
     }
 

@@ -47,6 +47,7 @@ mod errors;
 pub mod gantt;
 mod llm;
 mod prices;
+mod rollup;
 mod sessions;
 mod sibling_groups;
 mod tree;
@@ -67,6 +68,7 @@ pub use critical_path::{critical_path, self_times, CriticalPath, PathSegment, Pa
 pub use errors::{error_groups, error_type, ErrorGroup, ErrorGroups, ErrorType, ErrorTypeSource};
 pub use llm::{llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage};
 pub use prices::{Cost, ModelPrice, PriceError, PriceTable};
+pub use rollup::RollupFigures;
 pub use sessions::{SessionGroups, SessionSummary, MAX_TURN_IDS};
 pub use sibling_groups::{parent_rows, sibling_groups, GroupKind, SiblingGroup, MIN_RUN};
 pub use what_if::{fully_parallel_bound, what_if_parallel, WhatIf, WhatIfError};

@@ -18,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::llm::TokenUsage;
+use chaintrace_model::rollup::{CallTokens, SHAPE_TOKENS};
 
 /// The built-in table's text.
 const BUILTIN: &str = include_str!("../prices.toml");
@@ -304,13 +305,45 @@ impl PriceTable {
             .unwrap_or(0)
             .saturating_sub(read)
             .saturating_sub(write);
+        let output = usage.output_tokens.unwrap_or(0);
+        Self::cost_of(name, price, [uncached, read, write, output])
+    }
+
+    /// The cost of the calls of a rollup cell: `tokens` summed over calls
+    /// of one token `shape` (see `chaintrace_model::rollup`). Prices are
+    /// linear in tokens and the shape says which calls [`PriceTable::cost`]
+    /// leaves unpriced, so this is the sum of the calls' costs.
+    pub fn cost_of_sums(&self, model: &str, shape: u8, tokens: &CallTokens) -> Option<Cost> {
+        if shape & SHAPE_TOKENS == 0 {
+            return None;
+        }
+        let (name, price) = self.lookup(model)?;
+        Self::cost_of(
+            name,
+            price,
+            [
+                tokens.uncached,
+                tokens.cache_read,
+                tokens.cache_write,
+                tokens.output,
+            ],
+        )
+    }
+
+    /// The cost of `[uncached input, cache reads, cache writes, output]`
+    /// tokens; `None` when cache tokens have no price.
+    fn cost_of(
+        name: &str,
+        price: &ModelPrice,
+        [uncached, read, write, output]: [u64; 4],
+    ) -> Option<Cost> {
         let rate = |rate: Option<f64>, tokens: u64| match (rate, tokens) {
             (_, 0) => Some(0.0),
             (Some(r), n) => Some(r * n as f64 / 1e6),
             (None, _) => None,
         };
         let input_usd = price.input * uncached as f64 / 1e6;
-        let output_usd = price.output * usage.output_tokens.unwrap_or(0) as f64 / 1e6;
+        let output_usd = price.output * output as f64 / 1e6;
         let cache_read_usd = rate(price.cache_read, read)?;
         let cache_write_usd = rate(price.cache_write, write)?;
         Some(Cost {

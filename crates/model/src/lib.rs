@@ -24,6 +24,7 @@ mod json_depth;
 mod log;
 mod log_json;
 pub mod memory;
+pub mod rollup;
 pub mod sketch;
 mod span;
 mod span_column;

@@ -2,6 +2,7 @@
 //! from an enclosing span when a span has none, each call counted once, and
 //! totals.
 
+use chaintrace_model::rollup::CallTokens;
 use chaintrace_model::{SpanId, Trace};
 use serde::Serialize;
 
@@ -92,6 +93,27 @@ impl LlmTotals {
         match cost {
             Some(c) => {
                 self.cost_usd += c.total_usd * n as f64;
+                self.priced_calls += n;
+            }
+            None => self.unpriced_calls += n,
+        }
+    }
+
+    /// Adds the calls of a rollup cell: `n` calls (weighted) with token
+    /// sums `tokens` and, when priced, their summed `cost`.
+    pub fn add_sums(&mut self, tokens: &CallTokens, cost: Option<&Cost>, n: u64) {
+        self.calls += n;
+        self.input_tokens = self.input_tokens.saturating_add(tokens.input);
+        self.output_tokens = self.output_tokens.saturating_add(tokens.output);
+        self.cache_read_tokens = self.cache_read_tokens.saturating_add(tokens.cache_read);
+        self.cache_creation_tokens = self
+            .cache_creation_tokens
+            .saturating_add(tokens.cache_write);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(tokens.reasoning);
+        self.total_tokens = self.total_tokens.saturating_add(tokens.total);
+        match cost {
+            Some(c) => {
+                self.cost_usd += c.total_usd;
                 self.priced_calls += n;
             }
             None => self.unpriced_calls += n,

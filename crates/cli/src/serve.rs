@@ -318,6 +318,11 @@ fn store_config(args: &ServeArgs) -> Result<EmbeddedConfig> {
         bail!("--block-max-age must be greater than zero");
     }
     config.sampling = sampling_config(args)?;
+    // Every block gets per-minute rollups, so analytics over hours and
+    // weeks add up kilobytes instead of reading every trace.
+    config.figures = Some(chaintrace_store::Figures::new(
+        chaintrace_analysis::RollupFigures,
+    ));
     if config.block_max_bytes >= config.max_memory {
         bail!(
             "--block-max-bytes ({}) must be below --max-memory ({}): blocks are cut from memory",

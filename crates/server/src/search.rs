@@ -449,8 +449,21 @@ pub struct AnalyticsParams {
     user: Option<String>,
     bucket: Option<String>,
     limit: Option<usize>,
+    /// `auto` (default), `rollups` or `traces`: where figures come from.
+    source: Option<String>,
     #[serde(flatten)]
     range: RangeParams,
+}
+
+/// Where an analytics answer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Rollups when they can answer, else the traces.
+    Auto,
+    /// The blocks' per-minute rollups and the head.
+    Rollups,
+    /// Every trace of the range, read whole.
+    Traces,
 }
 
 /// Which analytics figure to compute.
@@ -488,6 +501,20 @@ enum Figures {
 }
 
 impl Figures {
+    /// Adds the minutes of `rollup`; false for figures rollups cannot give.
+    fn add_rollup(
+        &mut self,
+        rollup: &chaintrace_model::rollup::Rollup,
+        prices: &chaintrace_analysis::PriceTable,
+    ) -> bool {
+        match self {
+            Figures::Aggregates(a) => a.add_rollup(rollup, prices),
+            Figures::Series(s) => s.add_rollup(rollup, prices),
+            Figures::Errors(_) | Figures::Sessions(_) => return false,
+        }
+        true
+    }
+
     /// Adds `trace`, which stands for `weight` traces (tail sampling).
     fn add(&mut self, trace: &Trace, prices: &chaintrace_analysis::PriceTable, weight: u64) {
         match self {
@@ -539,6 +566,26 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         Ok(r) => r,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
+    let source = match params.source.as_deref() {
+        None | Some("auto") => Source::Auto,
+        Some("rollups") => Source::Rollups,
+        Some("traces") => Source::Traces,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("source must be auto, rollups or traces, not {other:?}"),
+            )
+        }
+    };
+    // Rollups hold whole minutes of unfiltered figures per operation and
+    // model: a filter, a bucket that is not whole minutes, error groups
+    // (their example traces) and sessions need the traces.
+    let mut no_rollups: Option<&str> = match what {
+        Analytics::Errors => Some("error groups are read from the traces"),
+        Analytics::Sessions => Some("sessions are read from the traces"),
+        _ if query.is_some() => Some("a filter needs the traces"),
+        _ => None,
+    };
     let figures = match what {
         Analytics::Errors => Figures::Errors(ErrorGroups::default()),
         Analytics::Sessions => Figures::Sessions(SessionGroups::for_user(params.user.clone())),
@@ -558,9 +605,33 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
                 }
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("bucket: {e}")),
             };
+            if bucket.0 % chaintrace_model::rollup::MINUTE_NANOS != 0 {
+                no_rollups = no_rollups.or(Some("a bucket of whole minutes is needed for rollups"));
+            }
             Figures::Series(SeriesAggregates::new(bucket))
         }
         _ => Figures::Aggregates(Aggregates::default()),
+    };
+    if source == Source::Rollups {
+        if let Some(why) = no_rollups {
+            return error(StatusCode::BAD_REQUEST, format!("source=rollups: {why}"));
+        }
+    }
+    let limit = params.limit.unwrap_or(10).min(1000);
+    let figures = if source != Source::Traces && no_rollups.is_none() {
+        match from_rollups(&state, range, figures, what, limit).await {
+            Ok(response) => return response,
+            Err(figures) if source == Source::Rollups => {
+                drop(figures);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "source=rollups: this store keeps no rollups".into(),
+                );
+            }
+            Err(figures) => figures,
+        }
+    } else {
+        figures
     };
     // Two threads: the store decodes chunks of traces on its own, this
     // request's CPU slot adds them up, two chunks apart at most; on two
@@ -574,7 +645,6 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
     // The store stops reading once the figures stop taking chunks.
     let visit = Box::new(move |chunk: Vec<Span>| chunks.send(chunk).is_ok());
     let prices = Arc::clone(&state.prices);
-    let limit = params.limit.unwrap_or(10).min(1000);
     let figures_done = slot.run(move || {
         let mut walk = Walk {
             figures,
@@ -657,6 +727,54 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
     }
 }
 
+/// Answers from the store's rollups (the blocks' per-minute figures and
+/// the head's), over the whole minutes holding the range; hands `figures`
+/// back when the store keeps none.
+async fn from_rollups(
+    state: &AppState,
+    range: TimeRange,
+    mut figures: Figures,
+    what: Analytics,
+    limit: usize,
+) -> Result<Response, Figures> {
+    let slot = match state.cpu.slot().await {
+        Ok(slot) => slot,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let from = range.start.unwrap_or(UnixNanos(0));
+    let to = range.end.unwrap_or_else(UnixNanos::now);
+    let read = match state.store.rollups(from, to).await {
+        Ok(Some(read)) => read,
+        Ok(None) => return Err(figures),
+        Err(e) => return Ok(store_error(e)),
+    };
+    let prices = Arc::clone(&state.prices);
+    let done = slot.run(move || {
+        figures.add_rollup(&read.rollup, &prices);
+        let minutes = &read.rollup.minutes;
+        let walk = Walk {
+            figures,
+            traces: minutes.values().map(|m| m.sampled_traces).sum(),
+            weighted: minutes.values().map(|m| m.traces).sum(),
+            inspected: 0,
+            stopped: None,
+        };
+        let lo = chaintrace_model::rollup::minute_of(from);
+        let hi = chaintrace_model::rollup::minute_of(to) + chaintrace_model::rollup::MINUTE_NANOS;
+        let details = serde_json::json!({
+            "source": "rollups",
+            "range": { "start": lo, "end": hi },
+            "rollups": {
+                "blocks": read.blocks,
+                "rolled_up_now": read.built,
+                "head_traces": read.head_traces,
+            },
+        });
+        answer_with(walk, what, limit, details)
+    });
+    Ok(done.await.unwrap_or_else(|e| e.into_response()))
+}
+
 /// The traces of a chunk (spans grouped by trace id, as the store hands
 /// them over).
 fn whole_traces(chunk: Vec<Span>) -> Vec<Trace> {
@@ -678,6 +796,11 @@ fn whole_traces(chunk: Vec<Span>) -> Vec<Trace> {
 
 /// The answer of an analytics walk (in the CPU pool).
 fn answer(walk: Walk, what: Analytics, limit: usize) -> Response {
+    answer_with(walk, what, limit, serde_json::json!({ "source": "traces" }))
+}
+
+/// [`answer`] with the fields of `details` added.
+fn answer_with(walk: Walk, what: Analytics, limit: usize, details: serde_json::Value) -> Response {
     let mut body = match walk.figures {
         Figures::Aggregates(mut a) => match what {
             Analytics::Models => serde_json::json!({ "models": a.models() }),
@@ -704,6 +827,9 @@ fn answer(walk: Walk, what: Analytics, limit: usize) -> Response {
         }
         obj.insert("inspected".into(), walk.inspected.into());
         obj.insert("truncated".into(), walk.stopped.is_some().into());
+        if let serde_json::Value::Object(extra) = details {
+            obj.extend(extra);
+        }
         if let Some(stopped) = walk.stopped {
             obj.insert("stopped".into(), serde_json::json!(stopped));
         }

@@ -402,3 +402,189 @@ async fn attribute_needles_are_found_anywhere_in_range() {
         (json!([]), json!(0))
     );
 }
+
+/// The same figures from the rollups as from reading every trace: counts,
+/// errors, critical path, tokens and cost exactly, percentiles within the
+/// sketch's 1 %; over two blocks (one compacted from two) and the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_from_rollups_equal_analytics_from_the_traces() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = EmbeddedConfig::new(dir.path());
+    config.figures = Some(chaintrace_store::Figures::new(
+        chaintrace_analysis::RollupFigures,
+    ));
+    config.compaction_min_blocks = 2;
+    config.compaction_fresh_blocks = 1;
+    let (store, _) = EmbeddedStore::open(config).expect("store opens");
+    let store = Arc::new(store);
+    let first = UnixNanos::now().0 - 40 * MIN;
+    let trace = |i: u32| {
+        let mut id = [3u8; 16];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        let mut root = span(0, 0, "process_query".into());
+        root.trace_id = TraceId(id);
+        root.start.0 = first + u64::from(i) * 250_000_000;
+        root.end.0 = root.start.0 + 900_000_000;
+        let mut call = root.clone();
+        call.span_id = SpanId([1; 8]);
+        call.parent_span_id = Some(root.span_id);
+        call.name = "llm_call".into();
+        call.start.0 += 100_000_000;
+        call.end.0 = call.start.0 + 1_000_000 * u64::from(100 + i % 400);
+        call.attributes = vec![
+            chaintrace_model::KeyValue::new("gen_ai.request.model", "gpt-4o-mini"),
+            chaintrace_model::KeyValue::new("gen_ai.usage.input_tokens", i64::from(500 + i % 50)),
+            chaintrace_model::KeyValue::new("gen_ai.usage.output_tokens", i64::from(40 + i % 7)),
+        ];
+        if i.is_multiple_of(13) {
+            call.status = Status {
+                code: chaintrace_model::StatusCode::Error,
+                message: "429".into(),
+            };
+        }
+        let mut step = root.clone();
+        step.span_id = SpanId([2; 8]);
+        step.parent_span_id = Some(root.span_id);
+        step.name = "vector_search".into();
+        step.end.0 = step.start.0 + 1_000_000 * u64::from(20 + i % 30);
+        vec![root, call, step]
+    };
+    // 2 400 traces over ten minutes: three cuts (two of them compacted
+    // into one block) and the head.
+    for part in 0..4u32 {
+        let spans: Vec<Span> = (part * 600..part * 600 + 600).flat_map(trace).collect();
+        store.append(spans).await.expect("append");
+        if part < 3 {
+            tokio::task::block_in_place(|| store.flush()).expect("cut");
+        }
+    }
+    tokio::task::block_in_place(|| store.compact()).expect("compaction");
+    let f = Fixture {
+        router: crate::router(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(PriceTable::builtin()),
+        ),
+        _dir: dir,
+    };
+    let close = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_f64().unwrap_or(-1.0), b.as_f64().unwrap_or(-2.0));
+        (a - b).abs() <= 0.0101 * a.abs().max(b.abs())
+    };
+    for (what, list) in [
+        ("operations", "operations"),
+        ("models", "models"),
+        ("bottlenecks", "bottlenecks"),
+    ] {
+        let path = format!("/api/v1/analytics/{what}");
+        let (status, rolled) = f.get(&path, "source=auto").await;
+        assert_eq!(status, StatusCode::OK, "{rolled}");
+        assert_eq!(rolled["source"], json!("rollups"), "{rolled}");
+        let (status, walked) = f.get(&path, "source=traces").await;
+        assert_eq!(status, StatusCode::OK, "{walked}");
+        assert_eq!(walked["source"], json!("traces"));
+        assert_eq!(
+            (&rolled["traces"], &walked["traces"]),
+            (&json!(2400), &json!(2400)),
+            "{what}"
+        );
+        let (r, w) = (
+            rolled[list].as_array().unwrap(),
+            walked[list].as_array().unwrap(),
+        );
+        assert_eq!(r.len(), w.len(), "{what}: {rolled} vs {walked}");
+        assert!(!r.is_empty(), "{what}");
+        for (r, w) in r.iter().zip(w) {
+            let r = r.as_object().unwrap();
+            for (key, wv) in w.as_object().unwrap() {
+                let rv = &r[key];
+                if key.starts_with('p') && key.ends_with("_nano") {
+                    assert!(close(rv, wv), "{what} {key}: {rv} vs {wv}");
+                } else if key.contains("cost") || key.contains("share") || key.ends_with("rate") {
+                    let (a, b) = (rv.as_f64().unwrap(), wv.as_f64().unwrap());
+                    assert!(
+                        (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                        "{what} {key}: {a} vs {b}"
+                    );
+                } else {
+                    assert_eq!(rv, wv, "{what} {key}");
+                }
+            }
+        }
+    }
+    let models = f.get("/api/v1/analytics/models", "source=rollups").await.1;
+    assert_eq!(models["models"][0]["calls"], json!(2400));
+    assert!(
+        models["models"][0]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{models}"
+    );
+    assert_eq!(models["models"][0]["error_count"], json!(2400 / 13 + 1));
+
+    // A series in five-minute buckets: the same traces in each.
+    let series = |source: &'static str| {
+        let router = f.router.clone();
+        async move {
+            let uri = format!("/api/v1/analytics/series?source={source}&bucket=5m&since=1h");
+            let response = router
+                .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), StatusCode::OK);
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            serde_json::from_slice::<Value>(&bytes).expect("JSON")
+        }
+    };
+    let (rolled, walked) = (series("rollups").await, series("traces").await);
+    assert_eq!(rolled["source"], json!("rollups"));
+    let counts = |v: &Value| -> Vec<(Value, Value)> {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["start"].clone(), b["traces"].clone()))
+            .collect()
+    };
+    assert_eq!(counts(&rolled).len(), 3, "{rolled}");
+    assert_eq!(counts(&rolled), counts(&walked));
+
+    // What rollups cannot answer is said, not guessed.
+    for (path, query, needle) in [
+        (
+            "/api/v1/analytics/operations",
+            "source=rollups&filter=%7B%20status%20%3D%20error%20%7D",
+            "filter",
+        ),
+        ("/api/v1/analytics/errors", "source=rollups", "error groups"),
+        (
+            "/api/v1/analytics/series",
+            "source=rollups&bucket=90s",
+            "whole minutes",
+        ),
+        (
+            "/api/v1/analytics/operations",
+            "source=everything",
+            "auto, rollups or traces",
+        ),
+    ] {
+        let uri = format!("{path}?{query}&since=1h");
+        let response = f
+            .router
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}?{query}");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(needle), "{text}");
+    }
+}

@@ -31,10 +31,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chaintrace_model::{Span, SpanId, TraceId};
+use chaintrace_model::rollup::Rollup;
+use chaintrace_model::{Span, SpanId, Trace, TraceId};
 
 use crate::block::{Block, BlockError, BlockMeta, BlockWriteOptions, BlockWriter, SpanStream};
 use crate::embedded::Inner;
+use crate::rollups::write_rollup;
 use crate::store::StoreError;
 
 /// One compaction pass: in every (level, window) group with at least
@@ -138,6 +140,19 @@ fn merge(
     let blocks_dir = inner.catalog.dir();
     let mut written: Vec<BlockMeta> = Vec::new();
     let result = (|| -> Result<(), StoreError> {
+        let figures = inner.config.figures.as_ref().map(|f| f.get());
+        let mut rollup = Rollup::new();
+        let finish = |w: BlockWriter, rollup: &mut Rollup| -> Result<BlockMeta, StoreError> {
+            let meta = w.finish()?;
+            let rollup = std::mem::replace(rollup, Rollup::new());
+            if figures.is_some() {
+                if let Err(e) = write_rollup(&blocks_dir.join(&meta.id), &rollup) {
+                    // The block is whole without it; it is rolled up later.
+                    tracing::warn!(error = %e, "cannot save a compacted block's rollup");
+                }
+            }
+            Ok(meta)
+        };
         let mut merged = Merge::new(inputs)?;
         let mut writer: Option<BlockWriter> = None;
         let mut traces_seen = 0u64;
@@ -165,15 +180,24 @@ fn merge(
                     )?)
                 }
             };
-            w.push_trace(trace)?;
+            // The merge holds each trace whole: its rollup figures are
+            // made here, so outputs are installed with their rollups.
+            match figures {
+                Some(figures) => {
+                    let trace = Trace::new(id, trace);
+                    rollup.add_trace(&trace, &figures.figures(&trace));
+                    w.push_trace(trace.spans)?;
+                }
+                None => w.push_trace(trace)?,
+            }
             if plan.cuts.get(written.len()) == Some(&id) {
                 if let Some(w) = writer.take() {
-                    written.push(w.finish()?);
+                    written.push(finish(w, &mut rollup)?);
                 }
             }
         }
         if let Some(w) = writer.take() {
-            written.push(w.finish()?);
+            written.push(finish(w, &mut rollup)?);
         }
         if written.len() != ids.len() {
             return Err(BlockError::corrupt(

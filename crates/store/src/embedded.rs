@@ -92,6 +92,9 @@ pub struct EmbeddedConfig {
     /// Tail sampling at each cut (see [`crate::sampling`]); `None` keeps
     /// every trace.
     pub sampling: Option<SamplingConfig>,
+    /// What each trace's rollup figures are (the analysis crate's
+    /// `RollupFigures`); `None` keeps no rollups.
+    pub figures: Option<crate::rollups::Figures>,
 }
 
 impl EmbeddedConfig {
@@ -125,6 +128,7 @@ impl EmbeddedConfig {
             compaction_fresh_blocks: 3,
             maintenance_interval: Duration::from_secs(1),
             sampling: None,
+            figures: None,
         }
     }
 
@@ -970,6 +974,15 @@ impl Store for EmbeddedStore {
             stats
         })
         .await
+    }
+
+    async fn rollups(
+        &self,
+        from: UnixNanos,
+        to: UnixNanos,
+    ) -> Result<Option<crate::RollupRead>, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.rollups_blocking(from, to)).await
     }
 
     async fn stream_columns(

@@ -48,6 +48,7 @@ mod maintenance;
 mod metrics;
 #[cfg(test)]
 mod power_cut_tests;
+mod rollups;
 pub mod sampling;
 mod search;
 mod search_exec;
@@ -62,12 +63,13 @@ pub use block::{Operation, ServiceCalls};
 pub use columns::{column_type, columns_schema};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use lock::LOCK_FILE;
+pub use rollups::Figures;
 pub use sampling::{Policy as SamplingPolicy, SamplingConfig, SamplingStats};
 pub use search::{
     AttributeMatch, SearchRequest, SearchStats, SpanClause, TraceFilter, ERROR_TYPE_KEYS,
 };
 pub use store::{
-    LogPage, LogQuery, Store, StoreError, StoreStats, StreamStats, TraceListQuery,
+    LogPage, LogQuery, RollupRead, Store, StoreError, StoreStats, StreamStats, TraceListQuery,
     DEFAULT_STREAM_SPANS, DEFAULT_TRACE_LIST_LIMIT, MAX_LOG_LIMIT,
 };
 pub use stream::STREAM_CHUNK_SPANS;

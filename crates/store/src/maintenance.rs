@@ -1,7 +1,8 @@
 //! Background upkeep of the embedded store, on two threads:
 //! - the *cut* thread, woken when the head grows past its cut size or every
 //!   `maintenance_interval`, writes frozen heads as blocks;
-//! - the *compaction* thread runs compaction ([`crate::compaction`]) then
+//! - the *compaction* thread rolls up the blocks that have no rollup yet
+//!   ([`crate::rollups`]), then runs compaction ([`crate::compaction`]) then
 //!   retention, one after the other (retention must not delete a block a
 //!   merge is reading), at the lowest CPU priority, so that a long merge
 //!   never delays a cut (which would push back on ingest) and only uses
@@ -53,6 +54,12 @@ pub(crate) fn run_compactions(inner: &Arc<Inner>) {
     let signal = &inner.compaction_signal;
     let mut backoff = Backoff::default();
     while signal.wait(inner.config.maintenance_interval) {
+        // Blocks cut since the last pass get their rollups first: a
+        // compaction rolls up its outputs itself, but the newest blocks
+        // wait for it a while.
+        if let Err(e) = inner.roll_up_missing(&|| signal.is_stopped()) {
+            tracing::error!(error = %e, "cannot roll up a block; will retry");
+        }
         // Retention runs either way: on a full disk it is what frees room.
         if backoff.ready(Instant::now()) {
             match compact(inner, &|| signal.is_stopped()) {

@@ -154,6 +154,18 @@ pub trait Store: Send + Sync + 'static {
     /// they survive `kill -9` and a restart. Logs have no ids, so a batch
     /// sent twice is stored twice (as the OpenTelemetry Collector does).
     /// The default refuses: a store without logs says so.
+    /// Per-minute figures ([`Rollup`](chaintrace_model::rollup::Rollup)) of
+    /// the traces that started in the whole minutes from `from`'s to
+    /// `to`'s, both included; `None` when this store keeps no rollups
+    /// (analytics then read the traces).
+    async fn rollups(
+        &self,
+        _from: UnixNanos,
+        _to: UnixNanos,
+    ) -> Result<Option<RollupRead>, StoreError> {
+        Ok(None)
+    }
+
     async fn append_logs(&self, logs: Vec<LogRecord>) -> Result<(), StoreError> {
         Err(StoreError::Unsupported {
             what: "storing logs",
@@ -287,6 +299,19 @@ impl TraceListQuery {
 
 /// Most spans the default [`Store::stream_traces`] reads.
 pub const DEFAULT_STREAM_SPANS: usize = 300_000;
+
+/// What [`Store::rollups`] read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollupRead {
+    /// The figures, minute by minute.
+    pub rollup: chaintrace_model::rollup::Rollup,
+    /// Blocks whose rollups were read.
+    pub blocks: u64,
+    /// Of those, blocks that had none yet and were rolled up by this read.
+    pub built: u64,
+    /// Traces of the head rolled up by this read.
+    pub head_traces: u64,
+}
 
 /// What one [`Store::stream_traces`] read did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -181,6 +181,8 @@ pub struct Block {
     /// The rows of `resources.parquet` (`vparquet2`); `None` for a
     /// `vparquet1` block, whose rows carry their resource's attributes.
     pub(super) resources: Option<Vec<Arc<Resource>>>,
+    /// Its per-minute figures, once read or made (see `crate::rollups`).
+    rollup: std::sync::RwLock<Option<Arc<chaintrace_model::rollup::Rollup>>>,
 }
 
 impl std::fmt::Debug for Block {
@@ -250,7 +252,24 @@ impl Block {
             span_projection,
             blooms,
             resources,
+            rollup: std::sync::RwLock::new(crate::rollups::read_rollup(dir).map(Arc::new)),
         })
+    }
+
+    /// The block's rollup, when it has one.
+    pub(crate) fn rollup(&self) -> Option<Arc<chaintrace_model::rollup::Rollup>> {
+        self.rollup
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `rollup` as the block's.
+    pub(crate) fn set_rollup(&self, rollup: Arc<chaintrace_model::rollup::Rollup>) {
+        *self
+            .rollup
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rollup);
     }
 
     /// The views of one `data.parquet` batch that rebuild spans.

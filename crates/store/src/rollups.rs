@@ -1,0 +1,421 @@
+//! Rollups of the embedded store: each block's per-minute figures
+//! ([`Rollup`]) in a `rollup.bin` beside its Parquet files, and the head's
+//! computed when asked.
+//!
+//! - A compaction rolls up its outputs while it merges them (it holds
+//!   every trace whole), before it installs them.
+//! - A cut block is rolled up by the compaction thread right after the cut,
+//!   from the block read back, at idle priority, so that cuts (which bound
+//!   ingest) never wait for it. Blocks written before rollups existed get
+//!   theirs the same way.
+//! - A read ([`Inner::rollups_blocking`]) uses the rollups blocks have, rolls
+//!   up (and saves) those that have none yet, and rolls up the head.
+//!
+//! The file is written after the block is complete (tmp file, then
+//! rename): a block without one is still a whole block, and a missing,
+//! torn or outdated file is rolled up again. Rollups are only as good as
+//! the [`TraceFigures`] the store was given (`EmbeddedConfig::figures`);
+//! without them the store keeps none and [`Inner::rollups_blocking`] says so.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use chaintrace_model::rollup::{minute_of, Rollup, TraceFigures, ROLLUP_VERSION};
+use chaintrace_model::{Span, Trace, UnixNanos};
+
+use crate::block::Block;
+use crate::embedded::Inner;
+use crate::store::{RollupRead, StoreError};
+
+/// The [`TraceFigures`] a store rolls up with (the analysis crate's):
+/// compared by identity, shown by name only.
+#[derive(Clone)]
+pub struct Figures(Arc<dyn TraceFigures>);
+
+impl Figures {
+    /// Wraps `figures`.
+    pub fn new(figures: impl TraceFigures + 'static) -> Figures {
+        Figures(Arc::new(figures))
+    }
+
+    pub(crate) fn get(&self) -> &dyn TraceFigures {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Figures")
+    }
+}
+
+impl PartialEq for Figures {
+    fn eq(&self, other: &Figures) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// The rollup file in a block's directory.
+pub(crate) const ROLLUP_FILE: &str = "rollup.bin";
+
+/// Reads `<dir>/rollup.bin`: `None` when absent, unreadable or of another
+/// rules version (it is then rolled up again).
+pub(crate) fn read_rollup(dir: &Path) -> Option<Rollup> {
+    let bytes = fs::read(dir.join(ROLLUP_FILE)).ok()?;
+    match Rollup::from_bytes(&bytes) {
+        Ok(r) if r.version == ROLLUP_VERSION => Some(r),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "unreadable rollup; it is made again");
+            None
+        }
+    }
+}
+
+/// Saves `rollup` as `<dir>/rollup.bin` (tmp file, then rename). A block
+/// deleted meanwhile (compaction, retention) is no error: its rollup is
+/// not needed any more.
+pub(crate) fn write_rollup(dir: &Path, rollup: &Rollup) -> Result<(), StoreError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{ROLLUP_FILE}.tmp-{}", std::process::id()));
+    let done =
+        fs::write(&tmp, rollup.to_bytes()).and_then(|()| fs::rename(&tmp, dir.join(ROLLUP_FILE)));
+    match done {
+        Ok(()) => Ok(()),
+        Err(_) if !dir.exists() => Ok(()),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(StoreError::io("write rollup", dir.join(ROLLUP_FILE), e))
+        }
+    }
+}
+
+/// Rolls up every span of `block`, one whole trace at a time (its rows
+/// are sorted by trace id).
+pub(crate) fn roll_up_block(
+    block: &Block,
+    figures: &dyn TraceFigures,
+) -> Result<Rollup, StoreError> {
+    let mut rollup = Rollup::new();
+    let mut spans: Vec<Span> = Vec::new();
+    let add = |spans: Vec<Span>, rollup: &mut Rollup| {
+        if let Some(first) = spans.first() {
+            let trace = Trace::new(first.trace_id, spans);
+            rollup.add_trace(&trace, &figures.figures(&trace));
+        }
+    };
+    for span in block.span_stream()? {
+        let span = span?;
+        if spans.last().is_some_and(|s| s.trace_id != span.trace_id) {
+            add(std::mem::take(&mut spans), &mut rollup);
+        }
+        spans.push(span);
+    }
+    add(spans, &mut rollup);
+    Ok(rollup)
+}
+
+/// The rollup of `block`: the one it has, else rolled up now and saved.
+/// `built` counts the blocks rolled up by this call.
+pub(crate) fn block_rollup(
+    block: &Block,
+    figures: &dyn TraceFigures,
+    built: &mut u64,
+) -> Result<Arc<Rollup>, StoreError> {
+    if let Some(r) = block.rollup() {
+        return Ok(r);
+    }
+    let rollup = Arc::new(roll_up_block(block, figures)?);
+    *built += 1;
+    if let Err(e) = write_rollup(block.dir(), &rollup) {
+        // The figures are right; only the next read will roll it up again.
+        tracing::warn!(error = %e, "cannot save a block's rollup");
+    }
+    block.set_rollup(Arc::clone(&rollup));
+    Ok(rollup)
+}
+
+impl Inner {
+    /// Rolls up the blocks that have no rollup yet, newest first, until
+    /// `stopped`. Returns how many it rolled up.
+    pub(crate) fn roll_up_missing(&self, stopped: &dyn Fn() -> bool) -> Result<u64, StoreError> {
+        let Some(figures) = self.config.figures.as_ref() else {
+            return Ok(0);
+        };
+        let mut blocks = self.catalog.blocks();
+        blocks.retain(|b| b.rollup().is_none());
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.meta().max_end));
+        let mut built = 0;
+        for block in blocks {
+            if stopped() {
+                break;
+            }
+            block_rollup(&block, figures.get(), &mut built)?;
+        }
+        Ok(built)
+    }
+
+    /// The per-minute figures of the traces that started in the whole
+    /// minutes from `from`'s to `to`'s (both included), from every block
+    /// that may hold them and from the head; `None` when this store keeps
+    /// no rollups.
+    pub(crate) fn rollups_blocking(
+        &self,
+        from: UnixNanos,
+        to: UnixNanos,
+    ) -> Result<Option<RollupRead>, StoreError> {
+        let Some(figures) = self.config.figures.as_ref() else {
+            return Ok(None);
+        };
+        let figures = figures.get();
+        let (lo, hi) = (
+            minute_of(from),
+            minute_of(to).saturating_add(chaintrace_model::rollup::MINUTE_NANOS),
+        );
+        // Heads before blocks, as every read: a cut installs its block
+        // before it drops the frozen head. A frozen head whose block is
+        // already listed is then left out, so nothing counts twice.
+        let (active, frozen) = {
+            let heads = self.heads();
+            let active: Vec<Trace> = heads
+                .active
+                .traces()
+                .filter(|(_, spans)| starts_in(spans, lo, hi))
+                .map(|(id, spans)| Trace::new(id, spans.to_vec()))
+                .collect();
+            (active, heads.frozen.clone())
+        };
+        // A span ends after it starts, so a block whose spans all ended
+        // before `lo` holds no trace starting in range.
+        let blocks = self.blocks_meeting(Some(UnixNanos(lo)), Some(UnixNanos(hi)));
+        let mut read = RollupRead {
+            rollup: Rollup::new(),
+            blocks: blocks.len() as u64,
+            built: 0,
+            head_traces: 0,
+        };
+        for block in &blocks {
+            let r = block_rollup(block, figures, &mut read.built)?;
+            read.rollup.merge_range(&r, lo, hi);
+        }
+        let covered: Vec<(u64, u64)> = blocks
+            .iter()
+            .filter_map(|b| b.meta().wal_segments)
+            .collect();
+        let mut head = Rollup::new();
+        for f in frozen {
+            if covered
+                .iter()
+                .any(|&(a, b)| a <= f.through && f.through <= b)
+            {
+                continue;
+            }
+            for (id, spans) in f
+                .head
+                .traces()
+                .filter(|(_, spans)| starts_in(spans, lo, hi))
+            {
+                let trace = Trace::new(id, spans.to_vec());
+                head.add_trace(&trace, &figures.figures(&trace));
+                read.head_traces += 1;
+            }
+        }
+        for trace in &active {
+            head.add_trace(trace, &figures.figures(trace));
+            read.head_traces += 1;
+        }
+        read.rollup.merge(&head);
+        Ok(Some(read))
+    }
+}
+
+/// Whether the earliest of `spans` starts in `[lo, hi)`.
+fn starts_in(spans: &[Span], lo: u64, hi: u64) -> bool {
+    spans
+        .iter()
+        .map(|s| s.start.0)
+        .min()
+        .is_some_and(|t| (lo..hi).contains(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use chaintrace_model::rollup::{CallFigures, SpanFigures, MINUTE_NANOS};
+    use chaintrace_model::{Status, StatusCode};
+
+    use super::*;
+    use crate::test_support::{span, trace_id};
+    use crate::{EmbeddedConfig, EmbeddedStore, Store};
+
+    /// Figures simple enough to check by hand: self time is the duration,
+    /// a root is all critical path, `llm` spans are calls of `m`.
+    struct Simple;
+
+    impl TraceFigures for Simple {
+        fn figures(&self, trace: &Trace) -> Vec<SpanFigures> {
+            trace
+                .spans
+                .iter()
+                .map(|s| SpanFigures {
+                    self_nano: s.duration().0,
+                    critical_nano: if s.parent_span_id.is_none() {
+                        s.duration().0
+                    } else {
+                        0
+                    },
+                    call: (s.name == "llm").then(|| CallFigures {
+                        model: Some("m".into()),
+                        input: Some(10),
+                        output: Some(3),
+                        ..CallFigures::default()
+                    }),
+                })
+                .collect()
+        }
+    }
+
+    /// Minute 0 of the test data: a whole minute, an hour ago.
+    fn base() -> u64 {
+        minute_of(UnixNanos(UnixNanos::now().0 - 3_600_000_000_000))
+    }
+
+    /// Trace `t` (1-based): root `chain`, an `llm` call (failed for every
+    /// fifth) and a `db` step, starting `t × 5 s` into the data.
+    fn trace(t: u8) -> Vec<Span> {
+        let start = base() + u64::from(t) * 5_000_000_000;
+        let mut llm = span(
+            t,
+            2,
+            Some(1),
+            "rag",
+            "llm",
+            start + 10,
+            start + 900 + u64::from(t),
+        );
+        if t.is_multiple_of(5) {
+            llm.status = Status {
+                code: StatusCode::Error,
+                message: "RateLimitError".into(),
+            };
+        }
+        vec![
+            span(t, 1, None, "rag", "chain", start, start + 1_000),
+            llm,
+            span(t, 3, Some(1), "db", "query", start + 950, start + 990),
+        ]
+    }
+
+    fn brute_force(traces: impl Iterator<Item = u8>, from: u64, to: u64) -> Rollup {
+        let mut all = Rollup::new();
+        for t in traces {
+            let trace = Trace::new(trace_id(t), trace(t));
+            all.add_trace(&trace, &Simple.figures(&trace));
+        }
+        let mut part = Rollup::new();
+        part.merge_range(&all, from, to);
+        part
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rollups_of_blocks_compactions_and_the_head_equal_those_of_every_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path());
+        config.compaction_min_blocks = 3;
+        config.compaction_fresh_blocks = 0;
+        config.figures = Some(Figures::new(Simple));
+        let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+        // Traces 1..=36 cover three minutes: three blocks, the rest in the head.
+        for batch in 0..4u8 {
+            let spans: Vec<Span> = (batch * 9 + 1..=batch * 9 + 9).flat_map(trace).collect();
+            store.append(spans).await.unwrap();
+            if batch < 3 {
+                tokio::task::block_in_place(|| store.flush()).unwrap();
+            }
+        }
+        let (from, to) = (UnixNanos(base()), UnixNanos(base() + 2 * MINUTE_NANOS + 1));
+        let whole = brute_force(1..=36, base(), base() + 3 * MINUTE_NANOS);
+        assert_eq!(whole.minutes.len(), 3);
+        let read = store.rollups(from, to).await.unwrap().unwrap();
+        assert_eq!(read.rollup, whole);
+        // Traces 28..=35 (36 starts in the fourth minute).
+        assert_eq!(read.head_traces, 8);
+        // The middle minute alone.
+        let middle = UnixNanos(base() + MINUTE_NANOS + 30_000_000_000);
+        let read = store.rollups(middle, middle).await.unwrap().unwrap();
+        assert_eq!(
+            read.rollup,
+            brute_force(1..=36, base() + MINUTE_NANOS, base() + 2 * MINUTE_NANOS)
+        );
+
+        // A compaction writes its outputs' rollups as it merges them.
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        tokio::task::block_in_place(|| store.compact()).unwrap();
+        let read = store.rollups(from, to).await.unwrap().unwrap();
+        assert_eq!(read.rollup, whole);
+        assert_eq!((read.blocks, read.built, read.head_traces), (1, 0, 0));
+        drop(store);
+
+        // After a restart the files are read, not rolled up again.
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        let read = store.rollups(from, to).await.unwrap().unwrap();
+        assert_eq!(read.rollup, whole);
+        assert_eq!(read.built, 0);
+        let meta_dir = dir.path().join("blocks");
+        let with_file = fs::read_dir(&meta_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(ROLLUP_FILE).exists())
+            .count();
+        assert_eq!(with_file, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_block_with_a_torn_or_missing_rollup_is_rolled_up_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path());
+        config.figures = Some(Figures::new(Simple));
+        // Written by a build without rollups.
+        let mut plain = config.clone();
+        plain.figures = None;
+        let (store, _) = EmbeddedStore::open(plain).unwrap();
+        store
+            .append((1..=4).flat_map(trace).collect())
+            .await
+            .unwrap();
+        tokio::task::block_in_place(|| store.flush()).unwrap();
+        assert!(store
+            .rollups(UnixNanos(base()), UnixNanos(base()))
+            .await
+            .unwrap()
+            .is_none());
+        drop(store);
+
+        let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
+        let range = (UnixNanos(base()), UnixNanos(base() + MINUTE_NANOS));
+        let read = store.rollups(range.0, range.1).await.unwrap().unwrap();
+        assert_eq!(
+            read.rollup,
+            brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)
+        );
+        assert!(read.built <= 1, "the background thread may have been first");
+        drop(store);
+        // Tear the file: the next open rolls the block up again, same figures.
+        let block = fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.path().join(ROLLUP_FILE).exists())
+            .unwrap()
+            .path();
+        let bytes = fs::read(block.join(ROLLUP_FILE)).unwrap();
+        fs::write(block.join(ROLLUP_FILE), &bytes[..bytes.len() / 2]).unwrap();
+        let (store, _) = EmbeddedStore::open(config).unwrap();
+        let read = store.rollups(range.0, range.1).await.unwrap().unwrap();
+        assert_eq!(
+            read.rollup,
+            brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)
+        );
+    }
+}

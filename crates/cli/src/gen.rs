@@ -100,6 +100,12 @@ pub struct GenArgs {
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub time_spread: DurationNanos,
 
+    /// Start each sender's traces in order across --time-spread, oldest
+    /// first, as a live system's arrive (default: anywhere in it). With
+    /// it, blocks hold neighbouring minutes, as they would in production.
+    #[arg(long)]
+    pub in_order: bool,
+
     /// Seed for ids and choices (default: from the clock, printed at start).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -198,6 +204,7 @@ pub async fn run(args: GenArgs) -> Result<()> {
         error_rate: args.error_rate,
         services: args.services as usize,
         time_spread: args.time_spread,
+        in_order: args.in_order,
     };
     let templates = Arc::new(Templates::new(&load)?);
     let workers = args.concurrency as usize;

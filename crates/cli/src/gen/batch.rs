@@ -34,6 +34,10 @@ pub struct LoadShape {
     pub services: usize,
     /// Traces lie within this long before "now".
     pub time_spread: DurationNanos,
+    /// Each sender's traces start in order across the spread (its first
+    /// trace the oldest), as a live system's would arrive; otherwise
+    /// anywhere in it.
+    pub in_order: bool,
 }
 
 /// Per-trace speed factor in 1/1024ths: 0.8× to 1.2×.
@@ -51,6 +55,7 @@ pub struct Templates {
     /// `error_rate` as a threshold on a uniform u64.
     error_threshold: u64,
     spread: u64,
+    in_order: bool,
     /// How long a trace lasts at speed factor 1.
     duration: u64,
 }
@@ -94,6 +99,7 @@ impl Templates {
             batch_spans: load.batch_spans,
             error_threshold,
             spread,
+            in_order: load.in_order,
             duration: shape.duration(),
         })
     }
@@ -169,6 +175,9 @@ pub struct BatchBuilder {
     templates: Arc<Templates>,
     rng: Rng,
     traces_left: Option<u64>,
+    /// The trace budget at the start, and traces started so far.
+    budget: Option<u64>,
+    started: u64,
     current: Option<TraceState>,
     pieces: Vec<Piece>,
     service_bytes: Vec<usize>,
@@ -182,6 +191,8 @@ impl BatchBuilder {
             templates,
             rng: Rng::new(seed),
             traces_left: traces,
+            budget: traces,
+            started: 0,
             current: None,
             pieces: Vec::new(),
             service_bytes: vec![0; services],
@@ -197,10 +208,22 @@ impl BatchBuilder {
         let scale = SCALE_MIN + rng.next_u64() % (SCALE_MAX - SCALE_MIN + 1);
         let duration = scaled(t.duration, scale);
         let slack = t.spread.saturating_sub(duration);
+        let key = (rng.next_u64() >> 1) | 1;
+        let offset = match self.budget {
+            // Trace k of n starts k/n of the way in, give or take 1/n.
+            Some(n) if t.in_order && n > 0 => {
+                let step = slack / n;
+                let at =
+                    (u128::from(slack) * u128::from(self.started.min(n)) / u128::from(n)) as u64;
+                at + rng.next_u64() % (step + 1)
+            }
+            _ => rng.next_u64() % (slack + 1),
+        };
+        self.started += 1;
         TraceState {
             id,
-            key: (rng.next_u64() >> 1) | 1,
-            start: now.saturating_sub(t.spread) + rng.next_u64() % (slack + 1),
+            key,
+            start: now.saturating_sub(t.spread) + offset,
             scale,
             service: (rng.next_u64() % t.services.len() as u64) as usize,
             error: rng.next_u64() < t.error_threshold,

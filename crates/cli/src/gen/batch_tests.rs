@@ -20,6 +20,7 @@ fn load() -> LoadShape {
         error_rate: 0.0,
         services: 3,
         time_spread: DurationNanos(HOUR),
+        in_order: false,
     }
 }
 
@@ -177,6 +178,7 @@ fn timestamps_lie_within_the_spread_window() {
         let load = LoadShape {
             spans_per_trace,
             time_spread: DurationNanos(minute),
+            in_order: false,
             ..load()
         };
         let (batches, _) = generate(&load, 20, 5);
@@ -221,4 +223,30 @@ fn bad_shapes_are_refused_with_a_reason() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("error rate 1.5"), "{err}");
+}
+
+#[test]
+fn in_order_traces_walk_through_the_spread_oldest_first() {
+    // One trace per request, so requests show the order traces started.
+    let load = LoadShape {
+        in_order: true,
+        batch_spans: 7,
+        ..load()
+    };
+    let (batches, _) = generate(&load, 120, 9);
+    let mut roots: Vec<u64> = Vec::new();
+    let mut seen = HashSet::new();
+    for s in batches.iter().flatten() {
+        if s.parent_span_id.is_none() && seen.insert(s.trace_id) {
+            roots.push(s.start.0);
+        }
+    }
+    assert_eq!(roots.len(), 120);
+    let step = HOUR / 120;
+    for pair in roots.windows(2) {
+        assert!(pair[1] + step >= pair[0], "{pair:?}");
+    }
+    // The first in the oldest minutes, the last in the newest.
+    assert!(roots[0] < NOW.0 - HOUR + 2 * step);
+    assert!(roots[119] > NOW.0 - 3 * step - HOUR / 10);
 }

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use chaintrace_model::conventions::{exception_type, ERROR_TYPE_ATTRIBUTE_KEYS};
+use chaintrace_model::rollup::Rollup;
 use chaintrace_model::{AnyValue, Span, Trace, TraceId, UnixNanos};
 use serde::Serialize;
 
@@ -36,6 +37,29 @@ pub enum ErrorTypeSource {
     /// Nothing said what went wrong.
     #[serde(rename = "unknown")]
     Unknown,
+}
+
+impl ErrorTypeSource {
+    const ALL: [ErrorTypeSource; 5] = [
+        ErrorTypeSource::ErrorTypeAttribute,
+        ErrorTypeSource::PlainErrorType,
+        ErrorTypeSource::ExceptionEvent,
+        ErrorTypeSource::StatusMessage,
+        ErrorTypeSource::Unknown,
+    ];
+
+    /// Its number in rollups.
+    pub(crate) fn code(self) -> u8 {
+        Self::ALL.iter().position(|&s| s == self).unwrap_or(4) as u8
+    }
+
+    /// The source numbered `code` in a rollup (unknown numbers: `Unknown`).
+    pub(crate) fn from_code(code: u8) -> ErrorTypeSource {
+        Self::ALL
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or(ErrorTypeSource::Unknown)
+    }
 }
 
 /// The error type of a failed span.
@@ -170,7 +194,7 @@ struct GroupAcc {
 }
 
 impl GroupAcc {
-    /// Keeps `(start, trace)` among the most recent distinct traces.
+    /// Counts a failed span of `trace` starting at `start`.
     fn see(&mut self, start: UnixNanos, trace: TraceId) {
         self.count += 1;
         self.first_seen = if self.count == 1 {
@@ -178,6 +202,11 @@ impl GroupAcc {
         } else {
             self.first_seen.min(start)
         };
+        self.keep_recent(start, trace);
+    }
+
+    /// Keeps `(start, trace)` among the most recent distinct traces.
+    fn keep_recent(&mut self, start: UnixNanos, trace: TraceId) {
         if let Some(kept) = self.recent.iter_mut().find(|(_, t)| *t == trace) {
             kept.0 = kept.0.max(start);
         } else {
@@ -217,6 +246,48 @@ impl ErrorGroups {
                     .is_none_or(|(t, _)| span.start >= *t)
             {
                 acc.latest_message = Some((span.start, span.status.message.clone()));
+            }
+        }
+    }
+
+    /// Adds the error cells of every minute of `rollup`: the groups equal
+    /// those of adding the traces it was made of (when a group has more
+    /// than five spellings, which five may differ).
+    pub fn add_rollup(&mut self, rollup: &Rollup) {
+        for minute in rollup.minutes.values() {
+            for (key, cell) in &minute.errors {
+                if cell.count == 0 {
+                    continue;
+                }
+                let group = (
+                    key.service.clone(),
+                    key.name.clone(),
+                    key.error_type.clone(),
+                );
+                let acc = self.groups.entry(group).or_insert_with(|| GroupAcc {
+                    source: ErrorTypeSource::from_code(cell.source),
+                    count: 0,
+                    first_seen: UnixNanos(cell.first_seen),
+                    recent: Vec::new(),
+                    spellings: Vec::new(),
+                    latest_message: None,
+                });
+                acc.first_seen = acc.first_seen.min(UnixNanos(cell.first_seen));
+                acc.count += cell.count;
+                for &(start, trace) in &cell.recent {
+                    acc.keep_recent(UnixNanos(start), TraceId(trace));
+                }
+                for spelling in &cell.spellings {
+                    if acc.spellings.len() < EXAMPLES && !acc.spellings.contains(spelling) {
+                        acc.spellings.push(spelling.clone());
+                    }
+                }
+                if let Some((t, m)) = &cell.latest_message {
+                    let t = UnixNanos(*t);
+                    if acc.latest_message.as_ref().is_none_or(|(at, _)| t >= *at) {
+                        acc.latest_message = Some((t, m.clone()));
+                    }
+                }
             }
         }
     }

@@ -3,10 +3,11 @@
 //! path and LLM-call rules as a trace's analysis, so that figures read from
 //! rollups equal those computed from the traces.
 
-use chaintrace_model::rollup::{CallFigures, SpanFigures, TraceFigures};
+use chaintrace_model::rollup::{CallFigures, ErrorFigures, SpanFigures, TraceFigures};
 use chaintrace_model::Trace;
 
 use crate::critical_path::critical_nanos;
+use crate::errors::error_type;
 use crate::llm::llm_spans_with;
 use crate::prices::PriceTable;
 use crate::tree::SpanTree;
@@ -25,10 +26,16 @@ impl TraceFigures for RollupFigures {
         let mut out: Vec<SpanFigures> = self_nano
             .into_iter()
             .zip(critical)
-            .map(|(self_nano, critical_nano)| SpanFigures {
+            .zip(&trace.spans)
+            .map(|((self_nano, critical_nano), span)| SpanFigures {
                 self_nano,
                 critical_nano,
                 call: None,
+                error: error_type(span).map(|t| ErrorFigures {
+                    short: t.short,
+                    full: t.full,
+                    source: t.source.code(),
+                }),
             })
             .collect();
         // Cost is left to the reader (the current price table), so none
@@ -128,10 +135,12 @@ mod tests {
         let prices = PriceTable::builtin();
         let traces = traces();
         let mut walked = Aggregates::default();
+        let mut walked_errors = crate::errors::ErrorGroups::default();
         // Two rollups (two blocks), merged as a read merges them.
         let (mut a, mut b) = (Rollup::new(), Rollup::new());
         for (i, t) in traces.iter().enumerate() {
             walked.add(t, &prices);
+            walked_errors.add(t);
             let r = if i % 2 == 0 { &mut a } else { &mut b };
             r.add_trace(t, &RollupFigures.figures(t));
         }
@@ -139,6 +148,12 @@ mod tests {
         assert!(a.minutes.len() >= 3, "{} minutes", a.minutes.len());
         let mut rolled = Aggregates::default();
         rolled.add_rollup(&a, &prices);
+        let mut rolled_errors = crate::errors::ErrorGroups::default();
+        rolled_errors.add_rollup(&a);
+        let errors = walked_errors.finish();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].count, 27);
+        assert_eq!(rolled_errors.finish(), errors);
         assert!(walked.estimated() && rolled.estimated());
         let (w, r) = (walked.operations(), rolled.operations());
         assert_eq!(w.len(), r.len());

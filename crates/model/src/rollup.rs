@@ -141,8 +141,97 @@ pub struct Minute {
     /// Critical-path time of those traces, weighted.
     pub critical_nano: u64,
     /// Cells, sorted by key.
-    #[serde(with = "cells_as_list")]
+    #[serde(with = "map_as_list")]
     pub cells: BTreeMap<CellKey, Cell>,
+    /// Failed spans by operation and error type.
+    #[serde(with = "map_as_list")]
+    pub errors: BTreeMap<ErrorKey, ErrorCell>,
+}
+
+/// What an [`ErrorCell`] groups by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ErrorKey {
+    /// `service.name`.
+    pub service: String,
+    /// Span name.
+    pub name: String,
+    /// The grouped error type ([`ErrorFigures::short`]).
+    pub error_type: String,
+}
+
+/// Most example traces and type spellings an [`ErrorCell`] keeps.
+pub const ERROR_EXAMPLES: usize = 5;
+
+/// The failed spans of one [`ErrorKey`] in one minute (not weighted:
+/// tail sampling keeps every trace with an error).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCell {
+    /// Where the type of the first span came from ([`ErrorFigures::source`]).
+    pub source: u8,
+    /// Failed spans.
+    pub count: u64,
+    /// Start of the earliest.
+    pub first_seen: u64,
+    /// The most recent `(start, trace id)` of distinct traces, newest
+    /// first, at most [`ERROR_EXAMPLES`].
+    pub recent: Vec<(u64, [u8; 16])>,
+    /// Full type names seen, at most [`ERROR_EXAMPLES`].
+    pub spellings: Vec<String>,
+    /// The status message of the latest span that had one, and its start.
+    pub latest_message: Option<(u64, String)>,
+}
+
+impl ErrorCell {
+    /// Adds everything `other` counted (its source stays if this cell had
+    /// one).
+    pub fn merge(&mut self, other: &ErrorCell) {
+        if self.count == 0 {
+            self.source = other.source;
+            self.first_seen = other.first_seen;
+        } else if other.count > 0 {
+            self.first_seen = self.first_seen.min(other.first_seen);
+        }
+        self.count += other.count;
+        for &(start, trace) in &other.recent {
+            self.see(start, trace);
+        }
+        for s in &other.spellings {
+            self.spell(s);
+        }
+        if let Some((t, m)) = &other.latest_message {
+            self.message(*t, m);
+        }
+    }
+
+    fn see(&mut self, start: u64, trace: [u8; 16]) {
+        if let Some(kept) = self.recent.iter_mut().find(|(_, t)| *t == trace) {
+            kept.0 = kept.0.max(start);
+        } else {
+            self.recent.push((start, trace));
+        }
+        self.recent.sort_by(|a, b| b.cmp(a));
+        self.recent.truncate(ERROR_EXAMPLES);
+    }
+
+    fn spell(&mut self, full: &str) {
+        if !full.is_empty()
+            && self.spellings.len() < ERROR_EXAMPLES
+            && !self.spellings.iter().any(|s| s == full)
+        {
+            self.spellings.push(full.to_string());
+        }
+    }
+
+    fn message(&mut self, start: u64, message: &str) {
+        if !message.is_empty()
+            && self
+                .latest_message
+                .as_ref()
+                .is_none_or(|(t, _)| start >= *t)
+        {
+            self.latest_message = Some((start, message.to_string()));
+        }
+    }
 }
 
 /// Per-minute figures of a set of spans (a block, the head, a range).
@@ -168,6 +257,19 @@ pub struct SpanFigures {
     pub critical_nano: u64,
     /// Set when the span is the one that counts an LLM call.
     pub call: Option<CallFigures>,
+    /// Set when the span failed.
+    pub error: Option<ErrorFigures>,
+}
+
+/// The error type of a failed span.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorFigures {
+    /// What groups match on (`RateLimitError`).
+    pub short: String,
+    /// As recorded (`openai.RateLimitError`).
+    pub full: String,
+    /// Where it came from, as the analysis crate numbers its sources.
+    pub source: u8,
 }
 
 /// An LLM call counted by a span.
@@ -292,6 +394,23 @@ impl Rollup {
             if let Some(call) = &fig.call {
                 cell.tokens.add(&call.tokens(w));
             }
+            if let Some(err) = &fig.error {
+                let key = ErrorKey {
+                    service: key.service.clone(),
+                    name: key.name.clone(),
+                    error_type: err.short.clone(),
+                };
+                let e = minute.errors.entry(key).or_insert_with(|| ErrorCell {
+                    source: err.source,
+                    first_seen: span.start.0,
+                    ..ErrorCell::default()
+                });
+                e.count += 1;
+                e.first_seen = e.first_seen.min(span.start.0);
+                e.see(span.start.0, trace.trace_id.0);
+                e.spell(&err.full);
+                e.message(span.start.0, &span.status.message);
+            }
             if fig.critical_nano > 0 {
                 on_path
                     .entry((key.service.as_str(), key.name.as_str()))
@@ -332,6 +451,14 @@ impl Rollup {
                 }
             }
         }
+        for (key, cell) in &theirs.errors {
+            match mine.errors.get_mut(key) {
+                Some(c) => c.merge(cell),
+                None => {
+                    mine.errors.insert(key.clone(), cell.clone());
+                }
+            }
+        }
     }
 
     /// The rollup file's bytes (postcard).
@@ -356,23 +483,28 @@ impl Rollup {
     }
 }
 
-/// `Minute::cells` as a list of `[key, cell]` pairs (JSON object keys are
-/// strings only; postcard, the file format, has no maps of structs either).
-mod cells_as_list {
-    use super::*;
-    use serde::{Deserializer, Serializer};
+/// A map with struct keys as a list of `[key, value]` pairs (JSON object
+/// keys are strings only; postcard, the file format, has no maps of
+/// structs either).
+mod map_as_list {
+    use std::collections::BTreeMap;
 
-    pub(super) fn serialize<S: Serializer>(
-        cells: &BTreeMap<CellKey, Cell>,
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(cells.iter())
+        s.collect_seq(map.iter())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<CellKey, Cell>, D::Error> {
-        let entries = Vec::<(CellKey, Cell)>::deserialize(d)?;
+    pub(super) fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Ord + Deserialize<'de>,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let entries = Vec::<(K, V)>::deserialize(d)?;
         Ok(entries.into_iter().collect())
     }
 }

@@ -510,7 +510,8 @@ impl Figures {
         match self {
             Figures::Aggregates(a) => a.add_rollup(rollup, prices),
             Figures::Series(s) => s.add_rollup(rollup, prices),
-            Figures::Errors(_) | Figures::Sessions(_) => return false,
+            Figures::Errors(e) => e.add_rollup(rollup),
+            Figures::Sessions(_) => return false,
         }
         true
     }
@@ -577,11 +578,10 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
             )
         }
     };
-    // Rollups hold whole minutes of unfiltered figures per operation and
-    // model: a filter, a bucket that is not whole minutes, error groups
-    // (their example traces) and sessions need the traces.
+    // Rollups hold whole minutes of unfiltered figures per operation,
+    // model and error group: a filter, a bucket that is not whole minutes
+    // and sessions need the traces.
     let mut no_rollups: Option<&str> = match what {
-        Analytics::Errors => Some("error groups are read from the traces"),
         Analytics::Sessions => Some("sessions are read from the traces"),
         _ if query.is_some() => Some("a filter needs the traces"),
         _ => None,

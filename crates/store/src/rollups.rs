@@ -243,7 +243,7 @@ fn starts_in(spans: &[Span], lo: u64, hi: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chaintrace_model::rollup::{CallFigures, SpanFigures, MINUTE_NANOS};
+    use chaintrace_model::rollup::{CallFigures, ErrorFigures, SpanFigures, MINUTE_NANOS};
     use chaintrace_model::{Status, StatusCode};
 
     use super::*;
@@ -271,6 +271,11 @@ mod tests {
                         input: Some(10),
                         output: Some(3),
                         ..CallFigures::default()
+                    }),
+                    error: s.is_error().then(|| ErrorFigures {
+                        short: s.status.message.clone(),
+                        full: s.status.message.clone(),
+                        source: 3,
                     }),
                 })
                 .collect()

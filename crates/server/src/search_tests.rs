@@ -450,9 +450,16 @@ async fn analytics_from_rollups_equal_analytics_from_the_traces() {
         vec![root, call, step]
     };
     // 2 400 traces over ten minutes: three cuts (two of them compacted
-    // into one block) and the head.
+    // into one block) and the head. Duplicates, as a client's retries make
+    // them: re-sent into the same head, and re-sent into the next cut
+    // (compaction then keeps one copy).
     for part in 0..4u32 {
-        let spans: Vec<Span> = (part * 600..part * 600 + 600).flat_map(trace).collect();
+        let mut spans: Vec<Span> = (part * 600..part * 600 + 600).flat_map(trace).collect();
+        match part {
+            0 => spans.extend((0..50).flat_map(trace)),
+            1 => spans.extend((100..200).flat_map(trace)),
+            _ => {}
+        }
         store.append(spans).await.expect("append");
         if part < 3 {
             tokio::task::block_in_place(|| store.flush()).expect("cut");

@@ -66,9 +66,11 @@ pub use analyze::{analyze, AnalysisError, TraceAnalysis};
 pub use compare::{compare, Comparison, LoneSpan, MatchedSpan};
 pub use critical_path::{critical_path, self_times, CriticalPath, PathSegment, PathSpan};
 pub use errors::{error_groups, error_type, ErrorGroup, ErrorGroups, ErrorType, ErrorTypeSource};
-pub use llm::{llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage};
+pub use llm::{
+    answer_text, last_user_text, llm_spans, llm_view, LlmSpan, LlmTotals, LlmView, TokenUsage,
+};
 pub use prices::{Cost, ModelPrice, PriceError, PriceTable};
 pub use rollup::RollupFigures;
-pub use sessions::{SessionGroups, SessionSummary, MAX_TURN_IDS};
+pub use sessions::{session_turns, SessionGroups, SessionSummary, SessionTurn, MAX_TURN_IDS};
 pub use sibling_groups::{parent_rows, sibling_groups, GroupKind, SiblingGroup, MIN_RUN};
 pub use what_if::{fully_parallel_bound, what_if_parallel, WhatIf, WhatIfError};

@@ -113,6 +113,10 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
             "/api/v1/sessions",
             get(analytics_handler(Analytics::Sessions)),
         )
+        .route(
+            "/api/v1/sessions/{session_id}",
+            get(crate::sessions::session),
+        )
         .route("/api/traces/{trace_id}", get(jaeger_trace))
         .route("/api/services", get(crate::jaeger_api::services))
         .route(
@@ -165,8 +169,9 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/search?q=<TraceQL>&since=1h&limit=20\n\
          GET /api/v1/logs?trace_id=&span_id=&severity=warn&service=&q=<text>&since=1h&limit=100\n\
          POST /api/v1/sql  {\"query\": \"SELECT ...\", \"since\": \"1h\"}\n\
-         GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>\n\
+         GET /api/v1/analytics/{operations,models,errors,bottlenecks,series}?since=1h&filter=<TraceQL>&source=auto|rollups|traces\n\
          GET /api/v1/sessions?since=1h&user=&filter=<TraceQL>&limit=10  traces grouped by session.id\n\
+         GET /api/v1/sessions/{id}?since=24h&limit=200  one session's turns as a transcript\n\
          POST /api/v1/spans  JSON spans (one object, an array, or one per line), served by chaintrace serve\n\
          \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
          GET /api/traces/{trace_id}\n\

@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 pub mod range;
 pub mod search;
+mod sessions;
 pub mod sql;
 pub mod ui;
 

@@ -30,9 +30,11 @@
 
 pub(crate) mod calls;
 mod messages;
+mod turn_text;
 
 pub(crate) use calls::llm_spans_with;
 pub use calls::{llm_spans, LlmSpan, LlmTotals};
+pub use turn_text::{answer_text, last_user_text};
 
 use chaintrace_model::conventions::{
     self, REASONING_TOKEN_KEYS, REQUEST_MODEL_KEYS, RESPONSE_MODEL_KEYS, TOTAL_TOKEN_KEYS,

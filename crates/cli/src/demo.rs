@@ -143,7 +143,7 @@ fn api_call_attrs(input: i64, output: i64) -> Vec<KeyValue> {
     ]
 }
 
-fn build(shape: Shape, end_of_trace: u64, jitter: &mut Jitter) -> Vec<Span> {
+fn build(shape: Shape, end_of_trace: u64, jitter: &mut Jitter, session: Option<&str>) -> Vec<Span> {
     use span::SpanKind::{Client, Internal, Server};
     let mut b = TraceBuilder {
         trace_id: jitter.bytes::<16>(),
@@ -163,14 +163,28 @@ fn build(shape: Shape, end_of_trace: u64, jitter: &mut Jitter) -> Vec<Span> {
     let llm_start = search_start + search;
     let prompt = b.jitter.ms(10);
 
-    let root = b.span(
-        None,
-        "process_query",
-        Server,
-        t0,
-        0,
-        vec![s("user_id", "user_42")],
-    );
+    // Each turn of the demo conversation says what the user asked and
+    // what came back (OpenInference's chain input and output).
+    let (question, answer) = match shape {
+        Shape::Sequential => (
+            "What is our refund policy for annual plans?",
+            "Annual plans can be refunded in full within 30 days, pro rata after that.",
+        ),
+        Shape::Concurrent => (
+            "And for monthly plans?",
+            "Monthly plans are not refunded; cancelling stops the next charge.",
+        ),
+        Shape::RateLimited => (
+            "Can you summarise both in one sentence?",
+            "Annual: full refund for 30 days, then pro rata; monthly: no refund, cancel any time.",
+        ),
+    };
+    let mut root_attrs = vec![s("user_id", "user_42"), s("user.id", "user_42")];
+    if let Some(session) = session {
+        root_attrs.push(s("session.id", session));
+    }
+    root_attrs.extend([s("input.value", question), s("output.value", answer)]);
+    let root = b.span(None, "process_query", Server, t0, 0, root_attrs);
     b.span(
         Some(&root),
         "fetch_context",
@@ -325,13 +339,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut jitter = Jitter(now | 1);
     let mut sent = Vec::new();
     for round in 0..args.rounds {
+        // Each round is one conversation: three turns of one session.
+        let session = format!("demo-{}-{round}", now / 1_000_000_000);
         for (k, shape) in [Shape::Sequential, Shape::Concurrent, Shape::RateLimited]
             .into_iter()
             .enumerate()
         {
             // Space traces a few seconds apart, newest last.
             let back = u64::from(args.rounds - round) * 9 + (3 - k as u64) * 3;
-            let spans = build(shape, now - back * 1_000_000_000, &mut jitter);
+            let spans = build(
+                shape,
+                now - back * 1_000_000_000,
+                &mut jitter,
+                Some(&session),
+            );
             let trace_id = hex_id(&spans[0].trace_id);
             let answer = client
                 .export(request(spans))
@@ -363,6 +384,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     if let Some((id, _)) = sent.last() {
         println!("\nsee one with:  chaintrace trace {id}");
+        println!(
+            "and the conversation:  chaintrace sessions demo-{}-0",
+            now / 1_000_000_000
+        );
     }
     Ok(())
 }
@@ -378,7 +403,7 @@ mod tests {
     #[test]
     fn sequential_chain_runs_back_to_back_and_concurrent_overlaps() {
         let mut j = Jitter(7);
-        let seq = build(Shape::Sequential, 10_000_000_000_000, &mut j);
+        let seq = build(Shape::Sequential, 10_000_000_000_000, &mut j, None);
         let by = |spans: &[Span], n: &str| {
             spans
                 .iter()
@@ -393,10 +418,10 @@ mod tests {
         for sp in &seq {
             assert!(sp.start_time_unix_nano >= root.0 && sp.end_time_unix_nano <= root.1);
         }
-        let con = build(Shape::Concurrent, 10_000_000_000_000, &mut j);
+        let con = build(Shape::Concurrent, 10_000_000_000_000, &mut j, None);
         assert_eq!(by(&con, "embed_query").0, by(&con, "fetch_context").0);
 
-        let rl = build(Shape::RateLimited, 10_000_000_000_000, &mut j);
+        let rl = build(Shape::RateLimited, 10_000_000_000_000, &mut j, None);
         assert_eq!(rl.len(), 8);
         let failed: Vec<_> = rl
             .iter()

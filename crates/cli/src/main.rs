@@ -9,6 +9,7 @@ mod listener;
 mod progress;
 mod render;
 mod serve;
+mod sessions;
 mod sql;
 mod transfer;
 
@@ -43,6 +44,8 @@ enum Command {
     Analyze(ask::AnalyzeArgs),
     /// Compare two traces span by span: durations, self times, tokens, cost, critical paths.
     Compare(ask::CompareArgs),
+    /// Sessions of a range, or one session's turns as a transcript.
+    Sessions(sessions::SessionsArgs),
     /// Per-operation and per-model figures: latency percentiles, errors, critical-path share, tokens, cost.
     Top(ask::TopArgs),
     /// Errors grouped by operation and error type.
@@ -149,6 +152,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Search(args) => ask::search(args).await,
         Command::Analyze(args) => ask::analyze(args).await,
         Command::Compare(args) => ask::compare(args).await,
+        Command::Sessions(args) => sessions::sessions(args).await,
         Command::Top(args) => ask::top(args).await,
         Command::Errors(args) => ask::errors(args).await,
         Command::Sql(args) => sql::run(args).await,

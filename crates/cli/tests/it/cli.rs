@@ -355,3 +355,96 @@ async fn compare_two_demo_traces_through_the_api_and_the_cli() {
     .unwrap();
     assert!(!ok && err.contains("not found"), "{err}");
 }
+
+#[tokio::test]
+async fn the_demo_conversation_reads_as_a_session_through_the_api_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let grpc = server.grpc_url();
+    let (ok, demo_out, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&["demo", "--otlp-grpc", &grpc, "--rounds", "2"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "demo failed: {err}");
+    // The demo names its first conversation.
+    let session = demo_out
+        .lines()
+        .find_map(|l| l.split("chaintrace sessions ").nth(1))
+        .map(str::trim)
+        .unwrap()
+        .to_string();
+
+    let (status, list) = server.get_json("/api/v1/sessions?since=1h").await;
+    assert_eq!(status, 200, "{list}");
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{list}");
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s["turns"] == 3 && s["user"] == "user_42"),
+        "{list}"
+    );
+
+    let (status, one) = server
+        .get_json(&format!("/api/v1/sessions/{session}?since=1h"))
+        .await;
+    assert_eq!(status, 200, "{one}");
+    let turns = one["turns"].as_array().unwrap();
+    let asked: Vec<&str> = turns
+        .iter()
+        .map(|t| t["user_input"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "What is our refund policy for annual plans?",
+            "And for monthly plans?",
+            "Can you summarise both in one sentence?"
+        ]
+    );
+    assert!(turns[0]["gap_nano"].is_null() && turns[1]["gap_nano"].as_u64().unwrap() > 0);
+    assert_eq!(
+        turns[2]["error_types"],
+        serde_json::json!(["RateLimitError"])
+    );
+    assert!(
+        turns
+            .iter()
+            .all(|t| t["input_tokens"].as_u64().unwrap() > 0),
+        "{one}"
+    );
+
+    // The CLI shows the same, as a list and as a transcript.
+    let api = server.api.clone();
+    let (ok, table, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&["sessions", "--since", "1h", "--server", &api])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        table.contains(&session) && table.contains("user_42"),
+        "{table}"
+    );
+    let api = server.api.clone();
+    let id = session.clone();
+    let (ok, transcript, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&["sessions", &id, "--since", "1h", "--server", &api])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        transcript.starts_with(&format!("session {session}: 3 turns, 1 with errors")),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("user: And for monthly plans?"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("1 failed (RateLimitError)"),
+        "{transcript}"
+    );
+}

@@ -1,4 +1,6 @@
-//! The web UI: two HTML pages (`/` search, `/trace/{id}` one trace) and their
+//! The web UI: four HTML pages (`/` search, `/trace/{id}` one trace,
+//! `/sessions[/{id}]` sessions and one session's transcript,
+//! `/compare/{a}/{b}` two traces span by span) and their
 //! CSS and ES modules, compiled into the binary so the server works offline
 //! and needs no front-end build step.
 //!
@@ -51,10 +53,14 @@ const ASSETS: &[Asset] = &[
     asset!("panel.js", JS),
     asset!("conversation.js", JS),
     asset!("markdown.js", JS),
+    asset!("sessions.js", JS),
+    asset!("compare.js", JS),
 ];
 
 const SEARCH_PAGE: &str = include_str!("../ui/search.html");
 const TRACE_PAGE: &str = include_str!("../ui/trace.html");
+const SESSIONS_PAGE: &str = include_str!("../ui/sessions.html");
+const COMPARE_PAGE: &str = include_str!("../ui/compare.html");
 
 /// The policy every page is served with.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -84,6 +90,8 @@ pub fn version() -> &'static str {
         let mut parts: Vec<&str> = ASSETS.iter().flat_map(|a| [a.name, a.body]).collect();
         parts.push(SEARCH_PAGE);
         parts.push(TRACE_PAGE);
+        parts.push(SESSIONS_PAGE);
+        parts.push(COMPARE_PAGE);
         format!("{:016x}", fnv1a(&parts))
     })
 }
@@ -136,6 +144,18 @@ fn page(template: &'static str, headers: &HeaderMap, preload: Option<HeaderValue
 /// `GET /`: the search page.
 pub async fn search_page(headers: HeaderMap) -> Response {
     page(SEARCH_PAGE, &headers, None)
+}
+
+/// `GET /sessions` and `GET /sessions/{id}`: the sessions list and one
+/// session's transcript (the script reads which from the URL).
+pub async fn sessions_page(headers: HeaderMap) -> Response {
+    page(SESSIONS_PAGE, &headers, None)
+}
+
+/// `GET /compare/{a}/{b}`: two traces side by side (the script reads the
+/// ids from the URL).
+pub async fn compare_page(headers: HeaderMap) -> Response {
+    page(COMPARE_PAGE, &headers, None)
 }
 
 /// `GET /trace/{id}`: the trace page (the id is read by the script from the URL).
@@ -199,7 +219,7 @@ mod tests {
 
     #[test]
     fn pages_reference_only_assets_that_exist_and_no_inline_code() {
-        for page in [SEARCH_PAGE, TRACE_PAGE] {
+        for page in [SEARCH_PAGE, TRACE_PAGE, SESSIONS_PAGE, COMPARE_PAGE] {
             for (at, _) in page.match_indices("/ui/%VERSION%/") {
                 let rest = &page[at + "/ui/%VERSION%/".len()..];
                 let name: String = rest.chars().take_while(|c| *c != '"').collect();

@@ -369,12 +369,84 @@ async fn the_web_ui_in_chromium() {
     println!("{stdout}screenshots in {}", shots.display());
 }
 
+/// The sessions pages: the demo's two conversations and a hostile one.
+#[tokio::test]
+async fn the_sessions_pages_in_chromium() {
+    let Some(modules) = tools() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let grpc = server.grpc_url();
+    let (ok, demo_out, err) = tokio::task::spawn_blocking(move || {
+        crate::harness::chaintrace(&["demo", "--otlp-grpc", &grpc, "--rounds", "2"])
+    })
+    .await
+    .expect("demo");
+    assert!(ok, "demo failed: {err}");
+    let demo = demo_out
+        .lines()
+        .find_map(|l| l.split("chaintrace sessions ").nth(1))
+        .map(str::trim)
+        .expect("the demo names its session")
+        .to_string();
+    let hostile_session = "<img src=x onerror=\"window.__pwned='session'\">";
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        - 60_000_000_000;
+    let turn = span(
+        HOSTILE,
+        1,
+        None,
+        "<script>window.__pwned='name'</script>",
+        t0,
+        0,
+        400,
+        vec![
+            s("session.id", hostile_session),
+            s("user.id", "<b>eve</b>"),
+            s("input.value", "<script>window.__pwned='input'</script>"),
+            s(
+                "output.value",
+                "<img src=x onerror=\"window.__pwned='output'\">",
+            ),
+        ],
+    );
+    let (status, answer) = server
+        .post_traces(
+            "application/json",
+            request("evil", vec![turn]).to_string().into_bytes(),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/sessions-test.mjs");
+    let shots = shots();
+    let out = Command::new("node")
+        .arg(&script)
+        .env("CHAINTRACE_URL", &server.api)
+        .env("CHAINTRACE_NODE_MODULES", &modules)
+        .env("CHAINTRACE_SHOTS", &shots)
+        .env("SESSION_DEMO", &demo)
+        .env("SESSION_HOSTILE", hostile_session)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "sessions-test.mjs failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    println!("{stdout}screenshots in {}", shots.display());
+}
+
 #[tokio::test]
 async fn pages_carry_a_strict_policy_and_assets_are_cached() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     let client = reqwest::Client::new();
-    for path in ["/", &format!("/trace/{RAG}")] {
+    for path in ["/", &format!("/trace/{RAG}"), "/sessions", "/sessions/s-1"] {
         let r = client
             .get(format!("{}{path}", server.api))
             .send()

@@ -195,6 +195,11 @@ impl SeriesAggregates {
         acc.add_weighted(trace, prices, w);
     }
 
+    /// The bucket width in nanoseconds.
+    pub fn width(&self) -> u64 {
+        self.width
+    }
+
     /// Adds every minute of `rollup` to the bucket holding it (exact when
     /// the bucket width is a whole number of minutes).
     pub fn add_rollup(&mut self, rollup: &Rollup, prices: &PriceTable) {

@@ -33,6 +33,47 @@ use crate::{Trace, UnixNanos};
 /// One minute in nanoseconds: the rollups' time step.
 pub const MINUTE_NANOS: u64 = 60_000_000_000;
 
+/// One hour in nanoseconds.
+pub const HOUR_NANOS: u64 = 60 * MINUTE_NANOS;
+
+/// How finely a read of rollups keeps time: the key each minute's figures
+/// are added under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Everything under one key, the range's first minute: per-operation,
+    /// per-model and error figures of the whole range.
+    Total,
+    /// Per hour (series with buckets of whole hours).
+    Hour,
+    /// Per minute.
+    Minute,
+}
+
+impl Step {
+    /// The key of `minute` in a read starting at minute `lo`.
+    pub fn key(self, minute: u64, lo: u64) -> u64 {
+        match self {
+            Step::Total => lo,
+            Step::Hour => minute - minute % HOUR_NANOS,
+            Step::Minute => minute,
+        }
+    }
+}
+
+/// What a store keeps in memory of a block's rollup: its figures over all
+/// its minutes and per hour, and which minutes it has. The minutes
+/// themselves stay in the file until a read needs them (a range that cuts
+/// through the block, or a series in minutes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RollupSummary {
+    /// Its first and last minute (`None`: no span).
+    pub minutes: Option<(u64, u64)>,
+    /// All minutes together.
+    pub total: Minute,
+    /// Per hour.
+    pub hours: BTreeMap<u64, Minute>,
+}
+
 /// The start of the minute holding `t`.
 pub fn minute_of(t: UnixNanos) -> u64 {
     t.0 - t.0 % MINUTE_NANOS
@@ -438,8 +479,37 @@ impl Rollup {
         }
     }
 
-    fn merge_minute(&mut self, start: u64, theirs: &Minute) {
-        let mine = self.minutes.entry(start).or_default();
+    /// Its figures over all minutes and per hour.
+    pub fn summary(&self) -> RollupSummary {
+        let mut total = Rollup::new();
+        let mut hours = Rollup::new();
+        for (&start, minute) in &self.minutes {
+            total.merge_minute(0, minute);
+            hours.merge_minute(Step::Hour.key(start, 0), minute);
+        }
+        RollupSummary {
+            minutes: self
+                .minutes
+                .keys()
+                .next()
+                .zip(self.minutes.keys().next_back())
+                .map(|(a, b)| (*a, *b)),
+            total: total.minutes.remove(&0).unwrap_or_default(),
+            hours: hours.minutes,
+        }
+    }
+
+    /// Adds the minutes of `other` that start in `[from, to)`, each under
+    /// its key at `step`.
+    pub fn merge_range_at(&mut self, other: &Rollup, from: u64, to: u64, step: Step) {
+        for (&start, theirs) in other.minutes.range(from..to) {
+            self.merge_minute(step.key(start, from), theirs);
+        }
+    }
+
+    /// Adds `theirs` (the figures of a minute, an hour or more) under `key`.
+    pub fn merge_minute(&mut self, key: u64, theirs: &Minute) {
+        let mine = self.minutes.entry(key).or_default();
         mine.traces += theirs.traces;
         mine.sampled_traces += theirs.sampled_traces;
         mine.critical_nano = mine.critical_nano.saturating_add(theirs.critical_nano);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chaintrace_analysis::{
     analyze, llm_spans, Aggregates, ErrorGroups, LlmTotals, SeriesAggregates, SessionGroups,
 };
+use chaintrace_model::rollup::Step;
 use chaintrace_model::{AnyValue, DurationNanos, Span, Trace, TraceSummary, UnixNanos};
 use chaintrace_query::{RegexBudget, RegexBudgetExhausted};
 use chaintrace_store::{SearchRequest, Store, StoreError, TraceFilter};
@@ -618,8 +619,14 @@ pub async fn analytics(state: AppState, params: AnalyticsParams, what: Analytics
         }
     }
     let limit = params.limit.unwrap_or(10).min(1000);
+    // Series read hours or minutes; everything else the whole range at once.
+    let step = match &figures {
+        Figures::Series(s) if s.width() % chaintrace_model::rollup::HOUR_NANOS == 0 => Step::Hour,
+        Figures::Series(_) => Step::Minute,
+        _ => Step::Total,
+    };
     let figures = if source != Source::Traces && no_rollups.is_none() {
-        match from_rollups(&state, range, figures, what, limit).await {
+        match from_rollups(&state, range, figures, what, limit, step).await {
             Ok(response) => return response,
             Err(figures) if source == Source::Rollups => {
                 drop(figures);
@@ -736,6 +743,7 @@ async fn from_rollups(
     mut figures: Figures,
     what: Analytics,
     limit: usize,
+    step: Step,
 ) -> Result<Response, Figures> {
     let slot = match state.cpu.slot().await {
         Ok(slot) => slot,
@@ -743,7 +751,7 @@ async fn from_rollups(
     };
     let from = range.start.unwrap_or(UnixNanos(0));
     let to = range.end.unwrap_or_else(UnixNanos::now);
-    let read = match state.store.rollups(from, to).await {
+    let read = match state.store.rollups(from, to, step).await {
         Ok(Some(read)) => read,
         Ok(None) => return Err(figures),
         Err(e) => return Ok(store_error(e)),
@@ -767,6 +775,7 @@ async fn from_rollups(
             "rollups": {
                 "blocks": read.blocks,
                 "rolled_up_now": read.built,
+                "files_read": read.files_read,
                 "head_traces": read.head_traces,
             },
         });

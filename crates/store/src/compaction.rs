@@ -146,7 +146,7 @@ fn merge(
             let meta = w.finish()?;
             let rollup = std::mem::replace(rollup, Rollup::new());
             if figures.is_some() {
-                if let Err(e) = write_rollup(&blocks_dir.join(&meta.id), &rollup) {
+                if let Err(e) = write_rollup(&blocks_dir.join(&meta.id), &rollup).map(drop) {
                     // The block is whole without it; it is rolled up later.
                     tracing::warn!(error = %e, "cannot save a compacted block's rollup");
                 }

@@ -300,6 +300,8 @@ pub(crate) struct Inner {
     pub(crate) blocks_deleted: AtomicU64,
     /// How long each compaction merge took.
     pub(crate) compaction_seconds: chaintrace_metrics::Histogram,
+    /// The per-minute rollups of the blocks read last (see `crate::rollups`).
+    pub(crate) rollup_minutes: Mutex<crate::rollups::MinutesCache>,
     /// Decides which traces each cut keeps, when sampling is on.
     pub(crate) sampler: Option<Mutex<Sampler>>,
     /// The data directory's lock, released when the last handle goes (or,
@@ -793,6 +795,7 @@ impl EmbeddedStore {
             compaction_seconds: chaintrace_metrics::Histogram::new(
                 crate::metrics::COMPACTION_BUCKETS,
             ),
+            rollup_minutes: Mutex::new(crate::rollups::MinutesCache::default()),
             _lock: Mutex::new(Some(lock)),
         });
         let store = EmbeddedStore {
@@ -980,9 +983,10 @@ impl Store for EmbeddedStore {
         &self,
         from: UnixNanos,
         to: UnixNanos,
+        step: chaintrace_model::rollup::Step,
     ) -> Result<Option<crate::RollupRead>, StoreError> {
         let inner = Arc::clone(&self.inner);
-        blocking(move || inner.rollups_blocking(from, to)).await
+        blocking(move || inner.rollups_blocking(from, to, step)).await
     }
 
     async fn stream_columns(

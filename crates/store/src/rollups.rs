@@ -21,7 +21,9 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use chaintrace_model::rollup::{minute_of, Rollup, TraceFigures, ROLLUP_VERSION};
+use chaintrace_model::rollup::{
+    minute_of, Rollup, RollupSummary, Step, TraceFigures, MINUTE_NANOS, ROLLUP_VERSION,
+};
 use chaintrace_model::{Span, Trace, UnixNanos};
 
 use crate::block::Block;
@@ -59,12 +61,12 @@ impl PartialEq for Figures {
 /// The rollup file in a block's directory.
 pub(crate) const ROLLUP_FILE: &str = "rollup.bin";
 
-/// Reads `<dir>/rollup.bin`: `None` when absent, unreadable or of another
-/// rules version (it is then rolled up again).
-pub(crate) fn read_rollup(dir: &Path) -> Option<Rollup> {
+/// Reads `<dir>/rollup.bin` and its size in bytes: `None` when absent,
+/// unreadable or of another rules version (it is then rolled up again).
+pub(crate) fn read_rollup(dir: &Path) -> Option<(Rollup, usize)> {
     let bytes = fs::read(dir.join(ROLLUP_FILE)).ok()?;
     match Rollup::from_bytes(&bytes) {
-        Ok(r) if r.version == ROLLUP_VERSION => Some(r),
+        Ok(r) if r.version == ROLLUP_VERSION => Some((r, bytes.len())),
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "unreadable rollup; it is made again");
@@ -73,19 +75,19 @@ pub(crate) fn read_rollup(dir: &Path) -> Option<Rollup> {
     }
 }
 
-/// Saves `rollup` as `<dir>/rollup.bin` (tmp file, then rename). A block
-/// deleted meanwhile (compaction, retention) is no error: its rollup is
-/// not needed any more.
-pub(crate) fn write_rollup(dir: &Path, rollup: &Rollup) -> Result<(), StoreError> {
+/// Saves `rollup` as `<dir>/rollup.bin` (tmp file, then rename); returns
+/// its size. A block deleted meanwhile (compaction, retention) is no
+/// error: its rollup is not needed any more.
+pub(crate) fn write_rollup(dir: &Path, rollup: &Rollup) -> Result<usize, StoreError> {
+    let bytes = rollup.to_bytes();
     if !dir.exists() {
-        return Ok(());
+        return Ok(bytes.len());
     }
     let tmp = dir.join(format!(".{ROLLUP_FILE}.tmp-{}", std::process::id()));
-    let done =
-        fs::write(&tmp, rollup.to_bytes()).and_then(|()| fs::rename(&tmp, dir.join(ROLLUP_FILE)));
+    let done = fs::write(&tmp, &bytes).and_then(|()| fs::rename(&tmp, dir.join(ROLLUP_FILE)));
     match done {
-        Ok(()) => Ok(()),
-        Err(_) if !dir.exists() => Ok(()),
+        Ok(()) => Ok(bytes.len()),
+        Err(_) if !dir.exists() => Ok(bytes.len()),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(StoreError::io("write rollup", dir.join(ROLLUP_FILE), e))
@@ -118,27 +120,113 @@ pub(crate) fn roll_up_block(
     Ok(rollup)
 }
 
-/// The rollup of `block`: the one it has, else rolled up now and saved.
-/// `built` counts the blocks rolled up by this call.
-pub(crate) fn block_rollup(
-    block: &Block,
-    figures: &dyn TraceFigures,
-    built: &mut u64,
-) -> Result<Arc<Rollup>, StoreError> {
-    if let Some(r) = block.rollup() {
-        return Ok(r);
+/// Most bytes of rollup files whose minutes [`MinutesCache`] keeps decoded
+/// (decoded, they take a few times that).
+const MINUTES_CACHE_BYTES: usize = 16 << 20;
+
+/// The per-minute rollups of the blocks read last, by block id, oldest
+/// use first out: memory stays bounded whatever the retention, while the
+/// blocks an hour's questions keep cutting through stay decoded.
+#[derive(Debug, Default)]
+pub(crate) struct MinutesCache {
+    entries: std::collections::VecDeque<(String, Arc<Rollup>, usize)>,
+    bytes: usize,
+}
+
+impl MinutesCache {
+    fn get(&mut self, id: &str) -> Option<Arc<Rollup>> {
+        let at = self.entries.iter().position(|(k, _, _)| k == id)?;
+        let entry = self.entries.remove(at)?;
+        let rollup = Arc::clone(&entry.1);
+        self.entries.push_back(entry);
+        Some(rollup)
     }
-    let rollup = Arc::new(roll_up_block(block, figures)?);
-    *built += 1;
-    if let Err(e) = write_rollup(block.dir(), &rollup) {
-        // The figures are right; only the next read will roll it up again.
-        tracing::warn!(error = %e, "cannot save a block's rollup");
+
+    fn put(&mut self, id: &str, rollup: Arc<Rollup>, bytes: usize) {
+        if let Some(at) = self.entries.iter().position(|(k, _, _)| k == id) {
+            if let Some((_, _, old)) = self.entries.remove(at) {
+                self.bytes -= old;
+            }
+        }
+        self.entries.push_back((id.to_string(), rollup, bytes));
+        self.bytes += bytes;
+        while self.bytes > MINUTES_CACHE_BYTES && self.entries.len() > 1 {
+            if let Some((_, _, old)) = self.entries.pop_front() {
+                self.bytes -= old;
+            }
+        }
     }
-    block.set_rollup(Arc::clone(&rollup));
-    Ok(rollup)
 }
 
 impl Inner {
+    fn cached_minutes(&self) -> std::sync::MutexGuard<'_, MinutesCache> {
+        self.rollup_minutes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rolls `block` up from its spans, saves the file, keeps the summary
+    /// and the minutes.
+    fn roll_up_now(
+        &self,
+        block: &Block,
+        figures: &dyn TraceFigures,
+    ) -> Result<Arc<Rollup>, StoreError> {
+        let rollup = Arc::new(roll_up_block(block, figures)?);
+        let bytes = match write_rollup(block.dir(), &rollup) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // The figures are right; only a later read rolls it up again.
+                tracing::warn!(error = %e, "cannot save a block's rollup");
+                0
+            }
+        };
+        block.set_rollup(Arc::new(rollup.summary()));
+        self.cached_minutes()
+            .put(&block.meta().id, Arc::clone(&rollup), bytes);
+        Ok(rollup)
+    }
+
+    /// The summary of `block`'s rollup, rolled up now if it has none
+    /// (`built` counts those).
+    fn block_summary(
+        &self,
+        block: &Block,
+        figures: &dyn TraceFigures,
+        built: &mut u64,
+    ) -> Result<Arc<RollupSummary>, StoreError> {
+        if let Some(summary) = block.rollup() {
+            return Ok(summary);
+        }
+        self.roll_up_now(block, figures)?;
+        *built += 1;
+        block.rollup().ok_or(StoreError::Internal(
+            "a block's rollup summary was not kept".into(),
+        ))
+    }
+
+    /// The per-minute rollup of `block`: from the cache, else its file,
+    /// else rolled up now.
+    fn block_minutes(
+        &self,
+        block: &Block,
+        figures: &dyn TraceFigures,
+        read: &mut RollupRead,
+    ) -> Result<Arc<Rollup>, StoreError> {
+        let id = &block.meta().id;
+        if let Some(r) = self.cached_minutes().get(id) {
+            return Ok(r);
+        }
+        if let Some((rollup, bytes)) = read_rollup(block.dir()) {
+            let rollup = Arc::new(rollup);
+            read.files_read += 1;
+            self.cached_minutes().put(id, Arc::clone(&rollup), bytes);
+            return Ok(rollup);
+        }
+        read.built += 1;
+        self.roll_up_now(block, figures)
+    }
+
     /// Rolls up the blocks that have no rollup yet, newest first, until
     /// `stopped`. Returns how many it rolled up.
     pub(crate) fn roll_up_missing(&self, stopped: &dyn Fn() -> bool) -> Result<u64, StoreError> {
@@ -153,28 +241,29 @@ impl Inner {
             if stopped() {
                 break;
             }
-            block_rollup(&block, figures.get(), &mut built)?;
+            self.roll_up_now(&block, figures.get())?;
+            built += 1;
         }
         Ok(built)
     }
 
-    /// The per-minute figures of the traces that started in the whole
-    /// minutes from `from`'s to `to`'s (both included), from every block
-    /// that may hold them and from the head; `None` when this store keeps
-    /// no rollups.
+    /// The figures of the traces that started in the whole minutes from
+    /// `from`'s to `to`'s (both included), from every block that may hold
+    /// them and from the head, keyed as `step` says; `None` when this
+    /// store keeps no rollups. A block lying wholly in the range adds its
+    /// summary (total or hours) from memory; one the range cuts through,
+    /// or any block when minutes are asked for, adds its minutes.
     pub(crate) fn rollups_blocking(
         &self,
         from: UnixNanos,
         to: UnixNanos,
+        step: Step,
     ) -> Result<Option<RollupRead>, StoreError> {
         let Some(figures) = self.config.figures.as_ref() else {
             return Ok(None);
         };
         let figures = figures.get();
-        let (lo, hi) = (
-            minute_of(from),
-            minute_of(to).saturating_add(chaintrace_model::rollup::MINUTE_NANOS),
-        );
+        let (lo, hi) = (minute_of(from), minute_of(to).saturating_add(MINUTE_NANOS));
         // Heads before blocks, as every read: a cut installs its block
         // before it drops the frozen head. A frozen head whose block is
         // already listed is then left out, so nothing counts twice.
@@ -194,12 +283,30 @@ impl Inner {
         let mut read = RollupRead {
             rollup: Rollup::new(),
             blocks: blocks.len() as u64,
-            built: 0,
-            head_traces: 0,
+            ..RollupRead::default()
         };
+        let mut out = Rollup::new();
         for block in &blocks {
-            let r = block_rollup(block, figures, &mut read.built)?;
-            read.rollup.merge_range(&r, lo, hi);
+            let summary = self.block_summary(block, figures, &mut read.built)?;
+            let Some((first, last)) = summary.minutes else {
+                continue;
+            };
+            if last < lo || first >= hi {
+                continue;
+            }
+            let inside = lo <= first && last < hi;
+            match step {
+                Step::Total if inside => out.merge_minute(lo, &summary.total),
+                Step::Hour if inside => {
+                    for (&hour, figures) in &summary.hours {
+                        out.merge_minute(hour, figures);
+                    }
+                }
+                _ => {
+                    let minutes = self.block_minutes(block, figures, &mut read)?;
+                    out.merge_range_at(&minutes, lo, hi, step);
+                }
+            }
         }
         let covered: Vec<(u64, u64)> = blocks
             .iter()
@@ -227,7 +334,8 @@ impl Inner {
             head.add_trace(trace, &figures.figures(trace));
             read.head_traces += 1;
         }
-        read.rollup.merge(&head);
+        out.merge_range_at(&head, lo, hi, step);
+        read.rollup = out;
         Ok(Some(read))
     }
 }
@@ -243,7 +351,7 @@ fn starts_in(spans: &[Span], lo: u64, hi: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chaintrace_model::rollup::{CallFigures, ErrorFigures, SpanFigures, MINUTE_NANOS};
+    use chaintrace_model::rollup::{CallFigures, ErrorFigures, SpanFigures};
     use chaintrace_model::{Status, StatusCode};
 
     use super::*;
@@ -343,13 +451,31 @@ mod tests {
         let (from, to) = (UnixNanos(base()), UnixNanos(base() + 2 * MINUTE_NANOS + 1));
         let whole = brute_force(1..=36, base(), base() + 3 * MINUTE_NANOS);
         assert_eq!(whole.minutes.len(), 3);
-        let read = store.rollups(from, to).await.unwrap().unwrap();
+        let read = store
+            .rollups(from, to, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(read.rollup, whole);
         // Traces 28..=35 (36 starts in the fourth minute).
         assert_eq!(read.head_traces, 8);
+        // Whole-range and hourly reads add the same figures under fewer keys.
+        let total = store.rollups(from, to, Step::Total).await.unwrap().unwrap();
+        let mut want = Rollup::new();
+        want.merge_range_at(&whole, base(), base() + 3 * MINUTE_NANOS, Step::Total);
+        assert_eq!(total.rollup, want);
+        assert_eq!(total.rollup.minutes.len(), 1);
+        let hourly = store.rollups(from, to, Step::Hour).await.unwrap().unwrap();
+        let mut want = Rollup::new();
+        want.merge_range_at(&whole, base(), base() + 3 * MINUTE_NANOS, Step::Hour);
+        assert_eq!(hourly.rollup, want);
         // The middle minute alone.
         let middle = UnixNanos(base() + MINUTE_NANOS + 30_000_000_000);
-        let read = store.rollups(middle, middle).await.unwrap().unwrap();
+        let read = store
+            .rollups(middle, middle, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             read.rollup,
             brute_force(1..=36, base() + MINUTE_NANOS, base() + 2 * MINUTE_NANOS)
@@ -357,17 +483,51 @@ mod tests {
 
         // A compaction writes its outputs' rollups as it merges them.
         tokio::task::block_in_place(|| store.flush()).unwrap();
-        tokio::task::block_in_place(|| store.compact()).unwrap();
-        let read = store.rollups(from, to).await.unwrap().unwrap();
+        // The compaction thread may be merging too: compact until one block is left.
+        for _ in 0..100 {
+            tokio::task::block_in_place(|| store.compact()).unwrap();
+            if store.stats().await.unwrap().blocks == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.stats().await.unwrap().blocks, 1);
+        let read = store
+            .rollups(from, to, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(read.rollup, whole);
         assert_eq!((read.blocks, read.built, read.head_traces), (1, 0, 0));
         drop(store);
 
-        // After a restart the files are read, not rolled up again.
+        // After a restart the files are read, not rolled up again: the
+        // summary when the block lies wholly in the range, the minutes
+        // when they are asked for.
         let (store, _) = EmbeddedStore::open(config).unwrap();
-        let read = store.rollups(from, to).await.unwrap().unwrap();
+        let read = store
+            .rollups(UnixNanos(0), UnixNanos::now(), Step::Total)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((read.built, read.files_read), (0, 0));
+        let read = store
+            .rollups(from, to, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(read.rollup, whole);
-        assert_eq!(read.built, 0);
+        assert_eq!((read.built, read.files_read), (0, 1));
+        let again = store
+            .rollups(from, to, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.rollup == whole, again.files_read),
+            (true, 0),
+            "kept decoded"
+        );
         let meta_dir = dir.path().join("blocks");
         let with_file = fs::read_dir(&meta_dir)
             .unwrap()
@@ -392,7 +552,7 @@ mod tests {
             .unwrap();
         tokio::task::block_in_place(|| store.flush()).unwrap();
         assert!(store
-            .rollups(UnixNanos(base()), UnixNanos(base()))
+            .rollups(UnixNanos(base()), UnixNanos(base()), Step::Total)
             .await
             .unwrap()
             .is_none());
@@ -400,7 +560,11 @@ mod tests {
 
         let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
         let range = (UnixNanos(base()), UnixNanos(base() + MINUTE_NANOS));
-        let read = store.rollups(range.0, range.1).await.unwrap().unwrap();
+        let read = store
+            .rollups(range.0, range.1, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             read.rollup,
             brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)
@@ -417,7 +581,11 @@ mod tests {
         let bytes = fs::read(block.join(ROLLUP_FILE)).unwrap();
         fs::write(block.join(ROLLUP_FILE), &bytes[..bytes.len() / 2]).unwrap();
         let (store, _) = EmbeddedStore::open(config).unwrap();
-        let read = store.rollups(range.0, range.1).await.unwrap().unwrap();
+        let read = store
+            .rollups(range.0, range.1, Step::Minute)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             read.rollup,
             brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)

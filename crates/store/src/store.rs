@@ -154,14 +154,16 @@ pub trait Store: Send + Sync + 'static {
     /// they survive `kill -9` and a restart. Logs have no ids, so a batch
     /// sent twice is stored twice (as the OpenTelemetry Collector does).
     /// The default refuses: a store without logs says so.
-    /// Per-minute figures ([`Rollup`](chaintrace_model::rollup::Rollup)) of
+    /// The rollup figures ([`Rollup`](chaintrace_model::rollup::Rollup)) of
     /// the traces that started in the whole minutes from `from`'s to
-    /// `to`'s, both included; `None` when this store keeps no rollups
-    /// (analytics then read the traces).
+    /// `to`'s, both included, keyed per `step` (one key for the whole
+    /// range, per hour or per minute); `None` when this store keeps no
+    /// rollups (analytics then read the traces).
     async fn rollups(
         &self,
         _from: UnixNanos,
         _to: UnixNanos,
+        _step: chaintrace_model::rollup::Step,
     ) -> Result<Option<RollupRead>, StoreError> {
         Ok(None)
     }
@@ -309,6 +311,9 @@ pub struct RollupRead {
     pub blocks: u64,
     /// Of those, blocks that had none yet and were rolled up by this read.
     pub built: u64,
+    /// Rollup files read (blocks the range cuts through, or minutes asked
+    /// for, not in the cache of recently read minutes).
+    pub files_read: u64,
     /// Traces of the head rolled up by this read.
     pub head_traces: u64,
 }

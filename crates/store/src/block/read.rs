@@ -181,8 +181,8 @@ pub struct Block {
     /// The rows of `resources.parquet` (`vparquet2`); `None` for a
     /// `vparquet1` block, whose rows carry their resource's attributes.
     pub(super) resources: Option<Vec<Arc<Resource>>>,
-    /// Its per-minute figures, once read or made (see `crate::rollups`).
-    rollup: std::sync::RwLock<Option<Arc<chaintrace_model::rollup::Rollup>>>,
+    /// The summary of its rollup, once read or made (see `crate::rollups`).
+    rollup: std::sync::RwLock<Option<Arc<chaintrace_model::rollup::RollupSummary>>>,
 }
 
 impl std::fmt::Debug for Block {
@@ -252,20 +252,22 @@ impl Block {
             span_projection,
             blooms,
             resources,
-            rollup: std::sync::RwLock::new(crate::rollups::read_rollup(dir).map(Arc::new)),
+            rollup: std::sync::RwLock::new(
+                crate::rollups::read_rollup(dir).map(|(r, _)| Arc::new(r.summary())),
+            ),
         })
     }
 
-    /// The block's rollup, when it has one.
-    pub(crate) fn rollup(&self) -> Option<Arc<chaintrace_model::rollup::Rollup>> {
+    /// The summary of the block's rollup, when it has one.
+    pub(crate) fn rollup(&self) -> Option<Arc<chaintrace_model::rollup::RollupSummary>> {
         self.rollup
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    /// Keeps `rollup` as the block's.
-    pub(crate) fn set_rollup(&self, rollup: Arc<chaintrace_model::rollup::Rollup>) {
+    /// Keeps `rollup` as the summary of the block's rollup.
+    pub(crate) fn set_rollup(&self, rollup: Arc<chaintrace_model::rollup::RollupSummary>) {
         *self
             .rollup
             .write()

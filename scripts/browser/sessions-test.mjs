@@ -6,55 +6,21 @@
 // Environment: CHAINTRACE_URL, CHAINTRACE_NODE_MODULES, CHAINTRACE_SHOTS,
 // SESSION_DEMO (the demo's first session id), SESSION_HOSTILE.
 
-import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { checker, env, open } from './harness.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const base = env('CHAINTRACE_URL');
 const shots = env('CHAINTRACE_SHOTS');
 const DEMO = env('SESSION_DEMO');
 const HOSTILE = env('SESSION_HOSTILE');
-const require = createRequire(path.join(env('CHAINTRACE_NODE_MODULES'), 'x.js'));
-const { chromium } = require('playwright-core');
-
-const profile = mkdtempSync(path.join(tmpdir(), 'chaintrace-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1300, height: 900 },
-});
-
-let failures = 0;
-let step = '';
-function check(cond, what) {
-  console.log(`${cond ? 'ok  ' : 'FAIL'} [${step}] ${what}`);
-  if (!cond) failures++;
-}
 const TIMEOUT = 20000;
-const page = await context.newPage();
-const problems = [];
-page.on('dialog', async (d) => {
-  problems.push(`a dialog opened: ${d.message()}`);
-  await d.dismiss();
-});
-page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-page.on('response', (r) => {
-  if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-});
-page.on('console', (m) => {
-  if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
-});
+const { page, problems, close } = await open({ width: 1300, height: 900 });
+const t = checker();
+const check = t.check;
 const texts = (sel) => page.locator(sel).allTextContents();
 
 try {
-  step = 'list';
+  t.step = 'list';
   await page.goto(`${base}/sessions?since=1h`);
   await page.waitForSelector('#sessions tbody tr', { timeout: TIMEOUT });
   await page.waitForFunction(() => document.querySelectorAll('#sessions tbody tr').length >= 3, null, { timeout: TIMEOUT });
@@ -65,7 +31,7 @@ try {
   check(await page.locator('#since').inputValue() === '1h', 'the range comes from the URL');
   await page.screenshot({ path: path.join(shots, 'sessions-list.png') });
 
-  step = 'transcript';
+  t.step = 'transcript';
   await page.locator('#sessions tbody a', { hasText: DEMO }).click();
   await page.waitForSelector('#turns li.turn', { timeout: TIMEOUT });
   check(page.url().includes(`/sessions/${encodeURIComponent(DEMO)}`) && page.url().includes('since=1h'), `the URL names the session and keeps the range: ${page.url()}`);
@@ -92,7 +58,7 @@ try {
   await page.screenshot({ path: path.join(shots, 'session-transcript-dark.png'), fullPage: true });
   await page.emulateMedia({ colorScheme: 'light' });
 
-  step = 'compare';
+  t.step = 'compare';
   // Turn 2 (the concurrent chain) against turn 1 (the same chain run back to back).
   const compareHref = await page.locator('#turns li.turn').nth(1).locator('a.compare-link').getAttribute('href');
   check(compareHref === `/compare/${traceLinks[0].slice(7)}/${traceLinks[1].slice(7)}`, `turn 2 compares with turn 1: ${compareHref}`);
@@ -111,7 +77,7 @@ try {
   await page.goBack();
   await page.waitForSelector('#turns li.turn', { timeout: TIMEOUT });
 
-  step = 'back and forward';
+  t.step = 'back and forward';
   await page.goBack();
   await page.waitForFunction(() => !document.getElementById('list').hidden, null, { timeout: TIMEOUT });
   check(await page.locator('#sessions tbody tr').count() === 3, 'back shows the list again');
@@ -119,7 +85,7 @@ try {
   await page.waitForFunction(() => !document.getElementById('session').hidden && document.querySelectorAll('#turns li.turn').length === 3, null, { timeout: TIMEOUT });
   check(true, 'forward shows the transcript again');
 
-  step = 'injection';
+  t.step = 'injection';
   await page.goto(`${base}/sessions?since=1h`);
   await page.waitForFunction(() => document.querySelectorAll('#sessions tbody tr').length >= 3, null, { timeout: TIMEOUT });
   await page.goto(`${base}/sessions/${encodeURIComponent(HOSTILE)}?since=1h`);
@@ -135,19 +101,18 @@ try {
   check(injected.imgs === 0 && injected.scripts === 0, `no element injected: ${JSON.stringify(injected)}`);
   check((injected.text || '').includes('<script>'), 'hostile text is shown as text');
 
-  step = 'console';
+  t.step = 'console';
   check(problems.length === 0, `no dialogs, page errors or failed requests: ${problems.join(' | ')}`);
 } catch (e) {
-  failures++;
-  console.log(`FAIL [${step}] ${e.stack || e}`);
+  t.failures++;
+  console.log(`FAIL [${t.step}] ${e.stack || e}`);
   try {
     await page.screenshot({ path: path.join(shots, 'sessions-failure.png') });
   } catch {
     /* the page is gone */
   }
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
-console.log(failures ? `${failures} check(s) failed` : 'all checks passed');
-process.exit(failures ? 1 : 0);
+console.log(t.failures ? `${t.failures} check(s) failed` : 'all checks passed');
+process.exit(t.failures ? 1 : 0);

@@ -6,64 +6,22 @@
 // is), CHAINTRACE_SHOTS (screenshot dir), TRACE_RAG, TRACE_CONVENTIONS,
 // TRACE_HOSTILE.
 
-import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { checker, env, open } from './harness.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set`);
-  return v;
-};
 const base = env('CHAINTRACE_URL');
 const shots = env('CHAINTRACE_SHOTS');
 const RAG = env('TRACE_RAG');
 const CONV = env('TRACE_CONVENTIONS');
 const HOSTILE = env('TRACE_HOSTILE');
-const require = createRequire(path.join(env('CHAINTRACE_NODE_MODULES'), 'x.js'));
-const { chromium } = require('playwright-core');
-
-const profile = mkdtempSync(path.join(tmpdir(), 'chaintrace-chromium-'));
-// A fresh, empty profile (--user-data-dir, which Playwright passes itself).
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1500, height: 900 },
-});
-
-let failures = 0;
-let step = '';
-function check(cond, what) {
-  if (!cond) {
-    failures++;
-    console.log(`FAIL [${step}] ${what}`);
-  } else {
-    console.log(`ok   [${step}] ${what}`);
-  }
-}
 const TIMEOUT = 20000;
-
-const page = await context.newPage();
-const problems = [];
-page.on('dialog', async (d) => {
-  problems.push(`a dialog opened: ${d.message()}`);
-  await d.dismiss();
-});
-page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-// The query check answers a bad query with 400 on purpose; anything else
-// failing is a problem.
-const fetched = [];
-page.on('response', (r) => {
-  fetched.push(r.url());
-  // A 400 naming a TraceQL error is the answer the page shows as you type.
-  const typed = r.url().includes('/api/v1/traceql/check') || /\/api\/v1\/traces\/[0-9a-f]+\/match\?/.test(r.url());
-  if (r.status() >= 400 && !(typed && r.status() === 400)) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-});
-page.on('console', (m) => {
-  if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console error: ${m.text()}`);
-});
+// The query check answers a bad query with 400 on purpose, and so does a
+// span filter being typed: the page shows those answers as you type.
+const typed = (r) => r.status() === 400
+  && (r.url().includes('/api/v1/traceql/check') || /\/api\/v1\/traces\/[0-9a-f]+\/match\?/.test(r.url()));
+const { context, page, problems, fetched, close } = await open({ width: 1500, height: 900, expected: typed });
+const t = checker();
+const check = t.check;
 
 // Waits until the result row of `id` lists every one of `needles` under
 // "matched"; gives back whether it did and the text there, so a failure
@@ -82,7 +40,7 @@ const selectedName = () => page.locator('.row.selected').first().getAttribute('d
 
 try {
   // ---- search page: a TraceQL example finds the RAG chain, and opens it ----
-  step = 'search';
+  t.step = 'search';
   await page.goto(`${base}/`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
   await page.waitForSelector(`#hits tbody tr[data-trace-id="${RAG}"]`, { timeout: TIMEOUT });
@@ -131,7 +89,7 @@ try {
   await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
 
   // ---- trace page: tree, critical path, groups, retry fold ----
-  step = 'trace';
+  t.step = 'trace';
   await page.waitForSelector('.row[data-name="process_query"]', { timeout: TIMEOUT });
   const summary = await page.locator('#summary').textContent();
   check(summary.includes('process_query') && /critical path/i.test(summary) && /llm calls/i.test(summary), 'the header shows root, LLM calls and critical path');
@@ -173,7 +131,7 @@ try {
   await page.screenshot({ path: path.join(shots, 'trace-page.png') });
 
   // ---- LLM conversation, OTel GenAI JSON messages ----
-  step = 'llm';
+  t.step = 'llm';
   await page.locator('.row[data-name="llm_call"] .name').click();
   await page.waitForSelector('#panel .llm-section .bubble.assistant', { timeout: TIMEOUT });
   const conv = await page.locator('#panel .llm-section .convention').textContent();
@@ -208,7 +166,7 @@ try {
   await page.locator('#panel .view-toggle[data-mode="plain"]').click();
 
   // Back returns to the api_call selection; forward to llm_call.
-  step = 'history';
+  t.step = 'history';
   await page.goBack();
   await page.waitForFunction(() => document.querySelector('#panel h2')?.textContent === 'api_call', null, { timeout: TIMEOUT });
   check(true, 'back selects the api_call again');
@@ -217,7 +175,7 @@ try {
   check(true, 'forward selects llm_call');
 
   // ---- keyboard ----
-  step = 'keyboard';
+  t.step = 'keyboard';
   await page.locator('#gantt').focus();
   await page.keyboard.press('Home');
   check(await selectedName() === 'process_query', 'Home selects the root');
@@ -238,7 +196,7 @@ try {
   check(true, 'Enter opens the selected span');
 
   // ---- what-if through the analysis API ----
-  step = 'what-if';
+  t.step = 'what-if';
   for (const name of ['fetch_context', 'embed_query']) {
     await page.locator(`.row[data-name="${name}"] .name`).click();
     await page.waitForFunction((n) => document.querySelector('#panel h2')?.textContent === n, name, { timeout: TIMEOUT });
@@ -259,7 +217,7 @@ try {
   check(true, 'clearing the what-if clears the outline');
 
   // ---- critical path only, find ----
-  step = 'filters';
+  t.step = 'filters';
   await page.locator('#crit-only').check();
   await page.waitForFunction(() => [...document.querySelectorAll('.row:not([hidden])')].every((r) => r.classList.contains('crit')), null, { timeout: TIMEOUT });
   const critNames = await page.locator('.row:not([hidden])').evaluateAll((rs) => rs.map((r) => r.dataset.name));
@@ -287,7 +245,7 @@ try {
   await page.fill('#find', '');
 
   // ---- other conventions ----
-  step = 'conventions';
+  t.step = 'conventions';
   await page.goto(`${base}/trace/${CONV}`);
   await page.waitForSelector('.row[data-name="ChatCompletion"]', { timeout: TIMEOUT });
   // The page's Link header preloads the Gantt; the script uses that answer
@@ -304,7 +262,7 @@ try {
   check((await page.locator('#panel .bubble.assistant').textContent()).includes('Katze'), 'Traceloop answer');
 
   // ---- injection ----
-  step = 'injection';
+  t.step = 'injection';
   await page.goto(`${base}/trace/${HOSTILE}`);
   await page.waitForSelector('.row', { timeout: TIMEOUT });
   const names = await page.locator('.row:not([hidden])').evaluateAll((rs) => rs.map((r) => r.querySelector('.name').textContent));
@@ -340,19 +298,18 @@ try {
   check(again.pwned === undefined && again.imgs === 0, 'search results escape hostile names');
   await page.screenshot({ path: path.join(shots, 'search-page.png') });
 
-  step = 'console';
+  t.step = 'console';
   check(problems.length === 0, `no dialogs, page errors or console errors: ${problems.join(' | ')}`);
 } catch (e) {
-  failures++;
-  console.log(`FAIL [${step}] ${e.stack || e}`);
+  t.failures++;
+  console.log(`FAIL [${t.step}] ${e.stack || e}`);
   try {
     await page.screenshot({ path: path.join(shots, 'failure.png') });
   } catch {
     /* the page is gone */
   }
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
-console.log(failures ? `${failures} check(s) failed` : 'all checks passed');
-process.exit(failures ? 1 : 0);
+console.log(t.failures ? `${t.failures} check(s) failed` : 'all checks passed');
+process.exit(t.failures ? 1 : 0);

@@ -66,7 +66,8 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-fn cut(text: &str, max: usize) -> String {
+/// `text` cut to `max` characters, the last one `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
     } else {

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::client::{get_json, ServerArg};
-use crate::render::{fmt_ms, fmt_time, shown};
+use crate::render::{cut, fmt_ms, fmt_time, shown};
 use chaintrace_model::UnixNanos;
 
 /// Flags of `chaintrace sessions`.
@@ -210,16 +210,6 @@ pub fn render_transcript(answer: &Value) -> String {
         out.push_str("(older turns left out: raise --limit)\n");
     }
     out
-}
-
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
-        s.push('…');
-        s
-    }
 }
 
 #[cfg(test)]

@@ -142,19 +142,26 @@ impl MinutesCache {
         Some(rollup)
     }
 
-    fn put(&mut self, id: &str, rollup: Arc<Rollup>, bytes: usize) {
+    /// Keeps `rollup`; hands back what it pushed out, for the caller to
+    /// drop after letting go of the lock (freeing a big decoded rollup
+    /// takes a while, and readers wait on that lock).
+    fn put(&mut self, id: &str, rollup: Arc<Rollup>, bytes: usize) -> Vec<Arc<Rollup>> {
+        let mut out = Vec::new();
         if let Some(at) = self.entries.iter().position(|(k, _, _)| k == id) {
-            if let Some((_, _, old)) = self.entries.remove(at) {
-                self.bytes -= old;
+            if let Some((_, old, old_bytes)) = self.entries.remove(at) {
+                self.bytes -= old_bytes;
+                out.push(old);
             }
         }
         self.entries.push_back((id.to_string(), rollup, bytes));
         self.bytes += bytes;
         while self.bytes > MINUTES_CACHE_BYTES && self.entries.len() > 1 {
-            if let Some((_, _, old)) = self.entries.pop_front() {
-                self.bytes -= old;
+            if let Some((_, old, old_bytes)) = self.entries.pop_front() {
+                self.bytes -= old_bytes;
+                out.push(old);
             }
         }
+        out
     }
 }
 
@@ -166,11 +173,12 @@ impl Inner {
     }
 
     /// Rolls `block` up from its spans, saves the file, keeps the summary
-    /// and the minutes.
+    /// and, for a reader (`keep_minutes`), the minutes.
     fn roll_up_now(
         &self,
         block: &Block,
         figures: &dyn TraceFigures,
+        keep_minutes: bool,
     ) -> Result<Arc<Rollup>, StoreError> {
         let rollup = Arc::new(roll_up_block(block, figures)?);
         let bytes = match write_rollup(block.dir(), &rollup) {
@@ -182,8 +190,12 @@ impl Inner {
             }
         };
         block.set_rollup(Arc::new(rollup.summary()));
-        self.cached_minutes()
-            .put(&block.meta().id, Arc::clone(&rollup), bytes);
+        if keep_minutes {
+            let evicted = self
+                .cached_minutes()
+                .put(&block.meta().id, Arc::clone(&rollup), bytes);
+            drop(evicted);
+        }
         Ok(rollup)
     }
 
@@ -198,7 +210,7 @@ impl Inner {
         if let Some(summary) = block.rollup() {
             return Ok(summary);
         }
-        self.roll_up_now(block, figures)?;
+        self.roll_up_now(block, figures, true)?;
         *built += 1;
         block.rollup().ok_or(StoreError::Internal(
             "a block's rollup summary was not kept".into(),
@@ -220,11 +232,12 @@ impl Inner {
         if let Some((rollup, bytes)) = read_rollup(block.dir()) {
             let rollup = Arc::new(rollup);
             read.files_read += 1;
-            self.cached_minutes().put(id, Arc::clone(&rollup), bytes);
+            let evicted = self.cached_minutes().put(id, Arc::clone(&rollup), bytes);
+            drop(evicted);
             return Ok(rollup);
         }
         read.built += 1;
-        self.roll_up_now(block, figures)
+        self.roll_up_now(block, figures, true)
     }
 
     /// Rolls up the blocks that have no rollup yet, newest first, until
@@ -241,7 +254,8 @@ impl Inner {
             if stopped() {
                 break;
             }
-            self.roll_up_now(&block, figures.get())?;
+            // In the background: the minutes stay in the file until asked for.
+            self.roll_up_now(&block, figures.get(), false)?;
             built += 1;
         }
         Ok(built)

@@ -77,7 +77,12 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn get(&self, path: &str, query: &str) -> (StatusCode, Value) {
-        let uri = format!("{path}?{}&since=1h", url_param(query));
+        self.get_uri(&format!("{path}?{}&since=1h", url_param(query)))
+            .await
+    }
+
+    /// GET `uri` as given (several parameters, none encoded here).
+    async fn get_uri(&self, uri: &str) -> (StatusCode, Value) {
         let response = self
             .router
             .clone()
@@ -273,20 +278,9 @@ async fn analytics_count_every_trace_of_the_range_once() {
         )
         .await;
     assert_eq!(body["traces"], json!(traces / 20));
-    let uri = "/api/v1/analytics/series?since=3h&bucket=1h";
-    let response = f
-        .router
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("answer");
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+    let (_, body) = f
+        .get_uri("/api/v1/analytics/series?since=3h&bucket=1h")
+        .await;
     let counted: u64 = body["series"]
         .as_array()
         .expect("series")
@@ -534,21 +528,12 @@ async fn analytics_from_rollups_equal_analytics_from_the_traces() {
 
     // A series in five-minute buckets: the same traces in each.
     let series = |source: &'static str| {
-        let router = f.router.clone();
+        let f = &f;
         async move {
             let uri = format!("/api/v1/analytics/series?source={source}&bucket=5m&since=1h");
-            let response = router
-                .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-                .await
-                .expect("answer");
-            assert_eq!(response.status(), StatusCode::OK);
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            serde_json::from_slice::<Value>(&bytes).expect("JSON")
+            let (status, body) = f.get_uri(&uri).await;
+            assert_eq!(status, StatusCode::OK);
+            body
         }
     };
     let (rolled, walked) = (series("rollups").await, series("traces").await);
@@ -583,21 +568,9 @@ async fn analytics_from_rollups_equal_analytics_from_the_traces() {
             "auto, rollups or traces",
         ),
     ] {
-        let uri = format!("{path}?{query}&since=1h");
-        let response = f
-            .router
-            .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
-            .expect("answer");
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}?{query}");
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes);
+        let (status, body) = f.get_uri(&format!("{path}?{query}&since=1h")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}?{query}");
+        let text = body.to_string();
         assert!(text.contains(needle), "{text}");
     }
 }

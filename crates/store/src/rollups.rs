@@ -435,6 +435,16 @@ mod tests {
         ]
     }
 
+    /// The store's rollups of the range, which it must keep.
+    async fn rolled(
+        store: &EmbeddedStore,
+        from: UnixNanos,
+        to: UnixNanos,
+        step: Step,
+    ) -> RollupRead {
+        store.rollups(from, to, step).await.unwrap().unwrap()
+    }
+
     fn brute_force(traces: impl Iterator<Item = u8>, from: u64, to: u64) -> Rollup {
         let mut all = Rollup::new();
         for t in traces {
@@ -465,31 +475,23 @@ mod tests {
         let (from, to) = (UnixNanos(base()), UnixNanos(base() + 2 * MINUTE_NANOS + 1));
         let whole = brute_force(1..=36, base(), base() + 3 * MINUTE_NANOS);
         assert_eq!(whole.minutes.len(), 3);
-        let read = store
-            .rollups(from, to, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, from, to, Step::Minute).await;
         assert_eq!(read.rollup, whole);
         // Traces 28..=35 (36 starts in the fourth minute).
         assert_eq!(read.head_traces, 8);
         // Whole-range and hourly reads add the same figures under fewer keys.
-        let total = store.rollups(from, to, Step::Total).await.unwrap().unwrap();
+        let total = rolled(&store, from, to, Step::Total).await;
         let mut want = Rollup::new();
         want.merge_range_at(&whole, base(), base() + 3 * MINUTE_NANOS, Step::Total);
         assert_eq!(total.rollup, want);
         assert_eq!(total.rollup.minutes.len(), 1);
-        let hourly = store.rollups(from, to, Step::Hour).await.unwrap().unwrap();
+        let hourly = rolled(&store, from, to, Step::Hour).await;
         let mut want = Rollup::new();
         want.merge_range_at(&whole, base(), base() + 3 * MINUTE_NANOS, Step::Hour);
         assert_eq!(hourly.rollup, want);
         // The middle minute alone.
         let middle = UnixNanos(base() + MINUTE_NANOS + 30_000_000_000);
-        let read = store
-            .rollups(middle, middle, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, middle, middle, Step::Minute).await;
         assert_eq!(
             read.rollup,
             brute_force(1..=36, base() + MINUTE_NANOS, base() + 2 * MINUTE_NANOS)
@@ -506,11 +508,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(store.stats().await.unwrap().blocks, 1);
-        let read = store
-            .rollups(from, to, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, from, to, Step::Minute).await;
         assert_eq!(read.rollup, whole);
         assert_eq!((read.blocks, read.built, read.head_traces), (1, 0, 0));
         drop(store);
@@ -519,24 +517,12 @@ mod tests {
         // summary when the block lies wholly in the range, the minutes
         // when they are asked for.
         let (store, _) = EmbeddedStore::open(config).unwrap();
-        let read = store
-            .rollups(UnixNanos(0), UnixNanos::now(), Step::Total)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, UnixNanos(0), UnixNanos::now(), Step::Total).await;
         assert_eq!((read.built, read.files_read), (0, 0));
-        let read = store
-            .rollups(from, to, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, from, to, Step::Minute).await;
         assert_eq!(read.rollup, whole);
         assert_eq!((read.built, read.files_read), (0, 1));
-        let again = store
-            .rollups(from, to, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let again = rolled(&store, from, to, Step::Minute).await;
         assert_eq!(
             (again.rollup == whole, again.files_read),
             (true, 0),
@@ -574,11 +560,7 @@ mod tests {
 
         let (store, _) = EmbeddedStore::open(config.clone()).unwrap();
         let range = (UnixNanos(base()), UnixNanos(base() + MINUTE_NANOS));
-        let read = store
-            .rollups(range.0, range.1, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, range.0, range.1, Step::Minute).await;
         assert_eq!(
             read.rollup,
             brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)
@@ -595,11 +577,7 @@ mod tests {
         let bytes = fs::read(block.join(ROLLUP_FILE)).unwrap();
         fs::write(block.join(ROLLUP_FILE), &bytes[..bytes.len() / 2]).unwrap();
         let (store, _) = EmbeddedStore::open(config).unwrap();
-        let read = store
-            .rollups(range.0, range.1, Step::Minute)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rolled(&store, range.0, range.1, Step::Minute).await;
         assert_eq!(
             read.rollup,
             brute_force(1..=4, base(), base() + 2 * MINUTE_NANOS)

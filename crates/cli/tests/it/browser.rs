@@ -348,23 +348,39 @@ async fn the_web_ui_in_chromium() {
         let (status, body) = server.get_json(&format!("/api/v1/traces/{id}/gantt")).await;
         assert_eq!(status, 200, "{body}");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/ui-test.mjs");
+    run_script(
+        "ui-test.mjs",
+        &server,
+        &modules,
+        &[
+            ("TRACE_RAG", RAG),
+            ("TRACE_CONVENTIONS", CONVENTIONS),
+            ("TRACE_HOSTILE", HOSTILE),
+        ],
+    );
+}
+
+/// Runs `scripts/browser/{name}` in Node against `server`, with `vars`
+/// beside the URL, the modules and the screenshot dir; fails the test with
+/// the script's output when any of its checks failed.
+fn run_script(name: &str, server: &Server, modules: &Path, vars: &[(&str, &str)]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/browser")
+        .join(name);
     let shots = shots();
     let out = Command::new("node")
         .arg(&script)
         .env("CHAINTRACE_URL", &server.api)
-        .env("CHAINTRACE_NODE_MODULES", &modules)
+        .env("CHAINTRACE_NODE_MODULES", modules)
         .env("CHAINTRACE_SHOTS", &shots)
-        .env("TRACE_RAG", RAG)
-        .env("TRACE_CONVENTIONS", CONVENTIONS)
-        .env("TRACE_HOSTILE", HOSTILE)
+        .envs(vars.iter().copied())
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "ui-test.mjs failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        "{name} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     println!("{stdout}screenshots in {}", shots.display());
 }
@@ -420,25 +436,15 @@ async fn the_sessions_pages_in_chromium() {
         )
         .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/sessions-test.mjs");
-    let shots = shots();
-    let out = Command::new("node")
-        .arg(&script)
-        .env("CHAINTRACE_URL", &server.api)
-        .env("CHAINTRACE_NODE_MODULES", &modules)
-        .env("CHAINTRACE_SHOTS", &shots)
-        .env("SESSION_DEMO", &demo)
-        .env("SESSION_HOSTILE", hostile_session)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "sessions-test.mjs failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    run_script(
+        "sessions-test.mjs",
+        &server,
+        &modules,
+        &[
+            ("SESSION_DEMO", &demo),
+            ("SESSION_HOSTILE", hostile_session),
+        ],
     );
-    println!("{stdout}screenshots in {}", shots.display());
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ pub async fn search(args: SearchArgs) -> Result<()> {
     ];
     let answer = crate::progress::while_waiting(
         "searching",
-        get_json(&args.server.server, "/api/v1/search", &query),
+        get_json(&args.server, "/api/v1/search", &query),
     )
     .await?;
     if args.json {
@@ -160,7 +160,7 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
         query.push(("parallel", p.clone()));
     }
     let analysis = get_json(
-        &args.server.server,
+        &args.server,
         &format!("/api/v1/traces/{id}/analysis"),
         &query,
     )
@@ -169,7 +169,7 @@ pub async fn analyze(args: AnalyzeArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&analysis)?);
         return Ok(());
     }
-    let trace_json = get_json(&args.server.server, &format!("/api/v1/traces/{id}"), &[]).await?;
+    let trace_json = get_json(&args.server, &format!("/api/v1/traces/{id}"), &[]).await?;
     let trace: Trace = serde_json::from_value(trace_json)
         .context("the server sent a trace this CLI cannot read")?;
     print!(
@@ -192,12 +192,7 @@ pub async fn compare(args: CompareArgs) -> Result<()> {
             .with_context(|| format!("{text:?} is not a trace id"))
     };
     let (a, b) = (id(&args.a)?, id(&args.b)?);
-    let answer = get_json(
-        &args.server.server,
-        &format!("/api/v1/compare/{a}/{b}"),
-        &[],
-    )
-    .await?;
+    let answer = get_json(&args.server, &format!("/api/v1/compare/{a}/{b}"), &[]).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
@@ -369,12 +364,12 @@ pub async fn top(args: TopArgs) -> Result<()> {
     }
     let ops = crate::progress::while_waiting(
         "reading operations",
-        get_json(&args.server.server, "/api/v1/analytics/operations", &query),
+        get_json(&args.server, "/api/v1/analytics/operations", &query),
     )
     .await?;
     let models = crate::progress::while_waiting(
         "reading models",
-        get_json(&args.server.server, "/api/v1/analytics/models", &query),
+        get_json(&args.server, "/api/v1/analytics/models", &query),
     )
     .await?;
     if args.json {
@@ -488,7 +483,7 @@ pub async fn errors(args: TopArgs) -> Result<()> {
     }
     let answer = crate::progress::while_waiting(
         "grouping errors",
-        get_json(&args.server.server, "/api/v1/analytics/errors", &query),
+        get_json(&args.server, "/api/v1/analytics/errors", &query),
     )
     .await?;
     if args.json {

@@ -22,6 +22,36 @@ pub struct ServerArg {
         default_value = "http://127.0.0.1:16686"
     )]
     pub server: String,
+    /// API key, when the server asks for one (`chaintrace serve --keys`).
+    #[arg(long, env = "CHAINTRACE_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+impl ServerArg {
+    /// The API's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.server.trim_end_matches('/')
+    }
+
+    /// An HTTP client that shows the key, if one was given, on every request.
+    pub fn http(&self) -> Result<reqwest::Client> {
+        http_client(self.key.as_deref())
+    }
+}
+
+/// An HTTP client sending `Authorization: Bearer <key>` when there is a key.
+pub fn http_client(key: Option<&str>) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .context("the API key has characters a header cannot carry")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("cannot make an HTTP client")
 }
 
 /// Flags of `chaintrace trace`.
@@ -68,15 +98,23 @@ struct TraceList {
     traces: Vec<TraceSummary>,
 }
 
-async fn get(server: &str, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response> {
-    let url = format!("{}{path}", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+async fn get(
+    server: &ServerArg,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<reqwest::Response> {
+    let url = format!("{}{path}", server.base());
+    let response = server
+        .http()?
         .get(&url)
         .query(query)
         .send()
         .await
         .with_context(|| {
-            format!("cannot reach chaintrace at {server} — is `chaintrace serve` running?")
+            format!(
+                "cannot reach chaintrace at {} — is `chaintrace serve` running?",
+                server.server
+            )
         })?;
     if response.status().is_success() {
         return Ok(response);
@@ -91,7 +129,7 @@ async fn get(server: &str, path: &str, query: &[(&str, String)]) -> Result<reqwe
 
 /// GET a JSON answer from the API.
 pub async fn get_json(
-    server: &str,
+    server: &ServerArg,
     path: &str,
     query: &[(&str, String)],
 ) -> Result<serde_json::Value> {
@@ -109,7 +147,7 @@ pub async fn trace(args: TraceArgs) -> Result<()> {
         .trim()
         .parse()
         .with_context(|| format!("{:?} is not a trace id", args.trace_id))?;
-    let response = get(&args.server.server, &format!("/api/v1/traces/{id}"), &[]).await?;
+    let response = get(&args.server, &format!("/api/v1/traces/{id}"), &[]).await?;
     let body = response.text().await.context("reading the trace")?;
     if args.json {
         let doc: serde_json::Value =
@@ -206,7 +244,7 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
             query.push((key, value.clone()));
         }
     }
-    let response = get(&args.server.server, "/api/v1/logs", &query).await?;
+    let response = get(&args.server, "/api/v1/logs", &query).await?;
     let body = response.text().await.context("reading the log records")?;
     if args.json {
         let doc: serde_json::Value =
@@ -243,7 +281,7 @@ pub async fn traces(args: TracesArgs) -> Result<()> {
     if let Some(s) = &args.since {
         query.push(("since", s.clone()));
     }
-    let response = get(&args.server.server, "/api/v1/traces", &query).await?;
+    let response = get(&args.server, "/api/v1/traces", &query).await?;
     let list: TraceList = response
         .json()
         .await

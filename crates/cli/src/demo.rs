@@ -32,6 +32,10 @@ pub struct DemoArgs {
     /// How many rounds to send; each round is one trace of every shape.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+
+    /// API key with the ingest scope, when the server asks for one.
+    #[arg(long, env = "CHAINTRACE_KEY", hide_env_values = true)]
+    pub key: Option<String>,
 }
 
 /// A tiny deterministic generator (xorshift), enough for plausible jitter.
@@ -335,6 +339,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 args.otlp_grpc
             )
         })?;
+    let authorization = match &args.key {
+        Some(key) => Some(
+            format!("Bearer {}", key.trim())
+                .parse::<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>()
+                .context("the API key has characters gRPC metadata cannot carry")?,
+        ),
+        None => None,
+    };
     let now = UnixNanos::now().0;
     let mut jitter = Jitter(now | 1);
     let mut sent = Vec::new();
@@ -354,8 +366,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 Some(&session),
             );
             let trace_id = hex_id(&spans[0].trace_id);
+            let mut export = tonic::Request::new(request(spans));
+            if let Some(value) = &authorization {
+                export.metadata_mut().insert("authorization", value.clone());
+            }
             let answer = client
-                .export(request(spans))
+                .export(export)
                 .await
                 .with_context(|| format!("export of demo trace {trace_id} failed"))?
                 .into_inner();

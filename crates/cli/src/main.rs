@@ -5,6 +5,7 @@ mod ask;
 mod client;
 mod demo;
 mod gen;
+mod keys;
 mod listener;
 mod progress;
 mod render;
@@ -60,6 +61,8 @@ enum Command {
     Import(transfer::ImportArgs),
     /// Export traces as OTLP JSON or Jaeger JSON.
     Export(transfer::ExportArgs),
+    /// Make, list and revoke API keys in the file `serve --keys` reads.
+    Keys(keys::KeysArgs),
 }
 
 /// The allocator of every chaintrace process: glibc's malloc, free and
@@ -159,5 +162,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gen(args) => gen::run(args).await,
         Command::Import(args) => transfer::import(args).await,
         Command::Export(args) => transfer::export(args).await,
+        Command::Keys(args) => keys::run(args),
     }
 }

@@ -18,6 +18,7 @@ use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_metrics::Registry;
 use chaintrace_model::{DurationNanos, Span};
+use chaintrace_server::auth::{Answer, Gate, Policy, Scope};
 use chaintrace_store::sampling::KeepRule;
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store, StoreError};
 
@@ -145,8 +146,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CHAINTRACE_PRICES")]
     pub prices: Option<PathBuf>,
 
-    /// Allow listening on non-loopback addresses. chaintrace has no API keys
-    /// yet, so anyone who can reach the ports can send and read traces.
+    /// A file of API keys (`chaintrace keys add --file FILE` makes it).
+    /// With it, every receiver and the query API need a key with the right
+    /// scope (the web UI signs in at /login), the Jaeger UDP receivers are
+    /// off (UDP carries no key), and listening beyond loopback is allowed.
+    /// The file is read again within seconds of a change.
+    #[arg(long, env = "CHAINTRACE_KEYS")]
+    pub keys: Option<PathBuf>,
+
+    /// Allow listening on non-loopback addresses without --keys: anyone
+    /// who can reach the ports can then send and read traces.
     #[arg(long, env = "CHAINTRACE_INSECURE")]
     pub insecure: bool,
 }
@@ -386,8 +395,10 @@ fn sink_error(e: StoreError) -> SinkError {
     }
 }
 
+/// Refuses to listen beyond loopback when anyone there could send and read
+/// everything: without keys, unless --insecure.
 fn check_exposure(args: &ServeArgs) -> Result<()> {
-    if args.insecure {
+    if args.insecure || args.keys.is_some() {
         return Ok(());
     }
     let listeners = [
@@ -405,9 +416,9 @@ fn check_exposure(args: &ServeArgs) -> Result<()> {
     {
         if !addr.ip().is_loopback() {
             bail!(
-                "{flag} {addr} is not a loopback address; chaintrace has no API keys yet, \
-                 so anyone who reaches it could send and read traces. \
-                 Pass --insecure to listen there anyway."
+                "{flag} {addr} is not a loopback address, and without --keys anyone who \
+                 reaches it could send and read traces. Give --keys FILE (make keys with \
+                 `chaintrace keys add`), or pass --insecure to listen there anyway."
             );
         }
     }
@@ -439,8 +450,15 @@ async fn shutdown_signal() {
 }
 
 /// Runs the server until a shutdown signal.
-pub async fn run(args: ServeArgs) -> Result<()> {
+pub async fn run(mut args: ServeArgs) -> Result<()> {
     check_exposure(&args)?;
+    let udp_off_for_keys =
+        args.keys.is_some() && (args.jaeger_compact.0.is_some() || args.jaeger_binary.0.is_some());
+    if args.keys.is_some() {
+        // A UDP datagram carries no key: with keys, anyone could send.
+        args.jaeger_compact = Listen(None);
+        args.jaeger_binary = Listen(None);
+    }
     let config = store_config(&args)?;
     let connection_limits = connection_limits(&args)?;
     let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
@@ -452,6 +470,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let registry = Registry::new();
     chaintrace_metrics::process::register(&registry);
     store.register_metrics(&registry);
+    let auth = match &args.keys {
+        Some(path) => Some(
+            chaintrace_server::auth::Auth::load(path, &registry, false)
+                .map_err(|e| anyhow::anyhow!("--keys: {e}"))?,
+        ),
+        None => None,
+    };
     let store: Arc<dyn Store> = Arc::new(store);
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
     // Decoded requests in flight (decoding, or waiting for the store) hold
@@ -507,6 +532,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         replay.spans,
         replay.records
     );
+    if let Some(auth) = &auth {
+        println!(
+            "API keys: {} from {} (read again when it changes)",
+            auth.keys().len(),
+            auth.path().display()
+        );
+    }
+    if udp_off_for_keys {
+        println!("Jaeger Thrift UDP receivers are off: UDP carries no API key");
+    }
     println!("OTLP/gRPC listening on {}", grpc_listener.local_addr()?);
     println!(
         "OTLP/HTTP listening on http://{}/v1/traces",
@@ -552,16 +587,37 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grpc_routes = tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
-        sink.clone(),
-        limits.clone(),
-    ))
-    .add_service(chaintrace_ingest::otlp::logs_service(
-        sink.clone(),
-        limits.clone(),
-    ))
-    .prepare()
-    .into_axum_router();
+    if let Some(auth) = &auth {
+        tokio::spawn(auth.clone().watch(stop_rx.clone()));
+    }
+    // With keys, every listener's router is wrapped in the gate: receivers
+    // need the ingest scope, the query API decides per path.
+    let guard = |router: axum::Router, policy: Policy, answer: Answer| match &auth {
+        Some(auth) => chaintrace_server::auth::protect(
+            router,
+            Gate {
+                auth: auth.clone(),
+                policy,
+                answer,
+            },
+        ),
+        None => router,
+    };
+    let ingest = Policy::Every(Scope::Ingest);
+    let grpc_routes = guard(
+        tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
+            sink.clone(),
+            limits.clone(),
+        ))
+        .add_service(chaintrace_ingest::otlp::logs_service(
+            sink.clone(),
+            limits.clone(),
+        ))
+        .prepare()
+        .into_axum_router(),
+        ingest,
+        Answer::Grpc,
+    );
     let serve = |listener, app, protocol| {
         tokio::spawn(crate::listener::serve(
             listener,
@@ -576,28 +632,44 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut jaeger_http = jaeger_http_listener.map(|listener| {
         serve(
             listener,
-            chaintrace_ingest::jaeger::collector_router(sink.clone(), limits.clone()),
+            guard(
+                chaintrace_ingest::jaeger::collector_router(sink.clone(), limits.clone()),
+                ingest,
+                Answer::Json,
+            ),
             Protocol::Http,
         )
     });
     let mut zipkin = zipkin_listener.map(|listener| {
         serve(
             listener,
-            chaintrace_ingest::zipkin::zipkin_router(sink.clone(), limits.clone()),
+            guard(
+                chaintrace_ingest::zipkin::zipkin_router(sink.clone(), limits.clone()),
+                ingest,
+                Answer::Json,
+            ),
             Protocol::Http,
         )
     });
     let mut otlp_http = serve(
         otlp_http_listener,
-        chaintrace_ingest::otlp::router(sink.clone(), limits.clone()),
+        guard(
+            chaintrace_ingest::otlp::router(sink.clone(), limits.clone()),
+            ingest,
+            Answer::With(chaintrace_ingest::otlp::refusal_response),
+        ),
         Protocol::Http,
     );
     // The query API also takes the founding document's JSON spans
     // (`POST /api/v1/spans`), within the receivers' gates.
-    let api_routes =
+    let mut api_routes =
         chaintrace_server::router_with_metrics(store.clone(), prices, &registry).merge(
             chaintrace_ingest::json_span::json_span_router(sink.clone(), limits.clone()),
         );
+    if let Some(auth) = &auth {
+        api_routes = api_routes.merge(chaintrace_server::auth::login_routes(auth.clone()));
+    }
+    let api_routes = guard(api_routes, Policy::QueryApi, Answer::Json);
     let mut api = serve(api_listener, api_routes, Protocol::Http);
 
     // Run until asked to stop, or until a listener dies (then stop the others too).
@@ -645,7 +717,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_bytes, parse_listen, sampling_config, Listen, ServeArgs};
+    use super::{check_exposure, parse_bytes, parse_listen, sampling_config, Listen, ServeArgs};
 
     #[test]
     fn listeners_take_an_address_or_off() {
@@ -744,6 +816,19 @@ query = '{ resource.service.name = "checkout" && duration > 2s }'
             format!("{err:#}").contains("cannot read --sampling file"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn beyond_loopback_needs_keys_or_insecure() {
+        let public = ["--http", "0.0.0.0:16686"];
+        let err = check_exposure(&serve_args(&public)).unwrap_err();
+        assert!(format!("{err}").contains("--http 0.0.0.0:16686"), "{err}");
+        assert!(format!("{err}").contains("--keys"), "{err}");
+        let with_keys = ["--http", "0.0.0.0:16686", "--keys", "keys.toml"];
+        assert!(check_exposure(&serve_args(&with_keys)).is_ok());
+        let insecure = ["--http", "0.0.0.0:16686", "--insecure"];
+        assert!(check_exposure(&serve_args(&insecure)).is_ok());
+        assert!(check_exposure(&serve_args(&[])).is_ok());
     }
 
     #[test]

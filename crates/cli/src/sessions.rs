@@ -46,7 +46,7 @@ pub async fn sessions(args: SessionsArgs) -> Result<()> {
             ];
             crate::progress::while_waiting(
                 "reading the session",
-                get_json(&args.server.server, &path, &query),
+                get_json(&args.server, &path, &query),
             )
             .await?
         }
@@ -60,7 +60,7 @@ pub async fn sessions(args: SessionsArgs) -> Result<()> {
             }
             crate::progress::while_waiting(
                 "reading sessions",
-                get_json(&args.server.server, "/api/v1/sessions", &query),
+                get_json(&args.server, "/api/v1/sessions", &query),
             )
             .await?
         }

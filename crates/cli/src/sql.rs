@@ -55,15 +55,19 @@ struct ApiError {
 }
 
 /// POSTs `body` as JSON to `path` and returns the JSON answer.
-async fn post_json(server: &str, path: &str, body: &Value) -> Result<Value> {
-    let url = format!("{}{path}", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
+async fn post_json(server: &ServerArg, path: &str, body: &Value) -> Result<Value> {
+    let url = format!("{}{path}", server.base());
+    let response = server
+        .http()?
         .post(&url)
         .json(body)
         .send()
         .await
         .with_context(|| {
-            format!("cannot reach chaintrace at {server} — is `chaintrace serve` running?")
+            format!(
+                "cannot reach chaintrace at {} — is `chaintrace serve` running?",
+                server.server
+            )
         })?;
     let status = response.status();
     let text = response
@@ -84,7 +88,7 @@ pub async fn run(args: SqlArgs) -> Result<()> {
     let body = serde_json::json!({ "query": args.query, "since": args.since });
     let raw = crate::progress::while_waiting(
         "running query",
-        post_json(&args.server.server, "/api/v1/sql", &body),
+        post_json(&args.server, "/api/v1/sql", &body),
     )
     .await?;
     if args.json {

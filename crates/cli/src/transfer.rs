@@ -187,8 +187,8 @@ impl Progress {
 
 /// `chaintrace import FILE...`.
 pub async fn import(args: ImportArgs) -> Result<()> {
-    let client = reqwest::Client::new();
-    let api = args.server.server.trim_end_matches('/').to_string();
+    let client = args.server.http()?;
+    let api = args.server.base().to_string();
     let mut total = Tally::default();
     let mut failed_files = 0;
     for path in &args.files {
@@ -467,7 +467,7 @@ fn refused(status: reqwest::StatusCode) -> Result<()> {
 
 /// `chaintrace export TRACE_ID...`.
 pub async fn export(args: ExportArgs) -> Result<()> {
-    let server = args.server.server.trim_end_matches('/');
+    let server = &args.server;
     let mut ids = Vec::with_capacity(args.trace_ids.len());
     for text in &args.trace_ids {
         let id: TraceId = text

@@ -71,6 +71,7 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
         .route("/ui/{version}/{file}", get(crate::ui::asset))
         .route("/api", get(index))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/whoami", get(crate::auth::login::whoami))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/traces", get(list_traces))
         .route("/api/v1/traces/{trace_id}", get(native_trace))
@@ -159,6 +160,7 @@ async fn index() -> impl IntoResponse {
         [("content-type", "text/plain; charset=utf-8")],
         "chaintrace query API (the web UI is at /)\n\n\
          GET /api/v1/health\n\
+         GET /api/v1/whoami  the API key a request came with (name, tenant, scopes; never the key)\n\
          GET /metrics  Prometheus metrics (text format 0.0.4), served by chaintrace serve\n\
          GET /api/v1/stats\n\
          GET /api/v1/traces?limit=20&service=NAME&since=1h\n\

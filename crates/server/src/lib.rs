@@ -7,6 +7,7 @@
 //! is served from here too, with its Gantt endpoint `/api/v1/traces/{id}/gantt`.
 
 mod api;
+pub mod auth;
 mod compress;
 pub mod cpu;
 pub mod filter;

@@ -1,6 +1,7 @@
-//! The web UI: four HTML pages (`/` search, `/trace/{id}` one trace,
+//! The web UI: five HTML pages (`/` search, `/trace/{id}` one trace,
 //! `/sessions[/{id}]` sessions and one session's transcript,
-//! `/compare/{a}/{b}` two traces span by span) and their
+//! `/compare/{a}/{b}` two traces span by span, `/login` the sign-in form
+//! when keys are on) and their
 //! CSS and ES modules, compiled into the binary so the server works offline
 //! and needs no front-end build step.
 //!
@@ -55,12 +56,14 @@ const ASSETS: &[Asset] = &[
     asset!("markdown.js", JS),
     asset!("sessions.js", JS),
     asset!("compare.js", JS),
+    asset!("login.js", JS),
 ];
 
 const SEARCH_PAGE: &str = include_str!("../ui/search.html");
 const TRACE_PAGE: &str = include_str!("../ui/trace.html");
 const SESSIONS_PAGE: &str = include_str!("../ui/sessions.html");
 const COMPARE_PAGE: &str = include_str!("../ui/compare.html");
+const LOGIN_PAGE: &str = include_str!("../ui/login.html");
 
 /// The policy every page is served with.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -92,6 +95,7 @@ pub fn version() -> &'static str {
         parts.push(TRACE_PAGE);
         parts.push(SESSIONS_PAGE);
         parts.push(COMPARE_PAGE);
+        parts.push(LOGIN_PAGE);
         format!("{:016x}", fnv1a(&parts))
     })
 }
@@ -158,6 +162,21 @@ pub async fn compare_page(headers: HeaderMap) -> Response {
     page(COMPARE_PAGE, &headers, None)
 }
 
+/// `GET /login`: the sign-in form (served when `--keys` is given).
+///
+/// Served with `Referrer-Policy: same-origin` instead of the other pages'
+/// `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
+/// the form's post, and the server could not tell its own form from
+/// another site's.
+pub async fn login_page(headers: HeaderMap) -> Response {
+    let mut response = page(LOGIN_PAGE, &headers, None);
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
 /// `GET /trace/{id}`: the trace page (the id is read by the script from the URL).
 ///
 /// The answer's `Link` header asks the browser to fetch the trace's Gantt
@@ -219,7 +238,13 @@ mod tests {
 
     #[test]
     fn pages_reference_only_assets_that_exist_and_no_inline_code() {
-        for page in [SEARCH_PAGE, TRACE_PAGE, SESSIONS_PAGE, COMPARE_PAGE] {
+        for page in [
+            SEARCH_PAGE,
+            TRACE_PAGE,
+            SESSIONS_PAGE,
+            COMPARE_PAGE,
+            LOGIN_PAGE,
+        ] {
             for (at, _) in page.match_indices("/ui/%VERSION%/") {
                 let rest = &page[at + "/ui/%VERSION%/".len()..];
                 let name: String = rest.chars().take_while(|c| *c != '"').collect();

@@ -84,6 +84,10 @@ export function fmtCost(usd) {
 /** GET a JSON document; rejects with the server's `error` text. */
 export async function getJson(url) {
   const r = await fetch(url, { headers: { accept: 'application/json' } });
+  if (r.status === 401) {
+    // The server has keys and this browser's sign-in ended: sign in, then come back.
+    location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
   let body = null;
   try {
     body = await r.json();
@@ -171,3 +175,28 @@ export function attrMap(list) {
   for (const kv of list || []) if (!m.has(kv.key)) m.set(kv.key, plain(kv.value));
   return m;
 }
+
+/**
+ * When this browser is signed in (the server has API keys), names the key
+ * in the top bar, linking to the page that signs out.
+ */
+async function showSignedIn() {
+  const bar = document.querySelector('.topbar');
+  if (!bar || document.body.classList.contains('login-page')) return;
+  let who;
+  try {
+    const r = await fetch('/api/v1/whoami', { headers: { accept: 'application/json' } });
+    if (!r.ok) return;
+    who = await r.json();
+  } catch {
+    return;
+  }
+  if (!who.signed_in) return;
+  const a = document.createElement('a');
+  a.className = 'topbar-link topbar-user';
+  a.href = '/login';
+  a.title = `tenant ${who.tenant}; may ${who.scopes.join(', ')}. Sign out here.`;
+  a.textContent = `${who.key} · sign out`;
+  bar.append(a);
+}
+showSignedIn();

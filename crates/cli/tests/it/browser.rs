@@ -447,6 +447,53 @@ async fn the_sessions_pages_in_chromium() {
     );
 }
 
+/// Signing in to a server with API keys: the demo's traces sent with an
+/// ingest key, read in Chromium after signing in with a read key.
+#[tokio::test]
+async fn signing_in_in_chromium() {
+    let Some(modules) = tools() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let keys = keys.to_str().expect("utf-8 path");
+    let mut made = Vec::new();
+    for (name, scopes) in [("collector", "ingest"), ("grafana", "read")] {
+        let (ok, key, err) = crate::harness::chaintrace(&[
+            "keys", "add", "--file", keys, "--name", name, "--scopes", scopes,
+        ]);
+        assert!(ok, "keys add: {err}");
+        made.push(key.trim().to_string());
+    }
+    let server = Server::start(&dir.path().join("data"), &["--keys", keys]);
+    let grpc = server.grpc_url();
+    let ingest = made[0].clone();
+    let (ok, demo_out, err) = tokio::task::spawn_blocking(move || {
+        crate::harness::chaintrace(&[
+            "demo",
+            "--otlp-grpc",
+            &grpc,
+            "--rounds",
+            "1",
+            "--key",
+            &ingest,
+        ])
+    })
+    .await
+    .expect("demo");
+    assert!(ok, "demo failed: {err}");
+    let trace = demo_out
+        .lines()
+        .find_map(|l| l.split("chaintrace trace ").nth(1))
+        .map(str::trim)
+        .expect("the demo names a trace")
+        .to_string();
+    run_script(
+        "login-test.mjs",
+        &server,
+        &modules,
+        &[("READ_KEY", &made[1]), ("TRACE_ID", &trace)],
+    );
+}
+
 #[tokio::test]
 async fn pages_carry_a_strict_policy_and_assets_are_cached() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -14,6 +14,7 @@ mod harness;
 mod hostile;
 mod jaeger;
 mod json_spans;
+mod keys;
 mod logs;
 mod metrics;
 mod openai;

@@ -377,6 +377,23 @@ fn sink_refusal(e: SinkError, what: &str) -> Refusal {
     }
 }
 
+/// A refusal made in front of the receiver (by an API-key gate), worded as
+/// OTLP/HTTP words its own: a `google.rpc.Status` in the request's format
+/// (protobuf when the request's format is not known), with the gRPC code
+/// that matches `status` (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 429
+/// RESOURCE_EXHAUSTED).
+pub fn refusal_response(status: StatusCode, message: &str, request: &HeaderMap) -> Response {
+    let code = match status {
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+        StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Unknown,
+    };
+    let format = request_format(request).unwrap_or(Format::Protobuf);
+    Refusal::new(status, code, message).into_response(format)
+}
+
 /// The format named by `Content-Type`, parameters such as `charset` ignored.
 fn request_format(headers: &HeaderMap) -> Result<Format, String> {
     const WANT: &str = "want application/x-protobuf or application/json";

@@ -27,7 +27,7 @@ pub use grpc::{
     logs_service, trace_service, GrpcLogsService, GrpcOtlpService, GrpcTraceService,
     LOGS_SERVICE_NAME, TRACE_SERVICE_NAME,
 };
-pub use http::router;
+pub use http::{refusal_response, router};
 pub use json::{decode_json, decode_json_within, JSON_CONTAINER_BYTES};
 pub use logs::{decode_logs_json, decode_logs_protobuf, decode_logs_request, DecodedLogs};
 pub use proto::decode_protobuf;

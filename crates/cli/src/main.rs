@@ -12,6 +12,7 @@ mod render;
 mod serve;
 mod sessions;
 mod sql;
+mod tenants;
 mod transfer;
 
 use std::ffi::{c_int, c_long};

@@ -26,6 +26,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::listener::{ConnectionLimits, Protocol, MIN_HEADER_BYTES};
+use crate::tenants::{BuildRoutes, PerTenant, Tenants};
 
 /// Flags of `chaintrace serve`.
 #[derive(Debug, Args)]
@@ -153,6 +154,12 @@ pub struct ServeArgs {
     /// The file is read again within seconds of a change.
     #[arg(long, env = "CHAINTRACE_KEYS")]
     pub keys: Option<PathBuf>,
+
+    /// With --keys: keep the Jaeger UDP receivers on, storing what they
+    /// receive as this tenant's (a datagram carries no key, so the tenant
+    /// is named here, and anyone who reaches the ports sends as it).
+    #[arg(long, env = "CHAINTRACE_JAEGER_UDP_TENANT")]
+    pub jaeger_udp_tenant: Option<String>,
 
     /// Allow listening on non-loopback addresses without --keys: anyone
     /// who can reach the ports can then send and read traces.
@@ -452,14 +459,23 @@ async fn shutdown_signal() {
 /// Runs the server until a shutdown signal.
 pub async fn run(mut args: ServeArgs) -> Result<()> {
     check_exposure(&args)?;
-    let udp_off_for_keys =
-        args.keys.is_some() && (args.jaeger_compact.0.is_some() || args.jaeger_binary.0.is_some());
-    if args.keys.is_some() {
+    if let Some(tenant) = &args.jaeger_udp_tenant {
+        if args.keys.is_none() {
+            bail!("--jaeger-udp-tenant needs --keys: without keys there are no tenants");
+        }
+        chaintrace_server::auth::check_name("--jaeger-udp-tenant", tenant)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let udp_off_for_keys = args.keys.is_some()
+        && args.jaeger_udp_tenant.is_none()
+        && (args.jaeger_compact.0.is_some() || args.jaeger_binary.0.is_some());
+    if udp_off_for_keys {
         // A UDP datagram carries no key: with keys, anyone could send.
         args.jaeger_compact = Listen(None);
         args.jaeger_binary = Listen(None);
     }
     let config = store_config(&args)?;
+    let tenant_config = config.clone();
     let connection_limits = connection_limits(&args)?;
     let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
         .await
@@ -499,7 +515,24 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
             ingest_metrics.register(&registry, protocol);
         }
     }
-    let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
+    // With keys, each tenant has a store of its own (src/tenants.rs);
+    // those that have data are opened now, so their WAL is replayed and
+    // their retention runs whether or not anyone asks.
+    let tenants = match &auth {
+        Some(_) => {
+            let tenants = Arc::new(Tenants::new(tenant_config, store.clone()));
+            for name in Tenants::on_disk(&args.data_dir)? {
+                tenants.store(&name).await?;
+            }
+            Some(tenants)
+        }
+        None => None,
+    };
+    let udp_store = match (&tenants, &args.jaeger_udp_tenant) {
+        (Some(tenants), Some(tenant)) => tenants.store(tenant).await?,
+        _ => store.clone(),
+    };
+    let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(udp_store));
 
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
     let otlp_http_listener = bind("OTLP/HTTP", args.otlp_http).await?;
@@ -534,9 +567,10 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     );
     if let Some(auth) = &auth {
         println!(
-            "API keys: {} from {} (read again when it changes)",
+            "API keys: {} from {} (read again when it changes); {} tenant stores open",
             auth.keys().len(),
-            auth.path().display()
+            auth.path().display(),
+            tenants.as_ref().map_or(0, |t| t.open_count())
         );
     }
     if udp_off_for_keys {
@@ -604,17 +638,28 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         None => router,
     };
     let ingest = Policy::Every(Scope::Ingest);
+    // A listener's routes over one store; with tenants, built per tenant
+    // and chosen by the key each request came with.
+    let per_tenant = |build: BuildRoutes| -> axum::Router {
+        match &tenants {
+            Some(tenants) => PerTenant::router(tenants.clone(), build),
+            None => build(store.clone()),
+        }
+    };
+    let on_store = |f: fn(Arc<dyn SpanSink>, Limits) -> axum::Router| -> BuildRoutes {
+        let limits = limits.clone();
+        Box::new(move |store| f(Arc::new(StoreSink(store)), limits.clone()))
+    };
     let grpc_routes = guard(
-        tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
-            sink.clone(),
-            limits.clone(),
-        ))
-        .add_service(chaintrace_ingest::otlp::logs_service(
-            sink.clone(),
-            limits.clone(),
-        ))
-        .prepare()
-        .into_axum_router(),
+        per_tenant(on_store(|sink, limits| {
+            tonic::service::Routes::new(chaintrace_ingest::otlp::trace_service(
+                sink.clone(),
+                limits.clone(),
+            ))
+            .add_service(chaintrace_ingest::otlp::logs_service(sink, limits))
+            .prepare()
+            .into_axum_router()
+        })),
         ingest,
         Answer::Grpc,
     );
@@ -633,7 +678,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         serve(
             listener,
             guard(
-                chaintrace_ingest::jaeger::collector_router(sink.clone(), limits.clone()),
+                per_tenant(on_store(chaintrace_ingest::jaeger::collector_router)),
                 ingest,
                 Answer::Json,
             ),
@@ -644,7 +689,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         serve(
             listener,
             guard(
-                chaintrace_ingest::zipkin::zipkin_router(sink.clone(), limits.clone()),
+                per_tenant(on_store(chaintrace_ingest::zipkin::zipkin_router)),
                 ingest,
                 Answer::Json,
             ),
@@ -654,7 +699,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     let mut otlp_http = serve(
         otlp_http_listener,
         guard(
-            chaintrace_ingest::otlp::router(sink.clone(), limits.clone()),
+            per_tenant(on_store(chaintrace_ingest::otlp::router)),
             ingest,
             Answer::With(chaintrace_ingest::otlp::refusal_response),
         ),
@@ -662,10 +707,17 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     );
     // The query API also takes the founding document's JSON spans
     // (`POST /api/v1/spans`), within the receivers' gates.
-    let mut api_routes =
-        chaintrace_server::router_with_metrics(store.clone(), prices, &registry).merge(
-            chaintrace_ingest::json_span::json_span_router(sink.clone(), limits.clone()),
-        );
+    let cpu = chaintrace_server::cpu::CpuPool::default();
+    let api_build: BuildRoutes = {
+        let (limits, registry) = (limits.clone(), registry.clone());
+        Box::new(move |store: Arc<dyn Store>| {
+            let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
+            chaintrace_server::router_sharing(store, prices.clone(), &registry, cpu.clone()).merge(
+                chaintrace_ingest::json_span::json_span_router(sink, limits.clone()),
+            )
+        })
+    };
+    let mut api_routes = per_tenant(api_build);
     if let Some(auth) = &auth {
         api_routes = api_routes.merge(chaintrace_server::auth::login_routes(auth.clone()));
     }

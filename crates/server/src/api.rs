@@ -39,7 +39,7 @@ pub struct AppState {
 
 /// Builds the query API router over `store`, pricing LLM calls with `prices`.
 pub fn router(store: Arc<dyn Store>, prices: Arc<PriceTable>) -> Router {
-    build(store, prices, ApiMetrics::default())
+    build(store, prices, ApiMetrics::default(), CpuPool::default())
 }
 
 /// [`router`], timing every request and counting SQL queries in
@@ -57,10 +57,28 @@ pub fn router_with_metrics(
     prices: Arc<PriceTable>,
     registry: &Registry,
 ) -> Router {
-    build(store, prices, ApiMetrics::registered(registry)).merge(metrics_router(registry.clone()))
+    router_sharing(store, prices, registry, CpuPool::default())
 }
 
-fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) -> Router {
+/// [`router_with_metrics`] whose heavy work runs in `cpu`: the routers of
+/// several stores (one per tenant) share one pool, so that together they
+/// take no more cores than one.
+pub fn router_sharing(
+    store: Arc<dyn Store>,
+    prices: Arc<PriceTable>,
+    registry: &Registry,
+    cpu: CpuPool,
+) -> Router {
+    build(store, prices, ApiMetrics::registered(registry), cpu)
+        .merge(metrics_router(registry.clone()))
+}
+
+fn build(
+    store: Arc<dyn Store>,
+    prices: Arc<PriceTable>,
+    metrics: ApiMetrics,
+    cpu: CpuPool,
+) -> Router {
     use crate::search::{analytics_handler, search, trace_analysis, Analytics};
     let router = Router::new()
         .route("/", get(crate::ui::search_page))
@@ -131,7 +149,6 @@ fn build(store: Arc<dyn Store>, prices: Arc<PriceTable>, metrics: ApiMetrics) ->
         .route("/api/traces", get(crate::jaeger_api::find_traces))
         .route("/api/dependencies", get(crate::jaeger_api::dependencies))
         .fallback(not_found);
-    let cpu = CpuPool::default();
     router
         // gzip when the client asks for it (browsers, Grafana and curl
         // --compressed do): trace JSON shrinks about tenfold. Large answers

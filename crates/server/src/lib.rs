@@ -22,6 +22,6 @@ mod sessions;
 pub mod sql;
 pub mod ui;
 
-pub use api::{router, router_with_metrics, AppState, MAX_LIST_LIMIT};
+pub use api::{router, router_sharing, router_with_metrics, AppState, MAX_LIST_LIMIT};
 pub use logs::MAX_TRACE_LOGS;
 pub use metrics::{metrics_router, ApiMetrics};

@@ -25,5 +25,6 @@ mod sdk;
 mod sessions;
 mod slow_clients;
 mod store;
+mod tenants;
 mod transfer;
 mod zipkin;

@@ -201,10 +201,12 @@ impl KeysFile {
     }
 }
 
-/// Names (of keys and tenants) are 1 to 64 of `A-Z a-z 0-9 . _ -`: they
-/// appear in logs, metric labels and file paths.
+/// Names (of keys and tenants) are 1 to 64 of `A-Z a-z 0-9 . _ -`,
+/// starting with a letter or digit: they appear in logs, metric labels and
+/// (tenants) directory names, where `..` must never be one.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -212,7 +214,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} {name:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+            "{what} {name:?} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         ))
     }
 }
@@ -384,6 +386,16 @@ mod tests {
         ] {
             let err = KeysFile::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn names_cannot_climb_out_of_a_directory() {
+        for bad in ["..", ".", "-x", "", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_name("tenant", bad).is_err(), "{bad:?}");
+        }
+        for good in ["team-a", "a.b_c", "0", "Team.A-1"] {
+            assert!(check_name("tenant", good).is_ok(), "{good:?}");
         }
     }
 

@@ -17,7 +17,7 @@ use chaintrace_ingest::metrics::Protocol as IngestProtocol;
 use chaintrace_ingest::otlp::Limits;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_metrics::Registry;
-use chaintrace_model::{DurationNanos, Span};
+use chaintrace_model::{parse_bytes, DurationNanos, Span};
 use chaintrace_server::auth::{Answer, Gate, Policy, Scope};
 use chaintrace_store::sampling::KeepRule;
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store, StoreError};
@@ -180,37 +180,6 @@ pub fn parse_listen(text: &str) -> Result<Listen, String> {
         .parse::<SocketAddr>()
         .map(|a| Listen(Some(a)))
         .map_err(|_| format!("{text:?} is not an address: want host:port (127.0.0.1:6831) or off"))
-}
-
-/// Reads `16MiB`, `512KiB`, `1GiB`, `1MB` or a plain byte count.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: want e.g. 16MiB or 1048576"))?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {text:?}: use B, KiB, MiB or GiB"
-            ))
-        }
-    };
-    let bytes = n
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    if bytes == 0 {
-        return Err("size must be greater than zero".to_string());
-    }
-    Ok(bytes)
 }
 
 fn duration_flag(flag: &str, text: &str) -> Result<std::time::Duration> {
@@ -769,7 +738,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_exposure, parse_bytes, parse_listen, sampling_config, Listen, ServeArgs};
+    use super::{check_exposure, parse_listen, sampling_config, Listen, ServeArgs};
 
     #[test]
     fn listeners_take_an_address_or_off() {
@@ -881,15 +850,5 @@ query = '{ resource.service.name = "checkout" && duration > 2s }'
         let insecure = ["--http", "0.0.0.0:16686", "--insecure"];
         assert!(check_exposure(&serve_args(&insecure)).is_ok());
         assert!(check_exposure(&serve_args(&[])).is_ok());
-    }
-
-    #[test]
-    fn sizes_with_units() {
-        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
-        assert_eq!(parse_bytes("2 GiB"), Ok(2 << 30));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("3 parsecs").is_err());
     }
 }

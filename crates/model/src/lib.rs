@@ -25,6 +25,7 @@ mod log;
 mod log_json;
 pub mod memory;
 pub mod rollup;
+mod size;
 pub mod sketch;
 mod span;
 mod span_column;
@@ -36,6 +37,7 @@ pub use ids::{IdError, SpanId, TraceId};
 pub use json_depth::{check_json_depth, JsonTooDeep, MAX_JSON_DEPTH};
 pub use log::{LogRecord, Severity, SeverityParseError};
 pub use log_json::{resolve_logs, LogIn, LogOut, LogTables};
+pub use size::parse_bytes;
 pub use sketch::DurationSketch;
 pub use span::{
     error_class_matches, find_attr, rfc3339_nanos, AnyValue, DurationNanos, DurationParseError,

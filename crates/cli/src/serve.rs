@@ -10,23 +10,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use async_trait::async_trait;
 use chaintrace_analysis::PriceTable;
 use chaintrace_ingest::jaeger::ThriftProtocol;
 use chaintrace_ingest::metrics::Protocol as IngestProtocol;
 use chaintrace_ingest::otlp::Limits;
-use chaintrace_ingest::{SinkError, SpanSink};
+use chaintrace_ingest::SpanSink;
 use chaintrace_metrics::Registry;
-use chaintrace_model::{parse_bytes, DurationNanos, Span};
+use chaintrace_model::{parse_bytes, DurationNanos};
 use chaintrace_server::auth::{Answer, Gate, Policy, Scope};
 use chaintrace_store::sampling::KeepRule;
-use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store, StoreError};
+use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store};
 
 use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::listener::{ConnectionLimits, Protocol, MIN_HEADER_BYTES};
-use crate::tenants::{BuildRoutes, PerTenant, Tenants};
+use crate::tenants::{BuildRoutes, PerTenant, Tenant, Tenants};
+use chaintrace_server::auth::DEFAULT_TENANT;
 
 /// Flags of `chaintrace serve`.
 #[derive(Debug, Args)]
@@ -345,32 +345,6 @@ fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits> {
     })
 }
 
-/// Hands decoded batches to the store: the bridge between ingest and store,
-/// which do not know each other.
-struct StoreSink(Arc<dyn Store>);
-
-#[async_trait]
-impl SpanSink for StoreSink {
-    async fn accept(&self, spans: Vec<Span>) -> Result<(), SinkError> {
-        self.0.append(spans).await.map_err(sink_error)
-    }
-
-    async fn accept_logs(&self, logs: Vec<chaintrace_model::LogRecord>) -> Result<(), SinkError> {
-        self.0.append_logs(logs).await.map_err(sink_error)
-    }
-}
-
-/// What a sender hears when the store refused its batch.
-fn sink_error(e: StoreError) -> SinkError {
-    match e {
-        StoreError::BatchTooLarge { .. } | StoreError::OverMemoryBudget { .. } => {
-            SinkError::TooLarge(e.to_string())
-        }
-        e if e.is_retryable() => SinkError::Overloaded(e.to_string()),
-        e => SinkError::Failed(e.to_string()),
-    }
-}
-
 /// Refuses to listen beyond loopback when anyone there could send and read
 /// everything: without keys, unless --insecure.
 fn check_exposure(args: &ServeArgs) -> Result<()> {
@@ -443,18 +417,12 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         args.jaeger_compact = Listen(None);
         args.jaeger_binary = Listen(None);
     }
-    let config = store_config(&args)?;
+    let mut config = store_config(&args)?;
     let tenant_config = config.clone();
     let connection_limits = connection_limits(&args)?;
-    let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
-        .await
-        .context("store open task failed")?
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
     // One registry for everything `/metrics` shows; each crate registers
     // its own handles.
     let registry = Registry::new();
-    chaintrace_metrics::process::register(&registry);
-    store.register_metrics(&registry);
     let auth = match &args.keys {
         Some(path) => Some(
             chaintrace_server::auth::Auth::load(path, &registry, false)
@@ -462,6 +430,18 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         ),
         None => None,
     };
+    if let Some(retention) = auth
+        .as_ref()
+        .and_then(|a| a.keys().tenant_limits(DEFAULT_TENANT).retention)
+    {
+        config.retention = Some(retention);
+    }
+    let (store, replay) = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
+        .await
+        .context("store open task failed")?
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+    chaintrace_metrics::process::register(&registry);
+    store.register_metrics(&registry);
     let store: Arc<dyn Store> = Arc::new(store);
     let prices = Arc::new(load_prices(args.prices.as_deref())?);
     // Decoded requests in flight (decoding, or waiting for the store) hold
@@ -489,19 +469,20 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     // their retention runs whether or not anyone asks.
     let tenants = match &auth {
         Some(_) => {
-            let tenants = Arc::new(Tenants::new(tenant_config, store.clone()));
+            let auth = auth.clone().expect("keys loaded above");
+            let tenants = Arc::new(Tenants::new(tenant_config, store.clone(), auth));
             for name in Tenants::on_disk(&args.data_dir)? {
-                tenants.store(&name).await?;
+                tenants.tenant(&name).await?;
             }
             Some(tenants)
         }
         None => None,
     };
-    let udp_store = match (&tenants, &args.jaeger_udp_tenant) {
-        (Some(tenants), Some(tenant)) => tenants.store(tenant).await?,
-        _ => store.clone(),
+    let sink: Arc<dyn SpanSink> = match (&tenants, &args.jaeger_udp_tenant) {
+        (Some(tenants), Some(tenant)) => tenants.tenant(tenant).await?.sink,
+        (Some(tenants), None) => tenants.tenant(DEFAULT_TENANT).await?.sink,
+        (None, _) => Tenant::unlimited(store.clone()).sink,
     };
-    let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(udp_store));
 
     let grpc_listener = bind("OTLP/gRPC", args.otlp_grpc).await?;
     let otlp_http_listener = bind("OTLP/HTTP", args.otlp_http).await?;
@@ -612,12 +593,12 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     let per_tenant = |build: BuildRoutes| -> axum::Router {
         match &tenants {
             Some(tenants) => PerTenant::router(tenants.clone(), build),
-            None => build(store.clone()),
+            None => build(&Tenant::unlimited(store.clone())),
         }
     };
     let on_store = |f: fn(Arc<dyn SpanSink>, Limits) -> axum::Router| -> BuildRoutes {
         let limits = limits.clone();
-        Box::new(move |store| f(Arc::new(StoreSink(store)), limits.clone()))
+        Box::new(move |tenant: &Tenant| f(tenant.sink.clone(), limits.clone()))
     };
     let grpc_routes = guard(
         per_tenant(on_store(|sink, limits| {
@@ -679,11 +660,17 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     let cpu = chaintrace_server::cpu::CpuPool::default();
     let api_build: BuildRoutes = {
         let (limits, registry) = (limits.clone(), registry.clone());
-        Box::new(move |store: Arc<dyn Store>| {
-            let sink: Arc<dyn SpanSink> = Arc::new(StoreSink(store.clone()));
-            chaintrace_server::router_sharing(store, prices.clone(), &registry, cpu.clone()).merge(
-                chaintrace_ingest::json_span::json_span_router(sink, limits.clone()),
+        Box::new(move |tenant: &Tenant| {
+            chaintrace_server::router_sharing(
+                tenant.store.clone(),
+                prices.clone(),
+                &registry,
+                cpu.clone(),
             )
+            .merge(chaintrace_ingest::json_span::json_span_router(
+                tenant.sink.clone(),
+                limits.clone(),
+            ))
         })
     };
     let mut api_routes = per_tenant(api_build);

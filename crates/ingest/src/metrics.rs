@@ -75,14 +75,17 @@ pub enum SpanRejection {
     TooLarge,
     /// The store failed (e.g. a full disk).
     Failed,
+    /// The sender's tenant was over its spans a second or storage quota.
+    Limited,
 }
 
 impl SpanRejection {
-    const ALL: [SpanRejection; 4] = [
+    const ALL: [SpanRejection; 5] = [
         SpanRejection::Invalid,
         SpanRejection::Overloaded,
         SpanRejection::TooLarge,
         SpanRejection::Failed,
+        SpanRejection::Limited,
     ];
 
     /// The `reason` label value.
@@ -92,6 +95,7 @@ impl SpanRejection {
             SpanRejection::Overloaded => "overloaded",
             SpanRejection::TooLarge => "too_large",
             SpanRejection::Failed => "failed",
+            SpanRejection::Limited => "limited",
         }
     }
 }
@@ -116,16 +120,19 @@ pub enum RequestRejection {
     Timeout,
     /// The store or the server failed (HTTP 500, gRPC `INTERNAL`).
     Failed,
+    /// The sender's tenant was over a limit (HTTP 429).
+    Limited,
 }
 
 impl RequestRejection {
-    const ALL: [RequestRejection; 6] = [
+    const ALL: [RequestRejection; 7] = [
         RequestRejection::Malformed,
         RequestRejection::Unsupported,
         RequestRejection::TooLarge,
         RequestRejection::Overloaded,
         RequestRejection::Timeout,
         RequestRejection::Failed,
+        RequestRejection::Limited,
     ];
 
     /// The `reason` label value.
@@ -137,6 +144,7 @@ impl RequestRejection {
             RequestRejection::Overloaded => "overloaded",
             RequestRejection::Timeout => "timeout",
             RequestRejection::Failed => "failed",
+            RequestRejection::Limited => "limited",
         }
     }
 
@@ -145,7 +153,8 @@ impl RequestRejection {
         match status.as_u16() {
             413 => RequestRejection::TooLarge,
             415 => RequestRejection::Unsupported,
-            503 | 429 => RequestRejection::Overloaded,
+            429 => RequestRejection::Limited,
+            503 => RequestRejection::Overloaded,
             408 => RequestRejection::Timeout,
             400..=499 => RequestRejection::Malformed,
             _ => RequestRejection::Failed,
@@ -174,6 +183,7 @@ impl From<SpanRejection> for RequestRejection {
             SpanRejection::TooLarge => RequestRejection::TooLarge,
             SpanRejection::Invalid => RequestRejection::Malformed,
             SpanRejection::Failed => RequestRejection::Failed,
+            SpanRejection::Limited => RequestRejection::Limited,
         }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) async fn counted<T>(
 pub(crate) struct Refused {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
+    /// `Retry-After` in seconds, when the sender was told when to retry.
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 impl Refused {
@@ -48,14 +50,15 @@ impl Refused {
         Refused {
             status,
             message: message.into(),
+            retry_after_secs: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
 
     fn retry_after(&self, mut response: Response) -> Response {
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -250,6 +253,13 @@ pub(crate) async fn store(
                     format!("overloaded, retry later: {m}"),
                 ),
                 SinkError::TooLarge(m) => Refused::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+                SinkError::Limited {
+                    message,
+                    retry_after_secs,
+                } => Refused {
+                    retry_after_secs: Some(retry_after_secs),
+                    ..Refused::new(StatusCode::TOO_MANY_REQUESTS, message)
+                },
                 SinkError::Failed(m) => {
                     tracing::warn!(error = %m, "storing {what} spans failed");
                     Refused::new(
@@ -268,6 +278,7 @@ pub(crate) fn span_rejection(e: &SinkError) -> SpanRejection {
         SinkError::Overloaded(_) => SpanRejection::Overloaded,
         SinkError::TooLarge(_) => SpanRejection::TooLarge,
         SinkError::Failed(_) => SpanRejection::Failed,
+        SinkError::Limited { .. } => SpanRejection::Limited,
     }
 }
 

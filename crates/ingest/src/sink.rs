@@ -41,4 +41,14 @@ pub enum SinkError {
     /// `INVALID_ARGUMENT`, neither retried by OpenTelemetry SDKs).
     #[error("{0}")]
     TooLarge(String),
+    /// The sender is over a limit set for it (its tenant's spans a second,
+    /// or storage quota): retry after `retry_after_secs` (HTTP 429 with
+    /// `Retry-After`, gRPC `RESOURCE_EXHAUSTED`).
+    #[error("{message}")]
+    Limited {
+        /// What limit, and by how much.
+        message: String,
+        /// When a retry may succeed, in whole seconds (at least 1).
+        retry_after_secs: u64,
+    },
 }

@@ -305,3 +305,145 @@ async fn jaeger_udp_is_bound_to_a_named_tenant() {
         "{err}"
     );
 }
+
+/// `google.rpc.Status`, what OTLP/HTTP refusals carry.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// POSTs trace `n` (three spans, from 2025) with `key`: status,
+/// `Retry-After`, and the `google.rpc.Status` of a refusal.
+async fn send_old(server: &Server, key: &str, n: u64) -> (u16, Option<u64>, RpcStatus) {
+    let resp = reqwest::Client::new()
+        .post(&server.otlp_http)
+        .bearer_auth(key)
+        .header("content-type", "application/x-protobuf")
+        .body(request(n, 3).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body = resp.bytes().await.unwrap();
+    (
+        status,
+        retry,
+        RpcStatus::decode(body.as_ref()).unwrap_or_default(),
+    )
+}
+
+/// A tenant's limits from the keys file: spans a second and a storage
+/// quota answer 429 with `Retry-After` (gRPC RESOURCE_EXHAUSTED) for that
+/// tenant only; retention applies to that tenant's traces only.
+#[tokio::test]
+async fn tenant_limits_answer_429_and_retention_is_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.toml");
+    let slow = add_key(&file, "slow", "ingest,read", "slow");
+    let full = add_key(&file, "full", "ingest,read", "full");
+    let brief = add_key(&file, "brief", "ingest,read", "brief");
+    let free = add_key(&file, "free", "ingest,read", "free");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(
+        "\n[tenant.slow]\nmax_spans_per_second = 1\n\n[tenant.full]\nstorage_quota = \"1KiB\"\n\n[tenant.brief]\nretention = \"1d\"\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    let flags = [
+        "--keys",
+        file.to_str().unwrap(),
+        "--retention",
+        "0",
+        "--block-max-age",
+        "1s",
+    ];
+    let server = Server::start(&dir.path().join("data"), &flags);
+
+    // One span a second: a batch of three is let in (a full bucket may go
+    // into debt by one batch), the next is told to wait out the debt.
+    assert_eq!(send_old(&server, &slow, 41).await.0, 200);
+    let (status, retry, refusal) = send_old(&server, &slow, 42).await;
+    assert_eq!(status, 429, "{refusal:?}");
+    assert_eq!(refusal.code, tonic::Code::ResourceExhausted as i32);
+    assert!(
+        refusal.message.contains("spans a second"),
+        "{}",
+        refusal.message
+    );
+    let retry = retry.expect("a Retry-After");
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+    // Over gRPC too; other tenants are not held back.
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(server.grpc_url()).await.unwrap();
+    let mut req = tonic::Request::new(request(43, 3));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {slow}").parse().unwrap());
+    let err = client.export(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert_eq!(send_old(&server, &free, 44).await.0, 200);
+    // After the wait it asked for (and a second more), it is let in again.
+    tokio::time::sleep(std::time::Duration::from_secs(retry + 1)).await;
+    assert_eq!(send_old(&server, &slow, 45).await.0, 200);
+    let (status, _) = get(
+        &server,
+        &format!("/api/v1/traces/{}", hex(&trace_id(42))),
+        &slow,
+    )
+    .await;
+    assert_eq!(status, 404, "a refused batch is not stored");
+
+    // A 1 KiB quota: once the tenant's disk is measured over it (within
+    // ten seconds of its first batch), its batches are refused.
+    assert_eq!(send_old(&server, &full, 51).await.0, 200);
+    let mut refused = None;
+    for n in 52..400 {
+        let (status, retry, refusal) = send_old(&server, &full, n).await;
+        if status == 429 {
+            refused = Some((retry, refusal));
+            break;
+        }
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (retry, refusal) = refused.expect("the quota was never enforced");
+    assert!(
+        refusal.message.contains("storage quota"),
+        "{}",
+        refusal.message
+    );
+    assert!(retry.is_some_and(|r| r >= 1));
+    assert_eq!(send_old(&server, &free, 46).await.0, 200);
+
+    // Retention: the 2025 trace is deleted from the tenant that keeps a
+    // day, once it is in a block; the tenant without a retention of its
+    // own follows --retention 0 and keeps it.
+    assert_eq!(send_old(&server, &brief, 61).await.0, 200);
+    let brief_trace = format!("/api/v1/traces/{}", hex(&trace_id(61)));
+    let mut gone = false;
+    for _ in 0..600 {
+        if get(&server, &brief_trace, &brief).await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the brief tenant's old trace was never deleted");
+    let (_, stats) = get(&server, "/api/v1/stats", &free).await;
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert!(
+        stats["blocks"].as_u64().unwrap_or(0) > 0,
+        "the free tenant's spans were cut too: {stats}"
+    );
+    let (status, _) = get(
+        &server,
+        &format!("/api/v1/traces/{}", hex(&trace_id(44))),
+        &free,
+    )
+    .await;
+    assert_eq!(status, 200, "the free tenant keeps its 2025 trace");
+}

@@ -16,6 +16,7 @@
 //! | sink [`SinkError::Overloaded`] | `UNAVAILABLE` (SDKs retry it with backoff) |
 //! | sink [`SinkError::TooLarge`] | `INVALID_ARGUMENT` |
 //! | sink [`SinkError::Failed`] | `INTERNAL` |
+//! | sink [`SinkError::Limited`] (a tenant's limit) | `RESOURCE_EXHAUSTED` |
 
 use std::convert::Infallible;
 use std::fmt;
@@ -396,6 +397,7 @@ impl UnaryService<Bytes> for Export {
                             Status::unavailable(format!("overloaded, retry later: {m}"))
                         }
                         SinkError::TooLarge(m) => Status::invalid_argument(m),
+                        SinkError::Limited { message, .. } => Status::resource_exhausted(message),
                         SinkError::Failed(m) => {
                             tracing::warn!(error = %m, "storing an OTLP/gRPC export failed");
                             Status::internal(format!("storing spans failed: {m}"))
@@ -449,6 +451,7 @@ async fn export_logs(
                     Status::unavailable(format!("overloaded, retry later: {m}"))
                 }
                 SinkError::TooLarge(m) => Status::invalid_argument(m),
+                SinkError::Limited { message, .. } => Status::resource_exhausted(message),
                 SinkError::Failed(m) => {
                     tracing::warn!(error = %m, "storing an OTLP/gRPC logs export failed");
                     Status::internal(format!("storing log records failed: {m}"))

@@ -18,6 +18,7 @@
 //! | sink [`SinkError::Overloaded`] | 503 + `Retry-After: 1` | error |
 //! | sink [`SinkError::TooLarge`] | 413 | error |
 //! | sink [`SinkError::Failed`] | 500 | error |
+//! | sink [`SinkError::Limited`] (a tenant's limit) | 429 + `Retry-After` | error |
 //!
 //! Bodies answer in the request's format, as the OTLP spec asks: an error is
 //! a `google.rpc.Status` (protobuf, or `{"code":..,"message":".."}` in
@@ -102,6 +103,8 @@ struct Refusal {
     status: StatusCode,
     code: tonic::Code,
     message: String,
+    /// `Retry-After` in seconds.
+    retry_after_secs: Option<u64>,
 }
 
 impl Refusal {
@@ -110,6 +113,7 @@ impl Refusal {
             status,
             code,
             message: message.into(),
+            retry_after_secs: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
 
@@ -154,10 +158,10 @@ impl Refusal {
             body,
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -366,6 +370,17 @@ fn sink_refusal(e: SinkError, what: &str) -> Refusal {
             tonic::Code::InvalidArgument,
             m,
         ),
+        SinkError::Limited {
+            message,
+            retry_after_secs,
+        } => Refusal {
+            retry_after_secs: Some(retry_after_secs),
+            ..Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
+                message,
+            )
+        },
         SinkError::Failed(m) => {
             tracing::warn!(error = %m, "storing an OTLP/HTTP export failed");
             Refusal::new(

@@ -123,6 +123,24 @@ fn default_tenant() -> String {
     DEFAULT_TENANT.to_string()
 }
 
+/// One `[tenant.NAME]` of the keys file: limits of one tenant, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRecord {
+    /// Spans a second the tenant may send, on average; past it, receivers
+    /// answer 429 (gRPC `RESOURCE_EXHAUSTED`) with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spans_per_second: Option<u64>,
+    /// Disk the tenant's store may take (`"20GiB"`); past it, receivers
+    /// answer 429 until retention has freed room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_quota: Option<String>,
+    /// How long the tenant's traces are kept (`"3d"`), instead of
+    /// `--retention`; read when the tenant's store opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
 /// The whole keys file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +148,54 @@ pub struct KeysFile {
     /// Every key, in file order.
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyRecord>,
+    /// Limits per tenant, by tenant name.
+    #[serde(
+        default,
+        rename = "tenant",
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub tenants: std::collections::BTreeMap<String, TenantRecord>,
+}
+
+/// The limits of one tenant, checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TenantLimits {
+    /// Average spans a second; `None`: no limit.
+    pub max_spans_per_second: Option<u64>,
+    /// Bytes of disk; `None`: no quota.
+    pub storage_quota: Option<u64>,
+    /// Retention instead of `--retention`; `None`: the flag's.
+    pub retention: Option<std::time::Duration>,
+}
+
+impl TenantRecord {
+    fn check(&self, name: &str) -> Result<TenantLimits, String> {
+        let at = format!("tenant {name:?}");
+        check_name("tenant", name).map_err(|e| format!("{at}: {e}"))?;
+        if self.max_spans_per_second == Some(0) {
+            return Err(format!("{at}: max_spans_per_second must be above 0"));
+        }
+        let storage_quota = self
+            .storage_quota
+            .as_deref()
+            .map(|q| chaintrace_model::parse_bytes(q).map(|b| b as u64))
+            .transpose()
+            .map_err(|e| format!("{at}: storage_quota: {e}"))?;
+        let retention = self
+            .retention
+            .as_deref()
+            .map(|r| {
+                r.parse::<chaintrace_model::DurationNanos>()
+                    .map(|d| std::time::Duration::from_nanos(d.0))
+                    .map_err(|e| format!("{at}: retention: {e}"))
+            })
+            .transpose()?;
+        Ok(TenantLimits {
+            max_spans_per_second: self.max_spans_per_second,
+            storage_quota,
+            retention,
+        })
+    }
 }
 
 /// What opens every file `chaintrace keys` writes.
@@ -276,6 +342,7 @@ pub struct Key {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<Key>,
+    tenants: std::collections::HashMap<String, TenantLimits>,
 }
 
 impl KeySet {
@@ -308,7 +375,16 @@ impl KeySet {
                 tenant: record.tenant.as_str().into(),
             });
         }
-        Ok(KeySet { keys })
+        let mut tenants = std::collections::HashMap::new();
+        for (name, record) in &file.tenants {
+            tenants.insert(name.clone(), record.check(name)?);
+        }
+        Ok(KeySet { keys, tenants })
+    }
+
+    /// The limits of `tenant` (none when the file sets none).
+    pub fn tenant_limits(&self, tenant: &str) -> TenantLimits {
+        self.tenants.get(tenant).copied().unwrap_or_default()
     }
 
     /// The key whose hash is `hash`. Every key is compared, in constant
@@ -396,6 +472,43 @@ mod tests {
         }
         for good in ["team-a", "a.b_c", "0", "Team.A-1"] {
             assert!(check_name("tenant", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn tenants_have_limits_and_bad_ones_are_named() {
+        let hash = format!("sha256:{}", "ab".repeat(32));
+        let text = format!(
+            "[[key]]\nname = \"a\"\nhash = \"{hash}\"\nscopes = [\"ingest\"]\ntenant = \"acme\"\n\
+             [tenant.acme]\nmax_spans_per_second = 500\nstorage_quota = \"2GiB\"\nretention = \"3d\"\n"
+        );
+        let file = KeysFile::parse(&text).unwrap();
+        let set = KeySet::from_file(&file).unwrap();
+        let limits = set.tenant_limits("acme");
+        assert_eq!(limits.max_spans_per_second, Some(500));
+        assert_eq!(limits.storage_quota, Some(2 << 30));
+        assert_eq!(
+            limits.retention,
+            Some(std::time::Duration::from_secs(3 * 86_400))
+        );
+        assert_eq!(set.tenant_limits("other"), TenantLimits::default());
+        // Written back as read.
+        assert_eq!(KeysFile::parse(&file.to_toml()).unwrap(), file);
+        for (bad, says) in [
+            (
+                "[tenant.acme]\nstorage_quota = \"lots\"\n",
+                "tenant \"acme\": storage_quota",
+            ),
+            (
+                "[tenant.acme]\nretention = \"soon\"\n",
+                "tenant \"acme\": retention",
+            ),
+            ("[tenant.acme]\nmax_spans_per_second = 0\n", "above 0"),
+            ("[tenant.\"..\"]\nretention = \"1d\"\n", "must be 1 to 64"),
+            ("[tenant.acme]\nburst = 1\n", "unknown field `burst`"),
+        ] {
+            let err = KeysFile::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

@@ -405,8 +405,13 @@ mod tests {
     }
 
     /// Minute 0 of the test data: a whole minute, an hour ago.
+    /// An hour ago, at the start of a ten-minute compaction window (the
+    /// default `compaction_window`), so that the data's three minutes never
+    /// straddle two windows, which compaction keeps apart: the test failed
+    /// whenever it ran in the last two minutes of a window.
     fn base() -> u64 {
-        minute_of(UnixNanos(UnixNanos::now().0 - 3_600_000_000_000))
+        const WINDOW: u64 = 600_000_000_000;
+        (UnixNanos::now().0 - 3_600_000_000_000) / WINDOW * WINDOW
     }
 
     /// Trace `t` (1-based): root `chain`, an `llm` call (failed for every

@@ -19,6 +19,10 @@
 //! | headers over [`ConnectionLimits::max_header_bytes`] | hyper (HTTP/1 read buffer) / h2 (`SETTINGS_MAX_HEADER_LIST_SIZE`) | 431 |
 //! | opens more than [`ConnectionLimits::max_connections`] connections | a semaphore taken *before* `accept` | extra connections wait in the kernel's backlog until one closes |
 //! | vanishes without a FIN during a long HTTP/2 request | HTTP/2 keep-alive pings | connection closed |
+//! | (TLS) connects and never finishes the handshake | [`ConnectionLimits::header_timeout`] around the handshake | connection closed |
+//!
+//! With `--tls-cert`/`--tls-key`, every connection is a TLS one ([`Tls`]);
+//! the handshake runs in the connection's own task, never in the accept loop.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -33,6 +37,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
@@ -89,15 +94,71 @@ const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
 const GRPC_STREAM_WINDOW_BYTES: u32 = 4 << 20;
 const GRPC_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 
+/// The server's certificate and key, from `--tls-cert` and `--tls-key`.
+#[derive(Clone)]
+pub struct Tls {
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
+    /// or SEC1).
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Tls> {
+        use anyhow::Context;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| {
+                format!("--tls-cert {}: not a PEM certificate chain", cert.display())
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!("--tls-cert {}: no certificate in the file", cert.display());
+        }
+        let private = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("--tls-key {}: not a PEM private key", key.display()))?;
+        // ring, not rustls's default aws-lc-rs: aws-lc-rs is a long C build
+        // (cmake) on every cold CI cache. rustls 0.23.48 marks ring's provider
+        // deprecated because it lacks post-quantum key exchange (X25519MLKEM768);
+        // classical X25519/P-256 with TLS 1.3 and 1.2 is what OTLP exporters
+        // negotiate today. Moving to aws-lc-rs is a feature switch here.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .context("TLS: no protocol version")?
+            .with_no_client_auth()
+            .with_single_cert(certs, private)
+            .context("--tls-cert and --tls-key do not make a usable pair")?;
+        Ok(Tls {
+            config: Arc::new(config),
+        })
+    }
+
+    /// The acceptor of one listener: gRPC offers only HTTP/2 in ALPN.
+    fn acceptor(&self, protocol: Protocol) -> tokio_rustls::TlsAcceptor {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = match protocol {
+            Protocol::Grpc => vec![b"h2".to_vec()],
+            Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        };
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then closes every
-/// connection gracefully and returns once all are closed.
+/// connection gracefully and returns once all are closed. With `tls`, each
+/// connection first completes a TLS handshake (within the header timeout).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     protocol: Protocol,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    tls: Option<Tls>,
 ) {
+    let acceptor = tls.map(|tls| tls.acceptor(protocol));
     let builder = Arc::new(connection_builder(protocol, &limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Each connection task holds a clone; `recv` returns None once all ended.
@@ -129,8 +190,19 @@ pub async fn serve(
         let app = app.clone();
         let stop = stop.clone();
         let alive = alive_tx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            serve_connection(&builder, stream, app, limits, stop).await;
+            match acceptor {
+                None => serve_connection(&builder, stream, app, limits, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve_connection(&builder, tls, app, limits, stop).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             tracing::trace!(%peer, "connection closed");
             drop(slot);
             drop(alive);
@@ -177,13 +249,15 @@ fn connection_builder(
 
 /// Drives one connection until it ends, it idles past its timeout, or the
 /// server stops.
-async fn serve_connection(
+async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
-    stream: tokio::net::TcpStream,
+    stream: S,
     app: Router,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (in_flight, watched) = watch::channel(0usize);
     let in_flight = Arc::new(in_flight);
     let body_timeout = limits.body_timeout;

@@ -24,7 +24,7 @@ use chaintrace_store::{EmbeddedConfig, EmbeddedStore, SamplingConfig, Store};
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::listener::{ConnectionLimits, Protocol, MIN_HEADER_BYTES};
+use crate::listener::{ConnectionLimits, Protocol, Tls, MIN_HEADER_BYTES};
 use crate::tenants::{BuildRoutes, PerTenant, Tenant, Tenants};
 use chaintrace_server::auth::DEFAULT_TENANT;
 
@@ -160,6 +160,16 @@ pub struct ServeArgs {
     /// is named here, and anyone who reaches the ports sends as it).
     #[arg(long, env = "CHAINTRACE_JAEGER_UDP_TENANT")]
     pub jaeger_udp_tenant: Option<String>,
+
+    /// A PEM certificate chain: with --tls-key, every TCP listener (OTLP
+    /// gRPC and HTTP, the query API and web UI, Jaeger HTTP, Zipkin) speaks
+    /// TLS only.
+    #[arg(long, env = "CHAINTRACE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHAINTRACE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Allow listening on non-loopback addresses without --keys: anyone
     /// who can reach the ports can then send and read traces.
@@ -420,12 +430,17 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     let mut config = store_config(&args)?;
     let tenant_config = config.clone();
     let connection_limits = connection_limits(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // One registry for everything `/metrics` shows; each crate registers
     // its own handles.
     let registry = Registry::new();
     let auth = match &args.keys {
         Some(path) => Some(
-            chaintrace_server::auth::Auth::load(path, &registry, false)
+            chaintrace_server::auth::Auth::load(path, &registry, tls.is_some())
                 .map_err(|e| anyhow::anyhow!("--keys: {e}"))?,
         ),
         None => None,
@@ -526,9 +541,12 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     if udp_off_for_keys {
         println!("Jaeger Thrift UDP receivers are off: UDP carries no API key");
     }
+    if tls.is_some() {
+        println!("TLS on every TCP listener (--tls-cert)");
+    }
     println!("OTLP/gRPC listening on {}", grpc_listener.local_addr()?);
     println!(
-        "OTLP/HTTP listening on http://{}/v1/traces",
+        "OTLP/HTTP listening on {scheme}://{}/v1/traces",
         otlp_http_listener.local_addr()?
     );
     // Counted per receiver, in the counters `/metrics` shows.
@@ -554,19 +572,19 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     }
     if let Some(listener) = &jaeger_http_listener {
         println!(
-            "Jaeger Thrift HTTP listening on http://{}/api/traces",
+            "Jaeger Thrift HTTP listening on {scheme}://{}/api/traces",
             listener.local_addr()?
         );
     }
     if let Some(listener) = &zipkin_listener {
         println!(
-            "Zipkin listening on http://{}/api/v2/spans",
+            "Zipkin listening on {scheme}://{}/api/v2/spans",
             listener.local_addr()?
         );
     }
     // Printed last: scripts wait for this line to know every listener is up.
     println!(
-        "query API listening on http://{}",
+        "query API listening on {scheme}://{}",
         api_listener.local_addr()?
     );
 
@@ -620,6 +638,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
             protocol,
             connection_limits,
             stop_rx.clone(),
+            tls.clone(),
         ))
     };
     let mut grpc = serve(grpc_listener, grpc_routes, Protocol::Grpc);

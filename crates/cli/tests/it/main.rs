@@ -26,5 +26,6 @@ mod sessions;
 mod slow_clients;
 mod store;
 mod tenants;
+mod tls;
 mod transfer;
 mod zipkin;

@@ -1,6 +1,7 @@
 """Exports one span with the real OpenTelemetry Python SDK's OTLP exporter
 and prints what the exporter reported. The key, if any, comes the way users
-give it: OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20<key>".
+give it: OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20<key>"; for an
+https endpoint, the certificate to trust in OTEL_EXPORTER_OTLP_CERTIFICATE.
 
 usage: keyed_export.py grpc|http ENDPOINT NAME
 
@@ -20,7 +21,8 @@ protocol, endpoint, name = sys.argv[1], sys.argv[2], sys.argv[3]
 if protocol == "grpc":
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+    # https: TLS, trusting the certificate named by OTEL_EXPORTER_OTLP_CERTIFICATE.
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https"))
 else:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

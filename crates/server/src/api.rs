@@ -89,6 +89,7 @@ fn build(
         .route("/ui/{version}/{file}", get(crate::ui::asset))
         .route("/api", get(index))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(crate::openapi::openapi))
         .route("/api/v1/whoami", get(crate::auth::login::whoami))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/traces", get(list_traces))
@@ -177,6 +178,7 @@ async fn index() -> impl IntoResponse {
         [("content-type", "text/plain; charset=utf-8")],
         "chaintrace query API (the web UI is at /)\n\n\
          GET /api/v1/health\n\
+         GET /api/v1/openapi.json  this API described in OpenAPI 3.1\n\
          GET /api/v1/whoami  the API key a request came with (name, tenant, scopes; never the key)\n\
          GET /metrics  Prometheus metrics (text format 0.0.4), served by chaintrace serve\n\
          GET /api/v1/stats\n\

@@ -16,6 +16,7 @@ pub mod jaeger;
 mod jaeger_api;
 mod logs;
 mod metrics;
+pub mod openapi;
 pub mod range;
 pub mod search;
 mod sessions;

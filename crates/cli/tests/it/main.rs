@@ -18,6 +18,7 @@ mod keys;
 mod logs;
 mod metrics;
 mod openai;
+mod openapi;
 mod otlp;
 mod python_sdk;
 mod sampling;

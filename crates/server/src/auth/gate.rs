@@ -405,7 +405,7 @@ pub enum Need {
 /// a read.
 pub fn api_need(path: &str) -> Need {
     match path {
-        "/api/v1/health" | "/api" | "/login" | "/logout" => Need::Open,
+        "/api/v1/health" | "/api" | "/api/v1/openapi.json" | "/login" | "/logout" => Need::Open,
         "/api/v1/whoami" => Need::Known,
         "/metrics" => Need::Scope(Scope::Admin),
         "/api/v1/spans" => Need::Scope(Scope::Ingest),

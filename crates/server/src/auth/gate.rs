@@ -138,6 +138,8 @@ pub struct Auth {
     reload_errors: Counter,
     key_count: Gauge,
     failure_log: Mutex<(Option<Instant>, u64)>,
+    /// Keys used since the server started: each is logged when first used.
+    used: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -192,6 +194,7 @@ impl Auth {
             ),
             key_count: registry.gauge("chaintrace_auth_keys", "Keys in force.", &[]),
             failure_log: Mutex::new((None, 0)),
+            used: Mutex::new(std::collections::HashSet::new()),
         };
         auth.install(set);
         Ok(Arc::new(auth))
@@ -361,10 +364,20 @@ impl Auth {
         );
     }
 
-    /// Counts a request let in under `principal`'s key.
+    /// Counts a request let in under `principal`'s key, and logs the
+    /// key's first use since the server started (every use at debug level).
     pub fn count_use(&self, principal: &Principal) {
         self.uses(&principal.key).inc();
-        tracing::debug!(key = %principal.key, tenant = %principal.tenant, "request let in");
+        let first = self
+            .used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(principal.key.clone());
+        if first {
+            tracing::info!(key = %principal.key, tenant = %principal.tenant, "key used for the first time since start");
+        } else {
+            tracing::debug!(key = %principal.key, tenant = %principal.tenant, "request let in");
+        }
     }
 }
 

@@ -41,6 +41,11 @@ use send::{Delivery, Exporter, RetryPolicy, Target};
         .args(["otlp_grpc", "otlp_http", "dry_run"])
 ))]
 pub struct GenArgs {
+    /// API key with the ingest scope, when the server asks for one
+    /// (`chaintrace serve --keys`).
+    #[arg(long, env = "CHAINTRACE_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+
     /// Send over OTLP/gRPC to this endpoint, e.g. http://127.0.0.1:4317.
     #[arg(long, value_name = "URL")]
     pub otlp_grpc: Option<String>,
@@ -209,7 +214,9 @@ pub async fn run(args: GenArgs) -> Result<()> {
     let templates = Arc::new(Templates::new(&load)?);
     let workers = args.concurrency as usize;
     let connections = args.connections.map_or(workers.min(4), |c| c as usize);
-    let exporter = Arc::new(Exporter::connect(&target, connections, REQUEST_TIMEOUT).await?);
+    let exporter = Arc::new(
+        Exporter::connect(&target, connections, REQUEST_TIMEOUT, args.key.as_deref()).await?,
+    );
     let seed = args.seed.unwrap_or_else(|| UnixNanos::now().0);
     let policy = RetryPolicy {
         max_retries: args.max_retries,

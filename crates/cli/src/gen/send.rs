@@ -83,7 +83,12 @@ pub enum Delivery {
 #[derive(Debug)]
 pub enum Exporter {
     /// gRPC over several HTTP/2 connections.
-    Grpc(Vec<Channel>),
+    Grpc {
+        /// The connections.
+        channels: Vec<Channel>,
+        /// `Bearer <key>` for the `authorization` metadata, when given a key.
+        authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    },
     /// HTTP with a shared client.
     Http {
         /// The shared client (pools connections).
@@ -98,7 +103,15 @@ pub enum Exporter {
 impl Exporter {
     /// Connects to `target`; gRPC opens `connections` connections now, so an
     /// unreachable endpoint fails here rather than in every request.
-    pub async fn connect(target: &Target, connections: usize, timeout: Duration) -> Result<Self> {
+    /// With `key`, every request carries `Authorization: Bearer <key>`
+    /// (gRPC: the `authorization` metadata), as a server with `--keys` asks.
+    pub async fn connect(
+        target: &Target,
+        connections: usize,
+        timeout: Duration,
+        key: Option<&str>,
+    ) -> Result<Self> {
+        let bearer = key.map(|k| format!("Bearer {}", k.trim()));
         match target {
             Target::Grpc(url) => {
                 let endpoint = Endpoint::from_shared(url.clone())
@@ -114,12 +127,27 @@ impl Exporter {
                         .with_context(|| format!("cannot reach the OTLP/gRPC endpoint at {url}"))?;
                     channels.push(channel);
                 }
-                Ok(Exporter::Grpc(channels))
+                let authorization = bearer
+                    .map(|b| b.parse())
+                    .transpose()
+                    .context("the API key has characters gRPC metadata cannot carry")?;
+                Ok(Exporter::Grpc {
+                    channels,
+                    authorization,
+                })
             }
             Target::Http(url) => {
                 reqwest::Url::parse(url)
                     .with_context(|| format!("--otlp-http {url:?} is not a valid URL"))?;
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Some(bearer) = bearer {
+                    let mut value = reqwest::header::HeaderValue::from_str(&bearer)
+                        .context("the API key has characters a header cannot carry")?;
+                    value.set_sensitive(true);
+                    headers.insert(reqwest::header::AUTHORIZATION, value);
+                }
                 let client = reqwest::Client::builder()
+                    .default_headers(headers)
                     .timeout(timeout)
                     .tcp_nodelay(true)
                     .build()
@@ -136,7 +164,10 @@ impl Exporter {
     /// Sends one batch once; `lane` picks the connection.
     pub async fn export(&self, lane: usize, body: Bytes) -> Answer {
         match self {
-            Exporter::Grpc(channels) => {
+            Exporter::Grpc {
+                channels,
+                authorization,
+            } => {
                 let channel = channels[lane % channels.len()].clone();
                 let mut grpc = tonic::client::Grpc::new(channel);
                 if let Err(e) = grpc.ready().await {
@@ -146,7 +177,13 @@ impl Exporter {
                     };
                 }
                 let path = PathAndQuery::from_static(EXPORT_PATH);
-                match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+                let mut request = tonic::Request::new(body);
+                if let Some(value) = authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                match grpc.unary(request, path, RawCodec).await {
                     Ok(response) => Answer::Accepted {
                         rejected: rejected_spans(&response.into_inner()),
                     },

@@ -208,6 +208,26 @@ async fn receivers_take_only_ingest_keys_and_store_nothing_they_refused() {
     let accepted: Value = json_span(&k.ingest).await.unwrap().json().await.unwrap();
     assert_eq!(accepted["accepted"], 1, "{accepted}");
 
+    // The load generator sends with a key too.
+    let grpc = s.grpc_url();
+    let ingest = k.ingest.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        chaintrace(&[
+            "gen",
+            "--otlp-grpc",
+            &grpc,
+            "--traces",
+            "20",
+            "--key",
+            &ingest,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(out.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["acked_spans"], 140, "{out}{err}");
+
     // What was refused is not stored; what was let in is.
     for n in [1, 2, 3, 5, 6] {
         assert_eq!(stored_spans(s, n, &k.read).await, 0, "trace {n}");

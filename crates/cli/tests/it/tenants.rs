@@ -107,6 +107,7 @@ async fn sees_only_its_own(
         format!("/api/v1/traces/{other_id}/gantt"),
         format!("/api/v1/traces/{other_id}/analysis"),
         format!("/api/v1/traces/{other_id}/spans/0"),
+        format!("/api/v1/traces/{other_id}/match?q=%7B%7D"),
         format!("/api/traces/{other_id}"),
         format!("/api/v1/compare/{own_id}/{other_id}"),
     ] {

@@ -7,6 +7,7 @@ mod demo;
 mod gen;
 mod keys;
 mod listener;
+mod mcp;
 mod progress;
 mod render;
 mod serve;
@@ -64,6 +65,8 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Make, list and revoke API keys in the file `serve --keys` reads.
     Keys(keys::KeysArgs),
+    /// MCP server for coding agents over stdio, answering from a running server.
+    Mcp(mcp::McpArgs),
 }
 
 /// The allocator of every chaintrace process: glibc's malloc, free and
@@ -164,5 +167,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => transfer::import(args).await,
         Command::Export(args) => transfer::export(args).await,
         Command::Keys(args) => keys::run(args),
+        Command::Mcp(args) => mcp::run(args).await,
     }
 }

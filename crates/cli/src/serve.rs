@@ -680,7 +680,7 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     let api_build: BuildRoutes = {
         let (limits, registry) = (limits.clone(), registry.clone());
         Box::new(move |tenant: &Tenant| {
-            chaintrace_server::router_sharing(
+            let api = chaintrace_server::router_sharing(
                 tenant.store.clone(),
                 prices.clone(),
                 &registry,
@@ -689,7 +689,9 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
             .merge(chaintrace_ingest::json_span::json_span_router(
                 tenant.sink.clone(),
                 limits.clone(),
-            ))
+            ));
+            // `POST /mcp` answers from these same routes, in process.
+            api.clone().merge(chaintrace_server::mcp::mcp_routes(api))
         })
     };
     let mut api_routes = per_tenant(api_build);

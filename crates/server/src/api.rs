@@ -197,6 +197,7 @@ async fn index() -> impl IntoResponse {
          GET /api/v1/sessions?since=1h&user=&filter=<TraceQL>&limit=10  traces grouped by session.id\n\
          GET /api/v1/sessions/{id}?since=24h&limit=200  one session's turns as a transcript\n\
          POST /api/v1/spans  JSON spans (one object, an array, or one per line), served by chaintrace serve\n\
+         POST /mcp  the MCP server for coding agents (streamable HTTP), served by chaintrace serve\n\
          \nJaeger-compatible (Grafana's Jaeger data source, the Jaeger UI):\n\
          GET /api/traces/{trace_id}\n\
          GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=&limit=\n\

@@ -16,6 +16,7 @@ mod jaeger;
 mod json_spans;
 mod keys;
 mod logs;
+mod mcp;
 mod metrics;
 mod openai;
 mod openapi;

@@ -416,8 +416,8 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         if args.keys.is_none() {
             bail!("--jaeger-udp-tenant needs --keys: without keys there are no tenants");
         }
-        chaintrace_server::auth::check_name("--jaeger-udp-tenant", tenant)
-            .map_err(anyhow::Error::msg)?;
+        chaintrace_server::auth::check_tenant(tenant)
+            .map_err(|e| anyhow::anyhow!("--jaeger-udp-tenant: {e}"))?;
     }
     let udp_off_for_keys = args.keys.is_some()
         && args.jaeger_udp_tenant.is_none()
@@ -435,6 +435,19 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if args.keys.is_some() && tls.is_none() {
+        let public = [args.otlp_grpc, args.otlp_http, args.http]
+            .into_iter()
+            .chain([args.jaeger_http.0, args.zipkin.0].into_iter().flatten())
+            .find(|a| !a.ip().is_loopback());
+        if let Some(addr) = public {
+            tracing::warn!(
+                %addr,
+                "listening beyond loopback with --keys but without --tls-cert: keys and \
+                 session cookies cross the network in the clear unless a TLS proxy is in front"
+            );
+        }
+    }
     // One registry for everything `/metrics` shows; each crate registers
     // its own handles.
     let registry = Registry::new();

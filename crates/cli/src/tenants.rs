@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chaintrace_ingest::{SinkError, SpanSink};
 use chaintrace_model::{LogRecord, Span};
-use chaintrace_server::auth::{check_name, Auth, Principal, DEFAULT_TENANT};
+use chaintrace_server::auth::{check_tenant, Auth, Principal, DEFAULT_TENANT};
 use chaintrace_store::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
 use tokio::sync::OnceCell;
 use tower::ServiceExt;
@@ -112,7 +112,7 @@ impl Tenants {
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() && check_name("tenant", &name).is_ok() {
+            if entry.path().is_dir() && check_tenant(&name).is_ok() {
                 names.push(name);
             }
         }
@@ -122,7 +122,7 @@ impl Tenants {
 
     /// `tenant`'s store and sink, opened (and its WAL replayed) the first time.
     pub async fn tenant(&self, tenant: &str) -> Result<Tenant> {
-        check_name("tenant", tenant).map_err(anyhow::Error::msg)?;
+        check_tenant(tenant).map_err(anyhow::Error::msg)?;
         let cell = self
             .stores
             .lock()
@@ -236,8 +236,9 @@ async fn dispatch(State(per): State<Arc<PerTenant>>, request: Request) -> Respon
             (
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 [(axum::http::header::RETRY_AFTER, "5")],
+                // The cause (paths, OS errors) is in the log, not the answer.
                 axum::Json(serde_json::json!({
-                    "error": format!("the store of this key's tenant cannot be opened: {e:#}")
+                    "error": "the store of this key's tenant cannot be opened now; the server's log says why"
                 })),
             )
                 .into_response()

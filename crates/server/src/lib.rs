@@ -18,6 +18,7 @@ mod logs;
 pub mod mcp;
 mod metrics;
 pub mod openapi;
+mod percent;
 pub mod range;
 pub mod search;
 mod sessions;

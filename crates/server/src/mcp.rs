@@ -55,17 +55,19 @@ impl<A: Api> Mcp<A> {
         Mcp { api }
     }
 
-    /// Handles one message (or a batch): the reply, or `None` for
-    /// notifications and replies, which get none.
+    /// Handles one message: the reply, or `None` for notifications and
+    /// replies, which get none. Batches (JSON arrays) are refused: MCP
+    /// 2025-06-18 dropped them, and one request of thousands of tool calls
+    /// would hold memory and the SQL slot for as long as it ran.
     pub async fn handle(&self, message: Value) -> Option<Value> {
-        if let Value::Array(batch) = message {
-            let mut replies = Vec::new();
-            for m in batch {
-                if let Some(r) = Box::pin(self.handle(m)).await {
-                    replies.push(r);
-                }
-            }
-            return (!replies.is_empty()).then_some(Value::Array(replies));
+        if message.is_array() {
+            return Some(error_reply(
+                Value::Null,
+                RpcError(
+                    -32600,
+                    "batches are not supported: send one message at a time".into(),
+                ),
+            ));
         }
         let id = message.get("id").cloned();
         let Some(method) = message.get("method").and_then(Value::as_str) else {
@@ -277,14 +279,7 @@ fn trace_id(text: &str) -> Result<String, String> {
 }
 
 fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::percent::percent_encode(text, b"")
 }
 
 /// `get_trace`'s answer: the span tree as indented text, with each span's
@@ -430,7 +425,7 @@ fn tools() -> Vec<Value> {
 pub struct RouterApi(pub Router);
 
 /// Largest API answer read for a tool (beyond it the tool says so).
-const MAX_API_ANSWER: usize = 64 << 20;
+const MAX_API_ANSWER: usize = 16 << 20;
 
 #[async_trait::async_trait]
 impl Api for RouterApi {
@@ -484,7 +479,7 @@ pub fn mcp_routes(api: Router) -> Router {
         .with_state(std::sync::Arc::new(Mcp::new(RouterApi(api))))
 }
 
-async fn post_mcp(
+async fn answer_mcp(
     State(mcp): State<std::sync::Arc<Mcp<RouterApi>>>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -506,6 +501,32 @@ async fn post_mcp(
         // Notifications and replies: accepted, nothing to say.
         None => StatusCode::ACCEPTED.into_response(),
     }
+}
+
+/// `POST /mcp`: asks for JSON first. MCP clients send it; requiring it
+/// keeps another site's page from posting here with a plain form, which
+/// needs no CORS preflight.
+async fn post_mcp(
+    state: State<std::sync::Arc<Mcp<RouterApi>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        let reply = error_reply(
+            Value::Null,
+            RpcError(
+                -32600,
+                "POST /mcp takes Content-Type: application/json".into(),
+            ),
+        );
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, axum::Json(reply)).into_response();
+    }
+    answer_mcp(state, body).await
 }
 
 async fn no_stream() -> Response {
@@ -589,8 +610,11 @@ mod tests {
                 "sql"
             ]
         );
-        let batch = mcp.handle(json!([{"jsonrpc": "2.0", "id": 7, "method": "ping"}, {"jsonrpc": "2.0", "method": "notifications/x"}])).await.unwrap();
-        assert_eq!(batch, json!([{"jsonrpc": "2.0", "id": 7, "result": {}}]));
+        let batch = mcp
+            .handle(json!([{"jsonrpc": "2.0", "id": 7, "method": "ping"}]))
+            .await
+            .unwrap();
+        assert_eq!(batch["error"]["code"], -32600);
     }
 
     #[tokio::test]

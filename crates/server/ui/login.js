@@ -3,7 +3,10 @@
 
 const params = new URLSearchParams(location.search);
 const next = params.get('next');
-if (next && next.startsWith('/') && !next.startsWith('//')) {
+// A path on this server only: one '/' not followed by '/' or '\', and no
+// space, control character or backslash (browsers drop tabs and read '\'
+// as '/'); the server applies the same rule.
+if (next && /^\/(?![/\\])[^\s\\\x00-\x1f\x7f]*$/.test(next)) {
   document.getElementById('next').value = next;
 }
 

@@ -455,14 +455,20 @@ async fn signing_in_in_chromium() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.toml");
     let keys = keys.to_str().expect("utf-8 path");
-    let mut made = Vec::new();
-    for (name, scopes) in [("collector", "ingest"), ("grafana", "read")] {
-        let (ok, key, err) = crate::harness::chaintrace(&[
-            "keys", "add", "--file", keys, "--name", name, "--scopes", scopes,
-        ]);
-        assert!(ok, "keys add: {err}");
-        made.push(key.trim().to_string());
-    }
+    let made = [
+        crate::harness::add_key(
+            dir.path().join("keys.toml").as_path(),
+            "collector",
+            "ingest",
+            "default",
+        ),
+        crate::harness::add_key(
+            dir.path().join("keys.toml").as_path(),
+            "grafana",
+            "read",
+            "default",
+        ),
+    ];
     let server = Server::start(&dir.path().join("data"), &["--keys", keys]);
     let grpc = server.grpc_url();
     let ingest = made[0].clone();

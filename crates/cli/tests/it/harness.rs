@@ -296,3 +296,72 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `chaintrace keys add` into `file` for `tenant`: the new key, as printed.
+pub fn add_key(file: &Path, name: &str, scopes: &str, tenant: &str) -> String {
+    let file = file.to_str().expect("utf-8 path");
+    let (ok, out, err) = chaintrace(&[
+        "keys", "add", "--file", file, "--name", name, "--scopes", scopes, "--tenant", tenant,
+    ]);
+    assert!(ok, "keys add {name}: {err}");
+    let key = out.trim().to_string();
+    assert!(key.starts_with("ctk_") && key.len() == 68, "{out}");
+    key
+}
+
+/// The Python of the virtualenv `scripts/test` made and named in `var`.
+pub fn python(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: run the suite with ./scripts/test, \
+             which installs the Python packages the tests drive into virtualenvs"
+        )
+    })
+}
+
+/// A script of `tests/it/python`.
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/python")
+        .join(name)
+}
+
+/// Runs `cmd` off the async workers; it must succeed (else the test fails
+/// with `what` and its output); its last line of output, as JSON.
+pub async fn last_json_line(what: &str, mut cmd: Command) -> Value {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run the command");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what} failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what}: the last line is not JSON ({e}): {stdout}"))
+}
+
+/// `google.rpc.Status`, what OTLP/HTTP refusals carry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// The gRPC code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// What was wrong.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+impl Server {
+    /// GET a query API path with `key` as a bearer token (or none): status and body text.
+    pub async fn get_with_key(&self, path: &str, key: Option<&str>) -> (u16, String) {
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.api));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.expect("GET");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+}

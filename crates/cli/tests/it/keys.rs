@@ -3,7 +3,7 @@
 //! UNAUTHENTICATED / PERMISSION_DENIED) otherwise, store nothing they
 //! refused, and follow the keys file as `chaintrace keys` edits it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,35 +11,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use prost::Message;
 use serde_json::Value;
 
-use crate::harness::{chaintrace, testdata, Server};
+use crate::harness::{
+    add_key, chaintrace, last_json_line, python, python_script, testdata, RpcStatus, Server,
+};
 use crate::otlp::{hex, request, trace_id};
-
-/// `google.rpc.Status`, what OTLP/HTTP refusals carry.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-/// `chaintrace keys add`: the new key, as printed.
-fn add_key(file: &Path, name: &str, scopes: &str) -> String {
-    let (ok, out, err) = chaintrace(&[
-        "keys",
-        "add",
-        "--file",
-        file.to_str().unwrap(),
-        "--name",
-        name,
-        "--scopes",
-        scopes,
-    ]);
-    assert!(ok, "keys add {name}: {err}");
-    let key = out.trim().to_string();
-    assert!(key.starts_with("ctk_") && key.len() == 68, "{out}");
-    key
-}
 
 /// A server with three keys: `collector` (ingest), `grafana` (read) and
 /// `ops` (admin).
@@ -55,9 +30,9 @@ struct Keyed {
 fn keyed_server() -> Keyed {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keys.toml");
-    let ingest = add_key(&file, "collector", "ingest");
-    let read = add_key(&file, "grafana", "read");
-    let admin = add_key(&file, "ops", "admin");
+    let ingest = add_key(&file, "collector", "ingest", "default");
+    let read = add_key(&file, "grafana", "read", "default");
+    let admin = add_key(&file, "ops", "admin", "default");
     let text = std::fs::read_to_string(&file).unwrap();
     for key in [&ingest, &read, &admin] {
         assert!(!text.contains(&key[4..]), "the file holds a key: {text}");
@@ -78,12 +53,7 @@ fn keyed_server() -> Keyed {
 
 /// GET `path` of the query API with `key` (or none): status and body.
 async fn get(server: &Server, path: &str, key: Option<&str>) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(format!("{}{path}", server.api));
-    if let Some(key) = key {
-        req = req.bearer_auth(key);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    server.get_with_key(path, key).await
 }
 
 /// POST an OTLP/HTTP protobuf export of trace `n` with `key`: status and body.
@@ -460,6 +430,17 @@ async fn signing_in_keeps_a_session_cookie_and_guards_state_changes() {
     assert!(forged.text().await.unwrap().contains("x-csrf-token"));
     assert_eq!(sql(Some("0000")).await.unwrap().status(), 403);
     assert_eq!(sql(Some(&csrf)).await.unwrap().status(), 200);
+    // Another site's page cannot change anything, whatever credentials the
+    // browser adds by itself (here a key it remembered).
+    let cross = client
+        .post(format!("{}/api/v1/sql", s.api))
+        .bearer_auth(&k.read)
+        .header("origin", "https://evil.example")
+        .json(&serde_json::json!({"query": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
 
     // Signing out needs the token too, then ends the session.
     let out = |token: &str| {
@@ -487,34 +468,21 @@ async fn signing_in_keeps_a_session_cookie_and_guards_state_changes() {
 /// without the key, its exporter reports failure and nothing is stored.
 #[tokio::test]
 async fn the_python_sdk_sends_with_a_key_and_is_refused_without() {
-    let python = std::env::var("CHAINTRACE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("CHAINTRACE_TEST_PYTHON is not set: run the suite with ./scripts/test")
-    });
+    let python = python("CHAINTRACE_TEST_PYTHON");
     let k = keyed_server();
     let s = &k.server;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/keyed_export.py");
     for (protocol, endpoint) in [("grpc", s.grpc_url()), ("http", s.otlp_http.clone())] {
         for key in [Some(&k.ingest), None, Some(&k.read)] {
             let mut cmd = Command::new(&python);
-            cmd.arg(&script).arg(protocol).arg(&endpoint).arg("keyed");
+            cmd.arg(python_script("keyed_export.py"))
+                .args([protocol, &endpoint, "keyed"]);
             if let Some(key) = key {
                 cmd.env(
                     "OTEL_EXPORTER_OTLP_HEADERS",
                     format!("authorization=Bearer%20{key}"),
                 );
             }
-            let out = tokio::task::spawn_blocking(move || cmd.output())
-                .await
-                .unwrap()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{protocol}: {stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let result: Value =
-                serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+            let result = last_json_line(protocol, cmd).await;
             let want = if key == Some(&k.ingest) {
                 "SUCCESS"
             } else {

@@ -3,12 +3,13 @@
 //! streamable HTTP (`POST /mcp`), on a server with keys. Every tool is
 //! called and its answer checked against the query API's.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::harness::{chaintrace, urlencode, Server};
+use crate::harness::{
+    add_key, chaintrace, last_json_line, python, python_script, urlencode, Server,
+};
 
 /// GET with a key: the JSON answer, which must be a 200.
 async fn api(server: &Server, key: &str, path: &str) -> Value {
@@ -24,22 +25,9 @@ async fn api(server: &Server, key: &str, path: &str) -> Value {
 
 /// Runs the MCP client script: its report.
 async fn client(args: Vec<String>) -> Value {
-    let python = std::env::var("CHAINTRACE_TEST_PYTHON_MCP").unwrap_or_else(|_| {
-        panic!("CHAINTRACE_TEST_PYTHON_MCP is not set: run the suite with ./scripts/test, which installs the mcp package")
-    });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/python/mcp_client.py");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(args).output())
-            .await
-            .unwrap()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "mcp client failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+    let mut cmd = Command::new(python("CHAINTRACE_TEST_PYTHON_MCP"));
+    cmd.arg(python_script("mcp_client.py")).args(args);
+    last_json_line("the mcp client", cmd).await
 }
 
 fn ids(traces: &Value) -> Vec<String> {
@@ -56,15 +44,8 @@ async fn agents_get_the_apis_answers_over_stdio_and_http() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     let keys_arg = keys.to_str().unwrap();
-    let mut made = Vec::new();
-    for (name, scopes) in [("collector", "ingest"), ("agent", "read")] {
-        let (ok, out, err) = chaintrace(&[
-            "keys", "add", "--file", keys_arg, "--name", name, "--scopes", scopes,
-        ]);
-        assert!(ok, "{err}");
-        made.push(out.trim().to_string());
-    }
-    let (ingest, read) = (made[0].clone(), made[1].clone());
+    let ingest = add_key(&keys, "collector", "ingest", "default");
+    let read = add_key(&keys, "agent", "read", "default");
     let server = Server::start(&dir.path().join("data"), &["--keys", keys_arg]);
     let grpc = server.grpc_url();
     let (ok, _, err) = tokio::task::spawn_blocking(move || {

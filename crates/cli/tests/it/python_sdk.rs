@@ -7,17 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{parent_name, span_named, tag, Server, RAG_CHAIN_TREE};
-
-/// The Python of the virtualenv `scripts/test` made and named in `var`.
-fn python(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run the suite with ./scripts/test, \
-             which installs the OpenTelemetry Python SDK into a virtualenv"
-        )
-    })
-}
+use crate::harness::{parent_name, python, span_named, tag, Server, RAG_CHAIN_TREE};
 
 /// The OTLP exporters' Python.
 fn otlp_python() -> String {

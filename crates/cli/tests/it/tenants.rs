@@ -4,23 +4,11 @@
 //! the Jaeger API hold nothing of the other tenant; and it stays so after
 //! a restart.
 
-use std::path::Path;
-
 use prost::Message;
 use serde_json::{json, Value};
 
-use crate::harness::{chaintrace, testdata, Server};
+use crate::harness::{add_key, chaintrace, testdata, RpcStatus, Server};
 use crate::otlp::{hex, request, trace_id};
-
-/// `chaintrace keys add` for `tenant`: the key.
-fn add_key(file: &Path, name: &str, scopes: &str, tenant: &str) -> String {
-    let file = file.to_str().unwrap();
-    let (ok, out, err) = chaintrace(&[
-        "keys", "add", "--file", file, "--name", name, "--scopes", scopes, "--tenant", tenant,
-    ]);
-    assert!(ok, "keys add {name}: {err}");
-    out.trim().to_string()
-}
 
 /// Trace `n`: three spans of `service`, ending a few seconds ago, its root
 /// in session `session`.
@@ -68,13 +56,7 @@ async fn post(url: &str, key: &str, body: Vec<u8>) -> u16 {
 
 /// GET with `key`: status and body text.
 async fn get(server: &Server, path: &str, key: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", server.api))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    server.get_with_key(path, Some(key)).await
 }
 
 /// POST /api/v1/sql with `key`: status and body.
@@ -196,6 +178,7 @@ async fn tenants_never_see_each_other() {
     let a_read = add_key(&file, "a-read", "read", "team-a");
     let b_ingest = add_key(&file, "b-ingest", "ingest", "team-b");
     let b_read = add_key(&file, "b-read", "read", "team-b");
+    let a_admin = add_key(&file, "a-admin", "admin", "team-a");
     let data = dir.path().join("data");
     let flags = ["--keys", file.to_str().unwrap()];
     let server = Server::start(&data, &flags);
@@ -233,6 +216,11 @@ async fn tenants_never_see_each_other() {
 
     sees_only_its_own(&server, &b_read, 32, 31, "svc-bravo", "svc-alpha").await;
     sees_only_its_own(&server, &a_read, 31, 32, "svc-alpha", "svc-bravo").await;
+    // /metrics counts every tenant (and names every key): a tenant's own
+    // admin key may not read it.
+    let (status, body) = get(&server, "/metrics", &a_admin).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("b-read"), "{body}");
     // Each tenant's data is in a directory of its own.
     assert!(data.join("tenants/team-a/wal").is_dir());
     assert!(data.join("tenants/team-b/wal").is_dir());
@@ -305,15 +293,6 @@ async fn jaeger_udp_is_bound_to_a_named_tenant() {
         !ok && err.contains("--jaeger-udp-tenant needs --keys"),
         "{err}"
     );
-}
-
-/// `google.rpc.Status`, what OTLP/HTTP refusals carry.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 /// POSTs trace `n` (three spans, from 2025) with `key`: status,

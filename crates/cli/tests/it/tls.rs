@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{chaintrace, Server};
+use crate::harness::{add_key, chaintrace, last_json_line, python_script, Server};
 
 /// A private CA and a server certificate it signed for 127.0.0.1 and
 /// localhost, made by the `openssl` command (which .ci/run installs), as a
@@ -97,37 +97,20 @@ fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn python() -> String {
-    std::env::var("CHAINTRACE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("CHAINTRACE_TEST_PYTHON is not set: run the suite with ./scripts/test")
-    })
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it/python")
-        .join(name)
+    crate::harness::python("CHAINTRACE_TEST_PYTHON")
 }
 
 /// One HTTPS request from Python trusting `cafile`: its JSON report.
 async fn https(method: &str, url: &str, cafile: &Path, key: &str, form: Option<&str>) -> Value {
     let mut cmd = Command::new(python());
-    cmd.arg(script("https_request.py"))
+    cmd.arg(python_script("https_request.py"))
         .args([method, url])
         .arg(cafile)
         .arg(key);
     if let Some(form) = form {
         cmd.arg(form);
     }
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{method} {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    last_json_line(&format!("{method} {url}"), cmd).await
 }
 
 #[tokio::test]
@@ -136,15 +119,8 @@ async fn the_python_sdk_exports_over_tls_and_plain_http_is_refused() {
     let (server_cert, key, ca) = private_ca(dir.path());
     let keys = dir.path().join("keys.toml");
     let keys_arg = keys.to_str().unwrap();
-    let mut made = Vec::new();
-    for (name, scopes) in [("collector", "ingest"), ("reader", "read")] {
-        let (ok, out, err) = chaintrace(&[
-            "keys", "add", "--file", keys_arg, "--name", name, "--scopes", scopes,
-        ]);
-        assert!(ok, "{err}");
-        made.push(out.trim().to_string());
-    }
-    let (ingest, read) = (&made[0], &made[1]);
+    let ingest = &add_key(&keys, "collector", "ingest", "default");
+    let read = &add_key(&keys, "reader", "read", "default");
     let flags = [
         "--tls-cert",
         server_cert.to_str().unwrap(),
@@ -165,7 +141,7 @@ async fn the_python_sdk_exports_over_tls_and_plain_http_is_refused() {
         ("http", server.otlp_http.clone()),
     ] {
         let mut cmd = Command::new(python());
-        cmd.arg(script("keyed_export.py"))
+        cmd.arg(python_script("keyed_export.py"))
             .args([protocol, &endpoint, "over-tls"])
             .env(
                 "OTEL_EXPORTER_OTLP_HEADERS",
@@ -177,18 +153,7 @@ async fn the_python_sdk_exports_over_tls_and_plain_http_is_refused() {
             // would test its own bundle instead of ours.
             .env_remove("REQUESTS_CA_BUNDLE")
             .env_remove("CURL_CA_BUNDLE");
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{protocol}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let result: Value =
-            serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+        let result = last_json_line(protocol, cmd).await;
         assert_eq!(result["result"], "SUCCESS", "{protocol} over TLS");
         let trace = result["trace_id"].as_str().unwrap();
         let answer = https(
@@ -244,7 +209,9 @@ async fn the_python_sdk_exports_over_tls_and_plain_http_is_refused() {
     assert_eq!(signed["status"], 303, "{signed}");
     let cookie = signed["headers"]["set-cookie"].as_str().unwrap_or_default();
     assert!(
-        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        cookie.starts_with("__Host-chaintrace_session=")
+            && cookie.contains("; Secure")
+            && cookie.contains("HttpOnly"),
         "{cookie}"
     );
 
@@ -258,7 +225,7 @@ async fn the_python_sdk_exports_over_tls_and_plain_http_is_refused() {
         .await;
     assert!(refused.is_err(), "plain HTTP was answered: {refused:?}");
     let mut cmd = Command::new(python());
-    cmd.arg(script("https_request.py"))
+    cmd.arg(python_script("https_request.py"))
         .args(["GET", &format!("{}/api/v1/health", server.api)])
         .arg(dir.path().join("missing-ca.pem"));
     let out = tokio::task::spawn_blocking(move || cmd.output())

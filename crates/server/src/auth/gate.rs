@@ -52,15 +52,21 @@ pub enum Refusal {
     SessionEnded,
     /// A known key without the scope the request needs.
     Scope { key: Arc<str>, need: Scope },
-    /// A state-changing request from a session without its CSRF token.
+    /// A state-changing request from a session without its CSRF token, or
+    /// from another site's page.
     Csrf,
+    /// An admin key of a tenant other than `default` asked for what spans
+    /// every tenant.
+    OperatorOnly { key: Arc<str> },
 }
 
 impl Refusal {
     /// The HTTP status: 401 for who-are-you, 403 for not-allowed.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Scope { .. } | Refusal::Csrf => StatusCode::FORBIDDEN,
+            Refusal::Scope { .. } | Refusal::Csrf | Refusal::OperatorOnly { .. } => {
+                StatusCode::FORBIDDEN
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -72,7 +78,7 @@ impl Refusal {
             Refusal::Malformed => "malformed",
             Refusal::UnknownKey => "unknown_key",
             Refusal::SessionEnded => "session_ended",
-            Refusal::Scope { .. } => "scope",
+            Refusal::Scope { .. } | Refusal::OperatorOnly { .. } => "scope",
             Refusal::Csrf => "csrf",
         }
     }
@@ -99,10 +105,15 @@ impl Refusal {
                 need.name()
             ),
             Refusal::Csrf => {
-                "a request that changes state from a signed-in browser needs the x-csrf-token header \
-                 (the `csrf` of GET /api/v1/whoami)"
+                "a request that changes state must come from this server's own pages, and from a \
+                 signed-in browser needs the x-csrf-token header (the `csrf` of GET /api/v1/whoami)"
                     .to_string()
             }
+            Refusal::OperatorOnly { key } => format!(
+                "the key {key:?} may not read this: it spans every tenant, so it needs an admin key \
+                 of the {:?} tenant",
+                super::keys::DEFAULT_TENANT
+            ),
         }
     }
 }
@@ -313,7 +324,7 @@ impl Auth {
                 session_csrf: None,
             });
         }
-        if let Some(token) = super::login::session_cookie(headers) {
+        if let Some(token) = super::login::session_cookie(headers, self.secure_cookies) {
             let (key_hash, csrf) = self.sessions.get(token).ok_or(Refusal::SessionEnded)?;
             // The key is looked up again on every request: revoking it
             // ends its sessions at once.
@@ -352,7 +363,7 @@ impl Auth {
         log.0 = Some(now);
         drop(log);
         let key = match refusal {
-            Refusal::Scope { key, .. } => Some(key.clone()),
+            Refusal::Scope { key, .. } | Refusal::OperatorOnly { key } => Some(key.clone()),
             _ => None,
         };
         tracing::warn!(
@@ -478,12 +489,51 @@ pub fn protect(router: axum::Router, gate: Gate) -> axum::Router {
     router.layer(axum::middleware::from_fn_with_state(gate, check))
 }
 
+/// Whether a request comes from a page of this server: browsers send
+/// `Origin` with every cross-site request that is not a plain GET, and it
+/// must name the host the request was sent to (the `Host` header, or over
+/// HTTP/2 the `:authority`, which browsers send instead). A request
+/// without `Origin` is not from a browser (or from an old one; SameSite
+/// still guards the cookie); `Origin: null` is refused.
+pub(super) fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, h)| h);
+    host.is_some() && host == origin_host
+}
+
 /// The middleware: lets a request in with its [`Principal`], or refuses it.
 async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
     let need = match gate.policy {
         Policy::Every(scope) => Need::Scope(scope),
         Policy::QueryApi => api_need(request.uri().path()),
     };
+    // On the query API a state change from another site's page is refused
+    // whatever credentials the browser adds on its own (a cookie, or Basic
+    // credentials it remembered): only requests without `Origin` (not
+    // browsers) or from this origin change anything. The receivers take
+    // cross-origin posts: browser SDKs export from their own pages.
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if matches!(gate.policy, Policy::QueryApi)
+        && !safe
+        && !same_origin(request.headers(), request.uri())
+    {
+        gate.auth
+            .count_refusal(&Refusal::Csrf, request.uri().path());
+        return refuse(gate.answer, &Refusal::Csrf, request.headers());
+    }
     if need == Need::Open {
         return next.run(request).await;
     }
@@ -524,6 +574,11 @@ fn allowed(
             key: principal.key,
             need: scope,
         });
+    }
+    // Admin reaches what spans every tenant (`/metrics`): a tenant's own
+    // admin key must not learn the others' key names and figures.
+    if scope == Some(Scope::Admin) && &*principal.tenant != super::keys::DEFAULT_TENANT {
+        return Err(Refusal::OperatorOnly { key: principal.key });
     }
     // A browser sends the cookie with any request to this origin; a state
     // change must also show it was made by our page, which alone can read
@@ -628,6 +683,29 @@ mod tests {
         assert_eq!(api_need("/api/v1/sql"), Need::Scope(Scope::Read));
         assert_eq!(api_need("/api/traces/00ff"), Need::Scope(Scope::Read));
         assert_eq!(api_need("/some/new/route"), Need::Scope(Scope::Read));
+    }
+
+    #[test]
+    fn posts_from_other_origins_are_told_apart() {
+        let uri: axum::http::Uri = "/login".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "127.0.0.1:16686".parse().unwrap());
+        assert!(same_origin(&headers, &uri));
+        headers.insert(header::ORIGIN, "http://127.0.0.1:16686".parse().unwrap());
+        assert!(same_origin(&headers, &uri));
+        headers.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&headers, &uri));
+        headers.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(!same_origin(&headers, &uri));
+        // HTTP/2: no Host header, the authority is in the URI.
+        let h2: axum::http::Uri = "https://trace.example:16686/login".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ORIGIN,
+            "https://trace.example:16686".parse().unwrap(),
+        );
+        assert!(same_origin(&headers, &h2));
+        assert!(!same_origin(&headers, &uri));
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub struct TenantLimits {
 impl TenantRecord {
     fn check(&self, name: &str) -> Result<TenantLimits, String> {
         let at = format!("tenant {name:?}");
-        check_name("tenant", name).map_err(|e| format!("{at}: {e}"))?;
+        check_tenant(name).map_err(|e| format!("{at}: {e}"))?;
         if self.max_spans_per_second == Some(0) {
             return Err(format!("{at}: max_spans_per_second must be above 0"));
         }
@@ -236,7 +236,7 @@ impl KeysFile {
         created: String,
     ) -> Result<String, String> {
         check_name("key name", name)?;
-        check_name("tenant", tenant)?;
+        check_tenant(tenant)?;
         if self.keys.iter().any(|k| k.name == name) {
             return Err(format!(
                 "there is already a key named {name:?}: revoke it first, or choose another name"
@@ -283,6 +283,17 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
             "{what} {name:?} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         ))
     }
+}
+
+/// A tenant name: a [`check_name`] in lower case, since it names a
+/// directory and `Acme` and `acme` would share one on a case-insensitive
+/// file system.
+pub fn check_tenant(name: &str) -> Result<(), String> {
+    check_name("tenant", name)?;
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("tenant {name:?} must be in lower case"));
+    }
+    Ok(())
 }
 
 /// A new key: the prefix and 256 random bits in hex.
@@ -352,7 +363,7 @@ impl KeySet {
         for (i, record) in file.keys.iter().enumerate() {
             let at = format!("key {} ({:?})", i + 1, record.name);
             check_name("key name", &record.name).map_err(|e| format!("{at}: {e}"))?;
-            check_name("tenant", &record.tenant).map_err(|e| format!("{at}: {e}"))?;
+            check_tenant(&record.tenant).map_err(|e| format!("{at}: {e}"))?;
             let hash = record
                 .hash
                 .strip_prefix("sha256:")
@@ -471,8 +482,10 @@ mod tests {
             assert!(check_name("tenant", bad).is_err(), "{bad:?}");
         }
         for good in ["team-a", "a.b_c", "0", "Team.A-1"] {
-            assert!(check_name("tenant", good).is_ok(), "{good:?}");
+            assert!(check_name("key name", good).is_ok(), "{good:?}");
         }
+        assert!(check_tenant("team-a").is_ok());
+        assert!(check_tenant("Team-A").unwrap_err().contains("lower case"));
     }
 
     #[test]

@@ -12,17 +12,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Extension, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 
-use super::gate::{refuse, Answer, Auth, Principal, Refusal};
+use super::gate::{refuse, same_origin, Answer, Auth, Principal, Refusal};
 use super::keys::{key_hash, same_bytes, to_hex, Scope};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "chaintrace_session";
+
+/// Its name under TLS: the `__Host-` prefix makes browsers refuse it unless
+/// it is `Secure`, for this host only and `Path=/`, so that a sibling
+/// subdomain or a plain-HTTP attacker cannot set one ("cookie tossing").
+pub const SECURE_SESSION_COOKIE: &str = "__Host-chaintrace_session";
+
+/// Sessions one key may hold; past it, its own oldest ends. Without it,
+/// one key signing in ten thousand times would sign everyone else out.
+const MAX_SESSIONS_PER_KEY: usize = 20;
 
 /// How long a sign-in lasts.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
@@ -49,6 +58,16 @@ impl Sessions {
         let csrf: Arc<str> = random_hex()?.into();
         let now = Instant::now();
         let mut sessions = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine: Vec<([u8; 32], Instant)> = sessions
+            .iter()
+            .filter(|(_, s)| s.key_hash == key_hash)
+            .map(|(t, s)| (*t, s.ends))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_KEY {
+            if let Some((oldest, _)) = mine.iter().min_by_key(|(_, ends)| *ends) {
+                sessions.remove(oldest);
+            }
+        }
         if sessions.len() >= MAX_SESSIONS {
             sessions.retain(|_, s| s.ends > now);
         }
@@ -90,8 +109,14 @@ fn random_hex() -> Result<String, String> {
     Ok(to_hex(&bytes))
 }
 
-/// The session token in the request's cookies.
-pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The session token in the request's cookies (under TLS, only the
+/// `__Host-` one counts).
+pub(super) fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<&str> {
+    let wanted = if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -99,7 +124,7 @@ pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+            (name == wanted && !value.is_empty()).then_some(value)
         })
 }
 
@@ -112,41 +137,28 @@ pub(super) fn same_token(a: &[u8], b: &[u8]) -> bool {
     same_bytes(&a, &b)
 }
 
-/// `text` percent-encoded for a query string.
+/// `text` percent-encoded for the query string of a redirect (`/` kept,
+/// so that `next=/trace/…` stays readable).
 pub(super) fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::percent::percent_encode(text, b"/")
 }
 
-/// Where to go after signing in: a path on this server, nothing else (no
-/// `//host`, no scheme), so the form cannot send anyone elsewhere.
+/// Where to go after signing in: a path on this server, nothing else. A
+/// browser strips tabs and newlines from URLs and reads `\\` as `/`, so
+/// `/<TAB>/evil.example` or `/\\evil.example` would leave the site: the
+/// path must start with one `/` followed by neither `/` nor `\\`, and hold
+/// no control character, space or backslash at all.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && !p[1..].starts_with(['/', '\\'])
+                && !p.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
-}
-
-/// Whether a form post comes from this server's own page: browsers send
-/// `Origin` on posts; it must name the host the request was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        // Not a browser, or an old one; SameSite still guards the cookie.
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, h)| h);
-    host.is_some() && host == origin_host
 }
 
 /// The sign-in routes, to merge into the query API's router (behind the
@@ -166,10 +178,12 @@ struct SignIn {
 }
 
 fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
-    let secure = if auth.secure_cookies { "; Secure" } else { "" };
-    format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
-    )
+    let (name, secure) = if auth.secure_cookies {
+        (SECURE_SESSION_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, "")
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 fn see_other(location: &str) -> Response {
@@ -182,10 +196,11 @@ fn see_other(location: &str) -> Response {
 
 async fn sign_in(
     State(auth): State<Arc<Auth>>,
+    uri: Uri,
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers, &uri) {
         let refusal = Refusal::Csrf;
         auth.count_refusal(&refusal, "/login");
         return crate::api::error(
@@ -210,6 +225,10 @@ async fn sign_in(
         );
         return see_other(&format!("/login?failed=scope&next={}", form_encode(&next)));
     }
+    // A new sign-in ends the session this browser had, if any.
+    if let Some(old) = session_cookie(&headers, auth.secure_cookies) {
+        auth.sessions.end(old);
+    }
     match auth.sessions.start(hash) {
         Ok((token, _)) => {
             tracing::info!(key = %key.name, tenant = %key.tenant, "signed in to the web UI");
@@ -231,14 +250,15 @@ struct SignOut {
 
 async fn sign_out(
     State(auth): State<Arc<Auth>>,
+    uri: Uri,
     headers: HeaderMap,
     Form(form): Form<SignOut>,
 ) -> Response {
-    let Some(token) = session_cookie(&headers) else {
+    let Some(token) = session_cookie(&headers, auth.secure_cookies) else {
         return see_other("/login");
     };
     if let Some((_, csrf)) = auth.sessions.get(token) {
-        if !same_origin(&headers) || !same_token(form.csrf.as_bytes(), csrf.as_bytes()) {
+        if !same_origin(&headers, &uri) || !same_token(form.csrf.as_bytes(), csrf.as_bytes()) {
             auth.count_refusal(&Refusal::Csrf, "/logout");
             return refuse(Answer::Json, &Refusal::Csrf, &headers);
         }
@@ -280,6 +300,10 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "trace",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/x\\..\\evil",
         ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
@@ -295,8 +319,22 @@ mod tests {
         assert!(sessions.get("not-a-token").is_none());
         sessions.end(&token);
         assert!(sessions.get(&token).is_none());
-        for _ in 0..MAX_SESSIONS + 5 {
+        // One key keeps at most its share; its oldest ends first.
+        let (first, _) = sessions.start([1; 32]).unwrap();
+        for _ in 0..MAX_SESSIONS_PER_KEY + 5 {
             sessions.start([1; 32]).unwrap();
+        }
+        assert_eq!(
+            sessions.by_token.lock().unwrap().len(),
+            MAX_SESSIONS_PER_KEY
+        );
+        assert!(sessions.get(&first).is_none());
+        // Many keys: the whole stays bounded.
+        for i in 0..MAX_SESSIONS + 5 {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            key[31] = 9;
+            sessions.start(key).unwrap();
         }
         assert_eq!(sessions.by_token.lock().unwrap().len(), MAX_SESSIONS);
     }
@@ -308,19 +346,18 @@ mod tests {
             header::COOKIE,
             "a=1; chaintrace_session=abc; b=2".parse().unwrap(),
         );
-        assert_eq!(session_cookie(&headers), Some("abc"));
+        assert_eq!(session_cookie(&headers, false), Some("abc"));
+        assert_eq!(
+            session_cookie(&headers, true),
+            None,
+            "under TLS only __Host- counts"
+        );
+        headers.insert(
+            header::COOKIE,
+            "__Host-chaintrace_session=def".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&headers, true), Some("def"));
         headers.insert(header::COOKIE, "chaintrace_session=".parse().unwrap());
-        assert_eq!(session_cookie(&headers), None);
-    }
-
-    #[test]
-    fn posts_from_other_origins_are_told_apart() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, "127.0.0.1:16686".parse().unwrap());
-        assert!(same_origin(&headers));
-        headers.insert(header::ORIGIN, "http://127.0.0.1:16686".parse().unwrap());
-        assert!(same_origin(&headers));
-        headers.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(!same_origin(&headers));
+        assert_eq!(session_cookie(&headers, false), None);
     }
 }

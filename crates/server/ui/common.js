@@ -196,7 +196,12 @@ async function showSignedIn() {
   a.className = 'topbar-link topbar-user';
   a.href = '/login';
   a.title = `tenant ${who.tenant}; may ${who.scopes.join(', ')}. Sign out here.`;
-  a.textContent = `${who.key} · sign out`;
+  const name = document.createElement('span');
+  name.textContent = who.key;
+  const action = document.createElement('span');
+  action.className = 'topbar-user-action';
+  action.textContent = ' · sign out';
+  a.append(name, action);
   bar.append(a);
 }
 showSignedIn();

@@ -35,6 +35,7 @@ async function showSession() {
   document.getElementById('who-scopes').textContent = who.scopes.join(', ');
   document.getElementById('csrf').value = who.csrf;
   document.getElementById('signed-in').hidden = false;
+  document.querySelector('#sign-in h1').textContent = 'Sign in with another key';
 }
 
 showSession();

@@ -712,6 +712,14 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
         api_routes = api_routes.merge(chaintrace_server::auth::login_routes(auth.clone()));
     }
     let api_routes = guard(api_routes, Policy::QueryApi, Answer::Json);
+    // Without keys everything listens on loopback (check_exposure): the
+    // query API then answers only loopback names, so that a web page using
+    // DNS rebinding cannot read the traces.
+    let api_routes = if args.keys.is_none() && !args.insecure {
+        chaintrace_server::loopback::loopback_only(api_routes)
+    } else {
+        api_routes
+    };
     let mut api = serve(api_listener, api_routes, Protocol::Http);
 
     // Run until asked to stop, or until a listener dies (then stop the others too).

@@ -15,6 +15,7 @@ mod gantt;
 pub mod jaeger;
 mod jaeger_api;
 mod logs;
+pub mod loopback;
 pub mod mcp;
 mod metrics;
 pub mod openapi;

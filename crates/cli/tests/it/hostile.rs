@@ -271,3 +271,34 @@ async fn a_hostile_run_keeps_memory_bounded_and_leaves_the_server_idle() {
     }
     assert!(idle, "the server is still busy a minute after the run");
 }
+
+/// Without keys the server listens on loopback, and its query API answers
+/// only requests addressed to a loopback name: a web page that makes its
+/// own name resolve to 127.0.0.1 (DNS rebinding) reads nothing.
+#[tokio::test]
+async fn a_page_using_dns_rebinding_reads_no_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::harness::Server::start(dir.path(), &[]);
+    let port = server.api.rsplit(':').next().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let ask = |host: String| {
+        client
+            .get(format!("{}/api/v1/traces", server.api))
+            .header("host", host)
+            .send()
+    };
+    let rebound = ask(format!("evil.example:{port}")).await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    let said = rebound.text().await.unwrap();
+    assert!(
+        said.contains("loopback") && said.contains("--keys"),
+        "{said}"
+    );
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(ask(host.clone()).await.unwrap().status(), 200, "{host}");
+    }
+}

@@ -301,4 +301,12 @@ async fn a_page_using_dns_rebinding_reads_no_traces() {
     ] {
         assert_eq!(ask(host.clone()).await.unwrap().status(), 200, "{host}");
     }
+    // Health stays open to any name (probes), and says nothing.
+    let health = client
+        .get(format!("{}/api/v1/health", server.api))
+        .header("host", "probe.internal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }

@@ -496,9 +496,8 @@ pub async fn run(mut args: ServeArgs) -> Result<()> {
     // those that have data are opened now, so their WAL is replayed and
     // their retention runs whether or not anyone asks.
     let tenants = match &auth {
-        Some(_) => {
-            let auth = auth.clone().expect("keys loaded above");
-            let tenants = Arc::new(Tenants::new(tenant_config, store.clone(), auth));
+        Some(auth) => {
+            let tenants = Arc::new(Tenants::new(tenant_config, store.clone(), auth.clone()));
             for name in Tenants::on_disk(&args.data_dir)? {
                 tenants.tenant(&name).await?;
             }

@@ -216,6 +216,59 @@ async fn tenants_never_see_each_other() {
 
     sees_only_its_own(&server, &b_read, 32, 31, "svc-bravo", "svc-alpha").await;
     sees_only_its_own(&server, &a_read, 31, 32, "svc-alpha", "svc-bravo").await;
+    // The MCP tools answer for the key's tenant only.
+    let tool = |key: &str, name: &str, args: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/mcp", server.api))
+            .bearer_auth(key)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": name, "arguments": args}}))
+            .send()
+    };
+    let other: Value = tool(
+        &b_read,
+        "get_trace",
+        json!({"trace_id": hex(&trace_id(31))}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(other["result"]["isError"], true, "{other}");
+    assert!(
+        other["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{other}"
+    );
+    let own: Value = tool(
+        &a_read,
+        "get_trace",
+        json!({"trace_id": hex(&trace_id(31))}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(own["result"]["isError"], false, "{own}");
+    let rows: Value = tool(
+        &b_read,
+        "sql",
+        json!({"query": "SELECT DISTINCT service FROM spans"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let text = rows["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("svc-bravo") && !text.contains("svc-alpha"),
+        "{text}"
+    );
     // /metrics counts every tenant (and names every key): a tenant's own
     // admin key may not read it.
     let (status, body) = get(&server, "/metrics", &a_admin).await;

@@ -59,6 +59,23 @@ async fn get(server: &Server, path: &str, key: &str) -> (u16, String) {
     server.get_with_key(path, Some(key)).await
 }
 
+/// `tools/call` of the MCP server with `key`: the call's result.
+async fn mcp_tool(server: &Server, key: &str, name: &str, args: Value) -> Value {
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": name, "arguments": args}});
+    let reply: Value = reqwest::Client::new()
+        .post(format!("{}/mcp", server.api))
+        .bearer_auth(key)
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["result"].clone()
+}
+
 /// POST /api/v1/sql with `key`: status and body.
 async fn sql(server: &Server, key: &str, query: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
@@ -217,54 +234,21 @@ async fn tenants_never_see_each_other() {
     sees_only_its_own(&server, &b_read, 32, 31, "svc-bravo", "svc-alpha").await;
     sees_only_its_own(&server, &a_read, 31, 32, "svc-alpha", "svc-bravo").await;
     // The MCP tools answer for the key's tenant only.
-    let tool = |key: &str, name: &str, args: Value| {
-        reqwest::Client::new()
-            .post(format!("{}/mcp", server.api))
-            .bearer_auth(key)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                          "params": {"name": name, "arguments": args}}))
-            .send()
-    };
-    let other: Value = tool(
-        &b_read,
-        "get_trace",
-        json!({"trace_id": hex(&trace_id(31))}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(other["result"]["isError"], true, "{other}");
+    let a_trace = json!({"trace_id": hex(&trace_id(31))});
+    let other = mcp_tool(&server, &b_read, "get_trace", a_trace.clone()).await;
+    assert_eq!(other["isError"], true, "{other}");
     assert!(
-        other["result"]["content"][0]["text"]
+        other["content"][0]["text"]
             .as_str()
             .unwrap()
             .contains("404"),
         "{other}"
     );
-    let own: Value = tool(
-        &a_read,
-        "get_trace",
-        json!({"trace_id": hex(&trace_id(31))}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(own["result"]["isError"], false, "{own}");
-    let rows: Value = tool(
-        &b_read,
-        "sql",
-        json!({"query": "SELECT DISTINCT service FROM spans"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let text = rows["result"]["content"][0]["text"].as_str().unwrap();
+    let own = mcp_tool(&server, &a_read, "get_trace", a_trace).await;
+    assert_eq!(own["isError"], false, "{own}");
+    let services = json!({"query": "SELECT DISTINCT service FROM spans"});
+    let rows = mcp_tool(&server, &b_read, "sql", services).await;
+    let text = rows["content"][0]["text"].as_str().unwrap();
     assert!(
         text.contains("svc-bravo") && !text.contains("svc-alpha"),
         "{text}"

@@ -77,15 +77,7 @@ pub async fn sessions(args: SessionsArgs) -> Result<()> {
 
 /// `text` as one URL path segment.
 fn path_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    chaintrace_server::percent::percent_encode(text, b"")
 }
 
 fn n(v: &Value, key: &str) -> u64 {

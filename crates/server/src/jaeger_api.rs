@@ -837,14 +837,7 @@ mod tests {
     }
 
     fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
+        crate::percent::percent_encode(text, b"")
     }
 
     fn envelope(data: Value) -> Value {

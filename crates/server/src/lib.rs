@@ -19,7 +19,7 @@ pub mod loopback;
 pub mod mcp;
 mod metrics;
 pub mod openapi;
-mod percent;
+pub mod percent;
 pub mod range;
 pub mod search;
 mod sessions;

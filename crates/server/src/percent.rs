@@ -4,7 +4,12 @@
 
 /// `text` with every byte but the unreserved ones (and `also_keep`)
 /// percent-encoded.
-pub(crate) fn percent_encode(text: &str, also_keep: &[u8]) -> String {
+///
+/// ```
+/// use chaintrace_server::percent::percent_encode;
+/// assert_eq!(percent_encode("a b/c", b"/"), "a%20b/c");
+/// ```
+pub fn percent_encode(text: &str, also_keep: &[u8]) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_keep.contains(&b) {

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chaintrace_metrics::{Counter, Gauge, Registry};
 
-use super::keys::{key_hash, KeySet, KeysFile, Scope, Scopes};
+use super::keys::{key_hash, KeySet, KeyUsage, KeysFile, Scope, Scopes};
 use super::login::Sessions;
 
 /// Whom a request serves: the key it came with, and that key's tenant.
@@ -37,6 +37,8 @@ pub struct Principal {
     /// The sign-in session's CSRF token, when the request came with the
     /// session cookie rather than a key.
     pub session_csrf: Option<Arc<str>>,
+    /// The key's counters.
+    usage: Arc<KeyUsage>,
 }
 
 /// Why a request was not let in.
@@ -149,8 +151,8 @@ pub struct Auth {
     reload_errors: Counter,
     key_count: Gauge,
     failure_log: Mutex<(Option<Instant>, u64)>,
-    /// Keys used since the server started: each is logged when first used.
-    used: Mutex<std::collections::HashSet<Arc<str>>>,
+    /// Each key's counters by name, kept across reloads of the file.
+    usage: Mutex<std::collections::HashMap<Arc<str>, Arc<KeyUsage>>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -205,27 +207,31 @@ impl Auth {
             ),
             key_count: registry.gauge("chaintrace_auth_keys", "Keys in force.", &[]),
             failure_log: Mutex::new((None, 0)),
-            used: Mutex::new(std::collections::HashSet::new()),
+            usage: Mutex::new(std::collections::HashMap::new()),
         };
         auth.install(set);
         Ok(Arc::new(auth))
     }
 
-    fn install(&self, set: KeySet) {
-        for key in set.keys() {
+    fn install(&self, mut set: KeySet) {
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in set.keys_mut() {
             // Made at zero for every key, so a key never used shows 0.
-            self.uses(&key.name);
+            let counters = usage.entry(key.name.clone()).or_insert_with(|| {
+                Arc::new(KeyUsage {
+                    requests: self.registry.counter(
+                        "chaintrace_auth_requests_total",
+                        "Requests let in, by the name of the key they came with.",
+                        &[("key", &key.name)],
+                    ),
+                    logged: Default::default(),
+                })
+            });
+            key.usage = counters.clone();
         }
+        drop(usage);
         self.key_count.set(set.len() as f64);
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
-    }
-
-    fn uses(&self, key: &str) -> Counter {
-        self.registry.counter(
-            "chaintrace_auth_requests_total",
-            "Requests let in, by the name of the key they came with.",
-            &[("key", key)],
-        )
     }
 
     /// The keys in force now.
@@ -322,6 +328,7 @@ impl Auth {
                 tenant: key.tenant.clone(),
                 scopes: key.scopes,
                 session_csrf: None,
+                usage: key.usage.clone(),
             });
         }
         if let Some(token) = super::login::session_cookie(headers, self.secure_cookies) {
@@ -334,6 +341,7 @@ impl Auth {
                 tenant: key.tenant.clone(),
                 scopes: key.scopes,
                 session_csrf: Some(csrf),
+                usage: key.usage.clone(),
             });
         }
         Err(Refusal::Missing)
@@ -378,12 +386,11 @@ impl Auth {
     /// Counts a request let in under `principal`'s key, and logs the
     /// key's first use since the server started (every use at debug level).
     pub fn count_use(&self, principal: &Principal) {
-        self.uses(&principal.key).inc();
-        let first = self
-            .used
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(principal.key.clone());
+        principal.usage.requests.inc();
+        let first = !principal
+            .usage
+            .logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
         if first {
             tracing::info!(key = %principal.key, tenant = %principal.tenant, "key used for the first time since start");
         } else {

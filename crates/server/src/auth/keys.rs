@@ -311,21 +311,12 @@ pub fn key_hash(key: &str) -> [u8; 32] {
 
 /// Lower-case hex.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(bytes)
 }
 
 fn from_hex_32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -334,6 +325,16 @@ fn from_hex_32(text: &str) -> Option<[u8; 32]> {
 pub(crate) fn same_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
+}
+
+/// What is counted of one key while the server runs: requests let in,
+/// and whether its first use was logged. Kept across reloads of the file,
+/// and reached from the key itself so that counting a request takes no
+/// lock.
+#[derive(Debug, Default)]
+pub struct KeyUsage {
+    pub(crate) requests: chaintrace_metrics::Counter,
+    pub(crate) logged: std::sync::atomic::AtomicBool,
 }
 
 /// One usable key.
@@ -347,6 +348,8 @@ pub struct Key {
     pub scopes: Scopes,
     /// Whom it acts for.
     pub tenant: Arc<str>,
+    /// Its counters (the server's, once it installs the set).
+    pub usage: Arc<KeyUsage>,
 }
 
 /// The keys of a file, checked, ready to compare against.
@@ -384,6 +387,7 @@ impl KeySet {
                 hash,
                 scopes,
                 tenant: record.tenant.as_str().into(),
+                usage: Arc::default(),
             });
         }
         let mut tenants = std::collections::HashMap::new();
@@ -413,6 +417,10 @@ impl KeySet {
     /// Every key.
     pub fn keys(&self) -> &[Key] {
         &self.keys
+    }
+
+    pub(crate) fn keys_mut(&mut self) -> &mut [Key] {
+        &mut self.keys
     }
 
     /// How many keys there are.

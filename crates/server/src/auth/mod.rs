@@ -12,7 +12,7 @@ pub mod login;
 
 pub use gate::{api_need, protect, refuse, Answer, Auth, Gate, Need, Policy, Principal, Refusal};
 pub use keys::{
-    check_name, check_tenant, key_hash, new_key, Key, KeyRecord, KeySet, KeysFile, Scope, Scopes,
-    TenantLimits, TenantRecord, DEFAULT_TENANT, KEY_PREFIX,
+    check_name, check_tenant, key_hash, new_key, Key, KeyRecord, KeySet, KeyUsage, KeysFile, Scope,
+    Scopes, TenantLimits, TenantRecord, DEFAULT_TENANT, KEY_PREFIX,
 };
 pub use login::{login_routes, SECURE_SESSION_COOKIE, SESSION_COOKIE};
